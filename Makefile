@@ -1,0 +1,47 @@
+# The two commands: `make demo` (the whole live fight) and `make test`.
+# Both create .venv and install everything on a fresh machine.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Tests use their own Redis dbs (10: authority, 11: broker, 12: fan-out) and flush them.
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/10
+PYTEST_ARGS ?=
+ARGS ?=
+
+.PHONY: install test test-postgres demo bench browser clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Headless Chromium for the page tests (Debian's package; Playwright's download is blocked).
+browser:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	      || echo "chromium: install failed; browser tests will be skipped"; \
+	  else echo "chromium: not installed and not root; browser tests will be skipped"; fi; }
+
+test: $(STAMP) browser
+	$(BIN)/python scripts/ensure_services.py redis $(TEST_REDIS_URL) --data-dir .services
+	@if [ -n "$$DATABASE_URL" ]; then $(BIN)/python scripts/ensure_services.py postgres "$$DATABASE_URL"; fi
+	REDIS_URL=$(TEST_REDIS_URL) BROKER_URL= CHANNELS_URL= $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-postgres:
+	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(MAKE) test
+
+demo: $(STAMP)
+	$(BIN)/python manage.py migrate --noinput >/dev/null
+	$(BIN)/python manage.py demo $(ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python manage.py bench $(ARGS)
+
+clean:
+	rm -rf $(VENV) .services .demo .test-db.sqlite3 db.sqlite3

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class BossesConfig(AppConfig):
+    name = "bosses"
+    verbose_name = "World bosses"

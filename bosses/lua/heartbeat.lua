@@ -1,0 +1,30 @@
+-- Record a shard session's sign of life and what it still holds unacknowledged.
+-- KEYS: 1 state, 2 seq, 3 settled, 4 floor, 5 hb, 6 held, 7 hbase
+-- ARGV: 1 shard, 2 epoch, 3 pending (local buffer not yet in any delta),
+--       4 in-flight seq (0: none), 5 in-flight amount
+-- Returns {'ok', last_seq, held} or {'fenced', last_seq, detail} or {'no_boss', 0, ''}.
+-- The in-flight delta counts as held only if it was not accepted yet; later accepted
+-- deltas shrink 'held' again (ingest.lua), so a crash saga recovers exactly the damage
+-- the platform knows of and never accepted.
+local function I(n) return string.format('%d', n) end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'no_boss', 0, ''} end
+local shard = ARGV[1]
+local sess = shard .. ':' .. ARGV[2]
+local last = tonumber(redis.call('HGET', KEYS[2], sess) or '0')
+local settled = redis.call('HGET', KEYS[3], sess)
+if settled then return {'fenced', last, settled} end
+local floor = tonumber(redis.call('HGET', KEYS[4], shard) or '0')
+if tonumber(ARGV[2]) < floor then return {'fenced', last, 'retired'} end
+local held = tonumber(ARGV[3])
+local base = last + 1
+local iseq = tonumber(ARGV[4])
+if iseq > last then
+  held = held + tonumber(ARGV[5])
+  base = iseq
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('HSET', KEYS[5], sess, I(now))
+redis.call('HSET', KEYS[6], sess, I(held))
+redis.call('HSET', KEYS[7], sess, I(base))
+return {'ok', last, held}

@@ -1,0 +1,136 @@
+"""Designer configuration and fight history. The live truth is in Redis (bosses/authority.py)."""
+from __future__ import annotations
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+from bosses.limits import MAX_DAMAGE_PER_ATTACK, MAX_HP
+
+
+class BossStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    LIVE = "live", "Live"
+    PAUSED = "paused", "Paused"
+    DEFEATED = "defeated", "Defeated"
+    EXPIRED = "expired", "Expired"
+
+
+class CrashPolicy(models.TextChoices):
+    FAIR = "fair", "Fair: apply a crashed shard's last known buffer"
+    HARSH = "harsh", "Harsh: discard a crashed shard's last known buffer"
+
+
+class BossEncounter(models.Model):
+    """A World Boss as a designer configures it; status mirrors the authority in Redis."""
+
+    name = models.CharField(max_length=120)
+    slug = models.SlugField(max_length=64, unique=True)
+    max_hp = models.BigIntegerField(
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_HP)],
+        help_text=f"Whole hit points, 1 to {MAX_HP:,}.",
+    )
+    status = models.CharField(max_length=16, choices=BossStatus.choices, default=BossStatus.DRAFT)
+    fight = models.PositiveIntegerField(
+        default=1, help_text="Fight number; a reset starts the next one with a clean authority."
+    )
+    tick_interval_ms = models.PositiveIntegerField(
+        default=100,
+        validators=[MinValueValidator(100), MaxValueValidator(10_000)],
+        help_text="Sync tick interval in milliseconds (the beat runs every 100 ms).",
+    )
+    crash_policy = models.CharField(max_length=8, choices=CrashPolicy.choices, default=CrashPolicy.FAIR)
+    heartbeat_interval_ms = models.PositiveIntegerField(
+        default=1_000, validators=[MinValueValidator(100), MaxValueValidator(60_000)]
+    )
+    heartbeat_timeout_ms = models.PositiveIntegerField(
+        default=5_000,
+        validators=[MinValueValidator(300), MaxValueValidator(600_000)],
+        help_text="A shard silent this long is declared crashed and fenced.",
+    )
+    starts_at = models.DateTimeField(null=True, blank=True, help_text="Goes live at this time.")
+    ends_at = models.DateTimeField(null=True, blank=True, help_text="Expires (enrage) at this time.")
+    phases = models.CharField(
+        max_length=400,
+        blank=True,
+        default="75:Enraged, 50:Frenzy, 25:Last stand",
+        help_text='HP-percent thresholds with names, strictly decreasing inside (0, 100), e.g. "75:Enraged, 50:Frenzy".',
+    )
+    min_damage = models.PositiveIntegerField(
+        default=50, validators=[MinValueValidator(1), MaxValueValidator(MAX_DAMAGE_PER_ATTACK)]
+    )
+    max_damage = models.PositiveIntegerField(
+        default=150, validators=[MinValueValidator(1), MaxValueValidator(MAX_DAMAGE_PER_ATTACK)]
+    )
+    attacks_per_second = models.PositiveIntegerField(
+        default=10,
+        validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text="Rate limit per platform-hosted player.",
+    )
+    defeated_at = models.DateTimeField(null=True, blank=True)
+    final_version = models.BigIntegerField(null=True, blank=True)
+    final_hp = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.slug})"
+
+
+class BossEvent(models.Model):
+    """One archived event-log entry (a tick or a status change), copied from the Redis stream."""
+
+    boss = models.ForeignKey(BossEncounter, on_delete=models.CASCADE, related_name="events")
+    fight = models.PositiveIntegerField()
+    version = models.BigIntegerField()
+    kind = models.CharField(max_length=16)
+    status = models.CharField(max_length=16)
+    hp = models.BigIntegerField()
+    applied = models.BigIntegerField(default=0)
+    overkill = models.BigIntegerField(default=0)
+    deltas = models.JSONField(default=dict, blank=True)
+    ts_ms = models.BigIntegerField()
+
+    class Meta:
+        ordering = ["boss", "fight", "version"]
+        constraints = [
+            models.UniqueConstraint(fields=["boss", "fight", "version"], name="uniq_event_version"),
+        ]
+
+
+class SagaKind(models.TextChoices):
+    VICTORY = "victory", "Victory"
+    CRASH = "crash", "Crash"
+
+
+class SagaStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+
+
+class SagaRun(models.Model):
+    """A saga's durable record: its idempotency key, the steps done, amounts and timings."""
+
+    key = models.CharField(max_length=200, unique=True)
+    kind = models.CharField(max_length=16, choices=SagaKind.choices)
+    boss = models.ForeignKey(BossEncounter, on_delete=models.CASCADE, related_name="sagas")
+    fight = models.PositiveIntegerField()
+    shard_key = models.CharField(max_length=64, blank=True)
+    epoch = models.BigIntegerField(null=True, blank=True)
+    policy = models.CharField(max_length=8, blank=True)
+    amount = models.BigIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=SagaStatus.choices, default=SagaStatus.RUNNING)
+    steps = models.JSONField(default=list, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return self.key

@@ -1,0 +1,317 @@
+"""Boss lifecycle, the sync tick, the victory saga (core steps) and event-log archiving.
+
+Admin actions, the dashboard, Celery tasks and commands call these; nothing else writes
+a boss's authority.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone as dt_timezone
+from typing import Any
+
+import redis
+from django.db import transaction
+from django.utils import timezone
+
+from bosses import authority, keys
+from bosses.broadcast import messages_publish
+from bosses.errors import AuthorityUnavailable, InvalidInput, InvalidTransition, UnknownBoss
+from bosses.models import BossEncounter, BossEvent, BossStatus, SagaKind, SagaRun, SagaStatus
+from bosses.validation import parse_phases, phase_thresholds
+from liveops.redis import get_redis
+
+logger = logging.getLogger(__name__)
+
+OPENING_PHASE_NAME = "Opening"
+# An applied tick may come this early relative to the boss's interval: the beat itself
+# fires every SYNC_TICK_INTERVAL_MS, so a 100 ms boss must not skip a 98 ms beat.
+TICK_INTERVAL_SLACK = 0.8
+ARCHIVE_BATCH = 1_000
+# Entries kept in the Redis stream after they were archived (dashboards read the tail).
+LOG_TAIL_KEEP = 500
+
+REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+def _redis():
+    return get_redis()
+
+
+def _set_db_status(boss: BossEncounter, status: str, **fields: Any) -> None:
+    BossEncounter.objects.filter(pk=boss.pk).update(status=status, updated_at=timezone.now(), **fields)
+    boss.status = status
+    for name, value in fields.items():
+        setattr(boss, name, value)
+
+
+def boss_validate_config(*, boss: BossEncounter) -> None:
+    """Cross-field checks of a boss's configuration; :class:`InvalidInput` on the first problem."""
+    parse_phases(boss.phases)
+    if boss.min_damage > boss.max_damage:
+        raise InvalidInput("min damage must not exceed max damage", field="min_damage")
+    if boss.starts_at and boss.ends_at and boss.ends_at <= boss.starts_at:
+        raise InvalidInput("end time must be after start time", field="ends_at")
+    if boss.heartbeat_timeout_ms <= boss.heartbeat_interval_ms:
+        raise InvalidInput("heartbeat timeout must be longer than the heartbeat interval",
+                           field="heartbeat_timeout_ms")
+
+
+def _state_messages(out: authority.TickOutcome | None, state: authority.BossState) -> list[dict]:
+    messages = [state.as_message()]
+    if out is not None and out.phase != out.old_phase:
+        messages.append({"type": "phase", "boss": state.slug, "phase": state.phase_name,
+                         "phase_index": state.phase, "version": state.version, "ts": state.ts_ms})
+    return messages
+
+
+def boss_publish_state(*, boss_id: int, extra: list[dict] | None = None) -> authority.BossState | None:
+    """Read the authority and publish its absolute state (plus ``extra`` events)."""
+    state = authority.read_state(_redis(), boss_id)
+    if state is not None:
+        messages_publish(boss_id=boss_id, messages=[state.as_message(), *(extra or [])])
+    return state
+
+
+def boss_go_live(*, boss: BossEncounter) -> authority.BossState:
+    """Seed the authority from the configuration and start ticking (draft -> live)."""
+    from shards.models import Shard, ShardStatus
+
+    boss_validate_config(boss=boss)
+    if boss.status != BossStatus.DRAFT:
+        raise InvalidTransition(f"{boss.slug} is {boss.status}; only a draft boss can go live "
+                                "(use resume for a paused one, reset for an ended one)")
+    floors = {s.key: s.current_epoch + 1
+              for s in Shard.objects.filter(status=ShardStatus.RETIRED).only("key", "current_epoch")}
+    thresholds = phase_thresholds(parse_phases(boss.phases), boss.max_hp)
+    try:
+        out = authority.run(_redis(), authority.seed_call(
+            boss_id=boss.pk, max_hp=boss.max_hp, phases=thresholds, opening=OPENING_PHASE_NAME,
+            fight=boss.fight, slug=boss.slug,
+            min_tick_ms=int(boss.tick_interval_ms * TICK_INTERVAL_SLACK), floors=floors))
+        if out.code == "exists" and out.status != BossStatus.LIVE:
+            raise InvalidTransition(f"{boss.slug} already has an authority with status {out.status}; "
+                                    "reset it first")
+        _redis().sadd(keys.LIVE_BOSSES, boss.pk)
+    except REDIS_DOWN as exc:
+        raise AuthorityUnavailable(f"Redis is unreachable: {exc}") from exc
+    _set_db_status(boss, BossStatus.LIVE)
+    state = boss_publish_state(boss_id=boss.pk)
+    assert state is not None
+    return state
+
+
+def _transition(boss: BossEncounter, *, to: str, allowed_from: tuple[str, ...], verb: str) -> authority.BossState:
+    try:
+        out = authority.run(_redis(), authority.transition_call(boss_id=boss.pk, to=to,
+                                                                allowed_from=allowed_from))
+    except REDIS_DOWN as exc:
+        raise AuthorityUnavailable(f"Redis is unreachable: {exc}") from exc
+    if out.code == "no_boss":
+        raise InvalidTransition(f"cannot {verb} {boss.slug}: it has no live authority (status {boss.status})")
+    if out.code == "refused":
+        raise InvalidTransition(f"cannot {verb} {boss.slug}: it is {out.status}")
+    _set_db_status(boss, to)
+    extra = [{"type": to, "boss": boss.slug, "version": out.version}] if to == BossStatus.EXPIRED else []
+    state = boss_publish_state(boss_id=boss.pk, extra=extra)
+    assert state is not None
+    return state
+
+
+def boss_pause(*, boss: BossEncounter) -> authority.BossState:
+    """Freeze HP: deltas are refused and buffers wait until resume (live -> paused)."""
+    return _transition(boss, to=BossStatus.PAUSED, allowed_from=(BossStatus.LIVE,), verb="pause")
+
+
+def boss_resume(*, boss: BossEncounter) -> authority.BossState:
+    """Accept and apply damage again (paused -> live)."""
+    return _transition(boss, to=BossStatus.LIVE, allowed_from=(BossStatus.PAUSED,), verb="resume")
+
+
+def boss_end(*, boss: BossEncounter) -> authority.BossState:
+    """End the fight undefeated (live/paused -> expired); the boss enrages and leaves."""
+    state = _transition(boss, to=BossStatus.EXPIRED, allowed_from=(BossStatus.LIVE, BossStatus.PAUSED),
+                        verb="end")
+    _redis().srem(keys.LIVE_BOSSES, boss.pk)
+    return state
+
+
+def boss_reset(*, boss: BossEncounter) -> BossEncounter:
+    """Start the next fight: drop the authority and make the boss a draft again (not while live)."""
+    state = authority.read_state(_redis(), boss.pk)
+    current = state.status if state else boss.status
+    if current == BossStatus.LIVE:
+        raise InvalidTransition(f"cannot reset {boss.slug} while it is live; pause or end it first")
+    with transaction.atomic():
+        _redis().delete(*keys.BossKeys(boss.pk).all())
+        _redis().srem(keys.LIVE_BOSSES, boss.pk)
+        _set_db_status(boss, BossStatus.DRAFT, fight=boss.fight + 1, defeated_at=None,
+                       final_version=None, final_hp=None)
+    return boss
+
+
+# --- the sync tick -----------------------------------------------------------------
+
+
+def boss_tick(*, boss_id: int, force: bool = False) -> authority.TickOutcome:
+    """Drain and apply one boss's buffers; publish the new state; start the victory saga on death.
+
+    Safe to re-run at any point: the Lua step is atomic and drains what it applies, and the
+    follow-up (broadcast, saga enqueue) is idempotent and repeated while the boss is defeated
+    but still in the live set.
+    """
+    r = _redis()
+    out = authority.run(r, authority.tick_call(boss_id=boss_id, force=force))
+    if out.code == "applied":
+        state = authority.read_state(r, boss_id)
+        if state is not None and state.version == out.version:
+            messages_publish(boss_id=boss_id, messages=_state_messages(out, state))
+        elif state is not None:  # a newer change already landed; publish the newest truth
+            messages_publish(boss_id=boss_id, messages=[state.as_message()])
+    if out.code == "no_boss" or out.status in (BossStatus.DEFEATED, BossStatus.EXPIRED):
+        if out.status == BossStatus.DEFEATED:
+            victory_enqueue(boss_id=boss_id)
+        r.srem(keys.LIVE_BOSSES, boss_id)
+    return out
+
+
+def boss_tick_all() -> dict[int, authority.TickOutcome]:
+    """One sync tick over every live boss (the beat entry, every SYNC_TICK_INTERVAL_MS)."""
+    r = _redis()
+    now_ms = int(time.time() * 1000)
+    pipe = r.pipeline(transaction=False)
+    pipe.lpush(keys.TICK_TIMES, now_ms)
+    pipe.ltrim(keys.TICK_TIMES, 0, keys.TICK_TIMES_KEEP - 1)
+    pipe.smembers(keys.LIVE_BOSSES)
+    ids = pipe.execute()[2]
+    results = {}
+    for boss_id in sorted(int(i) for i in ids):
+        try:
+            results[boss_id] = boss_tick(boss_id=boss_id)
+        except REDIS_DOWN:
+            raise
+        except Exception:  # one broken boss must not stop the others' ticks
+            logger.exception("tick of boss %s failed", boss_id)
+    return results
+
+
+# --- victory saga (core steps; see docs/sagas.md) --------------------------------------
+
+
+def victory_enqueue(*, boss_id: int) -> None:
+    """Enqueue the victory saga; the saga's own record makes a repeated enqueue harmless."""
+    from bosses.tasks import victory_saga
+
+    fight = int(_redis().hget(keys.BossKeys(boss_id).state, "fight") or 0)
+    victory_saga.apply_async(kwargs={"boss_id": boss_id, "fight": fight},
+                             task_id=f"victory-{boss_id}-{fight}")
+
+
+def _step(saga: SagaRun, name: str, **detail: Any) -> None:
+    saga.steps = [*saga.steps, {"step": name, "at": timezone.now().isoformat(), **detail}]
+    saga.save(update_fields=["steps"])
+
+
+def _done(saga: SagaRun, name: str) -> bool:
+    return any(s.get("step") == name for s in saga.steps)
+
+
+def boss_victory_run(*, boss_id: int, fight: int) -> SagaRun:
+    """Run (or resume) the victory saga of ``fight``: exactly once per fight."""
+    try:
+        boss = BossEncounter.objects.get(pk=boss_id)
+    except BossEncounter.DoesNotExist:
+        raise UnknownBoss(f"no boss with id {boss_id}") from None
+    saga, _ = SagaRun.objects.get_or_create(
+        key=f"victory:{boss_id}:{fight}",
+        defaults={"kind": SagaKind.VICTORY, "boss": boss, "fight": fight},
+    )
+    if saga.status == SagaStatus.COMPLETED:
+        return saga
+    SagaRun.objects.filter(pk=saga.pk).update(attempts=saga.attempts + 1)
+    state = authority.read_state(_redis(), boss_id)
+    if state is None or state.status != BossStatus.DEFEATED:
+        raise InvalidTransition(f"victory saga for {boss.slug}: the boss is not defeated")
+    if not _done(saga, "persist_final_state"):
+        defeated_ms = int(_redis().hget(keys.BossKeys(boss_id).state, "defeated_ms") or state.ts_ms)
+        _set_db_status(boss, BossStatus.DEFEATED, final_hp=state.hp, final_version=state.version,
+                       defeated_at=datetime.fromtimestamp(defeated_ms / 1000, tz=dt_timezone.utc))
+        _step(saga, "persist_final_state", hp=state.hp, version=state.version)
+    if not _done(saga, "announce"):
+        messages_publish(boss_id=boss_id, messages=[
+            state.as_message(),
+            {"type": "defeated", "boss": boss.slug, "version": state.version, "ts": state.ts_ms},
+        ])
+        _step(saga, "announce")
+    SagaRun.objects.filter(pk=saga.pk).update(status=SagaStatus.COMPLETED, finished_at=timezone.now())
+    saga.refresh_from_db()
+    return saga
+
+
+# --- event log archive ---------------------------------------------------------------
+
+
+def event_log_archive(*, boss: BossEncounter) -> int:
+    """Copy new event-log entries of the current fight to SQL (idempotent); returns how many.
+
+    The unique (boss, fight, version) constraint makes a re-run or a concurrent run harmless;
+    the stream is trimmed only below what SQL already holds, keeping a tail for dashboards.
+    """
+    r = _redis()
+    log_key = keys.BossKeys(boss.pk).log
+    last = (BossEvent.objects.filter(boss=boss, fight=boss.fight)
+            .order_by("-version").values_list("version", flat=True).first()) or 0
+    copied = 0
+    while True:
+        entries = r.xrange(log_key, min=f"{last + 1}-0", count=ARCHIVE_BATCH)
+        if not entries:
+            break
+        rows = [BossEvent(boss=boss, fight=boss.fight, version=int(f["v"]), kind=f["kind"],
+                          status=f["status"], hp=int(f["hp"]), applied=int(f["applied"]),
+                          overkill=int(f["overkill"]), deltas=_json(f["d"]), ts_ms=int(f["ts"]))
+                for _, f in entries]
+        BossEvent.objects.bulk_create(rows, ignore_conflicts=True)
+        copied += len(rows)
+        last = rows[-1].version
+    if last > LOG_TAIL_KEEP:
+        r.xtrim(log_key, minid=f"{last - LOG_TAIL_KEEP}-0", approximate=False)
+    return copied
+
+
+def _json(text: str) -> dict:
+    import json
+
+    return json.loads(text) if text else {}
+
+
+def event_log_archive_all() -> int:
+    """Archive the logs of every boss that has (or had) an authority this fight."""
+    total = 0
+    for boss in BossEncounter.objects.exclude(status=BossStatus.DRAFT):
+        total += event_log_archive(boss=boss)
+    return total
+
+
+# --- schedule --------------------------------------------------------------------------
+
+
+def boss_schedules_apply(*, now: datetime | None = None) -> list[str]:
+    """Go live at ``starts_at``; expire (enrage) at ``ends_at``. Returns what it did."""
+    now = now or timezone.now()
+    done: list[str] = []
+    for boss in BossEncounter.objects.filter(status=BossStatus.DRAFT, starts_at__lte=now):
+        if boss.ends_at and boss.ends_at <= now:
+            continue  # its window has passed; starting it would only expire it again
+        try:
+            boss_go_live(boss=boss)
+            done.append(f"{boss.slug}: live")
+        except (InvalidTransition, InvalidInput) as exc:
+            logger.warning("scheduled start of %s refused: %s", boss.slug, exc)
+    for boss in BossEncounter.objects.filter(status__in=[BossStatus.LIVE, BossStatus.PAUSED],
+                                             ends_at__lte=now):
+        try:
+            boss_end(boss=boss)
+            done.append(f"{boss.slug}: expired")
+        except InvalidTransition as exc:  # defeated in the meantime: the saga owns it
+            logger.info("scheduled end of %s skipped: %s", boss.slug, exc)
+    return done

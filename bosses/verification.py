@@ -1,0 +1,118 @@
+"""``verify_boss``: every invariant of DESIGN.md, checked against one atomic snapshot."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+from bosses import authority
+from bosses.models import BossEncounter, BossStatus, SagaKind, SagaRun, SagaStatus
+from bosses.selectors import boss_archived_events, boss_ledger
+
+
+@dataclass
+class VerifyReport:
+    """The ledger figures and the problems found (``ok`` when there are none)."""
+
+    boss: str
+    accepted: int = 0
+    applied: int = 0
+    overkill: int = 0
+    buffered: int = 0
+    discarded: int = 0
+    recovered: int = 0
+    hp: int = 0
+    max_hp: int = 0
+    version: int = 0
+    replay_hp: int = 0
+    status: str = ""
+    events: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "ok": self.ok}
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_dict(), indent=2)
+
+
+def boss_verify(*, boss: BossEncounter) -> VerifyReport:
+    """Check the ledger equation, hp = max_hp - applied, the log replay and versions."""
+    report = VerifyReport(boss=boss.slug, max_hp=boss.max_hp, status=boss.status)
+    ledger = boss_ledger(boss_id=boss.pk)
+    archived = boss_archived_events(boss=boss)
+    if not ledger.state:
+        if archived or boss.status not in (BossStatus.DRAFT,):
+            report.problems.append(f"no authority in Redis for a {boss.status} boss "
+                                   f"({len(archived)} archived events)")
+        report.hp = report.replay_hp = boss.max_hp
+        return report
+
+    n = ledger.number
+    report.accepted, report.applied, report.overkill = n("accepted"), n("applied"), n("overkill")
+    report.discarded, report.recovered = n("discarded"), n("recovered")
+    report.hp, report.max_hp, report.version = n("hp"), n("max_hp"), n("version")
+    report.status = ledger.state.get("status", "")
+    report.buffered = sum(ledger.buffers.values())
+    p = report.problems
+
+    if report.accepted != report.applied + report.overkill + report.buffered:
+        p.append(f"ledger: accepted {report.accepted} != applied {report.applied} + overkill "
+                 f"{report.overkill} + buffered {report.buffered}")
+    if report.hp != report.max_hp - report.applied:
+        p.append(f"hp {report.hp} != max_hp {report.max_hp} - applied {report.applied}")
+    if not 0 <= report.hp <= report.max_hp:
+        p.append(f"hp {report.hp} outside [0, {report.max_hp}]")
+    if report.max_hp != boss.max_hp:
+        p.append(f"authority max_hp {report.max_hp} != configured {boss.max_hp}")
+    if report.overkill and report.hp != 0:
+        p.append(f"overkill {report.overkill} recorded while hp is {report.hp}")
+    if any(v < 0 for v in ledger.buffers.values()):
+        p.append("a buffer is negative")
+
+    settled = [authority.parse_settlement(v) for v in ledger.settled.values()]
+    fair = sum(a for pol, a in settled if pol == "fair")
+    harsh = sum(a for pol, a in settled if pol == "harsh")
+    if fair != report.recovered:
+        p.append(f"recovered {report.recovered} != fair settlements {fair}")
+    if harsh != report.discarded:
+        p.append(f"discarded {report.discarded} != harsh settlements {harsh}")
+    sagas = SagaRun.objects.filter(boss=boss, fight=boss.fight, kind=SagaKind.CRASH,
+                                   status=SagaStatus.COMPLETED)
+    for pol, total in (("fair", fair), ("harsh", harsh)):
+        recorded = sum(s.amount for s in sagas if s.policy == pol)
+        if sagas and recorded != total:
+            p.append(f"{pol} crash sagas record {recorded} != {pol} settlements {total}")
+
+    # Replay: the archived log and the live tail, merged by version, must agree.
+    entries: dict[int, tuple[int, int, int, dict]] = {}
+    for ev in archived:
+        entries[ev.version] = (ev.hp, ev.applied, ev.overkill, ev.deltas)
+    for _, f in ledger.log:
+        v = int(f["v"])
+        row = (int(f["hp"]), int(f["applied"]), int(f["overkill"]), json.loads(f["d"] or "{}"))
+        if v in entries and entries[v][:3] != row[:3]:
+            p.append(f"event {v}: archived and live entries differ")
+        entries[v] = row
+    report.events = len(entries)
+    versions = sorted(entries)
+    if versions != list(range(1, report.version + 1)):
+        missing = sorted(set(range(1, report.version + 1)) - set(versions))[:5]
+        p.append(f"event log versions are not 1..{report.version} (missing e.g. {missing})")
+    hp = report.max_hp
+    for v in versions:
+        ev_hp, applied, overkill, deltas = entries[v]
+        if sum(int(x) for x in deltas.values()) != applied + overkill:
+            p.append(f"event {v}: per-shard deltas sum to {sum(deltas.values())}, "
+                     f"not applied + overkill {applied + overkill}")
+        hp -= applied
+        if hp != ev_hp:
+            p.append(f"event {v}: replayed hp {hp} != logged hp {ev_hp}")
+            break
+    report.replay_hp = hp
+    if report.replay_hp != report.hp:
+        p.append(f"replay of the event log gives hp {report.replay_hp}, authority has {report.hp}")
+    return report

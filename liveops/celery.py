@@ -1,0 +1,62 @@
+"""Celery app and beat schedule.
+
+Queues: ``ticks`` (the ~100 ms sync tick; latency-critical, never behind slow work) and
+``sagas`` (victory, crash detection, archiving). Every periodic entry has ``expires`` so a
+backlog after an outage is dropped, not piled up: a tick drains everything, so the next
+one catches up.
+"""
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "liveops.settings")
+
+app = Celery("liveops")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+TICK_QUEUE = "ticks"
+SAGA_QUEUE = "sagas"
+
+
+def _build_beat_schedule() -> dict:
+    from django.conf import settings
+
+    tick_s = settings.SYNC_TICK_INTERVAL_MS / 1000
+    archive_s = settings.ARCHIVE_INTERVAL_MS / 1000
+    crash_s = settings.CRASH_SCAN_INTERVAL_MS / 1000
+    return {
+        "sync-tick": {
+            "task": "bosses.tick_live_bosses",
+            "schedule": timedelta(seconds=tick_s),
+            # A tick older than 5 intervals is useless: the next one drains it all.
+            "options": {"queue": TICK_QUEUE, "expires": max(tick_s * 5, 0.5)},
+        },
+        "archive-event-log": {
+            "task": "bosses.archive_event_logs",
+            "schedule": timedelta(seconds=archive_s),
+            "options": {"queue": SAGA_QUEUE, "expires": archive_s * 2},
+        },
+        "scan-crashed-shards": {
+            "task": "shards.scan_crashed_shards",
+            "schedule": timedelta(seconds=crash_s),
+            "options": {"queue": SAGA_QUEUE, "expires": crash_s * 2},
+        },
+        "apply-schedules": {
+            "task": "bosses.apply_schedules",
+            "schedule": timedelta(seconds=1),
+            "options": {"queue": SAGA_QUEUE, "expires": 2},
+        },
+    }
+
+
+app.conf.task_default_queue = SAGA_QUEUE
+app.conf.task_routes = {
+    "bosses.tick_live_bosses": {"queue": TICK_QUEUE},
+    "bosses.*": {"queue": SAGA_QUEUE},
+    "shards.*": {"queue": SAGA_QUEUE},
+}
+app.conf.beat_schedule = _build_beat_schedule() if os.environ.get("DJANGO_SETTINGS_MODULE") else {}

@@ -1,0 +1,2 @@
+"""WebSocket routes (consumers live in bosses/ and shards/)."""
+websocket_urlpatterns: list = []

@@ -1,0 +1,38 @@
+"""Shards: game servers (or platform-hosted gateways) that buffer damage and push deltas."""
+from __future__ import annotations
+
+from django.core.validators import RegexValidator
+from django.db import models
+
+SHARD_KEY_RE = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
+
+class ShardStatus(models.TextChoices):
+    ONLINE = "online", "Online"
+    CRASHED = "crashed", "Crashed"
+    RETIRED = "retired", "Retired"
+
+
+class Shard(models.Model):
+    """A shard's identity. Its token is stored only as a SHA-256 hash (tokens are random)."""
+
+    key = models.CharField(
+        max_length=64,
+        unique=True,
+        validators=[RegexValidator(SHARD_KEY_RE, "Lowercase letters, digits, '-' and '_' (max 64).")],
+    )
+    name = models.CharField(max_length=120)
+    region = models.CharField(max_length=32, blank=True, default="")
+    status = models.CharField(max_length=16, choices=ShardStatus.choices, default=ShardStatus.ONLINE)
+    current_epoch = models.BigIntegerField(
+        default=0, help_text="Last epoch handed out; each (re)connection gets the next one."
+    )
+    token_hash = models.CharField(max_length=64, blank=True, editable=False)
+    token_rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return self.key

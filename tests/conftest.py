@@ -1,0 +1,96 @@
+"""Shared fixtures: a real Redis (flushed per test), bosses, shard sessions, real processes."""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import redis
+from django.conf import settings
+
+from tests.support import processes
+
+# Tests flush their Redis dbs: never let them near db 0-7 (a developer's demo or prod data).
+MIN_FLUSHABLE_DB = 8
+_counter = itertools.count(1)
+
+
+def _flush(url: str) -> None:
+    client = redis.Redis.from_url(url)
+    db = int(client.connection_pool.connection_kwargs.get("db", 0))
+    if db < MIN_FLUSHABLE_DB:
+        pytest.exit(f"refusing to flush {url}: tests need REDIS_URL on db >= {MIN_FLUSHABLE_DB} "
+                    "(make test sets redis://127.0.0.1:6379/10)", returncode=2)
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture(autouse=True)
+def clean_redis():
+    """Every test starts with empty authority, broker and fan-out dbs."""
+    for url in {settings.REDIS_URL, settings.BROKER_URL, settings.CHANNELS_URL}:
+        _flush(url)
+    from liveops.redis import reset_clients
+    from shards import services
+
+    reset_clients()
+    services._known_epochs.clear()
+    yield
+
+
+@pytest.fixture
+def r():
+    """The authority's sync client."""
+    from liveops.redis import get_redis
+
+    return get_redis()
+
+
+@pytest.fixture
+def make_boss(db):
+    """Create a draft boss; keyword arguments override the defaults."""
+    from bosses.models import BossEncounter
+
+    def make(**fields):
+        n = next(_counter)
+        values = {"name": f"Boss {n}", "slug": f"boss-{n}", "max_hp": 1_000_000, "phases": "75:Enraged, 50:Frenzy, 25:Last stand"}
+        values.update(fields)
+        return BossEncounter.objects.create(**values)
+
+    return make
+
+
+@pytest.fixture
+def live_boss(make_boss):
+    """A boss that went live through the service (authority seeded)."""
+    from bosses.services import boss_go_live
+
+    boss = make_boss()
+    boss_go_live(boss=boss)
+    return boss
+
+
+@pytest.fixture
+def make_session(db):
+    """Create a shard (token discarded) and open a session: ``make_session("eu-1")``."""
+    from shards.models import Shard
+    from shards.services import shard_create, shard_session_open
+
+    def make(key: str | None = None):
+        key = key or f"shard-{next(_counter)}"
+        shard = Shard.objects.filter(key=key).first() or shard_create(key=key, name=key)[0]
+        return shard_session_open(shard=shard)
+
+    return make
+
+
+@pytest.fixture
+def celery_stack(transactional_db):
+    """A real Celery worker and beat (subprocesses) on the test broker and database."""
+    procs = []
+    try:
+        procs.append(processes.start_worker())
+        procs.append(processes.start_beat())
+        yield procs
+    finally:
+        for proc in reversed(procs):
+            proc.stop()

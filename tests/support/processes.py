@@ -1,0 +1,107 @@
+"""Real processes for tests: Celery worker and beat, an ASGI server. Always cleaned up."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_database_url() -> str:
+    """A DATABASE_URL for the test database, so subprocesses see what the test wrote."""
+    s = connection.settings_dict
+    if s["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{s['NAME']}"
+    auth = s["USER"] + (f":{s['PASSWORD']}" if s.get("PASSWORD") else "")
+    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment of a child process: same Redis dbs and test database as this test."""
+    env = dict(os.environ)
+    env.update(DJANGO_SETTINGS_MODULE="liveops.settings", REDIS_URL=settings.REDIS_URL,
+               BROKER_URL=settings.BROKER_URL, CHANNELS_URL=settings.CHANNELS_URL,
+               DATABASE_URL=test_database_url(), PYTHONUNBUFFERED="1")
+    env.update(extra)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Proc:
+    """A child process with its output in a temp file; ``stop()`` kills its process group."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str]):
+        self.name = name
+        self.log = tempfile.NamedTemporaryFile(prefix=f"{name}-", suffix=".log", delete=False)
+        self.popen = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def output(self) -> str:
+        return Path(self.log.name).read_text(errors="replace")
+
+    def wait_for_output(self, needle: str, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if needle in self.output():
+                return
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"{self.name} exited {self.popen.returncode}:\n{self.output()[-3000:]}")
+            time.sleep(0.05)
+        raise TimeoutError(f"{self.name}: no {needle!r} after {timeout_s}s:\n{self.output()[-3000:]}")
+
+    def signal(self, sig: int) -> None:
+        try:
+            os.killpg(self.popen.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def kill9(self) -> None:
+        self.signal(signal.SIGKILL)
+        self.popen.wait(timeout=10)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        if self.popen.poll() is None:
+            self.signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+        self.signal(signal.SIGKILL)  # stragglers of the group (pool children)
+
+
+def start_worker(*, queues: str = "ticks,sagas", concurrency: int = 4, **env: str) -> Proc:
+    """A real Celery worker (thread pool) on the test broker; returns once it is ready."""
+    proc = Proc("worker", [sys.executable, "-m", "celery", "-A", "liveops", "worker", "-Q", queues,
+                           "--pool", "threads", "--concurrency", str(concurrency), "--loglevel", "INFO",
+                           "--without-gossip", "--without-mingle", "--without-heartbeat"],
+                subprocess_env(**env))
+    proc.wait_for_output("ready.")
+    return proc
+
+
+def start_beat(**env: str) -> Proc:
+    """A real Celery beat with the project's schedule (the ~100 ms sync tick)."""
+    schedule = tempfile.NamedTemporaryFile(prefix="beat-", delete=False).name
+    os.unlink(schedule)
+    proc = Proc("beat", [sys.executable, "-m", "celery", "-A", "liveops", "beat", "--loglevel", "INFO",
+                         "-s", schedule], subprocess_env(**env))
+    proc.wait_for_output("beat: Starting")
+    return proc
