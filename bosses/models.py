@@ -134,3 +134,55 @@ class SagaRun(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class ContributionKind(models.TextChoices):
+    SHARD = "shard", "Shard"
+    PLAYER = "player", "Player"
+
+
+class Contribution(models.Model):
+    """Accepted damage of one shard or one player in a won fight (written by the victory saga).
+
+    ``rank`` orders the fight's contributors of the same kind (1 = most damage; ties by name),
+    so the top-N leaderboard is ``kind=player, rank <= N``.
+    """
+
+    boss = models.ForeignKey(BossEncounter, on_delete=models.CASCADE, related_name="contributions")
+    fight = models.PositiveIntegerField()
+    kind = models.CharField(max_length=8, choices=ContributionKind.choices)
+    name = models.CharField(max_length=64)
+    damage = models.BigIntegerField()
+    rank = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["boss", "fight", "kind", "rank"]
+        constraints = [
+            models.UniqueConstraint(fields=["boss", "fight", "kind", "name"], name="uniq_contribution"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name}: {self.damage}"
+
+
+class RewardGrant(models.Model):
+    """The one reward of one player for one won fight; the unique constraint makes it idempotent."""
+
+    boss = models.ForeignKey(BossEncounter, on_delete=models.CASCADE, related_name="rewards")
+    fight = models.PositiveIntegerField()
+    player = models.CharField(max_length=64)
+    tier = models.CharField(max_length=16)
+    rank = models.PositiveIntegerField()
+    damage = models.BigIntegerField()
+    saga = models.ForeignKey(SagaRun, on_delete=models.SET_NULL, null=True, blank=True,
+                             related_name="rewards")
+    granted_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["boss", "fight", "rank"]
+        constraints = [
+            models.UniqueConstraint(fields=["boss", "fight", "player"], name="uniq_reward_per_player"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.player}: {self.tier} ({self.boss_id}/{self.fight})"

@@ -30,6 +30,9 @@ TICK_INTERVAL_SLACK = 0.8
 ARCHIVE_BATCH = 1_000
 # Entries kept in the Redis stream after they were archived (dashboards read the tail).
 LOG_TAIL_KEEP = 500
+# A defeated boss still in the live set this long after its death tick means that tick
+# crashed between the Lua step and enqueuing the victory saga: enqueue it again.
+VICTORY_RECOVERY_AFTER_MS = 2_000
 
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
@@ -168,11 +171,26 @@ def boss_tick(*, boss_id: int, force: bool = False) -> authority.TickOutcome:
             messages_publish(boss_id=boss_id, messages=_state_messages(out, state))
         elif state is not None:  # a newer change already landed; publish the newest truth
             messages_publish(boss_id=boss_id, messages=[state.as_message()])
-    if out.code == "no_boss" or out.status in (BossStatus.DEFEATED, BossStatus.EXPIRED):
-        if out.status == BossStatus.DEFEATED:
+    if out.defeated:
+        # Only the tick that applied the death enqueues the saga (enqueue, then leave the set,
+        # so a crash in between is caught by the recovery branch below).
+        victory_enqueue(boss_id=boss_id)
+        r.srem(keys.LIVE_BOSSES, boss_id)
+    elif out.status == BossStatus.DEFEATED:
+        if r.sismember(keys.LIVE_BOSSES, boss_id) and _death_left_behind(r, boss_id):
             victory_enqueue(boss_id=boss_id)
+            r.srem(keys.LIVE_BOSSES, boss_id)
+    elif out.code == "no_boss" or out.status == BossStatus.EXPIRED:
         r.srem(keys.LIVE_BOSSES, boss_id)
     return out
+
+
+def _death_left_behind(r, boss_id: int) -> bool:
+    """True when the boss died long enough ago that the death tick must have crashed
+    before finishing its follow-up (a concurrent tick must not enqueue a second saga)."""
+    defeated_ms = int(r.hget(keys.BossKeys(boss_id).state, "defeated_ms") or 0)
+    now_s, now_us = r.time()
+    return (now_s * 1000 + now_us // 1000) - defeated_ms > VICTORY_RECOVERY_AFTER_MS
 
 
 def boss_tick_all() -> dict[int, authority.TickOutcome]:

@@ -1,0 +1,296 @@
+"""Reads for the operator dashboard: per-shard health, DPS, tick lag, sagas and events.
+
+Everything here only reads. Redis figures come from one pipelined round trip per boss
+(the hashes of bosses/keys.py), "now" is Redis TIME (the clock every script stamps with),
+so ages never mix two machines' clocks.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from bosses import authority, keys
+from bosses.models import BossEncounter, SagaRun
+from liveops.redis import get_redis
+
+# DPS is the damage applied by ticks that landed in this trailing window.
+DPS_WINDOW_MS = 5_000
+# A shard whose freshest heartbeat is older than this many heartbeat intervals is "late"
+# (still inside its timeout, so not fenced yet): the operator sees trouble coming.
+LATE_AFTER_INTERVALS = 2
+EVENTS_KEEP = 20
+SAGAS_KEEP = 10
+HP_SERIES_KEEP = 600  # one minute of 10 Hz ticks for the HP-over-time chart
+TICK_SAMPLE = 100  # recent beat ticks used for the interval percentiles
+RECOVERED_SUFFIX = "#recovered"
+
+
+class ShardHealth:
+    """Health of one shard on one boss, as the dashboard colours it."""
+
+    OK = "ok"  # a fresh heartbeat or delta
+    LATE = "late"  # silent past LATE_AFTER_INTERVALS heartbeats, not yet timed out
+    CRASHED = "crashed"  # every session fenced by a crash saga (or marked crashed)
+    RETIRED = "retired"
+    IDLE = "idle"  # never spoke to this boss
+
+
+@dataclass
+class SessionRow:
+    """One (shard, epoch) session of a boss."""
+
+    epoch: int
+    last_seq: int = 0
+    buffered: int = 0
+    recovered_pending: int = 0
+    held: int = 0
+    heartbeat_age_ms: int | None = None
+    settled: str = ""  # "<policy>:<amount>" once fenced
+
+
+@dataclass
+class ShardRow:
+    """One row of the per-shard table."""
+
+    key: str
+    name: str
+    region: str
+    status: str  # the shard's own status in SQL (online / crashed / retired)
+    health: str
+    buffered: int = 0
+    held: int = 0
+    contribution: int = 0
+    heartbeat_age_ms: int | None = None
+    epoch: int | None = None  # the newest session's epoch
+    last_seq: int = 0  # ... and its last accepted seq
+    sessions: list[SessionRow] = field(default_factory=list)
+
+
+def _now_ms(client) -> int:
+    seconds, micros = client.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+def _shard_health(*, row: ShardRow, heartbeat_interval_ms: int) -> str:
+    if row.status == "retired":
+        return ShardHealth.RETIRED
+    if not row.sessions:
+        return ShardHealth.CRASHED if row.status == "crashed" else ShardHealth.IDLE
+    open_sessions = [s for s in row.sessions if not s.settled]
+    if not open_sessions:
+        return ShardHealth.CRASHED
+    ages = [s.heartbeat_age_ms for s in open_sessions if s.heartbeat_age_ms is not None]
+    if ages and min(ages) > heartbeat_interval_ms * LATE_AFTER_INTERVALS:
+        return ShardHealth.LATE
+    return ShardHealth.OK
+
+
+def ops_shard_rows(*, boss: BossEncounter, raw: dict[str, dict[str, str]] | None = None,
+                   now_ms: int | None = None) -> list[ShardRow]:
+    """Per-shard buffer, held, contribution, heartbeat age, last seq and health of ``boss``.
+
+    ``raw`` (the boss's hashes, as :func:`_read_hashes` returns them) and ``now_ms`` let a
+    caller that already read them avoid a second round trip.
+    """
+    from shards.models import Shard
+
+    client = get_redis()
+    if raw is None or now_ms is None:
+        raw, now_ms = _read_hashes(client, boss.pk)
+    sessions: dict[str, dict[int, SessionRow]] = {}
+
+    def session(sess: str) -> SessionRow | None:
+        shard_key, _, epoch = sess.partition(":")
+        if not epoch.isdigit():
+            return None
+        return sessions.setdefault(shard_key, {}).setdefault(int(epoch), SessionRow(epoch=int(epoch)))
+
+    for sess, value in raw["buf"].items():
+        base, recovered, _ = sess.partition(RECOVERED_SUFFIX)
+        row = session(base)
+        if row is not None:
+            if recovered:
+                row.recovered_pending += int(value)
+            else:
+                row.buffered += int(value)
+    for sess, value in raw["seq"].items():
+        if (row := session(sess)) is not None:
+            row.last_seq = int(value)
+    for sess, value in raw["held"].items():
+        if (row := session(sess)) is not None:
+            row.held = int(value)
+    for sess, value in raw["hb"].items():
+        if (row := session(sess)) is not None:
+            row.heartbeat_age_ms = max(0, now_ms - int(value))
+    for sess, value in raw["settled"].items():
+        if (row := session(sess)) is not None:
+            row.settled = value
+
+    known = {s.key: s for s in Shard.objects.all()}
+    rows: list[ShardRow] = []
+    for key in sorted(set(known) | set(sessions) | set(raw["contrib"])):
+        shard = known.get(key)
+        by_epoch = sessions.get(key, {})
+        ordered = [by_epoch[e] for e in sorted(by_epoch, reverse=True)]
+        row = ShardRow(key=key, name=shard.name if shard else key, region=shard.region if shard else "",
+                       status=shard.status if shard else "unknown", health=ShardHealth.IDLE,
+                       sessions=ordered, contribution=int(raw["contrib"].get(key, 0)))
+        row.buffered = sum(s.buffered + s.recovered_pending for s in ordered)
+        row.held = sum(s.held for s in ordered if not s.settled)
+        ages = [s.heartbeat_age_ms for s in ordered if s.heartbeat_age_ms is not None and not s.settled]
+        row.heartbeat_age_ms = min(ages) if ages else None
+        if ordered:
+            row.epoch, row.last_seq = ordered[0].epoch, ordered[0].last_seq
+        if shard is None and not ordered and not row.contribution:
+            continue
+        row.health = _shard_health(row=row, heartbeat_interval_ms=boss.heartbeat_interval_ms)
+        rows.append(row)
+    return rows
+
+
+def _read_hashes(client, boss_id: int) -> tuple[dict[str, dict[str, str]], int]:
+    k = keys.BossKeys(boss_id)
+    names = ("buf", "seq", "held", "hb", "settled", "contrib")
+    pipe = client.pipeline(transaction=True)
+    for name in names:
+        pipe.hgetall(getattr(k, name))
+    pipe.time()
+    *values, (seconds, micros) = pipe.execute()
+    return dict(zip(names, values)), int(seconds) * 1000 + int(micros) // 1000
+
+
+def _log_entry(entry_id: str, f: dict[str, str]) -> dict[str, Any]:
+    try:
+        deltas = json.loads(f.get("d") or "{}")
+    except ValueError:
+        deltas = {}
+    return {"version": int(f["v"]), "kind": f.get("kind", ""), "status": f.get("status", ""),
+            "hp": int(f["hp"]), "applied": int(f.get("applied", 0)), "overkill": int(f.get("overkill", 0)),
+            "deltas": deltas, "ts": int(f["ts"])}
+
+
+def ops_log_tail(*, boss_id: int, count: int = EVENTS_KEEP) -> list[dict[str, Any]]:
+    """The newest ``count`` event-log entries (ticks and status changes), newest first."""
+    entries = get_redis().xrevrange(keys.BossKeys(boss_id).log, count=count)
+    return [_log_entry(i, f) for i, f in entries]
+
+
+def ops_hp_series(*, boss_id: int, count: int = HP_SERIES_KEEP) -> list[list[int]]:
+    """``[[ts_ms, hp, version], ...]`` oldest first, from the event-log tail (for the chart)."""
+    return [[e["ts"], e["hp"], e["version"]] for e in reversed(ops_log_tail(boss_id=boss_id, count=count))]
+
+
+def ops_dps(*, entries: list[dict[str, Any]], now_ms: int, window_ms: int = DPS_WINDOW_MS) -> dict[str, Any]:
+    """Damage per second applied by the ticks within ``window_ms`` before ``now_ms``."""
+    applied = sum(e["applied"] for e in entries if e["kind"] == "tick" and e["ts"] > now_ms - window_ms)
+    return {"window_ms": window_ms, "applied": applied, "dps": round(applied * 1000 / window_ms, 1)}
+
+
+def _percentile(values: list[int], q: float) -> int | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def ops_tick_lag(*, state: dict[str, str], tick_times_ms: list[int], now_ms: int) -> dict[str, Any]:
+    """How far behind the sync loop is.
+
+    ``beat_age_ms``: since the newest sync tick started (the loop's heartbeat; with a 100 ms
+    beat anything past a few hundred ms means the beat or the tick worker is stuck).
+    ``apply_age_ms``: since the boss's last applied tick (grows while nobody hits; normal).
+    ``interval_p50_ms``/``interval_p99_ms``: spacing of the recent beat ticks.
+    """
+    newest_first = [int(t) for t in tick_times_ms]
+    gaps = [a - b for a, b in zip(newest_first, newest_first[1:])]
+    last_tick = int(state.get("last_tick_ms") or 0)
+    return {
+        "beat_age_ms": max(0, now_ms - newest_first[0]) if newest_first else None,
+        "apply_age_ms": max(0, now_ms - last_tick) if last_tick else None,
+        "interval_p50_ms": _percentile(gaps, 0.5),
+        "interval_p99_ms": _percentile(gaps, 0.99),
+        "samples": len(gaps),
+    }
+
+
+def _saga_row(s: SagaRun) -> dict[str, Any]:
+    return {"key": s.key, "kind": s.kind, "status": s.status, "shard": s.shard_key, "epoch": s.epoch,
+            "policy": s.policy, "amount": s.amount, "attempts": s.attempts,
+            "steps": [st.get("step", "") for st in s.steps],
+            "started_at": s.started_at.isoformat() if s.started_at else None,
+            "finished_at": s.finished_at.isoformat() if s.finished_at else None}
+
+
+def ops_latest_sagas(*, boss: BossEncounter, count: int = SAGAS_KEEP) -> list[dict[str, Any]]:
+    """The newest sagas (victory and crash) of the boss's current fight."""
+    return [_saga_row(s) for s in SagaRun.objects.filter(boss=boss, fight=boss.fight).order_by("-started_at", "-pk")[:count]]
+
+
+def _number(state: dict[str, str], name: str) -> int:
+    return int(state.get(name) or 0)
+
+
+def ops_state_message(*, boss: BossEncounter, state: dict[str, str]) -> dict[str, Any]:
+    """The protocol's ``state`` message from a raw state hash (or the SQL record when absent)."""
+    if state:
+        parsed = authority.parse_state([state.get(f) for f in authority.STATE_FIELDS])
+        if parsed is not None:
+            return parsed.as_message()
+    hp = boss.final_hp if boss.final_hp is not None else boss.max_hp
+    return {"type": "state", "boss": boss.slug, "hp": hp, "max_hp": boss.max_hp,
+            "version": boss.final_version or 0, "status": boss.status, "phase": "", "phase_index": 0,
+            "ts": None}
+
+
+def ops_snapshot(*, boss: BossEncounter, with_series: bool = False) -> dict[str, Any]:
+    """The ``ops`` message of ``/ws/ops/bosses/<slug>/``: everything the dashboard shows.
+
+    ``with_series`` adds the HP-over-time series (sent once on connect; later points come
+    from the state messages themselves).
+    """
+    client = get_redis()
+    k = keys.BossKeys(boss.pk)
+    raw, now_ms = _read_hashes(client, boss.pk)
+    pipe = client.pipeline(transaction=False)
+    pipe.hgetall(k.state)
+    pipe.lrange(keys.TICK_TIMES, 0, TICK_SAMPLE)
+    pipe.xrevrange(k.log, count=max(EVENTS_KEEP, HP_SERIES_KEEP if with_series else 0, 200))
+    state, ticks, log = pipe.execute()
+    entries = [_log_entry(i, f) for i, f in log]
+    shards = ops_shard_rows(boss=boss, raw=raw, now_ms=now_ms)
+    message: dict[str, Any] = {
+        "type": "ops",
+        "boss": boss.slug,
+        "name": boss.name,
+        "server_ms": now_ms,
+        "state": ops_state_message(boss=boss, state=state),
+        "ledger": {name: _number(state, name) for name in
+                   ("accepted", "applied", "overkill", "recovered", "discarded")},
+        "buffered": sum(int(v) for v in raw["buf"].values()),
+        "dps": ops_dps(entries=entries, now_ms=now_ms),
+        "tick": ops_tick_lag(state=state, tick_times_ms=[int(t) for t in ticks], now_ms=now_ms),
+        "shards": [asdict(r) for r in shards],
+        "health": {h: sum(1 for r in shards if r.health == h) for h in
+                   (ShardHealth.OK, ShardHealth.LATE, ShardHealth.CRASHED, ShardHealth.IDLE, ShardHealth.RETIRED)},
+        "events": entries[:EVENTS_KEEP],
+        "sagas": ops_latest_sagas(boss=boss),
+        "config": {"tick_interval_ms": boss.tick_interval_ms, "heartbeat_interval_ms": boss.heartbeat_interval_ms,
+                   "heartbeat_timeout_ms": boss.heartbeat_timeout_ms, "crash_policy": boss.crash_policy},
+    }
+    if with_series:
+        message["series"] = [[e["ts"], e["hp"], e["version"]] for e in reversed(entries[:HP_SERIES_KEEP])]
+    return message
+
+
+def ops_overview() -> list[dict[str, Any]]:
+    """Every boss with its live state (for ``/ops/``), one pipelined read for all of them."""
+    bosses = list(BossEncounter.objects.all())
+    if not bosses:
+        return []
+    pipe = get_redis().pipeline(transaction=False)
+    for boss in bosses:
+        pipe.hgetall(keys.BossKeys(boss.pk).state)
+    states = pipe.execute()
+    return [{"boss": boss, "state": ops_state_message(boss=boss, state=state), "has_authority": bool(state)}
+            for boss, state in zip(bosses, states)]
