@@ -225,45 +225,11 @@ def victory_enqueue(*, boss_id: int) -> None:
                              task_id=f"victory-{boss_id}-{fight}")
 
 
-def _step(saga: SagaRun, name: str, **detail: Any) -> None:
-    saga.steps = [*saga.steps, {"step": name, "at": timezone.now().isoformat(), **detail}]
-    saga.save(update_fields=["steps"])
-
-
-def _done(saga: SagaRun, name: str) -> bool:
-    return any(s.get("step") == name for s in saga.steps)
-
-
 def boss_victory_run(*, boss_id: int, fight: int) -> SagaRun:
-    """Run (or resume) the victory saga of ``fight``: exactly once per fight."""
-    try:
-        boss = BossEncounter.objects.get(pk=boss_id)
-    except BossEncounter.DoesNotExist:
-        raise UnknownBoss(f"no boss with id {boss_id}") from None
-    saga, _ = SagaRun.objects.get_or_create(
-        key=f"victory:{boss_id}:{fight}",
-        defaults={"kind": SagaKind.VICTORY, "boss": boss, "fight": fight},
-    )
-    if saga.status == SagaStatus.COMPLETED:
-        return saga
-    SagaRun.objects.filter(pk=saga.pk).update(attempts=saga.attempts + 1)
-    state = authority.read_state(_redis(), boss_id)
-    if state is None or state.status != BossStatus.DEFEATED:
-        raise InvalidTransition(f"victory saga for {boss.slug}: the boss is not defeated")
-    if not _done(saga, "persist_final_state"):
-        defeated_ms = int(_redis().hget(keys.BossKeys(boss_id).state, "defeated_ms") or state.ts_ms)
-        _set_db_status(boss, BossStatus.DEFEATED, final_hp=state.hp, final_version=state.version,
-                       defeated_at=datetime.fromtimestamp(defeated_ms / 1000, tz=dt_timezone.utc))
-        _step(saga, "persist_final_state", hp=state.hp, version=state.version)
-    if not _done(saga, "announce"):
-        messages_publish(boss_id=boss_id, messages=[
-            state.as_message(),
-            {"type": "defeated", "boss": boss.slug, "version": state.version, "ts": state.ts_ms},
-        ])
-        _step(saga, "announce")
-    SagaRun.objects.filter(pk=saga.pk).update(status=SagaStatus.COMPLETED, finished_at=timezone.now())
-    saga.refresh_from_db()
-    return saga
+    """Run (or resume) the victory saga of ``fight`` (see :mod:`bosses.sagas`)."""
+    from bosses.sagas import boss_victory_run as run
+
+    return run(boss_id=boss_id, fight=fight)
 
 
 # --- event log archive ---------------------------------------------------------------

@@ -35,3 +35,11 @@ def apply_schedules() -> None:
     from bosses.services import boss_schedules_apply
 
     boss_schedules_apply()
+
+
+@shared_task(name="bosses.resume_sagas", ignore_result=True)
+def resume_sagas() -> None:
+    """Re-enqueue victory sagas whose worker died mid-run (bosses.sagas.victory_sagas_resume)."""
+    from bosses.sagas import victory_sagas_resume
+
+    victory_sagas_resume()

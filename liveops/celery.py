@@ -45,6 +45,11 @@ def _build_beat_schedule() -> dict:
             "schedule": timedelta(seconds=crash_s),
             "options": {"queue": SAGA_QUEUE, "expires": crash_s * 2},
         },
+        "resume-sagas": {
+            "task": "bosses.resume_sagas",
+            "schedule": timedelta(seconds=settings.SAGA_RESUME_INTERVAL_MS / 1000),
+            "options": {"queue": SAGA_QUEUE, "expires": settings.SAGA_RESUME_INTERVAL_MS / 1000 * 2},
+        },
         "apply-schedules": {
             "task": "bosses.apply_schedules",
             "schedule": timedelta(seconds=1),

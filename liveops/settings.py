@@ -134,6 +134,10 @@ CELERY_BEAT_MAX_LOOP_INTERVAL = 0.05
 SYNC_TICK_INTERVAL_MS = int(os.environ.get("SYNC_TICK_INTERVAL_MS", "100"))
 ARCHIVE_INTERVAL_MS = int(os.environ.get("ARCHIVE_INTERVAL_MS", "2000"))
 CRASH_SCAN_INTERVAL_MS = int(os.environ.get("CRASH_SCAN_INTERVAL_MS", "500"))
+# Victory sagas: a running saga without progress for SAGA_STALE_MS is re-enqueued (its worker
+# died); the sweep runs every SAGA_RESUME_INTERVAL_MS (bosses/sagas.py, docs/sagas.md).
+SAGA_STALE_MS = int(os.environ.get("SAGA_STALE_MS", "5000"))
+SAGA_RESUME_INTERVAL_MS = int(os.environ.get("SAGA_RESUME_INTERVAL_MS", "2000"))
 
 LOGGING = {
     "version": 1,
