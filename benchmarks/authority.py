@@ -518,7 +518,7 @@ async def lock_storm(*, redis_url: str, pg_url: str | None, boss_id: int, second
         ("PostgreSQL", lambda: peer_postgres(pg_url, seconds)),
         ("per-hit Lua", lambda: peer_lua(redis_url, seconds)),
     ):
-        progress(f"lock storm: {label} ({seconds:.0f}s, {WRITERS} writers)")
+        progress(f"lock storm: {label} ({seconds:g} s, {WRITERS} writers)")
         results.append(await make())
     return results
 
