@@ -1,8 +1,12 @@
-"""WebSocket routes (consumers live in bosses/ and shards/)."""
-from django.urls import path
+"""WebSocket routes (consumers live in bosses/ and shards/; protocol in docs/protocol.md)."""
+from django.urls import path, re_path
 
+from bosses.consumers import BossStateConsumer
 from bosses.ops_consumers import OpsBossConsumer
+from shards.consumers import ShardGatewayConsumer
 
 websocket_urlpatterns: list = [
     path("ws/ops/bosses/<slug:slug>/", OpsBossConsumer.as_asgi()),
+    re_path(r"^ws/bosses/(?P<slug>[^/]{1,200})/$", BossStateConsumer.as_asgi()),
+    re_path(r"^ws/shards/(?P<shard>[^/]{1,200})/$", ShardGatewayConsumer.as_asgi()),
 ]

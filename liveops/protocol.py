@@ -1,0 +1,76 @@
+"""Wire protocol constants shared by every WebSocket consumer (see docs/protocol.md).
+
+One place for the protocol version, frame limits, close codes and the error frame, so the
+boss state consumer, the shard gateway, the ops consumer and the SDK agree.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from bosses.errors import InvalidInput, LiveOpsError
+
+PROTOCOL_VERSION = 1
+
+# A client frame larger than this is refused (uvicorn also enforces it with
+# --ws-max-size, so a 1 MiB frame never even reaches a consumer in production).
+MAX_FRAME_BYTES = 64 * 1024
+
+# Close codes (4000-4999 are reserved for applications by RFC 6455).
+CLOSE_NORMAL = 1000
+CLOSE_TOO_LARGE = 1009          # RFC 6455 "message too big" (also what uvicorn sends)
+CLOSE_MALFORMED = 4400          # too many malformed frames (each one also got an error frame)
+CLOSE_UNAUTHORIZED = 4401       # missing/wrong/rotated token, or auth timeout
+CLOSE_FORBIDDEN = 4403          # authenticated but not allowed (retired shard, not staff)
+CLOSE_UNKNOWN_BOSS = 4404       # /ws/bosses/<slug>/ with an unknown slug; unknown shard
+CLOSE_RATE_LIMITED = 4429       # repeated abuse past the rate limit
+
+# Errors that only exist on the wire (the core's errors are in bosses/errors.py).
+
+
+class MalformedFrame(InvalidInput):
+    """Not JSON, binary, not an object, or a field of the wrong type."""
+
+    code = "malformed"
+
+
+class UnknownType(InvalidInput):
+    """A frame whose ``type`` this endpoint does not handle."""
+
+    code = "unknown_type"
+
+
+class FrameTooLarge(InvalidInput):
+    code = "too_large"
+
+
+def encode(message: dict[str, Any]) -> str:
+    """Compact JSON, the wire form of every message (same as bosses.broadcast.encode)."""
+    return json.dumps(message, separators=(",", ":"))
+
+
+def error_frame(err: LiveOpsError, **context: Any) -> str:
+    """``{"type": "error", "code", "detail", ...extra, ...context}`` as wire text."""
+    body: dict[str, Any] = {"type": "error", "code": err.code, "detail": err.detail}
+    for key, value in {**err.extra, **context}.items():
+        if key not in body and value is not None:
+            body[key] = value
+    return encode(body)
+
+
+def parse_frame(text: str | None, data: bytes | None) -> dict[str, Any]:
+    """Decode one client frame into a dict with a string ``type`` or raise a typed error."""
+    if text is None:
+        raise MalformedFrame("binary frames are not part of the protocol; send JSON text")
+    if len(text) > MAX_FRAME_BYTES:
+        raise FrameTooLarge(f"frame of {len(text)} characters exceeds {MAX_FRAME_BYTES} bytes")
+    try:
+        frame = json.loads(text)
+    except ValueError:
+        raise MalformedFrame("frame is not valid JSON") from None
+    if not isinstance(frame, dict):
+        raise MalformedFrame(f"frame must be a JSON object, got {type(frame).__name__}")
+    kind = frame.get("type")
+    if not isinstance(kind, str):
+        raise MalformedFrame("frame needs a string 'type'")
+    return frame
