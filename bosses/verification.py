@@ -86,6 +86,7 @@ def boss_verify(*, boss: BossEncounter) -> VerifyReport:
         recorded = sum(s.amount for s in sagas if s.policy == pol)
         if sagas and recorded != total:
             p.append(f"{pol} crash sagas record {recorded} != {pol} settlements {total}")
+    p.extend(_settlements_vs_sagas(boss, ledger.settled))
 
     # Replay: the archived log and the live tail, merged by version, must agree.
     entries: dict[int, tuple[int, int, int, dict]] = {}
@@ -116,3 +117,24 @@ def boss_verify(*, boss: BossEncounter) -> VerifyReport:
     if report.replay_hp != report.hp:
         p.append(f"replay of the event log gives hp {report.replay_hp}, authority has {report.hp}")
     return report
+
+
+def _settlements_vs_sagas(boss: BossEncounter, settled: dict[str, str]) -> list[str]:
+    """Each settled session has one completed crash saga recording the same policy and amount,
+    and each completed crash saga has its settlement in Redis."""
+    problems = []
+    sagas = {f"{s.shard_key}:{s.epoch}": s
+             for s in SagaRun.objects.filter(boss=boss, fight=boss.fight, kind=SagaKind.CRASH)}
+    for sess, record in sorted(settled.items()):
+        saga = sagas.get(sess)
+        if saga is None:
+            problems.append(f"settlement {sess}={record} has no crash saga record")
+        elif saga.status != SagaStatus.COMPLETED:
+            problems.append(f"crash saga {saga.key} is {saga.status} (settlement {record})")
+        elif (saga.policy, saga.amount) != authority.parse_settlement(record):
+            problems.append(f"crash saga {saga.key} records {saga.policy}:{saga.amount} "
+                            f"!= settlement {record}")
+    for sess, saga in sorted(sagas.items()):
+        if saga.status == SagaStatus.COMPLETED and sess not in settled:
+            problems.append(f"crash saga {saga.key} is completed but {sess} has no settlement")
+    return problems

@@ -11,6 +11,7 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Mapping
 
 import redis
@@ -251,39 +252,62 @@ def session_fence(*, boss: BossEncounter, shard_key: str, epoch: int, reason: st
                   silent_ms: int | None = None) -> SagaRun:
     """Fence one session and settle its held damage under the boss's policy (a crash saga).
 
-    Idempotent: the saga key is (boss, fight, session), and the Lua step returns the first
-    settlement on a re-run, so a retried saga neither re-applies nor re-discards.
+    Steps (recorded on the saga with times): ``fence`` (fence.lua retires the epoch and, in
+    the same atomic step, settles the held damage: *fair* adds it to the buffer for the next
+    tick, *harsh* adds it to ``discarded``), ``recovered``/``discarded`` (the amount),
+    ``mark_shard`` (the shard row turns ``crashed`` when none of its sessions is left).
+    Idempotent: the saga key is (boss, fight, session) and fence.lua returns the first
+    settlement on a re-run, so a saga retried after a crash anywhere neither re-applies nor
+    re-discards; :func:`crashed_sessions_scan` resumes one left ``running``.
     """
     started = time.monotonic()
     saga, _ = SagaRun.objects.get_or_create(
         key=f"crash:{boss.pk}:{boss.fight}:{shard_key}:{epoch}",
         defaults={"kind": SagaKind.CRASH, "boss": boss, "fight": boss.fight, "shard_key": shard_key,
-                  "epoch": epoch, "policy": boss.crash_policy, "detail": {"reason": reason}},
+                  "epoch": epoch, "policy": boss.crash_policy,
+                  "detail": {"reason": reason, "silent_ms": silent_ms,
+                             "detected_at": timezone.now().isoformat()}},
     )
     if saga.status == SagaStatus.COMPLETED:
         return saga
-    out = authority.run(get_redis(), authority.fence_call(boss_id=boss.pk, shard_key=shard_key,
-                                                           epoch=epoch, policy=saga.policy))
-    steps = [{"step": "fence", "outcome": out.code, "last_seq": out.last_seq},
+    r = get_redis()
+    out = authority.run(r, authority.fence_call(boss_id=boss.pk, shard_key=shard_key, epoch=epoch,
+                                                policy=saga.policy))
+    fenced_at = timezone.now().isoformat()
+    fence_ms = round((time.monotonic() - started) * 1000, 2)
+    # The shard is crashed when no session of it is left unfenced on this boss.
+    k = keys.BossKeys(boss.pk)
+    alive = [s for s in r.hkeys(k.hb) if s.startswith(f"{shard_key}:") and not r.hexists(k.settled, s)]
+    marked = False
+    if not alive and saga.detail.get("reason", reason) == "crashed":
+        marked = bool(Shard.objects.filter(key=shard_key, current_epoch=epoch)
+                      .exclude(status=ShardStatus.RETIRED).update(status=ShardStatus.CRASHED))
+    steps = [{"step": "fence", "outcome": out.code, "last_seq": out.last_seq, "at": fenced_at,
+              "ms": fence_ms},
              {"step": "recovered" if out.policy == CrashPolicy.FAIR else "discarded",
-              "amount": out.amount}]
-    detail = {**saga.detail, "silent_ms": silent_ms, "elapsed_ms": round((time.monotonic() - started) * 1000, 2)}
+              "amount": out.amount, "at": fenced_at},
+             {"step": "mark_shard", "crashed": marked, "other_sessions": len(alive),
+              "at": timezone.now().isoformat()}]
+    detail = {**saga.detail, "last_seq": out.last_seq,
+              "elapsed_ms": round((time.monotonic() - started) * 1000, 2)}
     SagaRun.objects.filter(pk=saga.pk).update(status=SagaStatus.COMPLETED, amount=out.amount,
                                               policy=out.policy or saga.policy, steps=steps,
                                               detail=detail, attempts=F("attempts") + 1,
                                               finished_at=timezone.now())
-    # The shard is crashed when no session of it is left unfenced on this boss.
-    k = keys.BossKeys(boss.pk)
-    r = get_redis()
-    alive = [s for s in r.hkeys(k.hb) if s.startswith(f"{shard_key}:") and not r.hexists(k.settled, s)]
-    if not alive and reason == "crashed":
-        Shard.objects.filter(key=shard_key, current_epoch=epoch).update(status=ShardStatus.CRASHED)
     saga.refresh_from_db()
     return saga
 
 
+# A crash saga still 'running' this long after it started lost its process: the scan resumes it.
+CRASH_SAGA_RESUME_AFTER_MS = 2_000
+
+
 def crashed_sessions_scan() -> list[SagaRun]:
-    """Fence every session silent past its boss's heartbeat timeout (periodic, ~500 ms)."""
+    """Fence every session silent past its boss's heartbeat timeout (periodic, ~500 ms).
+
+    A sign of life is a heartbeat or an accepted delta (both stamp ``hb`` with Redis TIME).
+    Crash sagas left ``running`` by a dead process are finished here too.
+    """
     r = get_redis()
     ids = [int(i) for i in r.smembers(keys.LIVE_BOSSES)]
     sagas: list[SagaRun] = []
@@ -303,4 +327,10 @@ def crashed_sessions_scan() -> list[SagaRun]:
                 continue
             shard_key, _, epoch = sess.partition(":")
             sagas.append(session_fence(boss=boss, shard_key=shard_key, epoch=int(epoch), silent_ms=silent))
+    stale = timezone.now() - timedelta(milliseconds=CRASH_SAGA_RESUME_AFTER_MS)
+    for saga in SagaRun.objects.filter(kind=SagaKind.CRASH, status=SagaStatus.RUNNING,
+                                       boss_id__in=ids, started_at__lt=stale).select_related("boss"):
+        if saga.fight == saga.boss.fight:
+            sagas.append(session_fence(boss=saga.boss, shard_key=saga.shard_key, epoch=saga.epoch,
+                                       reason=saga.detail.get("reason", "crashed")))
     return sagas

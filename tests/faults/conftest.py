@@ -1,0 +1,71 @@
+"""Helpers of the fault tests: real worker + beat with fast scans, a shard process, polling."""
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+
+import pytest
+
+from tests.support import processes
+
+FAST = {"CRASH_SCAN_INTERVAL_MS": "200", "SAGA_RESUME_INTERVAL_MS": "500"}
+
+
+def wait_until(predicate, timeout_s: float = 15.0, interval_s: float = 0.05, what: str = "condition"):
+    """Poll ``predicate`` until it returns a truthy value; fail with ``what`` after the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+class ShardProcess(processes.Proc):
+    """tests/faults/shard_proc.py as a real process; ``lines(word)`` parses what it printed."""
+
+    def __init__(self, *args: str, **env: str):
+        super().__init__("shard", [sys.executable, "-m", "tests.faults.shard_proc", *args],
+                         processes.subprocess_env(**env))
+
+    def lines(self, word: str) -> list[dict]:
+        return [json.loads(line.split(" ", 1)[1]) for line in self.output().splitlines()
+                if line.startswith(word + " ")]
+
+    def wait_line(self, word: str, timeout_s: float = 20.0) -> dict:
+        self.wait_for_output(word + " ", timeout_s)
+        return self.lines(word)[-1]
+
+    def pause(self) -> None:
+        self.signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.signal(signal.SIGCONT)
+
+
+@pytest.fixture
+def stack(transactional_db):
+    """A real worker (ticks + sagas) and beat with a 200 ms crash scan."""
+    procs = [processes.start_worker(**FAST), processes.start_beat(**FAST)]
+    yield procs
+    for proc in reversed(procs):
+        proc.stop()
+
+
+@pytest.fixture
+def shard_procs():
+    """Shard processes started by a test; all killed at the end."""
+    started: list[ShardProcess] = []
+
+    def start(*args: str, **env: str) -> ShardProcess:
+        proc = ShardProcess(*args, **env)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.resume()
+        proc.kill9() if proc.popen.poll() is None else None
