@@ -29,6 +29,9 @@ OPS_ACTIONS = {
             "only a reset in the admin starts a new fight.", ("live", "paused")),
 }
 CONFIRM_VALUE = "yes"
+# Slack on top of the gateway flush + sync tick before the player page trusts that a
+# state message holds an acked hit (docs/player.md).
+SETTLE_MARGIN_MS = 80
 
 
 def _not_found(request: HttpRequest, exc: UnknownBoss) -> HttpResponse:
@@ -84,6 +87,7 @@ def ops_boss_action(request: HttpRequest, slug: str, action: str) -> HttpRespons
 
 def play(request: HttpRequest, slug: str) -> HttpResponse:
     """``/play/<slug>/?shard=<key>``: the player page (a guest session is enough)."""
+    from shards.gateway import GATEWAY_TICK_MS
     from shards.models import Shard, ShardStatus
 
     try:
@@ -104,6 +108,8 @@ def play(request: HttpRequest, slug: str) -> HttpResponse:
         "min_damage": boss.min_damage, "max_damage": boss.max_damage,
         "expected_damage": (boss.min_damage + boss.max_damage) / 2,
         "attacks_per_second": boss.attacks_per_second,
+        # an acked hit is surely in the truth after one gateway flush and one sync tick
+        "settle_ms": GATEWAY_TICK_MS + boss.tick_interval_ms + SETTLE_MARGIN_MS,
         "state_path": f"/ws/bosses/{boss.slug}/", "shard_path": f"/ws/shards/{shard.key}/",
         "snapshot_url": reverse("boss-state-api", kwargs={"slug": boss.slug}),
     }

@@ -5,17 +5,20 @@
 // Prediction (player page): a click subtracts the expected damage at once; the ack replaces
 // it with the real damage; the hit stays subtracted until a truth arrives that surely holds
 // it (received settleMs after the ack: one shard flush + one sync tick), then the truth
-// alone is shown. A hit never acked expires after expireMs.
+// alone is shown. An acked hit is also let go holdMs after its ack (no tick came, e.g. the
+// boss is idle or paused: the truth is then all we know), and a hit never acked expires
+// after expireMs (its socket dropped).
 // Interpolation: the shown value eases toward the target (truth minus pending hits) with a
 // time constant, except that our own hits snap down at once (the "hit feels instant" rule).
 
 export class HpModel {
-  constructor({ hp, maxHp, version = 0, settleMs = 450, expireMs = 3000, smoothMs = 160 } = {}) {
+  constructor({ hp, maxHp, version = 0, settleMs = 300, holdMs = 1200, expireMs = 3000, smoothMs = 160 } = {}) {
     this.maxHp = maxHp;
     this.truthHp = hp;
     this.version = version;
     this.status = "";
     this.settleMs = settleMs;
+    this.holdMs = Math.max(holdMs, settleMs);
     this.expireMs = expireMs;
     this.smoothMs = smoothMs;
     this.pending = new Map(); // id -> {amount, sentAt, ackAt}
@@ -66,7 +69,8 @@ export class HpModel {
   pendingDamage(now) {
     let sum = 0;
     for (const [id, p] of this.pending) {
-      if (p.ackAt === null && now - p.sentAt > this.expireMs) { this.pending.delete(id); continue; }
+      const stale = p.ackAt === null ? now - p.sentAt > this.expireMs : now - p.ackAt > this.holdMs;
+      if (stale) { this.pending.delete(id); continue; }
       sum += p.amount;
     }
     return sum;

@@ -53,9 +53,7 @@ export function startDashboard({ wsPath, snapshot }) {
     lastOps = ops;
     clockOffset = ops.server_ms - Date.now();
     chart.setClockOffset(ops.server_ms);
-    if (ops.state.version < model.version || !model.truth(ops.state, performance.now())) {
-      // not newer: keep what the pushes showed
-    } else {
+    if (model.truth(ops.state, performance.now())) { // only if newer than what the pushes showed
       chart.add(ops.state.ts, ops.state.hp, ops.state.version);
       showStatus(ops.state.status, ops.state.phase, ops.state.version);
     }
@@ -87,7 +85,7 @@ export function startDashboard({ wsPath, snapshot }) {
     body.innerHTML = rows.map((r) => {
       const share = accepted > 0 ? `${((100 * r.contribution) / accepted).toFixed(1)}%` : "—";
       return `<tr class="health-${esc(r.health)}" data-shard="${esc(r.key)}">
-        <td><b>${esc(r.name)}</b> <span class="conn" style="font-family:var(--mono)">${esc(r.key)}</span></td>
+        <td><b>${esc(r.name)}</b>${r.name !== r.key ? ` <span class="conn" style="font-family:var(--mono)">${esc(r.key)}</span>` : ""}</td>
         <td>${esc(r.region) || "—"}</td>
         <td><span class="badge ${esc(r.health)}">${esc(r.health)}</span></td>
         <td class="num">${r.heartbeat_age_ms === null ? "—" : ms(r.heartbeat_age_ms)}</td>

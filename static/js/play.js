@@ -1,0 +1,141 @@
+// Player page: state from /ws/bosses/<slug>/, attacks over the shard gateway /ws/shards/<key>/.
+// A click predicts at once (the bar drops by the expected damage), the ack corrects it to
+// the real damage, and every state message is the truth the bar eases to (hp.js).
+import { HpModel, drawBar, formatHp } from "./hp.js";
+import { LiveSocket, setConn } from "./live.js";
+
+const $ = (id) => document.getElementById(id);
+
+export function startPlayer(cfg) {
+  const model = new HpModel({ hp: cfg.max_hp, maxHp: cfg.max_hp, version: -1, settleMs: cfg.settle_ms });
+  const stats = { hits: 0, damage: 0, refused: 0 };
+  const sent = new Map(); // attack id -> model hit id
+  let nextAttack = 1;
+  let resyncNext = true; // the first state of each connection is its snapshot
+  let stateOpen = false;
+  let welcomed = false;
+  // Client-side token bucket at the boss's rate, so a held key does not earn refusals.
+  const bucket = { tokens: cfg.attacks_per_second, at: performance.now() };
+
+  function canAttack() {
+    return welcomed && stateOpen && model.status === "live";
+  }
+
+  function refreshButton() {
+    $("attack").disabled = !canAttack();
+  }
+
+  function banner(kind, text) {
+    const b = $("banner");
+    b.className = `banner show ${kind}`;
+    b.textContent = text;
+  }
+
+  function showState(msg) {
+    $("version").textContent = msg.version;
+    $("phase").textContent = msg.phase ? `Phase: ${msg.phase}` : "";
+    if (msg.status === "defeated") banner("win", `Victory! ${cfg.name} is defeated.`);
+    else if (msg.status === "expired") banner("lose", `${cfg.name} escaped: the fight is over.`);
+    else if (msg.status === "paused") banner("info", "The fight is paused by the operators.");
+    else if (msg.status === "draft") banner("info", "The fight has not started yet.");
+    else $("banner").className = "banner";
+    refreshButton();
+  }
+
+  function onState(msg) {
+    const force = resyncNext;
+    resyncNext = false;
+    if (model.truth(msg, performance.now(), { force })) showState(msg);
+  }
+
+  function logHit(text, mine) {
+    const li = document.createElement("li");
+    li.textContent = text;
+    if (mine) li.className = "mine";
+    const list = $("hits");
+    list.prepend(li);
+    while (list.children.length > 6) list.lastChild.remove();
+  }
+
+  function attack() {
+    if (!canAttack()) return;
+    const now = performance.now();
+    bucket.tokens = Math.min(cfg.attacks_per_second, bucket.tokens + ((now - bucket.at) / 1000) * cfg.attacks_per_second);
+    bucket.at = now;
+    if (bucket.tokens < 1) return;
+    bucket.tokens -= 1;
+    const id = nextAttack++;
+    const hitId = model.predict(cfg.expected_damage, now);
+    sent.set(id, hitId);
+    if (!shard.send({ type: "attack", boss: cfg.boss, id })) {
+      model.reject(hitId);
+      sent.delete(id);
+    }
+  }
+
+  function onShardMessage(msg) {
+    if (msg.type === "welcome") { welcomed = true; refreshButton(); return; }
+    if (msg.type === "attack_ack") {
+      const hitId = sent.get(msg.id);
+      sent.delete(msg.id);
+      if (hitId !== undefined) model.ack(hitId, msg.damage, performance.now());
+      stats.hits += 1;
+      stats.damage += msg.damage;
+      $("my-hits").textContent = formatHp(stats.hits);
+      $("my-damage").textContent = formatHp(stats.damage);
+      logHit(`−${formatHp(msg.damage)}`, true);
+      return;
+    }
+    if (msg.type === "error") {
+      const hitId = sent.get(msg.id);
+      if (hitId !== undefined) { model.reject(hitId); sent.delete(msg.id); }
+      stats.refused += 1;
+      $("my-refused").textContent = formatHp(stats.refused);
+      logHit(msg.code === "rate_limited" ? "too fast: hit refused" : `refused: ${msg.detail}`, false);
+    }
+  }
+
+  const state = new LiveSocket(cfg.state_path, {
+    onOpen: () => { resyncNext = true; stateOpen = true; refreshButton(); },
+    onClose: () => { stateOpen = false; refreshButton(); },
+    onMessage: (msg) => {
+      if (msg.type === "state") onState(msg);
+      else if (msg.type === "defeated") banner("win", `Victory! ${cfg.name} is defeated.`);
+      else if (msg.type === "expired") banner("lose", `${cfg.name} escaped: the fight is over.`);
+    },
+    onStatus: (st, attempt) => setConn($("conn"), st, attempt),
+  });
+  const shard = new LiveSocket(cfg.shard_path, {
+    onOpen: () => { welcomed = false; },
+    onClose: () => {
+      welcomed = false;
+      sent.clear(); // unanswered hits expire in the model; the truth corrects the bar
+      refreshButton();
+    },
+    onMessage: onShardMessage,
+  });
+
+  $("attack").addEventListener("click", attack);
+  document.addEventListener("keydown", (ev) => {
+    if (ev.repeat && ev.key !== " " && ev.key.toLowerCase() !== "a") return;
+    if (ev.key === " " || ev.key.toLowerCase() === "a") {
+      ev.preventDefault();
+      attack();
+    }
+  });
+
+  // Paint something at once from the HTTP snapshot (the socket's snapshot follows).
+  fetch(cfg.snapshot_url).then((r) => r.json()).then((msg) => {
+    if (model.version < 0 && model.truth(msg, performance.now())) showState(msg);
+  }).catch(() => {});
+
+  const frame = (now) => {
+    const shown = model.frame(now);
+    const bar = $("hpbar");
+    drawBar(bar, model, shown);
+    bar.dataset.pending = String(model.pending.size);
+    requestAnimationFrame(frame);
+  };
+  requestAnimationFrame(frame);
+  window.__play = { model, state, shard, attack };
+}
