@@ -1,0 +1,461 @@
+"""The load simulator behind ``manage.py fight``, ``manage.py demo`` and the bench's end-to-end rows.
+
+Everything goes over real WebSockets to a running ASGI server (docs/protocol.md):
+
+- **hosted players** connect to ``/ws/shards/<shard>/?player=<id>`` and send
+  ``attack {boss, id}`` at a steady rate (the server draws the damage, rate-limits and
+  buffers it in its hosted shard); ``attack_ack`` carries the damage;
+- **SDK game servers** authenticate on ``/ws/shards/<shard>/`` with their shard token, add
+  their players' hits to a :class:`shards.buffer.LocalBuffer` in memory (the SDK's buffer)
+  and send one ``damage {boss, amount, seq}`` per 100 ms shard tick, re-sending the same seq
+  until acked, with a ``heartbeat`` every second;
+- **a viewer** on ``/ws/bosses/<slug>/`` receives the states (states/s, HP, version, and the
+  receipt time of each version for freshness).
+
+Freshness (hit -> first received state whose version includes it) is computed after the
+run from the boss's event log (benchmarks/freshness.py): exact for SDK servers (their
+session is known); for hosted players, per shard in ack order (exact up to the ordering of
+acks between sockets of one shard, a few ms).
+
+This module only talks to the server; creating shards/tokens and verifying the boss are the
+callers' job (they run next to the platform).
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+from urllib.parse import urlsplit, urlunsplit
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from benchmarks.authority import percentile
+from benchmarks.freshness import FreshnessTracker
+from shards.buffer import LocalBuffer
+
+SHARD_TICK_S = 0.1
+HEARTBEAT_S = 1.0
+ACK_TIMEOUT_S = 2.0
+RECONNECT_BACKOFF_S = (0.2, 0.5, 1.0, 2.0)
+HIT_SAMPLE_EVERY = 997        # SDK hits sampled for freshness (prime: no aliasing with batches)
+ATTACK_SAMPLE_EVERY = 7       # hosted attacks sampled for freshness
+SDK_HIT_BATCH = 5_000         # hits between yields of an SDK hit loop
+SDK_MIN_DAMAGE, SDK_MAX_DAMAGE = 50, 150
+SDK_DAMAGES = [random.Random(11).randint(SDK_MIN_DAMAGE, SDK_MAX_DAMAGE) for _ in range(4096)]
+
+
+def ws_base(url: str) -> str:
+    """``http://host:port`` (or ws://) -> ``ws://host:port``."""
+    p = urlsplit(url if "://" in url else f"http://{url}")
+    scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(p.scheme, "ws")
+    return urlunsplit((scheme, p.netloc, "", "", ""))
+
+
+@dataclass
+class ShardSpec:
+    """A shard the fight uses: hosted (players attack through the gateway) or an SDK server."""
+
+    key: str
+    token: str | None = None  # set: an SDK game server with this token; None: hosted players
+
+    @property
+    def sdk(self) -> bool:
+        return self.token is not None
+
+
+@dataclass
+class FightPlan:
+    """What to simulate."""
+
+    url: str
+    boss: str
+    shards: list[ShardSpec]
+    players: int = 0                   # hosted players, spread over the hosted shards
+    attacks_per_player_s: float = 5.0
+    sdk_hits_per_s: float | None = 20_000.0  # per SDK server; None = as fast as it can
+    sdk_players: int = 1_000           # distinct players per SDK server (for the breakdown)
+    duration_s: float | None = None    # None: until the boss dies or stop() is called
+    connect_concurrency: int = 50
+
+
+@dataclass
+class FightStats:
+    """Live counters of a fight (read by progress lines) and its result."""
+
+    started: float = 0.0
+    ended: float = 0.0
+    attacks_sent: int = 0
+    attacks_acked: int = 0
+    attack_damage: int = 0
+    attacks_refused: dict[str, int] = field(default_factory=dict)
+    sdk_hits: int = 0
+    sdk_damage_acked: int = 0
+    sdk_deltas_acked: int = 0
+    sdk_duplicates: int = 0
+    sdk_errors: dict[str, int] = field(default_factory=dict)
+    players_connected: int = 0
+    servers_connected: int = 0
+    connect_errors: int = 0
+    states: int = 0
+    hp: int | None = None
+    max_hp: int | None = None
+    version: int = 0
+    status: str = ""
+    events: list[dict] = field(default_factory=list)
+    tracker: FreshnessTracker = field(default_factory=FreshnessTracker)
+    # per hosted shard: cumulative acked damage (freshness is computed per shard key)
+    shard_acked: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def elapsed(self) -> float:
+        end = self.ended or time.monotonic()
+        return max(1e-9, end - self.started) if self.started else 0.0
+
+    def refused(self, code: str, into: dict[str, int] | None = None) -> None:
+        target = self.attacks_refused if into is None else into
+        target[code] = target.get(code, 0) + 1
+
+
+class Fight:
+    """Runs a :class:`FightPlan`; ``await run()``; ``stop()`` ends it early (Ctrl-C)."""
+
+    def __init__(self, plan: FightPlan) -> None:
+        self.plan = plan
+        self.stats = FightStats()
+        self._stop = asyncio.Event()
+        self._hit_stop = asyncio.Event()
+        self._go = asyncio.Event()  # set once everyone is connected: the clock starts
+        self.base = ws_base(plan.url)
+        self._tasks: list[asyncio.Task] = []
+
+    def stop(self) -> None:
+        """Stop attacking (SDK servers still flush what they hold)."""
+        self._hit_stop.set()
+
+    @property
+    def boss_over(self) -> bool:
+        return self.stats.status in ("defeated", "expired")
+
+    async def run(self, *, on_tick: Callable[[FightStats], None] | None = None,
+                  tick_s: float = 0.5) -> FightStats:
+        """Connect everyone, fight until duration / death / stop(), flush, return the stats."""
+        s = self.stats
+        viewer_ready = asyncio.Event()
+        viewer = asyncio.create_task(self._viewer(viewer_ready))
+        await asyncio.wait_for(viewer_ready.wait(), 15)
+        hosted = [sh for sh in self.plan.shards if not sh.sdk]
+        sdk = [sh for sh in self.plan.shards if sh.sdk]
+        sem = asyncio.Semaphore(self.plan.connect_concurrency)
+        players_ready: list[asyncio.Event] = []
+        if hosted:
+            for n in range(self.plan.players):
+                ev = asyncio.Event()
+                players_ready.append(ev)
+                self._tasks.append(asyncio.create_task(
+                    self._player(hosted[n % len(hosted)].key, f"sim-{n}", sem, ev)))
+        servers_ready = [asyncio.Event() for _ in sdk]
+        servers = [asyncio.create_task(self._server(sh, ev)) for sh, ev in zip(sdk, servers_ready)]
+        # start the clock once everyone is connected (or gave up)
+        for ev in players_ready + servers_ready:
+            await ev.wait()
+        s.started = time.monotonic()
+        self._go.set()
+        deadline = s.started + self.plan.duration_s if self.plan.duration_s else None
+        while not self._hit_stop.is_set():
+            if on_tick:
+                on_tick(s)
+            if self.boss_over or (deadline and time.monotonic() >= deadline):
+                break
+            wait_s = tick_s if deadline is None else max(0.01, min(tick_s, deadline - time.monotonic()))
+            try:
+                await asyncio.wait_for(self._hit_stop.wait(), wait_s)
+            except asyncio.TimeoutError:
+                pass
+        self._hit_stop.set()
+        s.ended = time.monotonic()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*servers, return_exceptions=True)  # they flush first
+        self._stop.set()
+        await asyncio.gather(viewer, return_exceptions=True)
+        if on_tick:
+            on_tick(s)
+        return s
+
+    # --- viewer ---------------------------------------------------------------------
+
+    async def _viewer(self, ready: asyncio.Event) -> None:
+        s = self.stats
+        url = f"{self.base}/ws/bosses/{self.plan.boss}/"
+        attempt = 0
+        while not self._stop.is_set():
+            try:
+                async with connect(url, compression=None, open_timeout=10, max_size=2**20) as ws:
+                    attempt = 0
+                    while not self._stop.is_set():
+                        try:
+                            text = await asyncio.wait_for(ws.recv(), 0.25)
+                        except asyncio.TimeoutError:
+                            continue
+                        now = time.time()
+                        msg = json.loads(text)
+                        kind = msg.get("type")
+                        if kind == "state":
+                            v = int(msg["version"])
+                            if v > s.version or s.hp is None:
+                                s.version, s.hp, s.max_hp, s.status = v, msg["hp"], msg["max_hp"], msg["status"]
+                            s.states += 1
+                            s.tracker.state(v, now)
+                            ready.set()
+                        elif kind in ("phase", "defeated", "expired"):
+                            s.events.append(msg)
+                            if kind in ("defeated", "expired"):
+                                s.status = kind
+                        elif kind == "error":
+                            raise RuntimeError(f"viewer refused: {msg}")
+            except (OSError, ConnectionClosed, asyncio.TimeoutError) as exc:
+                if self._stop.is_set():
+                    return
+                await asyncio.sleep(RECONNECT_BACKOFF_S[min(attempt, len(RECONNECT_BACKOFF_S) - 1)])
+                attempt += 1
+                if attempt > 20:
+                    raise RuntimeError(f"viewer could not connect to {url}: {exc}") from exc
+
+    # --- hosted players -----------------------------------------------------------------
+
+    async def _player(self, shard_key: str, player: str, sem: asyncio.Semaphore, ready: asyncio.Event) -> None:
+        s = self.stats
+        url = f"{self.base}/ws/shards/{shard_key}/?player={player}"
+        try:
+            async with sem:
+                ws = await connect(url, compression=None, open_timeout=20, max_size=2**20)
+            welcome = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            if welcome.get("type") != "welcome":
+                raise RuntimeError(f"player {player}: expected welcome, got {welcome}")
+        except Exception:
+            s.connect_errors += 1
+            ready.set()
+            return
+        s.players_connected += 1
+        ready.set()
+        sent: dict[int, float] = {}
+        ids = itertools.count(1)
+        plan = self.plan
+
+        async def reader() -> None:
+            try:
+                async for text in ws:
+                    msg = json.loads(text)
+                    kind = msg.get("type")
+                    if kind == "attack_ack":
+                        at = sent.pop(msg.get("id"), None)
+                        dmg = int(msg["damage"])
+                        s.attacks_acked += 1
+                        s.attack_damage += dmg
+                        cum = s.shard_acked.get(shard_key, 0) + dmg
+                        s.shard_acked[shard_key] = cum
+                        if at is not None and msg.get("id", 0) % ATTACK_SAMPLE_EVERY == 0:
+                            s.tracker.hit(f"shard:{shard_key}", cum, at)
+                    elif kind == "error":
+                        sent.pop(msg.get("id"), None)
+                        s.refused(str(msg.get("code")))
+            except ConnectionClosed:
+                pass
+
+        read_task = asyncio.create_task(reader())
+        try:
+            await self._go.wait()
+            interval = 1.0 / plan.attacks_per_player_s
+            # spread players over the interval so attacks do not arrive in bursts
+            await asyncio.sleep(random.random() * interval)
+            next_at = time.monotonic()
+            while not self._hit_stop.is_set() and not self.boss_over:
+                n = next(ids)
+                sent[n] = time.time()
+                await ws.send(json.dumps({"type": "attack", "boss": plan.boss, "id": n}))
+                s.attacks_sent += 1
+                next_at += interval
+                delay = next_at - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                elif delay < -1.0:  # far behind (overloaded): do not burst to catch up
+                    next_at = time.monotonic()
+            # wait a little for the last acks
+            deadline = time.monotonic() + 2.0
+            while sent and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        except ConnectionClosed:
+            s.refused("closed")
+        finally:
+            await ws.close()
+            read_task.cancel()
+            await asyncio.gather(read_task, return_exceptions=True)
+
+    # --- SDK game servers ----------------------------------------------------------------
+
+    async def _server(self, shard: ShardSpec, ready: asyncio.Event) -> None:
+        s = self.stats
+        url = f"{self.base}/ws/shards/{shard.key}/"
+        plan = self.plan
+        buf = LocalBuffer()
+        session = {"epoch": 0, "added": 0}
+        players = [f"{shard.key}-p{i}" for i in range(max(1, plan.sdk_players))]
+        try:
+            ws = await connect(url, compression=None, open_timeout=20, max_size=2**20,
+                               additional_headers={"Authorization": f"Bearer {shard.token}"})
+            welcome = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            if welcome.get("type") != "welcome":
+                raise RuntimeError(f"server {shard.key}: expected welcome, got {welcome}")
+        except Exception:
+            s.connect_errors += 1
+            ready.set()
+            return
+        session["epoch"] = int(welcome["epoch"])
+        s.servers_connected += 1
+        ready.set()
+        acks: asyncio.Queue = asyncio.Queue()
+
+        async def reader() -> None:
+            try:
+                async for text in ws:
+                    msg = json.loads(text)
+                    if msg.get("type") in ("ack", "error"):
+                        await acks.put(msg)
+            except ConnectionClosed:
+                await acks.put({"type": "closed"})
+
+        async def hitter() -> None:
+            await self._go.wait()
+            sess = f"{shard.key}:{session['epoch']}"
+            i = random.randrange(4096)
+            started = time.monotonic()
+            done = 0
+            rate = plan.sdk_hits_per_s
+            add = buf.add
+            while not self._hit_stop.is_set() and not self.boss_over:
+                if rate is None:
+                    n = SDK_HIT_BATCH
+                else:
+                    n = min(SDK_HIT_BATCH, int((time.monotonic() - started) * rate) - done)
+                    if n <= 0:
+                        await asyncio.sleep(0.005)
+                        continue
+                added = 0
+                # attribute each hit to a player; batches of one player keep it cheap
+                player = players[(done // 64) % len(players)]
+                for _ in range(n):
+                    d = SDK_DAMAGES[i & 4095]
+                    add(d, player)
+                    added += d
+                    i += 1
+                    if i % HIT_SAMPLE_EVERY == 0:
+                        s.tracker.hit(sess, session["added"] + added, time.time())
+                session["added"] += added
+                done += n
+                s.sdk_hits += n
+                await asyncio.sleep(0)
+
+        async def ticker() -> None:
+            await self._go.wait()
+            last_hb = 0.0
+            while True:
+                final = self._hit_stop.is_set() or self.boss_over
+                delta = buf.take()
+                if delta is not None:
+                    frame = {"type": "damage", "boss": plan.boss, "seq": delta.seq, "amount": delta.amount}
+                    if delta.breakdown:
+                        frame["breakdown"] = delta.breakdown
+                    await ws.send(json.dumps(frame))
+                    try:
+                        msg = await asyncio.wait_for(acks.get(), ACK_TIMEOUT_S)
+                    except asyncio.TimeoutError:
+                        msg = {"type": "timeout"}
+                    if msg.get("type") == "ack" and int(msg["seq"]) >= delta.seq:
+                        buf.acked(delta.seq)
+                        s.sdk_deltas_acked += 1
+                        s.sdk_damage_acked += delta.amount
+                        s.sdk_duplicates += bool(msg.get("duplicate"))
+                    elif msg.get("type") == "error":
+                        code = str(msg.get("code"))
+                        s.refused(code, s.sdk_errors)
+                        if code in ("not_live", "unknown_boss"):
+                            buf.drop_all()
+                            return
+                    elif msg.get("type") == "closed":
+                        s.refused("closed", s.sdk_errors)
+                        return
+                now = time.monotonic()
+                if now - last_hb >= HEARTBEAT_S and not final:
+                    last_hb = now
+                    inflight = buf.inflight
+                    await ws.send(json.dumps({"type": "heartbeat", "boss": plan.boss, "pending": buf.pending,
+                                              "inflight": {"seq": inflight.seq, "amount": inflight.amount}
+                                              if inflight else {}}))
+                if final and buf.unacked == 0:
+                    return
+                if final and buf.take() is not None:
+                    continue  # flush the rest at once
+                await asyncio.sleep(SHARD_TICK_S)
+
+        read_task = asyncio.create_task(reader())
+        try:
+            await asyncio.gather(hitter(), ticker())
+        finally:
+            await ws.close()
+            read_task.cancel()
+            await asyncio.gather(read_task, return_exceptions=True)
+
+
+def fight_result(stats: FightStats, log_entries: list[tuple[str, dict[str, str]]] | None = None) -> dict[str, Any]:
+    """The figures ``fight`` reports (freshness needs the boss's event log)."""
+    e = stats.elapsed
+    out: dict[str, Any] = {
+        "seconds": round(e, 2),
+        "players_connected": stats.players_connected,
+        "servers_connected": stats.servers_connected,
+        "connect_errors": stats.connect_errors,
+        "attacks_sent": stats.attacks_sent,
+        "attacks_acked": stats.attacks_acked,
+        "attacks_sent_per_s": round(stats.attacks_sent / e, 1),
+        "attacks_acked_per_s": round(stats.attacks_acked / e, 1),
+        "attacks_refused": stats.attacks_refused,
+        "attack_damage": stats.attack_damage,
+        "sdk_hits": stats.sdk_hits,
+        "sdk_hits_per_s": round(stats.sdk_hits / e, 1),
+        "sdk_deltas_acked": stats.sdk_deltas_acked,
+        "sdk_damage_acked": stats.sdk_damage_acked,
+        "sdk_errors": stats.sdk_errors,
+        "states": stats.states,
+        "states_per_s": round(stats.states / e, 1),
+        "final_version_seen": stats.version,
+        "final_hp_seen": stats.hp,
+        "status_seen": stats.status,
+    }
+    if log_entries is not None:
+        fresh, missing = freshness_from_log(stats, log_entries)
+        out["freshness_samples"] = len(fresh)
+        out["freshness_missing"] = missing
+        out["freshness_p50_ms"] = round(percentile(fresh, 50) * 1000, 1)
+        out["freshness_p99_ms"] = round(percentile(fresh, 99) * 1000, 1)
+    return out
+
+
+def freshness_from_log(stats: FightStats, log_entries: list[tuple[str, dict[str, str]]]) -> tuple[list[float], int]:
+    """Freshness of the sampled hits: SDK sessions exactly, hosted shards per shard key."""
+    merged: list[tuple[str, dict[str, str]]] = []
+    for entry_id, f in log_entries:
+        if f.get("kind") != "tick":
+            merged.append((entry_id, f))
+            continue
+        d = json.loads(f.get("d") or "{}")
+        # add per-shard-key totals for hosted shards ("shard:<key>") next to the sessions
+        per_key: dict[str, int] = {}
+        for sess, amount in d.items():
+            key = sess.split("#", 1)[0].rsplit(":", 1)[0]
+            per_key[f"shard:{key}"] = per_key.get(f"shard:{key}", 0) + int(amount)
+        merged.append((entry_id, {**f, "d": json.dumps({**d, **per_key})}))
+    return stats.tracker.compute(merged)
