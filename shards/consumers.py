@@ -53,11 +53,25 @@ def _shard_sync(shard_key: str) -> tuple[str, str]:
     return row
 
 
-def _auth_sync(shard_key: str, token: str) -> int:
+def _auth_sync(shard_key: str, token: str, resume) -> tuple[int, bool]:
+    """Authenticate; resume epoch ``resume`` if it was handed out to this shard, else open one.
+
+    Resuming lets an SDK that lost its socket re-send its in-flight seq under the same epoch
+    (acked as a duplicate if it had landed): exactly-once across reconnects. A fenced epoch
+    can be resumed, but every delta under it is then refused with ``fenced``.
+    """
+    from shards.models import ShardStatus
     from shards.services import shard_authenticate, shard_session_open
 
     shard = shard_authenticate(shard_key=shard_key, token=token)
-    return shard_session_open(shard=shard).epoch
+    if resume is not None:
+        if isinstance(resume, bool) or not isinstance(resume, int) or resume < 1:
+            raise InvalidInput(f"resume must be an epoch number, got {resume!r}", field="resume")
+        if shard.status == ShardStatus.RETIRED:
+            raise Unauthorized(f"shard {shard.key} is retired")
+        if resume <= shard.current_epoch:
+            return resume, True
+    return shard_session_open(shard=shard).epoch, False
 
 
 def _bearer(scope) -> str | None:
@@ -111,7 +125,8 @@ class ShardGatewayConsumer(AsyncWebsocketConsumer):
             return await self._close_with(err, CLOSE_UNKNOWN_BOSS)
         token = _bearer(self.scope)
         if token is not None:
-            await self._authenticate(token)
+            resume = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get("resume")
+            await self._authenticate(token, int(resume[0]) if resume and resume[0].isdigit() else None)
             return
         try:
             self.player = _player_from_scope(self.scope)
@@ -140,20 +155,22 @@ class ShardGatewayConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=error_frame(err, close=code))
         await self.close(code=code)
 
-    async def _authenticate(self, token) -> None:
+    async def _authenticate(self, token, resume=None) -> None:
         if not isinstance(token, str) or not token:
             return await self._close_with(Unauthorized("a non-empty token is required"), CLOSE_UNAUTHORIZED)
         try:
-            self.epoch = await database_sync_to_async(_auth_sync)(self.shard_key, token)
+            self.epoch, resumed = await database_sync_to_async(_auth_sync)(self.shard_key, token, resume)
         except Unauthorized as err:
             retired = "retired" in err.detail
             return await self._close_with(err, CLOSE_FORBIDDEN if retired else CLOSE_UNAUTHORIZED)
+        except InvalidInput as err:
+            return await self._close_with(err, CLOSE_MALFORMED)
         except LiveOpsError as err:  # authority unavailable: the client retries
             return await self._close_with(err, 1013)
         if self._auth_timer is not None:
             self._auth_timer.cancel()
         await self.send(text_data=encode({"type": "welcome", "v": PROTOCOL_VERSION, "role": "server",
-                                          "shard": self.shard_key, "epoch": self.epoch}))
+                                          "shard": self.shard_key, "epoch": self.epoch, "resumed": resumed}))
 
     # --- frames ---------------------------------------------------------------------
 
@@ -196,7 +213,7 @@ class ShardGatewayConsumer(AsyncWebsocketConsumer):
 
     async def on_auth(self, frame: dict) -> None:
         """First frame of a game server without an Authorization header (also re-auth)."""
-        await self._authenticate(frame.get("token"))
+        await self._authenticate(frame.get("token"), frame.get("resume"))
 
     def _server(self) -> int:
         if self.epoch is None:
