@@ -69,6 +69,11 @@ def sim_boss_prepare(*, slug: str, name: str, max_hp: int, attacks_per_second: i
         state = get_redis().hget(keys.BossKeys(boss.pk).state, "status")
         if state in (BossStatus.LIVE, BossStatus.PAUSED):
             boss_end(boss=boss)
+        elif state is None and boss.status in (BossStatus.LIVE, BossStatus.PAUSED):
+            # Its authority lived in a Redis that is gone (e.g. the server the last demo
+            # started): nothing to end; mark the old fight over so it can be reset.
+            BossEncounter.objects.filter(pk=boss.pk).update(status=BossStatus.EXPIRED)
+            boss.refresh_from_db()
         if boss.status != BossStatus.DRAFT or state is not None:
             boss_reset(boss=boss)
             reset = True
