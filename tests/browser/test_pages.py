@@ -41,13 +41,22 @@ def test_dashboard_hp_falls_live_and_crashed_shard_turns_red(asgi_server, browse
     page.wait_for_function("document.getElementById('conn').textContent === 'live'", timeout=10_000)
     assert bar(page)["truth"] == 200_000
 
+    # record what the bar draws on every animation frame
+    page.evaluate("""() => { window.__drawn = []; const rec = () => {
+        window.__drawn.push(+document.getElementById('hpbar').dataset.hp); requestAnimationFrame(rec); };
+        requestAnimationFrame(rec); }""")
     seen = []
     for seq, amount in enumerate((12_000, 30_000, 8_000), start=1):
         delta_ingest(boss_id=boss.pk, shard_key="eu-1", epoch=eu.epoch, seq=seq, amount=amount)
         out = boss_tick(boss_id=boss.pk, force=True)
         page.wait_for_function(f"+document.getElementById('hpbar').dataset.truth === {out.hp}", timeout=5_000)
         seen.append(bar(page)["truth"])
+        page.wait_for_function(f"+document.getElementById('hpbar').dataset.hp === {out.hp}", timeout=5_000)
     assert seen == [188_000, 158_000, 150_000]
+    drawn = page.evaluate("window.__drawn")
+    # interpolated, not jumped: frames strictly between two truths, and never below the truth
+    assert any(158_000 < v < 188_000 for v in drawn) and min(drawn) == 150_000
+    assert drawn == sorted(drawn, reverse=True)
     # the bar eases to the truth, and the chart got one point per tick
     page.wait_for_function("+document.getElementById('hpbar').dataset.hp === 150000", timeout=5_000)
     assert page.evaluate("window.__ops.chart.points.length") >= 4
@@ -87,9 +96,10 @@ def test_player_bar_drops_before_the_ack_then_settles_on_the_truth(asgi_server, 
     page.on("pageerror", lambda e: errors.append(str(e)))
 
     # Hold the gateway's answers to the page so "before the server answers" is a fact.
-    hold = {"on": False, "held": []}
+    hold = {"on": False, "held": [], "page_side": None}
 
     def route(ws):
+        hold["page_side"] = ws
         server = ws.connect_to_server()
 
         def from_server(message):
@@ -101,6 +111,15 @@ def test_player_bar_drops_before_the_ack_then_settles_on_the_truth(asgi_server, 
         server.on_message(from_server)
 
     page.route_web_socket(re.compile(r"/ws/shards/"), route)
+    # state sockets: the first goes through at once; a reconnection waits for the test
+    state_conns: list = []
+
+    def state_route(ws):
+        state_conns.append(ws)
+        if len(state_conns) == 1 or not hold.get("park_reconnect"):
+            ws.connect_to_server()
+
+    page.route_web_socket(re.compile(r"/ws/bosses/"), state_route)
     page.goto(f"{asgi_server}/play/{boss.slug}/?shard=eu-1")
     page.wait_for_function("!document.getElementById('attack').disabled", timeout=10_000)
     page.wait_for_function("+document.getElementById('hpbar').dataset.hp === 100000", timeout=5_000)
@@ -123,8 +142,8 @@ def test_player_bar_drops_before_the_ack_then_settles_on_the_truth(asgi_server, 
     page.screenshot(path=str(SCREENSHOT_DIR / "player.png"), full_page=True)
 
     hold["on"] = False
-    for message in hold["held"]:
-        page.evaluate("m => window.__play.shard.ws.dispatchEvent(new MessageEvent('message', {data: m}))", message)
+    for message in hold["held"]:  # now let the page have the server's answer
+        hold["page_side"].send(message)
     # the gateway flushes its buffer within its tick; then the sync tick applies it
     deadline = time.monotonic() + 5
     while get_redis().hget(keys.BossKeys(boss.pk).state, "accepted") != str(ack["damage"]):
@@ -136,4 +155,26 @@ def test_player_bar_drops_before_the_ack_then_settles_on_the_truth(asgi_server, 
         f"(() => {{ const d = document.getElementById('hpbar').dataset;"
         f" return +d.truth === {out.hp} && +d.hp === {out.hp} && +d.pending === 0; }})()", timeout=5_000)
     assert page.text_content("#my-damage") == str(ack["damage"])
+
+    # the state socket drops; a tick lands while the page is away; it reconnects (backoff)
+    # and resyncs from the snapshot the server sends first on every connection
+    hold["park_reconnect"] = True
+    page.evaluate("window.__play.state.drop()")
+    page.wait_for_function("document.getElementById('conn').textContent.startsWith('reconnecting')", timeout=2_000)
+    from shards.services import shard_session_open
+    from shards.models import Shard
+
+    other = shard_session_open(shard=Shard.objects.get(key="eu-1"))
+    delta_ingest(boss_id=boss.pk, shard_key="eu-1", epoch=other.epoch, seq=1, amount=5_000)
+    missed = boss_tick(boss_id=boss.pk, force=True)  # published while the page is away
+    deadline = time.monotonic() + 5
+    while len(state_conns) < 2:  # the page retried on its own (backoff)
+        assert time.monotonic() < deadline, "the page did not reconnect"
+        page.wait_for_timeout(20)
+    assert bar(page)["version"] < missed.version
+    state_conns[-1].connect_to_server()  # the reconnection reaches the server: snapshot first
+    page.wait_for_function(
+        f"(() => {{ const d = document.getElementById('hpbar').dataset;"
+        f" return +d.truth === {missed.hp} && +d.version === {missed.version} && +d.hp === {missed.hp}; }})()",
+        timeout=5_000)
     assert not errors, errors

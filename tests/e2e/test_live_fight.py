@@ -1,0 +1,201 @@
+"""A whole fight over real sockets: uvicorn + a real Celery worker and beat + real clients.
+
+Hosted players on two shards attack through the gateway, SDK game servers push deltas with
+their shard tokens, every player also watches ``/ws/bosses/<slug>/``, and an operator
+watches ``/ws/ops/bosses/<slug>/`` — all while the real beat ticks every ~100 ms. The boss
+dies; the victory saga runs on the worker. At the end every client shows the same final
+version as the authority, versions only ever rose on every socket, and verify_boss holds.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+
+import pytest
+from websockets.asyncio.client import connect
+
+from bosses.models import BossEncounter, SagaRun
+from bosses.selectors import boss_state
+from bosses.services import boss_go_live
+from bosses.verification import boss_verify
+from liveops.redis import get_redis
+from bosses import keys
+from shards.services import shard_create
+from tests.browser.support import staff_session_cookie, start_uvicorn
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+HOSTED = ("eu-1", "us-1")
+PLAYERS_PER_SHARD = 3
+ATTACKS_PER_S = 12
+SDK_DAMAGE_PER_TICK = 900
+FIGHT_TIMEOUT_S = 40
+
+
+@dataclass
+class Watch:
+    """What one state-carrying socket saw."""
+
+    name: str
+    versions: list[int] = field(default_factory=list)
+    last: dict = field(default_factory=dict)
+    events: list[str] = field(default_factory=list)
+
+    def take(self, msg: dict) -> None:
+        if msg.get("type") == "state":
+            self.versions.append(msg["version"])
+            self.last = msg
+        elif msg.get("type") in ("phase", "defeated", "expired"):
+            self.events.append(msg["type"])
+
+
+async def watch_boss(ws_base: str, slug: str, watch: Watch, stop: asyncio.Event) -> None:
+    async with connect(f"{ws_base}/ws/bosses/{slug}/") as ws:
+        while not stop.is_set():
+            try:
+                watch.take(json.loads(await asyncio.wait_for(ws.recv(), 0.2)))
+            except asyncio.TimeoutError:
+                continue
+
+
+async def watch_ops(ws_base: str, slug: str, cookie: str, watch: Watch, ops: list, stop: asyncio.Event) -> None:
+    async with connect(f"{ws_base}/ws/ops/bosses/{slug}/", additional_headers={"Cookie": f"sessionid={cookie}"}) as ws:
+        while not stop.is_set():
+            try:
+                msg = json.loads(await asyncio.wait_for(ws.recv(), 0.2))
+            except asyncio.TimeoutError:
+                continue
+            if msg["type"] == "ops":
+                ops.append(msg)
+                # the ops body carries the state too; the dashboard shows whichever is newer
+                if not watch.versions or msg["state"]["version"] > watch.versions[-1]:
+                    watch.take(msg["state"])
+            else:
+                watch.take(msg)
+
+
+async def player(ws_base: str, shard: str, pid: str, slug: str, acked: dict, refused: dict, done: asyncio.Event) -> None:
+    async with connect(f"{ws_base}/ws/shards/{shard}/?player={pid}") as ws:
+        assert json.loads(await ws.recv())["type"] == "welcome"
+        n = 0
+        while not done.is_set():
+            n += 1
+            await ws.send(json.dumps({"type": "attack", "boss": slug, "id": n}))
+            msg = json.loads(await ws.recv())
+            if msg["type"] == "attack_ack":
+                acked[pid] = acked.get(pid, 0) + msg["damage"]
+            else:
+                refused[msg["code"]] = refused.get(msg["code"], 0) + 1
+                if msg["code"] == "not_live":
+                    return
+            await asyncio.sleep(1 / ATTACKS_PER_S)
+
+
+async def game_server(ws_base: str, shard: str, token: str, slug: str, sdks: dict, done: asyncio.Event) -> None:
+    """A game server on the reference SDK: hits go to its in-memory buffer, its loop ticks."""
+    from shards.client import ShardClient
+
+    client = ShardClient(ws_base, shard=shard, token=token)
+    sdks[shard] = client
+    await client.start()
+    client.watch(slug)
+    await client.wait_connected()
+    while not done.is_set():
+        for _ in range(10):  # ten players' hits per 100 ms game frame
+            client.hit(slug, SDK_DAMAGE_PER_TICK // 10, player=f"{shard}-hero")
+        await asyncio.sleep(0.1)
+
+
+def test_live_fight_players_sdk_servers_dashboard_agree(celery_stack, make_boss):
+    boss = make_boss(name="Molten Core", slug="molten-core", max_hp=60_000, min_damage=50, max_damage=150,
+                     attacks_per_second=20)
+    for key in HOSTED:
+        shard_create(key=key, name=key.upper(), region=key[:2])
+    tokens = {key: shard_create(key=key, name=key, region="gs")[1] for key in ("gs-1", "gs-2")}
+    cookie = staff_session_cookie()
+    proc, base = start_uvicorn()
+    try:
+        boss_go_live(boss=boss)
+        ws_base = base.replace("http://", "ws://")
+        result = asyncio.run(_fight(ws_base, boss.slug, cookie, tokens))
+    finally:
+        proc.stop()
+
+    final = boss_state(boss_id=boss.pk)
+    assert final.status == "defeated" and final.hp == 0
+    watches, ops, acked, refused, sdk_acked = result
+    for w in watches:
+        assert w.versions == sorted(set(w.versions)), f"{w.name}: versions not strictly increasing"
+        assert w.last["version"] == final.version, (w.name, w.last, final)
+        assert w.last["status"] == "defeated" and w.last["hp"] == 0
+        if not w.name.startswith("sdk-"):
+            assert len(w.versions) > 5, f"{w.name} saw too few live updates: {w.versions}"
+    assert all("defeated" in w.events for w in watches if w.name.startswith("player-"))
+    assert set(refused) <= {"not_live", "rate_limited"}, refused
+
+    report = boss_verify(boss=BossEncounter.objects.get(pk=boss.pk))
+    assert report.ok, report.problems
+    r = get_redis()
+    contrib = {k: int(v) for k, v in r.hgetall(keys.BossKeys(boss.pk).contrib).items()}
+    assert set(contrib) == {*HOSTED, "gs-1", "gs-2"}, contrib
+    players = {k: int(v) for k, v in r.hgetall(keys.BossKeys(boss.pk).players).items()}
+    for pid, damage in acked.items():
+        # an acked attack is in the gateway's buffer; only what was still unsent when the
+        # boss died is dropped, so the credited damage never exceeds what was acked
+        assert 0 < players.get(pid, 0) <= damage, (pid, players.get(pid), damage)
+    assert sum(contrib[k] for k in HOSTED) == sum(players[p] for p in acked)
+    for key, amount in sdk_acked.items():
+        assert contrib[key] == amount > 0, (key, contrib[key], amount)  # exactly what was acked
+    saga = SagaRun.objects.get(key=f"victory:{boss.pk}:1")
+    assert saga.status == "completed"
+    # the operator saw per-shard rows for every shard that fought, with health
+    last_ops = ops[-1]
+    rows = {row["key"]: row for row in last_ops["shards"]}
+    assert {*HOSTED, "gs-1", "gs-2"} <= set(rows)
+    assert all(rows[k]["contribution"] == contrib[k] for k in contrib)
+    assert last_ops["tick"]["samples"] > 0 and last_ops["tick"]["beat_age_ms"] is not None
+
+
+async def _fight(ws_base: str, slug: str, cookie: str, tokens: dict[str, str]):
+    stop, done = asyncio.Event(), asyncio.Event()
+    acked: dict[str, int] = {}
+    refused: dict[str, int] = {}
+    sdks: dict = {}
+    ops: list[dict] = []
+    watches = [Watch(f"player-{s}-{i}") for s in HOSTED for i in range(PLAYERS_PER_SHARD)]
+    ops_watch = Watch("ops")
+    tasks = [asyncio.create_task(watch_boss(ws_base, slug, w, stop)) for w in watches]
+    tasks.append(asyncio.create_task(watch_ops(ws_base, slug, cookie, ops_watch, ops, stop)))
+    await asyncio.sleep(0.5)
+    fighters = [asyncio.create_task(player(ws_base, s, f"{s}-p{i}", slug, acked, refused, done))
+                for s in HOSTED for i in range(PLAYERS_PER_SHARD)]
+    fighters += [asyncio.create_task(game_server(ws_base, k, t, slug, sdks, done)) for k, t in tokens.items()]
+    deadline = time.monotonic() + FIGHT_TIMEOUT_S
+    while not any(w.last.get("status") == "defeated" for w in watches):
+        assert time.monotonic() < deadline, (
+            f"the boss did not die in time: last states {[w.last for w in watches[:2]]}, acked {acked}, "
+            f"refused {refused}, sdk {[(k, c.stats) for k, c in sdks.items()]}, ops {ops[-1:]}")
+        for t in fighters:
+            if t.done() and t.exception():
+                raise t.exception()
+        await asyncio.sleep(0.1)
+    done.set()
+    await asyncio.gather(*fighters)
+    # let the last messages (the final state, the victory announcement, an ops refresh) land
+    settle = time.monotonic() + 5
+    while time.monotonic() < settle:
+        if all(w.last.get("status") == "defeated" and "defeated" in w.events for w in watches) \
+                and ops_watch.last.get("status") == "defeated" and ops and ops[-1]["state"]["status"] == "defeated" \
+                and all((c.state(slug) or {}).get("status") == "defeated" for c in sdks.values()):
+            break
+        await asyncio.sleep(0.1)
+    stop.set()
+    await asyncio.gather(*tasks)
+    for shard, client in sdks.items():  # the game servers' own view of the boss (SDK watch)
+        sdk_watch = Watch(f"sdk-{shard}")
+        sdk_watch.take(client.state(slug) or {})
+        watches.append(sdk_watch)
+        await client.stop(timeout_s=2)
+    return [*watches, ops_watch], ops, acked, refused, {k: c.stats.acked for k, c in sdks.items()}
