@@ -69,3 +69,64 @@ def shard_procs():
     for proc in started:
         proc.resume()
         proc.kill9() if proc.popen.poll() is None else None
+
+
+def start_server(**env: str) -> tuple[processes.Proc, str]:
+    """A real uvicorn (the platform's ASGI app) on a free port; returns it and its ws:// URL."""
+    import urllib.error
+    import urllib.request
+
+    from liveops.fanout import UVICORN_WS_ARGS
+
+    port = processes.free_port()
+    proc = processes.Proc("uvicorn", [sys.executable, "-m", "uvicorn", "liveops.asgi:application", "--host",
+                                      "127.0.0.1", "--port", str(port), *UVICORN_WS_ARGS],
+                          processes.subprocess_env(**env))
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/bosses/none/state", timeout=2)
+        except urllib.error.HTTPError:
+            return proc, f"ws://127.0.0.1:{port}"  # Django answered (404): serving
+        except OSError:
+            if proc.popen.poll() is not None or time.monotonic() > deadline:
+                proc.stop()
+                raise RuntimeError(f"uvicorn did not start:\n{proc.output()[-3000:]}")
+            time.sleep(0.05)
+
+
+class SdkProcess(ShardProcess):
+    """tests/faults/sdk_proc.py: a game server on the real SDK, as its own process."""
+
+    def __init__(self, *args: str, **env: str):
+        processes.Proc.__init__(self, "sdk", [sys.executable, "-m", "tests.faults.sdk_proc", *args],
+                                processes.subprocess_env(**env))
+
+
+@pytest.fixture
+def platform(transactional_db):
+    """uvicorn + worker + beat (200 ms crash scan) on the test Redis and database."""
+    server, url = start_server()
+    procs = [server]
+    try:
+        procs += [processes.start_worker(**FAST), processes.start_beat(**FAST)]
+        yield url
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+
+
+@pytest.fixture
+def sdk_procs():
+    """SDK game-server processes started by a test; all killed at the end."""
+    started: list[SdkProcess] = []
+
+    def start(*args: str, **env: str) -> SdkProcess:
+        proc = SdkProcess(*args, **env)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.resume()
+        proc.kill9() if proc.popen.poll() is None else None
