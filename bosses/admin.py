@@ -4,10 +4,11 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.utils.html import format_html, format_html_join
 
 from bosses import services
 from bosses.errors import LiveOpsError
-from bosses.models import BossEncounter, BossEvent, BossStatus, SagaRun
+from bosses.models import BossEncounter, BossEvent, BossStatus, Contribution, RewardGrant, SagaRun
 from bosses.selectors import boss_state
 
 # Fields that shape a running authority: editable only while the boss is a draft.
@@ -70,6 +71,30 @@ def reset(modeladmin, request, queryset):
     _run_action(modeladmin, request, queryset, services.boss_reset, "reset")
 
 
+class ReadOnlyInline(admin.TabularInline):
+    """History rows shown under a parent: never added, changed or deleted by hand."""
+
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class SagaRunInline(ReadOnlyInline):
+    """The boss's sagas (victory and crash), newest first."""
+
+    model = SagaRun
+    fields = ("key", "kind", "fight", "status", "shard_key", "policy", "amount", "attempts", "started_at",
+              "finished_at")
+    readonly_fields = fields
+    ordering = ("-started_at",)
+
+
 @admin.register(BossEncounter)
 class BossEncounterAdmin(admin.ModelAdmin):
     form = BossEncounterForm
@@ -79,6 +104,7 @@ class BossEncounterAdmin(admin.ModelAdmin):
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
     actions = [go_live, pause, resume, end, reset]
+    inlines = [SagaRunInline]
     readonly_fields = ("live_hp", "live_version", "fight", "defeated_at", "final_hp", "final_version",
                        "created_at", "updated_at")
     fieldsets = (
@@ -89,6 +115,12 @@ class BossEncounterAdmin(admin.ModelAdmin):
         ("Schedule", {"fields": ("starts_at", "ends_at")}),
         ("Platform-hosted players", {"fields": ("min_damage", "max_damage", "attacks_per_second")}),
     )
+
+    def get_prepopulated_fields(self, request, obj=None):
+        # A running boss's slug is read-only; prepopulating a read-only field breaks the page.
+        if obj is not None and obj.status != BossStatus.DRAFT:
+            return {}
+        return super().get_prepopulated_fields(request, obj)
 
     def get_readonly_fields(self, request, obj=None):
         ro = list(self.readonly_fields) + ["status"]
@@ -128,12 +160,90 @@ class BossEventAdmin(admin.ModelAdmin):
         return False
 
 
+class RewardGrantInline(ReadOnlyInline):
+    """The rewards a victory saga granted (one per player)."""
+
+    model = RewardGrant
+    fk_name = "saga"
+    fields = ("player", "rank", "tier", "damage", "granted_at")
+    readonly_fields = fields
+    ordering = ("rank",)
+    max_num = 0
+
+
 @admin.register(SagaRun)
 class SagaRunAdmin(admin.ModelAdmin):
-    list_display = ("key", "kind", "boss", "status", "shard_key", "policy", "amount", "attempts",
+    list_display = ("key", "kind", "boss", "status_badge", "shard_key", "policy", "amount", "attempts",
                     "started_at", "finished_at")
     list_filter = ("kind", "status", "policy")
     search_fields = ("key", "shard_key", "boss__slug")
+    fields = ("key", "kind", "boss", "fight", "status", "shard_key", "epoch", "policy", "amount", "attempts",
+              "started_at", "finished_at", "steps_table", "leaderboard_table", "detail_summary")
+    readonly_fields = fields
+    inlines = [RewardGrantInline]
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, obj):
+        colour = {"completed": "#2e7d32", "running": "#b26a00", "failed": "#c62828"}.get(obj.status, "#555")
+        return format_html('<b style="color:{}">{}</b>', colour, obj.get_status_display())
+
+    @admin.display(description="Steps")
+    def steps_table(self, obj):
+        if not obj.steps:
+            return "— (no step recorded yet)"
+        rows = format_html_join(
+            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((i + 1, st.get("step", ""), st.get("at", ""),
+              ", ".join(f"{k}={v}" for k, v in st.items() if k not in ("step", "at")))
+             for i, st in enumerate(obj.steps)))
+        return format_html("<table><tr><th>#</th><th>step</th><th>at</th><th>detail</th></tr>{}</table>", rows)
+
+    @admin.display(description="Leaderboard")
+    def leaderboard_table(self, obj):
+        board = (obj.detail or {}).get("leaderboard")
+        if not board:
+            return "—"
+        rows = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                                ((e["rank"], e["player"], f"{e['damage']:,}") for e in board))
+        return format_html("<table><tr><th>rank</th><th>player</th><th>damage</th></tr>{}</table>", rows)
+
+    @admin.display(description="Detail")
+    def detail_summary(self, obj):
+        detail = dict(obj.detail or {})
+        for big in ("players", "shards", "leaderboard"):  # shown elsewhere, or too long for a page
+            if big in detail:
+                detail[big] = f"{len(detail[big])} entries"
+        return ", ".join(f"{k}={v}" for k, v in detail.items()) or "—"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Contribution)
+class ContributionAdmin(admin.ModelAdmin):
+    """Per-shard and per-player damage of won fights (written by the victory saga)."""
+
+    list_display = ("boss", "fight", "kind", "rank", "name", "damage")
+    list_filter = ("kind", "boss")
+    search_fields = ("name", "boss__slug")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(RewardGrant)
+class RewardGrantAdmin(admin.ModelAdmin):
+    """One reward per player per won fight (unique; granted by the victory saga)."""
+
+    list_display = ("player", "boss", "fight", "rank", "tier", "damage", "granted_at")
+    list_filter = ("tier", "boss")
+    search_fields = ("player", "boss__slug")
 
     def has_add_permission(self, request):
         return False
