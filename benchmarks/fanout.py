@@ -388,12 +388,21 @@ def run_fanout(*, layer: str, viewers: int, hz: float = 10.0, seconds: float = 1
     server = _Server(layer, workers)
     try:
         say(f"fanout {layer}: {viewers} viewers, {hz:g} Hz, {seconds:g} s, {workers} worker(s)")
-        result = asyncio.run(_drive(server, result, path, slug, boss_id, snap_version, drain_s, layer))
+        result = _run_loop(_drive(server, result, path, slug, boss_id, snap_version, drain_s, layer))
     finally:
         server.stop()
     say(f"fanout {layer}: delivered {100 * result.delivered_ratio:.1f} %, p99 {result.p99_lag_ms} ms, "
         f"final {result.ended_on_final}/{viewers}")
     return result
+
+
+def _run_loop(coro):
+    """The load generator's loop: uvloop when installed (it is a uvicorn[standard] dependency)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        return asyncio.run(coro)
+    return uvloop.run(coro)
 
 
 async def _drive(server: _Server, result: FanoutResult, path: str, slug: str, boss_id: int,

@@ -20,7 +20,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from bosses import authority
 from bosses.errors import LiveOpsError, RateLimited, UnknownBoss
-from liveops.fanout import Subscriber, get_hub
+from liveops.fanout import Subscriber, get_hub, raw_writer
 from liveops.protocol import (CLOSE_MALFORMED, CLOSE_RATE_LIMITED, CLOSE_UNKNOWN_BOSS, PROTOCOL_VERSION,
                               UnknownType, encode, error_frame, parse_frame)
 from liveops.redis import get_async_redis
@@ -114,7 +114,7 @@ class BossStateConsumer(AsyncWebsocketConsumer):
         async def send(text: str) -> None:
             await base_send({"type": "websocket.send", "text": text})
 
-        self.subscriber = Subscriber(send)
+        self.subscriber = Subscriber(send, raw_writer(base_send))
         hub = get_hub()
         await hub.subscribe(self.boss.id, self.subscriber)
         # Subscribed first, snapshot second: nothing published in between is missed, and

@@ -12,8 +12,11 @@ API (all calls from the event loop that serves the sockets)::
 
     from liveops.fanout import Subscriber, get_hub
 
-    sub = Subscriber(send)                 # send: async (text: str) -> None, e.g. a socket's
-                                           # websocket.send; called with wire text as is
+    sub = Subscriber(send, raw_writer(asgi_send))
+                                           # send: async (text: str) -> None, e.g. a socket's
+                                           # websocket.send; called with wire text as is.
+                                           # raw_writer(): optional uvicorn fast path (None
+                                           # elsewhere), framing each message once per process
     await get_hub().subscribe(boss_id, sub)  # returns once Redis confirmed the subscription,
                                            # so a snapshot read after it misses nothing
     sub.offer(snapshot_text, version=v, is_state=True)  # your own snapshot, same filter
@@ -30,7 +33,8 @@ Delivery rules of a :class:`Subscriber`:
   ``defeated``, ``expired``, anything not ``state``) are kept in order, at most
   ``MAX_PENDING_EVENTS`` of them;
 * sends are started eagerly: a send that completes without suspending (the normal case)
-  costs no task and no extra loop iteration.
+  costs no task and no extra loop iteration; with a raw writer (uvicorn websockets-sansio,
+  no deflate) an open, writable socket gets the pre-built frame with one transport.write.
 
 If the subscriber connection to Redis drops, the hub reconnects with backoff, re-subscribes
 and, once each channel is confirmed again, reads the boss's state and offers it to every
@@ -68,6 +72,56 @@ UVICORN_WS_ARGS = ["--ws", "websockets-sansio", "--ws-per-message-deflate", "fal
                    "--no-access-log"]
 
 Send = Callable[[str], Awaitable[None]]
+RawWrite = Callable[[bytes], bool]
+
+
+def text_frame(text: str) -> bytes:
+    """One unmasked, unfragmented WebSocket text frame (RFC 6455 5.2) carrying ``text``."""
+    data = text.encode()
+    n = len(data)
+    if n < 126:
+        return bytes((0x81, n)) + data
+    if n < 65536:
+        return bytes((0x81, 126)) + n.to_bytes(2, "big") + data
+    return bytes((0x81, 127)) + n.to_bytes(8, "big") + data
+
+
+def raw_writer(send: Any) -> RawWrite | None:
+    """A fast path past the ASGI ``send`` for uvicorn's websockets-sansio protocol, or None.
+
+    Server frames are unmasked, so the hub frames each published message ONCE per process and
+    writes the same bytes to every socket: no per-socket encoding, no per-socket coroutine.
+    Only used when the connection negotiated no extension (per-message deflate off) and only
+    while the socket is open and writable; otherwise the writer returns False and the
+    subscriber takes the ordinary ASGI path (which waits for flow control). Any other server
+    (daphne, the test communicator) gets None: the ordinary path only.
+    """
+    seen = 0
+    while seen < 4 and hasattr(send, "__self__") and hasattr(send.__self__, "real_send"):
+        send = send.__self__.real_send  # channels' session wrapper
+        seen += 1
+    proto = getattr(send, "__self__", None)
+    if proto is None or type(proto).__module__ != "uvicorn.protocols.websockets.websockets_sansio_impl":
+        return None
+    conn = getattr(proto, "conn", None)
+    transport = getattr(proto, "transport", None)
+    writable = getattr(proto, "writable", None)
+    if conn is None or transport is None or writable is None or getattr(conn, "extensions", None):
+        return None
+    try:
+        from websockets.protocol import State
+    except ImportError:  # pragma: no cover
+        return None
+    open_state = State.OPEN
+
+    def write(frame: bytes) -> bool:
+        if (conn.state is not open_state or proto.close_sent or proto.disconnected
+                or not writable.is_set() or transport.is_closing()):
+            return False
+        transport.write(frame)
+        return True
+
+    return write
 
 
 def message_version(text: str) -> tuple[int, bool]:
@@ -85,10 +139,11 @@ def message_version(text: str) -> tuple[int, bool]:
 class Subscriber:
     """One socket's (or callback's) view of a boss channel: version filter + latest-wins slot."""
 
-    __slots__ = ("_send", "_busy", "_pending", "_version", "closed", "sent", "skipped", "__weakref__")
+    __slots__ = ("_send", "_raw", "_busy", "_pending", "_version", "closed", "sent", "skipped", "__weakref__")
 
-    def __init__(self, send: Send) -> None:
+    def __init__(self, send: Send, raw: RawWrite | None = None) -> None:
         self._send = send
+        self._raw = raw
         self._busy = False
         self._pending: collections.deque[tuple[bool, str]] = collections.deque()
         self._version = -1
@@ -101,8 +156,12 @@ class Subscriber:
         """The newest state version offered to this subscriber (-1 before the first)."""
         return self._version
 
-    def offer(self, text: str, *, version: int, is_state: bool) -> None:
-        """Queue ``text`` for sending (O(1), never blocks; see the module docstring)."""
+    def offer(self, text: str, *, version: int, is_state: bool, frame: bytes | None = None) -> None:
+        """Queue ``text`` for sending (O(1), never blocks; see the module docstring).
+
+        ``frame`` is ``text_frame(text)`` when the caller already built it (the hub does,
+        once per message per process).
+        """
         if self.closed:
             return
         if is_state:
@@ -110,6 +169,9 @@ class Subscriber:
                 return
             self._version = version
         if not self._busy:
+            if self._raw is not None and self._raw(frame or text_frame(text)):
+                self.sent += 1
+                return
             self._start(text)
             return
         if is_state:
@@ -233,8 +295,9 @@ class FanoutHub:
         subs = self._subs.get(boss_id)
         if not subs:
             return
+        frame = text_frame(text)  # framed once, written as is to every raw-capable socket
         for sub in tuple(subs):
-            sub.offer(text, version=version, is_state=is_state)
+            sub.offer(text, version=version, is_state=is_state, frame=frame)
         self.deliveries += len(subs)
 
     def subscriber_count(self, boss_id: int | None = None) -> int:
