@@ -260,3 +260,14 @@ def victory_sagas_resume(*, stale_ms: int | None = None) -> list[str]:
         victory_enqueue(boss_id=boss.pk)
         enqueued.append(key)
     return enqueued
+
+
+def victory_result(*, boss: BossEncounter) -> dict[str, Any] | None:
+    """Read-only summary of the current fight's victory saga for dashboards (None before it starts)."""
+    saga = SagaRun.objects.filter(key=victory_saga_key(boss_id=boss.pk, fight=boss.fight)).first()
+    if saga is None:
+        return None
+    return {"key": saga.key, "status": saga.status, "steps": steps_done(saga), "attempts": saga.attempts,
+            "leaderboard": (saga.detail or {}).get("leaderboard", []),
+            "rewards": RewardGrant.objects.filter(boss=boss, fight=boss.fight).count(),
+            "final": (saga.detail or {}).get("final"), "finished_at": saga.finished_at}

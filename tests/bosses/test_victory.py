@@ -138,3 +138,15 @@ def test_a_fight_without_a_breakdown_grants_nothing_but_completes(make_boss, mak
     assert [(c.kind, c.name, c.damage) for c in Contribution.objects.filter(boss=boss)] == [
         ("shard", s.shard_key, 60)]
     assert not RewardGrant.objects.filter(boss=boss).exists()
+
+
+def test_victory_result_summarises_the_fight_for_dashboards(won_fight):
+    from bosses.sagas import victory_result
+
+    boss = won_fight[0]
+    assert victory_result(boss=boss) is None
+    boss_victory_run(boss_id=boss.pk, fight=boss.fight)
+    result = victory_result(boss=boss)
+    assert result["status"] == "completed" and result["steps"] == list(VICTORY_STEPS)
+    assert result["rewards"] == RewardGrant.objects.filter(boss=boss).count() > 0
+    assert len(result["leaderboard"]) == LEADERBOARD_SIZE and result["final"]["hp"] == 0
