@@ -34,6 +34,7 @@ class ShardHealth:
     CRASHED = "crashed"  # every session fenced by a crash saga (or marked crashed)
     RETIRED = "retired"
     IDLE = "idle"  # never spoke to this boss
+    DONE = "done"  # the fight is over: silence is expected, not a warning
 
 
 @dataclass
@@ -67,12 +68,10 @@ class ShardRow:
     sessions: list[SessionRow] = field(default_factory=list)
 
 
-def _now_ms(client) -> int:
-    seconds, micros = client.time()
-    return int(seconds) * 1000 + int(micros) // 1000
+ENDED_STATUSES = ("defeated", "expired")
 
 
-def _shard_health(*, row: ShardRow, heartbeat_interval_ms: int) -> str:
+def _shard_health(*, row: ShardRow, heartbeat_interval_ms: int, boss_status: str = "live") -> str:
     if row.status == "retired":
         return ShardHealth.RETIRED
     if not row.sessions:
@@ -80,6 +79,8 @@ def _shard_health(*, row: ShardRow, heartbeat_interval_ms: int) -> str:
     open_sessions = [s for s in row.sessions if not s.settled]
     if not open_sessions:
         return ShardHealth.CRASHED
+    if boss_status in ENDED_STATUSES:
+        return ShardHealth.DONE
     ages = [s.heartbeat_age_ms for s in open_sessions if s.heartbeat_age_ms is not None]
     if ages and min(ages) > heartbeat_interval_ms * LATE_AFTER_INTERVALS:
         return ShardHealth.LATE
@@ -87,7 +88,7 @@ def _shard_health(*, row: ShardRow, heartbeat_interval_ms: int) -> str:
 
 
 def ops_shard_rows(*, boss: BossEncounter, raw: dict[str, dict[str, str]] | None = None,
-                   now_ms: int | None = None) -> list[ShardRow]:
+                   now_ms: int | None = None, boss_status: str | None = None) -> list[ShardRow]:
     """Per-shard buffer, held, contribution, heartbeat age, last seq and health of ``boss``.
 
     ``raw`` (the boss's hashes, as :func:`_read_hashes` returns them) and ``now_ms`` let a
@@ -98,6 +99,8 @@ def ops_shard_rows(*, boss: BossEncounter, raw: dict[str, dict[str, str]] | None
     client = get_redis()
     if raw is None or now_ms is None:
         raw, now_ms = _read_hashes(client, boss.pk)
+    if boss_status is None:
+        boss_status = client.hget(keys.BossKeys(boss.pk).state, "status") or boss.status
     sessions: dict[str, dict[int, SessionRow]] = {}
 
     def session(sess: str) -> SessionRow | None:
@@ -144,7 +147,8 @@ def ops_shard_rows(*, boss: BossEncounter, raw: dict[str, dict[str, str]] | None
             row.epoch, row.last_seq = ordered[0].epoch, ordered[0].last_seq
         if shard is None and not ordered and not row.contribution:
             continue
-        row.health = _shard_health(row=row, heartbeat_interval_ms=boss.heartbeat_interval_ms)
+        row.health = _shard_health(row=row, heartbeat_interval_ms=boss.heartbeat_interval_ms,
+                                   boss_status=boss_status)
         rows.append(row)
     return rows
 
@@ -258,7 +262,7 @@ def ops_snapshot(*, boss: BossEncounter, with_series: bool = False) -> dict[str,
     pipe.xrevrange(k.log, count=max(EVENTS_KEEP, HP_SERIES_KEEP if with_series else 0, 200))
     state, ticks, log = pipe.execute()
     entries = [_log_entry(i, f) for i, f in log]
-    shards = ops_shard_rows(boss=boss, raw=raw, now_ms=now_ms)
+    shards = ops_shard_rows(boss=boss, raw=raw, now_ms=now_ms, boss_status=state.get("status") or boss.status)
     message: dict[str, Any] = {
         "type": "ops",
         "boss": boss.slug,
@@ -272,7 +276,8 @@ def ops_snapshot(*, boss: BossEncounter, with_series: bool = False) -> dict[str,
         "tick": ops_tick_lag(state=state, tick_times_ms=[int(t) for t in ticks], now_ms=now_ms),
         "shards": [asdict(r) for r in shards],
         "health": {h: sum(1 for r in shards if r.health == h) for h in
-                   (ShardHealth.OK, ShardHealth.LATE, ShardHealth.CRASHED, ShardHealth.IDLE, ShardHealth.RETIRED)},
+                   (ShardHealth.OK, ShardHealth.LATE, ShardHealth.CRASHED, ShardHealth.IDLE, ShardHealth.RETIRED,
+                    ShardHealth.DONE)},
         "events": entries[:EVENTS_KEEP],
         "sagas": ops_latest_sagas(boss=boss),
         "config": {"tick_interval_ms": boss.tick_interval_ms, "heartbeat_interval_ms": boss.heartbeat_interval_ms,

@@ -67,8 +67,13 @@ export function startDashboard({ wsPath, snapshot }) {
     $("k-buf").textContent = n(ops.buffered);
     const h = ops.health;
     const active = h.ok + h.late + h.crashed;
-    $("k-shards").textContent = `${h.ok}/${active}`;
-    $("k-shards-hint").textContent = `healthy · ${h.late} late · ${h.crashed} crashed · ${h.idle} idle`;
+    if (h.done && !active) {
+      $("k-shards").textContent = `${h.done}`;
+      $("k-shards-hint").textContent = `took part · fight over`;
+    } else {
+      $("k-shards").textContent = `${h.ok}/${active}`;
+      $("k-shards-hint").textContent = `healthy · ${h.late} late · ${h.crashed} crashed · ${h.idle} idle`;
+    }
     $("kc-shards").classList.toggle("bad", h.crashed > 0);
     $("kc-shards").classList.toggle("warn", h.crashed === 0 && h.late > 0);
     const L = ops.ledger;

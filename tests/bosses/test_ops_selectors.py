@@ -112,3 +112,17 @@ def test_tick_lag_without_any_tick(live_boss):
     get_redis().delete(keys.TICK_TIMES)
     tick = ops_snapshot(boss=live_boss)["tick"]
     assert tick["beat_age_ms"] is None and tick["interval_p99_ms"] is None
+
+
+def test_after_the_fight_silent_shards_are_done_not_late(make_boss, make_session):
+    from bosses.services import boss_end, boss_go_live
+
+    boss = make_boss(heartbeat_interval_ms=100, heartbeat_timeout_ms=60_000)
+    boss_go_live(boss=boss)
+    s = make_session("eu-1")
+    delta_ingest(boss_id=boss.pk, shard_key="eu-1", epoch=s.epoch, seq=1, amount=10)
+    time.sleep(0.25)
+    assert rows_by_key(boss)["eu-1"].health == ShardHealth.LATE
+    boss_end(boss=boss)
+    assert rows_by_key(boss)["eu-1"].health == ShardHealth.DONE
+    assert ops_snapshot(boss=boss)["health"]["done"] == 1

@@ -9,7 +9,9 @@ version as the authority, versions only ever rose on every socket, and verify_bo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -23,7 +25,7 @@ from bosses.verification import boss_verify
 from liveops.redis import get_redis
 from bosses import keys
 from shards.services import shard_create
-from tests.browser.support import staff_session_cookie, start_uvicorn
+from tests.browser.support import CHROMIUM, CHROMIUM_ARGS, SCREENSHOT_DIR, staff_session_cookie, start_uvicorn
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -108,7 +110,7 @@ async def game_server(ws_base: str, shard: str, token: str, slug: str, sdks: dic
         await asyncio.sleep(0.1)
 
 
-def test_live_fight_players_sdk_servers_dashboard_agree(celery_stack, make_boss):
+def test_live_fight_players_sdk_servers_dashboard_agree(celery_stack, make_boss, monkeypatch):
     boss = make_boss(name="Molten Core", slug="molten-core", max_hp=60_000, min_damage=50, max_damage=150,
                      attacks_per_second=20)
     for key in HOSTED:
@@ -119,11 +121,32 @@ def test_live_fight_players_sdk_servers_dashboard_agree(celery_stack, make_boss)
     try:
         boss_go_live(boss=boss)
         ws_base = base.replace("http://", "ws://")
-        result = asyncio.run(_fight(ws_base, boss.slug, cookie, tokens))
+        with dashboard_page(base, boss.slug, cookie, monkeypatch) as page:
+            # the socket clients run on their own event loop in a thread; this thread
+            # drives the browser (Playwright's sync API owns this thread's loop)
+            box: dict = {}
+            fight = threading.Thread(target=lambda: box.update(
+                result=_run_catching(_fight(ws_base, boss.slug, cookie, tokens))))
+            fight.start()
+            fight.join(FIGHT_TIMEOUT_S + 30)
+            assert "result" in box, "the fight thread did not finish"
+            if isinstance(box["result"], BaseException):
+                raise box["result"]
+            result = box["result"]
+            final = boss_state(boss_id=boss.pk)
+            if page is not None:
+                # the real dashboard page ends on the same version, showing the defeat
+                page.wait_for_function(
+                    f"(() => {{ const d = document.getElementById('hpbar').dataset;"
+                    f" return +d.version === {final.version} && +d.hp === 0"
+                    f" && document.getElementById('status').textContent === 'defeated'; }})()", timeout=10_000)
+                page.wait_for_selector("#sagas td:has-text('victory')", timeout=10_000)
+                SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(SCREENSHOT_DIR / "dashboard-e2e.png"), full_page=True)
+                assert not page.errors, page.errors
     finally:
         proc.stop()
 
-    final = boss_state(boss_id=boss.pk)
     assert final.status == "defeated" and final.hp == 0
     watches, ops, acked, refused, sdk_acked = result
     for w in watches:
@@ -155,7 +178,39 @@ def test_live_fight_players_sdk_servers_dashboard_agree(celery_stack, make_boss)
     rows = {row["key"]: row for row in last_ops["shards"]}
     assert {*HOSTED, "gs-1", "gs-2"} <= set(rows)
     assert all(rows[k]["contribution"] == contrib[k] for k in contrib)
+    assert {row["health"] for row in last_ops["shards"]} == {"done"}  # fight over, nobody crashed
     assert last_ops["tick"]["samples"] > 0 and last_ops["tick"]["beat_age_ms"] is not None
+
+
+def _run_catching(coro):
+    try:
+        return asyncio.run(coro)
+    except BaseException as exc:  # handed to the test thread
+        return exc
+
+
+@contextlib.contextmanager
+def dashboard_page(base: str, slug: str, cookie: str, monkeypatch):
+    """The operator dashboard in headless Chromium (None when Chromium is absent)."""
+    if not CHROMIUM.exists():
+        yield None  # the socket-level checks still run; the page check needs Chromium
+        return
+    from playwright.sync_api import sync_playwright
+
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # ORM reads between page steps
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            context = browser.new_context(viewport={"width": 1400, "height": 1200})
+            context.add_cookies([{"name": "sessionid", "value": cookie, "url": base}])
+            page = context.new_page()
+            page.errors = []
+            page.on("pageerror", lambda e: page.errors.append(str(e)))
+            page.goto(f"{base}/ops/bosses/{slug}/")
+            page.wait_for_function("document.getElementById('conn').textContent === 'live'", timeout=10_000)
+            yield page
+        finally:
+            browser.close()
 
 
 async def _fight(ws_base: str, slug: str, cookie: str, tokens: dict[str, str]):
