@@ -208,7 +208,7 @@ class Stack:
         """uvicorn serving liveops.asgi (per-message deflate off: it costs CPU per message)."""
         argv = [sys.executable, "-m", "uvicorn", "liveops.asgi:application", "--host", host,
                 "--port", str(port), "--ws-per-message-deflate", "false", "--no-access-log",
-                "--log-level", "warning", "--lifespan", "off"]
+                "--log-level", "warning", "--lifespan", "off", "--ws", os.environ.get("LIVEOPS_UVICORN_WS", "auto")]
         if workers > 1:
             argv += ["--workers", str(workers)]
         proc = self.start("asgi", argv)
