@@ -297,5 +297,9 @@ def ops_overview() -> list[dict[str, Any]]:
     for boss in bosses:
         pipe.hgetall(keys.BossKeys(boss.pk).state)
     states = pipe.execute()
-    return [{"boss": boss, "state": ops_state_message(boss=boss, state=state), "has_authority": bool(state)}
-            for boss, state in zip(bosses, states)]
+    rows = []
+    for boss, raw in zip(bosses, states):
+        state = ops_state_message(boss=boss, state=raw)
+        rows.append({"boss": boss, "state": state, "has_authority": bool(raw),
+                     "hp_text": f"{state['hp']:,} / {state['max_hp']:,}"})
+    return rows

@@ -82,6 +82,16 @@ def test_dashboard_hp_falls_live_and_crashed_shard_turns_red(asgi_server, browse
     page.wait_for_selector(".messages .success", timeout=5_000)
     assert boss_state(boss_id=boss.pk).status == "paused"
     page.wait_for_function("document.getElementById('status').textContent === 'paused'", timeout=5_000)
+    page.screenshot(path=str(SCREENSHOT_DIR / "dashboard-paused.png"), full_page=True)
+    # the index lists the boss with its live status; the no-JS confirmation page works
+    page.goto(f"{asgi_server}/ops/")
+    assert "paused" in page.text_content(".boss-list")
+    page.screenshot(path=str(SCREENSHOT_DIR / "ops-index.png"), full_page=True)
+    page.goto(f"{asgi_server}/ops/bosses/{boss.slug}/end/")
+    page.screenshot(path=str(SCREENSHOT_DIR / "confirm-end.png"), full_page=True)
+    page.click("button[type=submit]")
+    page.wait_for_selector(".messages .success", timeout=5_000)
+    assert boss_state(boss_id=boss.pk).status == "expired"
     assert not errors, errors
 
 
