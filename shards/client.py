@@ -100,6 +100,7 @@ class ShardClient:
         self._tasks: list[asyncio.Task] = []
         self._watchers: dict[str, asyncio.Task] = {}
         self._rotate = False        # fenced: switch to a new epoch once nothing is in flight
+        self._releasing: set[str] | None = None  # bosses whose old session must be told "holds 0"
         self._stopping = False
         self._fatal: str | None = None
 
@@ -228,8 +229,14 @@ class ShardClient:
                         if welcome.get("code") in ("unauthorized", "unknown_shard"):
                             self._fatal = welcome.get("code")
                         raise ConnectionError(f"refused: {welcome.get('code')}: {welcome.get('detail')}")
-                    self.epoch = int(welcome["epoch"])
+                    epoch = int(welcome["epoch"])
+                    if self.epoch is not None and epoch != self.epoch:
+                        for b in self._bosses.values():  # a new epoch numbers its seqs from 1
+                            if b.buffer.inflight is None:
+                                b.buffer.next_seq = 1
+                    self.epoch = epoch
                     self._rotate = False
+                    self._releasing = None
                     self._ws = ws
                     self.stats.connects += 1
                     attempt = 0
@@ -239,7 +246,10 @@ class ShardClient:
                     async for text in ws:
                         self._on_frame(json.loads(text))
                         if self._rotate and not any(b.buffer.inflight for b in self._bosses.values()):
-                            break  # fenced: reconnect for a new epoch now that nothing is in flight
+                            if self._releasing is None:
+                                await self._release_sessions(ws)
+                            if not self._releasing:
+                                break  # fenced: reconnect for a new epoch now that nothing is in flight
             except asyncio.CancelledError:
                 raise
             except websockets.exceptions.InvalidStatus as exc:
@@ -257,9 +267,23 @@ class ShardClient:
                 await asyncio.sleep(_backoff(attempt))
                 attempt += 1
 
+    async def _release_sessions(self, ws: Any) -> None:
+        """Before leaving an epoch, tell each boss's old session it holds nothing any more.
+
+        The buffers move to the new epoch; without this, a boss whose old session had
+        reported ``pending`` would be settled again by a crash saga once that session went
+        silent (a double apply under *fair*). The fenced boss answers ``fenced`` (ignored).
+        """
+        self._releasing = {slug for slug, b in self._bosses.items() if not b.ended and b.buffer.next_seq > 1}
+        for slug in self._releasing:
+            await ws.send(json.dumps({"type": "heartbeat", "boss": slug, "pending": 0, "inflight": None},
+                                     separators=(",", ":")))
+
     def _on_frame(self, msg: dict) -> None:
         kind = msg.get("type")
         b = self._bosses.get(msg.get("boss", ""))
+        if self._releasing and (kind == "heartbeat_ack" or (kind == "error" and msg.get("ref") == "heartbeat")):
+            self._releasing.discard(msg.get("boss", ""))
         if kind == "ack" and b is not None:
             if msg.get("duplicate"):
                 self.stats.duplicates += 1
@@ -338,6 +362,8 @@ class ShardClient:
                 frames.append(json.dumps(frame, separators=(",", ":")))
                 b.sent_at = now
                 self.stats.sent += 1
+            if self._releasing is not None:
+                continue  # leaving this epoch: its sessions were told they hold nothing
             if now - b.last_heartbeat >= self.heartbeat_s and (buf.next_seq > 1 or buf.unacked):
                 inflight = buf.inflight
                 frames.append(json.dumps({"type": "heartbeat", "boss": slug, "pending": buf.pending,
