@@ -205,10 +205,11 @@ class Stack:
         return proc
 
     def start_asgi(self, *, port: int, host: str = "127.0.0.1", workers: int = 1) -> ManagedProcess:
-        """uvicorn serving liveops.asgi (per-message deflate off: it costs CPU per message)."""
+        """uvicorn serving liveops.asgi with the production WebSocket flags (liveops.fanout)."""
+        from liveops.fanout import UVICORN_WS_ARGS
+
         argv = [sys.executable, "-m", "uvicorn", "liveops.asgi:application", "--host", host,
-                "--port", str(port), "--ws-per-message-deflate", "false", "--no-access-log",
-                "--log-level", "warning", "--lifespan", "off", "--ws", os.environ.get("LIVEOPS_UVICORN_WS", "auto")]
+                "--port", str(port), *UVICORN_WS_ARGS, "--log-level", "warning", "--lifespan", "off"]
         if workers > 1:
             argv += ["--workers", str(workers)]
         proc = self.start("asgi", argv)
