@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import threading
 import time
 from dataclasses import dataclass, field
 
 import pytest
+from django.core.management import call_command
 from websockets.asyncio.client import connect
 
 from bosses.models import BossEncounter, SagaRun
@@ -160,6 +162,10 @@ def test_live_fight_players_sdk_servers_dashboard_agree(celery_stack, make_boss,
 
     report = boss_verify(boss=BossEncounter.objects.get(pk=boss.pk))
     assert report.ok, report.problems
+    out = io.StringIO()
+    call_command("verify_boss", boss.slug, "--json", stdout=out)  # exits 1 when anything fails
+    verified = json.loads(out.getvalue())
+    assert verified["ok"] and verified["version"] == final.version and verified["overkill"] > 0
     r = get_redis()
     contrib = {k: int(v) for k, v in r.hgetall(keys.BossKeys(boss.pk).contrib).items()}
     assert set(contrib) == {*HOSTED, "gs-1", "gs-2"}, contrib
