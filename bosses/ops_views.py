@@ -14,9 +14,10 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
 from bosses import services
-from bosses.errors import LiveOpsError, UnknownBoss
+from bosses.errors import AuthorityUnavailable, LiveOpsError, UnknownBoss
 from bosses.ops_selectors import ops_overview, ops_snapshot
 from bosses.selectors import boss_get
+from bosses.services import REDIS_DOWN
 
 # action -> (service, button label, what it does, which statuses allow it)
 OPS_ACTIONS = {
@@ -38,10 +39,20 @@ def _not_found(request: HttpRequest, exc: UnknownBoss) -> HttpResponse:
     return render(request, "ops/not_found.html", {"error": exc}, status=404)
 
 
+def _authority_down(request: HttpRequest, exc: Exception) -> HttpResponse:
+    err = AuthorityUnavailable(f"Redis (the live authority) is unreachable: {exc}. Nothing was changed; "
+                               "reload when it is back.")
+    return render(request, "ops/not_found.html", {"error": err, "title": "Authority unavailable"}, status=503)
+
+
 @staff_member_required
 def ops_index(request: HttpRequest) -> HttpResponse:
     """``/ops/``: every boss with its live HP, status and links to its dashboard."""
-    return render(request, "ops/index.html", {"rows": ops_overview()})
+    try:
+        rows = ops_overview()
+    except REDIS_DOWN as exc:
+        return _authority_down(request, exc)
+    return render(request, "ops/index.html", {"rows": rows})
 
 
 @staff_member_required
@@ -51,7 +62,10 @@ def ops_boss(request: HttpRequest, slug: str) -> HttpResponse:
         boss = boss_get(slug=slug)
     except UnknownBoss as exc:
         return _not_found(request, exc)
-    snapshot = ops_snapshot(boss=boss, with_series=True)
+    try:
+        snapshot = ops_snapshot(boss=boss, with_series=True)
+    except REDIS_DOWN as exc:
+        return _authority_down(request, exc)
     actions = [{"name": name, "label": label, "help": help_text, "enabled": snapshot["state"]["status"] in allowed}
                for name, (_, label, help_text, allowed) in OPS_ACTIONS.items()]
     return render(request, "ops/boss.html", {

@@ -116,9 +116,10 @@ export function startPlayer(cfg) {
   });
 
   $("attack").addEventListener("click", attack);
+  // Space or A attacks (a held key repeats; the token bucket above paces it).
   document.addEventListener("keydown", (ev) => {
-    if (ev.repeat && ev.key !== " " && ev.key.toLowerCase() !== "a") return;
-    if (ev.key === " " || ev.key.toLowerCase() === "a") {
+    if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    if (ev.key === " " || ev.key === "a" || ev.key === "A") {
       ev.preventDefault();
       attack();
     }

@@ -114,3 +114,24 @@ def test_player_page_picks_a_shard_and_carries_its_config(live_boss):
     assert config["shard"] == "eu-1" and config["shard_path"] == "/ws/shards/eu-1/"
     assert config["expected_damage"] == (live_boss.min_damage + live_boss.max_damage) / 2
     assert client.session.session_key  # the guest identity exists before the socket opens
+
+
+def test_authority_down_is_a_clear_503_and_actions_change_nothing(live_boss, staff_client, settings):
+    from liveops.redis import reset_clients
+
+    live_url = settings.REDIS_URL
+    settings.REDIS_URL = "redis://127.0.0.1:1/10"  # nothing listens there
+    reset_clients()
+    try:
+        for url in ("/ops/", f"/ops/bosses/{live_boss.slug}/"):
+            resp = staff_client.get(url)
+            assert resp.status_code == 503 and b"authority_unavailable" in resp.content, url
+        resp = staff_client.post(f"/ops/bosses/{live_boss.slug}/pause/", {"confirm": "yes"}, follow=True)
+        body = resp.content.decode()
+        assert "Could not pause" in body and "authority_unavailable" in body
+    finally:
+        settings.REDIS_URL = live_url
+        reset_clients()
+    assert boss_state(boss_id=live_boss.pk).status == "live"
+    live_boss.refresh_from_db()
+    assert live_boss.status == "live"
