@@ -49,11 +49,18 @@ export function startDashboard({ wsPath, snapshot }) {
     }
   }
 
+  let resyncNext = false; // set on every reconnect: the first ops message is the new truth
+
   function renderOps(ops) {
     lastOps = ops;
     clockOffset = ops.server_ms - Date.now();
     chart.setClockOffset(ops.server_ms);
-    if (model.truth(ops.state, performance.now())) { // only if newer than what the pushes showed
+    if (ops.series) chart.load(ops.series);
+    const force = resyncNext;
+    resyncNext = false;
+    // only if newer than what the pushes showed, except right after a reconnect (resync:
+    // a reset boss starts again at version 1)
+    if (model.truth(ops.state, performance.now(), { force })) {
       chart.add(ops.state.ts, ops.state.hp, ops.state.version);
       showStatus(ops.state.status, ops.state.phase, ops.state.version);
     }
@@ -168,6 +175,10 @@ export function startDashboard({ wsPath, snapshot }) {
     requestAnimationFrame(frame);
   };
   requestAnimationFrame(frame);
-  const socket = new LiveSocket(wsPath, { onMessage, onStatus: (st, attempt) => setConn($("conn"), st, attempt) });
+  const socket = new LiveSocket(wsPath, {
+    onMessage,
+    onOpen: () => { resyncNext = true; },
+    onStatus: (st, attempt) => setConn($("conn"), st, attempt),
+  });
   window.__ops = { model, chart, socket };
 }

@@ -62,6 +62,13 @@ def test_dashboard_hp_falls_live_and_crashed_shard_turns_red(asgi_server, browse
     assert page.evaluate("window.__ops.chart.points.length") >= 4
     assert page.text_content("#version") == str(boss_state(boss_id=boss.pk).version)
 
+    # the feed drops: the page reconnects on its own and resyncs (a tick lands meanwhile)
+    page.evaluate("window.__ops.socket.drop()")
+    delta_ingest(boss_id=boss.pk, shard_key="eu-1", epoch=eu.epoch, seq=4, amount=1_000)
+    out = boss_tick(boss_id=boss.pk, force=True)
+    page.wait_for_function("document.getElementById('conn').textContent === 'live'", timeout=10_000)
+    page.wait_for_function(f"+document.getElementById('hpbar').dataset.truth === {out.hp}", timeout=5_000)
+
     # a crash saga fences us-1: its row turns red on the next refresh, the saga is listed
     session_fence(boss=boss, shard_key="us-1", epoch=us.epoch)
     row = page.wait_for_selector('#shards tr[data-shard="us-1"].health-crashed', timeout=5_000)
@@ -70,7 +77,7 @@ def test_dashboard_hp_falls_live_and_crashed_shard_turns_red(asgi_server, browse
     assert r > g and r > b, red
     page.wait_for_selector("#sagas td:has-text('crash')", timeout=5_000)
     assert "eu-1" in page.text_content('#shards tr[data-shard="eu-1"]')
-    assert "50,000" in page.text_content('#shards tr[data-shard="eu-1"]')  # its contribution
+    assert "51,000" in page.text_content('#shards tr[data-shard="eu-1"]')  # its contribution
     page.wait_for_function("document.getElementById('k-dps').textContent !== '—'", timeout=5_000)
     SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOT_DIR / "dashboard.png"), full_page=True)
