@@ -49,6 +49,9 @@ from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYERS = ("core", "pubsub", "hub")
+# Not in the default run: the pubsub layer with the hub's server flags and process count,
+# to separate what the flags give from what the design gives.
+EXTRA_LAYERS = ("pubsub-tuned",)
 CONNECT_CONCURRENCY = 100
 CONNECT_TIMEOUT_S = 60.0
 DRAIN_S = 5.0
@@ -246,11 +249,13 @@ class _Server:
         self.port = _free_port()
         if layer == "hub":
             app, flags = "liveops.asgi:application", UVICORN_WS_ARGS
+        elif layer == "pubsub-tuned":
+            app, flags = "benchmarks.baseline_asgi:application", UVICORN_WS_ARGS
         else:  # stock: uvicorn's defaults (per-message deflate on)
             app, flags = "benchmarks.baseline_asgi:application", ["--no-access-log"]
         env = dict(os.environ, DJANGO_SETTINGS_MODULE="liveops.settings", REDIS_URL=settings.REDIS_URL,
                    BROKER_URL=settings.BROKER_URL, CHANNELS_URL=settings.CHANNELS_URL,
-                   DATABASE_URL=_database_url(), BENCH_LAYER=layer, PYTHONUNBUFFERED="1")
+                   DATABASE_URL=_database_url(), BENCH_LAYER=layer.split("-")[0], PYTHONUNBUFFERED="1")
         self.log = tempfile.NamedTemporaryFile(prefix=f"fanout-{layer}-", suffix=".log", delete=False)
         argv = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(self.port),
                 "--backlog", "4096", *flags]
@@ -328,7 +333,7 @@ def _publish(layer: str, *, boss_id: int, slug: str, first_version: int, count: 
             from channels_redis.core import RedisChannelLayer
             from channels_redis.pubsub import RedisPubSubChannelLayer
 
-            cls = RedisChannelLayer if layer == "core" else RedisPubSubChannelLayer
+            cls = RedisChannelLayer if layer == "core" else RedisPubSubChannelLayer  # pubsub(-tuned)
             chl = cls(hosts=[settings.CHANNELS_URL])
             send = lambda text: chl.group_send(f"bench_{boss_id}", {"type": "state.message", "text": text})
         for i in range(count):
@@ -374,9 +379,10 @@ def run_fanout(*, layer: str, viewers: int, hz: float = 10.0, seconds: float = 1
                workers: int | None = None, drain_s: float = DRAIN_S,
                progress: Callable[[str], None] | None = None) -> FanoutResult:
     """Run one measurement (see the module docstring). Blocking; starts and stops its server."""
-    if layer not in LAYERS:
-        raise ValueError(f"layer must be one of {LAYERS}")
-    workers = workers or (HUB_WORKERS if layer == "hub" else STOCK_WORKERS)
+    if layer not in LAYERS + EXTRA_LAYERS:
+        raise ValueError(f"layer must be one of {LAYERS + EXTRA_LAYERS}")
+    tuned = layer in ("hub", "pubsub-tuned")
+    workers = workers or (HUB_WORKERS if tuned else STOCK_WORKERS)
     say = progress or (lambda _msg: None)
     result = FanoutResult(layer, viewers, hz, seconds, workers)
     if layer == "hub":
@@ -409,7 +415,7 @@ async def _drive(server: _Server, result: FanoutResult, path: str, slug: str, bo
                  snap_version: int, drain_s: float, layer: str) -> FanoutResult:
     first = snap_version + 1
     sink = _Sink(min_version=first)
-    deflate = layer != "hub"  # browsers offer it; only the stock servers accept it
+    deflate = True  # browsers always offer it; only the stock servers accept it
     sem = asyncio.Semaphore(CONNECT_CONCURRENCY)
     clients: list[_Viewer] = []
 

@@ -150,3 +150,18 @@ async def test_viewers_share_one_subscription_and_leave_cleanly(live_boss):
     assert hub.subscriber_count(live_boss.pk) == 0
     channels = await sync_to_async(get_redis().pubsub_numsub)(keys.state_channel(live_boss.pk))
     assert channels[0][1] == 0
+
+
+async def test_http_snapshot_matches_the_websocket_snapshot(live_boss, make_session, client):
+    from shards.services import shard_create
+
+    await sync_to_async(shard_create)(key="eu-9", name="EU 9", region="eu")
+    s = await sync_to_async(make_session)()
+    await sync_to_async(hit_and_tick)(live_boss, s, 1, 777)
+    comm, snap = await open_viewer(live_boss.slug)
+    body = (await sync_to_async(client.get)(f"/api/bosses/{live_boss.slug}/state")).json()
+    assert {k: body[k] for k in snap} == snap
+    assert {"key": "eu-9", "name": "EU 9", "region": "eu", "status": "online"} in body["shards"]
+    missing = await sync_to_async(client.get)("/api/bosses/nope/state")
+    assert missing.status_code == 404 and missing.json()["code"] == "unknown_boss"
+    await comm.disconnect()
