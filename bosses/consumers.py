@@ -92,6 +92,15 @@ class BossStateConsumer(AsyncWebsocketConsumer):
 
     channel_layer_alias = "__no_channel_layer__"  # no layer: the hub does the fan-out
 
+    async def dispatch(self, message: dict) -> None:
+        # Channels closes stale DB connections before every handler through a thread-pool
+        # hop (~50-100 us per frame). Handlers here reach the ORM only through
+        # database_sync_to_async, which does that itself, so frames skip the hop.
+        handler = getattr(self, message["type"].replace(".", "_"), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
     boss: BossRef | None = None
     subscriber: Subscriber | None = None
 

@@ -108,6 +108,15 @@ class ShardGatewayConsumer(AsyncWebsocketConsumer):
 
     channel_layer_alias = "__no_channel_layer__"
 
+    async def dispatch(self, message: dict) -> None:
+        # Channels closes stale DB connections before every handler through a thread-pool
+        # hop (~50-100 us per frame). Handlers here reach the ORM only through
+        # database_sync_to_async, which does that itself, so frames skip the hop.
+        handler = getattr(self, message["type"].replace(".", "_"), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
     shard_key = ""
     epoch: int | None = None
     player: str | None = None
@@ -144,6 +153,13 @@ class ShardGatewayConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self._auth_timer is not None:
             self._auth_timer.cancel()
+        if self.player is not None:
+            # A graceful shutdown closes every socket first: flush what this process's hosted
+            # shard holds so acked attacks are not left to the crash saga.
+            try:
+                await hosted_shard_get(shard_key=self.shard_key).flush_now()
+            except Exception:
+                pass
 
     async def _auth_deadline(self) -> None:
         await asyncio.sleep(AUTH_TIMEOUT_S)

@@ -82,6 +82,7 @@ class HostedShard:
         self._task: asyncio.Task | None = None
         self._opening: dict[int, asyncio.Future] = {}
         self._last_prune = time.monotonic()
+        self._tick_lock = asyncio.Lock()
 
     # --- attacks ------------------------------------------------------------------------
 
@@ -156,6 +157,15 @@ class HostedShard:
 
     async def tick(self) -> None:
         """One shard tick: status, one delta per boss, heartbeats when due."""
+        async with self._tick_lock:
+            await self._tick()
+
+    async def flush_now(self) -> None:
+        """Send what is pending at once (a player left; on shutdown every socket leaves)."""
+        if any(s.buffer.pending for s in self.sessions.values()):
+            await self.tick()
+
+    async def _tick(self) -> None:
         now = time.monotonic()
         for boss_id, sess in list(self.sessions.items()):
             status = await self._read_status(boss_id)
