@@ -368,6 +368,17 @@ def _bench_boss() -> tuple[int, str, int]:
     return boss.pk, slug, state.version
 
 
+def _end_boss(boss_id: int) -> None:
+    """Take the bench boss out of the live set (a running beat would keep visiting it)."""
+    from bosses.models import BossEncounter
+    from bosses.services import boss_end
+
+    try:
+        boss_end(boss=BossEncounter.objects.get(pk=boss_id))
+    except Exception:
+        pass
+
+
 def _percentile(sorted_values: list[float], p: float) -> float | None:
     if not sorted_values:
         return None
@@ -397,6 +408,8 @@ def run_fanout(*, layer: str, viewers: int, hz: float = 10.0, seconds: float = 1
         result = _run_loop(_drive(server, result, path, slug, boss_id, snap_version, drain_s, layer))
     finally:
         server.stop()
+        if layer == "hub":
+            _end_boss(boss_id)
     say(f"fanout {layer}: delivered {100 * result.delivered_ratio:.1f} %, p99 {result.p99_lag_ms} ms, "
         f"final {result.ended_on_final}/{viewers}")
     return result
