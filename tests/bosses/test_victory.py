@@ -150,3 +150,21 @@ def test_victory_result_summarises_the_fight_for_dashboards(won_fight):
     assert result["status"] == "completed" and result["steps"] == list(VICTORY_STEPS)
     assert result["rewards"] == RewardGrant.objects.filter(boss=boss).count() > 0
     assert len(result["leaderboard"]) == LEADERBOARD_SIZE and result["final"]["hp"] == 0
+
+
+def test_resume_sweep_enqueues_only_stalled_or_missing_victory_sagas(won_fight, settings):
+    import redis as redis_lib
+
+    from bosses.sagas import victory_sagas_resume
+
+    boss = won_fight[0]
+    broker = redis_lib.Redis.from_url(settings.BROKER_URL)
+    broker.delete("sagas")
+    key = f"victory:{boss.pk}:{boss.fight}"
+    assert victory_sagas_resume(stale_ms=60_000) == [key]  # defeated, no saga record at all
+    SagaRun.objects.create(key=key, kind="victory", boss=boss, fight=boss.fight)
+    assert victory_sagas_resume(stale_ms=60_000) == []  # just started: left alone
+    assert victory_sagas_resume(stale_ms=0) == [key]  # no progress within stale_ms: again
+    assert broker.llen("sagas") == 2
+    boss_victory_run(boss_id=boss.pk, fight=boss.fight)
+    assert victory_sagas_resume(stale_ms=0) == []  # completed: never again
