@@ -1,8 +1,9 @@
 """A whole fight over real sockets: uvicorn + a real Celery worker and beat + real clients.
 
 Hosted players on two shards attack through the gateway, SDK game servers push deltas with
-their shard tokens, every player also watches ``/ws/bosses/<slug>/``, and an operator
-watches ``/ws/ops/bosses/<slug>/`` — all while the real beat ticks every ~100 ms. The boss
+their shard tokens, every player also watches ``/ws/bosses/<slug>/``, an operator watches
+``/ws/ops/bosses/<slug>/``, and in headless Chromium the real dashboard page is open while a
+real player page keeps pressing the attack key — all while the real beat ticks every ~100 ms. The boss
 dies; the victory saga runs on the worker. At the end every client shows the same final
 version as the authority, versions only ever rose on every socket, and verify_boss holds.
 """
@@ -123,14 +124,21 @@ def test_live_fight_players_sdk_servers_dashboard_agree(celery_stack, make_boss,
     try:
         boss_go_live(boss=boss)
         ws_base = base.replace("http://", "ws://")
-        with dashboard_page(base, boss.slug, cookie, monkeypatch) as page:
+        with browser_pages(base, boss.slug, cookie, monkeypatch) as (page, player_page):
             # the socket clients run on their own event loop in a thread; this thread
             # drives the browser (Playwright's sync API owns this thread's loop)
             box: dict = {}
             fight = threading.Thread(target=lambda: box.update(
                 result=_run_catching(_fight(ws_base, boss.slug, cookie, tokens))))
             fight.start()
-            fight.join(FIGHT_TIMEOUT_S + 30)
+            deadline = time.monotonic() + FIGHT_TIMEOUT_S + 30
+            while fight.is_alive() and time.monotonic() < deadline:
+                if player_page is not None:  # a real player keeps pressing the attack key
+                    player_page.keyboard.press("Space")
+                    player_page.wait_for_timeout(60)
+                else:
+                    time.sleep(0.1)
+            fight.join(max(0.0, deadline - time.monotonic()))
             assert "result" in box, "the fight thread did not finish"
             if isinstance(box["result"], BaseException):
                 raise box["result"]
@@ -146,6 +154,17 @@ def test_live_fight_players_sdk_servers_dashboard_agree(celery_stack, make_boss,
                 SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(SCREENSHOT_DIR / "dashboard-e2e.png"), full_page=True)
                 assert not page.errors, page.errors
+                # ... and so does the browser player, who dealt damage through the gateway
+                player_page.wait_for_function(
+                    f"(() => {{ const d = document.getElementById('hpbar').dataset;"
+                    f" return +d.version === {final.version} && +d.hp === 0 && +d.pending === 0; }})()",
+                    timeout=10_000)
+                assert "Victory" in player_page.text_content("#banner")
+                assert player_page.is_disabled("#attack")
+                browser_damage = int(player_page.text_content("#my-damage").replace(",", ""))
+                assert browser_damage > 0
+                player_page.screenshot(path=str(SCREENSHOT_DIR / "player-e2e.png"), full_page=True)
+                assert not player_page.errors, player_page.errors
     finally:
         proc.stop()
 
@@ -174,7 +193,11 @@ def test_live_fight_players_sdk_servers_dashboard_agree(celery_stack, make_boss,
         # an acked attack is in the gateway's buffer; only what was still unsent when the
         # boss died is dropped, so the credited damage never exceeds what was acked
         assert 0 < players.get(pid, 0) <= damage, (pid, players.get(pid), damage)
-    assert sum(contrib[k] for k in HOSTED) == sum(players[p] for p in acked)
+    hosted_players = {p: v for p, v in players.items() if not p.endswith("-hero")}  # not SDK heroes
+    assert sum(contrib[k] for k in HOSTED) == sum(hosted_players.values())
+    if CHROMIUM.exists():  # the browser player: a guest session, credited at most what was acked
+        guest = [v for p, v in hosted_players.items() if p.startswith("guest:")]
+        assert len(guest) == 1 and 0 < guest[0] <= browser_damage, (guest, browser_damage)
     for key, amount in sdk_acked.items():
         assert contrib[key] == amount > 0, (key, contrib[key], amount)  # exactly what was acked
     saga = SagaRun.objects.get(key=f"victory:{boss.pk}:1")
@@ -196,10 +219,13 @@ def _run_catching(coro):
 
 
 @contextlib.contextmanager
-def dashboard_page(base: str, slug: str, cookie: str, monkeypatch):
-    """The operator dashboard in headless Chromium (None when Chromium is absent)."""
+def browser_pages(base: str, slug: str, cookie: str, monkeypatch):
+    """The operator dashboard and a guest player page (on eu-1) in headless Chromium.
+
+    Yields ``(None, None)`` when Chromium is absent: the socket-level checks still run.
+    """
     if not CHROMIUM.exists():
-        yield None  # the socket-level checks still run; the page check needs Chromium
+        yield None, None
         return
     from playwright.sync_api import sync_playwright
 
@@ -214,7 +240,12 @@ def dashboard_page(base: str, slug: str, cookie: str, monkeypatch):
             page.on("pageerror", lambda e: page.errors.append(str(e)))
             page.goto(f"{base}/ops/bosses/{slug}/")
             page.wait_for_function("document.getElementById('conn').textContent === 'live'", timeout=10_000)
-            yield page
+            player = browser.new_context(viewport={"width": 1000, "height": 800}).new_page()
+            player.errors = []
+            player.on("pageerror", lambda e: player.errors.append(str(e)))
+            player.goto(f"{base}/play/{slug}/?shard={HOSTED[0]}")
+            player.wait_for_function("!document.getElementById('attack').disabled", timeout=10_000)
+            yield page, player
         finally:
             browser.close()
 
