@@ -59,6 +59,7 @@ from bosses import keys
 logger = logging.getLogger(__name__)
 
 MAX_PENDING_EVENTS = 64
+FIRST_VERSION = 1  # the version boss_go_live publishes (bosses/lua/seed.lua)
 SUBSCRIBE_TIMEOUT_S = 5.0
 RECONNECT_BACKOFF_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 READ_CHUNK_BYTES = 256 * 1024
@@ -184,6 +185,10 @@ class Subscriber:
             return  # a stuck socket: keep the newest state, shed the oldest events
         self._pending.append((is_state, text))
 
+    def new_fight(self) -> None:
+        """Forget the version watermark: the boss was reset and versions restart at 1."""
+        self._version = -1
+
     def close(self) -> None:
         """Stop sending (the socket is gone)."""
         self.closed = True
@@ -288,15 +293,23 @@ class FanoutHub:
     def dispatch(self, boss_id: int, text: str) -> None:
         """Fan ``text`` out to ``boss_id``'s local subscribers (also used for resyncs)."""
         version, is_state = message_version(text)
+        new_fight = False
         if is_state:
-            if version <= self._latest.get(boss_id, -1):
-                return
+            latest = self._latest.get(boss_id, -1)
+            if version <= latest:
+                # Versions restart at 1 when a boss is reset and goes live again (a new
+                # fight): only boss_go_live publishes version 1, so take it as a reset.
+                if not (version == FIRST_VERSION and latest > FIRST_VERSION):
+                    return
+                new_fight = True
             self._latest[boss_id] = version
         subs = self._subs.get(boss_id)
         if not subs:
             return
         frame = text_frame(text)  # framed once, written as is to every raw-capable socket
         for sub in tuple(subs):
+            if new_fight:
+                sub.new_fight()
             sub.offer(text, version=version, is_state=is_state, frame=frame)
         self.deliveries += len(subs)
 

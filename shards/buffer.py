@@ -110,6 +110,21 @@ class LocalBuffer:
             return True
         return False
 
+    def realign(self, last_seq: int) -> None:
+        """The platform's last seq is behind ours (the boss was reset: its dedupe state is gone).
+
+        An in-flight delta was never accepted under the new state, so it goes out again as
+        ``last_seq + 1`` and numbering continues from there.
+        """
+        if self.inflight is not None:
+            if last_seq >= self.inflight.seq:  # it had landed: only the ack was lost
+                self.inflight = None
+            else:
+                self.inflight = Delta(last_seq + 1, self.inflight.amount, self.inflight.breakdown)
+                self.next_seq = last_seq + 2
+                return
+        self.next_seq = last_seq + 1
+
     def fenced(self, *, last_seq: int, settled: int) -> int:
         """Apply a fence settlement and start a new epoch's numbering; returns what remains held."""
         if self.inflight is not None:

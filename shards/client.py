@@ -193,9 +193,13 @@ class ShardClient:
                 async with connect(f"{self.url}/ws/bosses/{quote(boss)}/", compression=None,
                                    open_timeout=self.open_timeout_s) as ws:
                     attempt = 0
+                    b.version = -1  # the snapshot after a (re)connect is the truth
                     async for text in ws:
                         msg = json.loads(text)
-                        if msg.get("type") == "state" and int(msg.get("version", 0)) > b.version:
+                        version = int(msg.get("version", 0)) if msg.get("type") == "state" else -1
+                        if version == 1 and b.version > 1:  # the boss was reset: a new fight
+                            b.version, b.ended = -1, False
+                        if msg.get("type") == "state" and version > b.version:
                             b.version = int(msg["version"])
                             b.state = msg
                             if msg.get("status") in ENDED:
@@ -318,8 +322,9 @@ class ShardClient:
             b.ended = True
             b.buffer.drop_all()
         elif code == "seq_gap" and b is not None and b.buffer.inflight is not None:
-            if int(msg.get("last_seq", 0)) >= b.buffer.inflight.seq:
-                b.buffer.acked(b.buffer.inflight.seq)
+            if msg.get("seq") == b.buffer.inflight.seq:  # not a late reply to an older send
+                b.buffer.realign(int(msg.get("last_seq", 0)))
+                b.sent_at = 0.0
         elif code in ("invalid", "invalid_amount", "malformed") and b is not None:
             logger.error("shard %s: the platform refused a delta as invalid: %s", self.shard, msg)
 

@@ -205,10 +205,8 @@ class HostedShard:
         except Fenced as err:
             await self._refence(sess, err)
             return
-        except SeqGap as err:  # cannot happen with one writer per epoch; realign rather than stall
-            last = int(err.extra.get("last_seq", 0))
-            if last >= delta.seq:
-                sess.buffer.acked(delta.seq)
+        except SeqGap as err:  # the boss was reset under us (its dedupe state is gone): realign
+            sess.buffer.realign(int(err.extra.get("last_seq", 0)))
             return
         except UnknownBoss:
             sess.buffer.drop_all()

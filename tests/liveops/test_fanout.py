@@ -131,3 +131,39 @@ def test_real_sockets_every_viewer_ends_on_the_final_version():
     assert result.connected == 60 and not result.errors
     assert result.ended_on_final == 60
     assert result.delivered == result.expected == 60 * 30  # nobody slow here: nothing skipped
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_reset_boss_starts_a_new_fight_at_version_1(live_boss, make_session):
+    from bosses.services import boss_end, boss_go_live, boss_reset
+
+    hub = FanoutHub()
+    rec = Recorder()
+    sub = Subscriber(rec)
+    await hub.subscribe(live_boss.pk, sub)
+    s = await sync_to_async(make_session)()
+    for seq in (1, 2):
+        await sync_to_async(delta_ingest)(boss_id=live_boss.pk, shard_key=s.shard_key, epoch=s.epoch,
+                                          seq=seq, amount=5)
+        await sync_to_async(boss_tick)(boss_id=live_boss.pk, force=True)
+    await sync_to_async(boss_end)(boss=live_boss)
+    await sync_to_async(boss_reset)(boss=live_boss)
+    await sync_to_async(boss_go_live)(boss=live_boss)
+    for _ in range(200):
+        if rec.texts and json.loads(rec.texts[-1])["version"] == 1:
+            break
+        await asyncio.sleep(0.01)
+    states = [json.loads(t) for t in rec.texts if json.loads(t)["type"] == "state"]
+    assert [m["version"] for m in states] == [2, 3, 4, 1]  # ticks, expired, then the new fight
+    assert states[-1]["status"] == "live" and states[-1]["hp"] == live_boss.max_hp
+    # and the new fight's versions flow on from there
+    s2 = await sync_to_async(make_session)(s.shard_key)
+    await sync_to_async(delta_ingest)(boss_id=live_boss.pk, shard_key=s2.shard_key, epoch=s2.epoch,
+                                      seq=1, amount=5)
+    out = await sync_to_async(boss_tick)(boss_id=live_boss.pk, force=True)
+    for _ in range(200):
+        if json.loads(rec.texts[-1])["version"] == out.version == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert json.loads(rec.texts[-1])["version"] == 2
+    await hub.close()
