@@ -9,7 +9,8 @@ Shared by the game-server SDK (shards/client.py) and the platform-hosted shard g
 * :meth:`LocalBuffer.fenced` applies a ``fenced`` error's settlement: an in-flight delta with
   ``seq <= last_seq`` was accepted and is dropped; ``settled`` (what the crash saga applied or
   discarded) is dropped from what is still held; seq restarts at 1 for the next epoch;
-* the buffer is bounded: past ``max_pending`` damage or ``max_players`` players it raises
+* the buffer is bounded: past ``max_pending`` damage held (pending + in flight) or
+  ``max_players`` players waiting it raises
   :class:`BufferFull` (never a silent drop).
 
 No Django import here: the SDK runs inside game servers.
@@ -63,9 +64,10 @@ class LocalBuffer:
 
     def add(self, amount: int, player: str | None = None) -> None:
         """Add one hit (O(1)); :class:`BufferFull` past the bound, nothing added then."""
-        if self.pending + amount > self.max_pending:
-            raise BufferFull(f"local buffer holds {self.pending} damage; the bound is {self.max_pending} "
-                             "(the platform is not taking deltas)", pending=self.pending)
+        held = self.pending + (self.inflight.amount if self.inflight else 0)
+        if held + amount > self.max_pending:
+            raise BufferFull(f"local buffer holds {held} damage; the bound is {self.max_pending} "
+                             "(the platform is not taking deltas)", pending=held)
         if player is None:
             self.unattributed += amount
         else:

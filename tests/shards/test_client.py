@@ -7,6 +7,7 @@ that raises instead of dropping.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import signal
 import sys
@@ -195,3 +196,19 @@ async def test_buffer_is_bounded_and_the_game_never_waits_while_the_platform_is_
     with pytest.raises(ValueError):
         client.hit(live_boss.slug, 2.5)
     assert await client.stop(timeout_s=0.3) is False  # nothing could be delivered: reported, not hidden
+
+
+async def test_live_server_refuses_a_1_mib_frame_with_1009(server, live_boss):
+    import websockets
+    from websockets.asyncio.client import connect
+
+    async with connect(f"{server.url}/ws/bosses/{live_boss.slug}/", max_size=None) as ws:
+        assert json.loads(await ws.recv())["type"] == "hello"
+        await ws.send(json.dumps({"type": "ping", "pad": "x" * (1 << 20)}))
+        with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
+            while True:
+                await ws.recv()
+        assert closed.value.rcvd.code == 1009
+    async with connect(f"{server.url}/ws/bosses/{live_boss.slug}/") as ws:  # the server is fine
+        assert json.loads(await ws.recv())["type"] == "hello"
+        assert json.loads(await ws.recv())["type"] == "state"

@@ -326,3 +326,24 @@ async def test_hosted_shard_survives_being_fenced(make_boss, gateways):
     await sync_to_async(boss_tick)(boss_id=boss.pk, force=True)
     report = await sync_to_async(boss_verify)(boss=boss)
     assert report.ok and report.applied == 100, report.problems
+
+
+async def test_hosted_buffer_is_bounded_while_the_authority_is_away(make_boss, gateways, monkeypatch):
+    from bosses.services import boss_go_live
+
+    monkeypatch.setattr(gateway, "GATEWAY_MAX_PENDING_DAMAGE", 25)
+    boss = await sync_to_async(make_boss)(min_damage=10, max_damage=10, attacks_per_second=100)
+    await sync_to_async(boss_go_live)(boss=boss)
+    await sync_to_async(new_shard)("web-5")
+    comm = await player("web-5", "erin")
+    assert (await send(comm, type="attack", boss=boss.slug))["damage"] == 10
+    await wait_for(lambda: boss_ledger(boss_id=boss.pk).number("accepted") == 10)
+    # Redis stops taking writes (scripts included) for 1.5 s: the hosted shard cannot deliver
+    await sync_to_async(get_redis().execute_command)("CLIENT", "PAUSE", 1500, "WRITE")
+    started = asyncio.get_running_loop().time()
+    acks = [await send(comm, type="attack", boss=boss.slug) for _ in range(3)]
+    assert [a["type"] for a in acks] == ["attack_ack", "attack_ack", "error"]
+    assert acks[2]["code"] == "buffer_full" and acks[2]["pending"] == 20
+    assert asyncio.get_running_loop().time() - started < 1.0  # refused at once, never blocked
+    await wait_for(lambda: boss_ledger(boss_id=boss.pk).number("accepted") == 30, timeout_s=8)
+    assert (await send(comm, type="attack", boss=boss.slug))["type"] == "attack_ack"  # room again
