@@ -347,3 +347,32 @@ async def test_hosted_buffer_is_bounded_while_the_authority_is_away(make_boss, g
     assert asyncio.get_running_loop().time() - started < 1.0  # refused at once, never blocked
     await wait_for(lambda: boss_ledger(boss_id=boss.pk).number("accepted") == 30, timeout_s=8)
     assert (await send(comm, type="attack", boss=boss.slug))["type"] == "attack_ack"  # room again
+
+
+async def test_silent_unauthenticated_connection_is_closed(live_boss, monkeypatch):
+    from shards import consumers
+
+    monkeypatch.setattr(consumers, "AUTH_TIMEOUT_S", 0.2)
+    await sync_to_async(new_shard)("eu-8")
+    comm = await ws("/ws/shards/eu-8/")
+    await expect_close(comm, CLOSE_UNAUTHORIZED, "unauthorized")
+
+
+async def test_resume_continues_the_epoch_and_dedupes_across_connections(live_boss):
+    _, token = await sync_to_async(new_shard)("eu-10")
+    first, epoch = await server("eu-10", token)
+    assert (await send(first, type="damage", boss=live_boss.slug, seq=1, amount=40))["duplicate"] is False
+    await first.disconnect()  # the ack was "lost"; the client comes back and resumes
+    again = await ws(f"/ws/shards/eu-10/?resume={epoch}", token)
+    welcome = await recv(again)
+    assert (welcome["epoch"], welcome["resumed"]) == (epoch, True)
+    assert (await send(again, type="damage", boss=live_boss.slug, seq=1, amount=40))["duplicate"] is True
+    assert (await send(again, type="damage", boss=live_boss.slug, seq=2, amount=2))["duplicate"] is False
+    assert (await sync_to_async(boss_ledger)(boss_id=live_boss.pk)).number("accepted") == 42
+    # an epoch never handed out is not resumed: a fresh one is opened
+    other = await ws("/ws/shards/eu-10/?resume=999", token)
+    welcome = await recv(other)
+    assert welcome["resumed"] is False and welcome["epoch"] == epoch + 1
+    bad = await ws("/ws/shards/eu-10/")
+    await bad.send_to(text_data=json.dumps({"type": "auth", "token": token, "resume": "12"}))
+    await expect_close(bad, 4400, "invalid")
