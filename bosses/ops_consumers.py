@@ -21,7 +21,8 @@ import time
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from bosses.errors import LiveOpsError, RateLimited, Unauthorized, UnknownBoss
+from bosses.errors import AuthorityUnavailable, LiveOpsError, RateLimited, Unauthorized, UnknownBoss
+from bosses.services import REDIS_DOWN
 from liveops.fanout import Subscriber, get_hub
 from liveops.protocol import (CLOSE_FORBIDDEN, CLOSE_MALFORMED, CLOSE_RATE_LIMITED, CLOSE_UNAUTHORIZED,
                               CLOSE_UNKNOWN_BOSS, PROTOCOL_VERSION, UnknownType, encode, error_frame,
@@ -87,17 +88,24 @@ class OpsBossConsumer(AsyncWebsocketConsumer):
         # Subscribe before reading the snapshot: nothing published in between is lost,
         # and the subscriber's version filter drops whichever copy is older.
         await get_hub().subscribe(self.boss_id, self.subscriber)
-        await self._send_ops(with_series=True)
+        try:
+            await self._send_ops(with_series=True)
+        except REDIS_DOWN as exc:  # say so; the refresh loop keeps trying
+            await self.send(text_data=error_frame(AuthorityUnavailable(f"Redis is unreachable: {exc}")))
         self.refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
 
     async def _refuse(self, err: LiveOpsError, code: int) -> None:
         await self.send(text_data=error_frame(err))
         await self.close(code=code)
 
+    _needs_series = True  # the HP series goes in the first ops message that gets through
+
     async def _send_ops(self, *, with_series: bool = False) -> None:
         message = await database_sync_to_async(_ops_snapshot_sync)(self.slug, with_series)
         if self.subscriber is None or self.subscriber.closed:
             return
+        if with_series:
+            self._needs_series = False
         # The embedded state goes through the same version filter as pushed states, so the
         # dashboard never sees the HP go back; the ops body itself is always sent.
         state = message["state"]
@@ -108,7 +116,8 @@ class OpsBossConsumer(AsyncWebsocketConsumer):
         while True:
             await asyncio.sleep(OPS_REFRESH_INTERVAL_MS / 1000)
             try:
-                await self._send_ops()
+                # until one ops message got through (Redis was down at connect), send the series too
+                await self._send_ops(with_series=self._needs_series)
             except asyncio.CancelledError:
                 raise
             except UnknownBoss:

@@ -110,3 +110,26 @@ async def test_bad_frames_get_error_frames_and_change_nothing(live_boss, hub_cle
     await comm.send_to(text_data=json.dumps({"type": "ping"}))
     assert (await until(comm, lambda m: m["type"] == "pong"))["version"] == 1
     await comm.disconnect()
+
+
+async def test_authority_down_at_connect_is_an_error_frame_then_it_recovers(live_boss, hub_cleanup, settings):
+    """Redis is away when the operator connects: an authority_unavailable frame, no crash;
+    once it is back the feed starts (with the HP series) without reconnecting."""
+    from liveops.redis import reset_clients
+
+    cookie = await database_sync_to_async(_cookie)(staff=True, name="ops")
+    get_hub()  # the fan-out hub keeps its (working) connection; only the reads fail
+    live_url = settings.REDIS_URL
+    settings.REDIS_URL = "redis://127.0.0.1:1/10"  # the selectors' client points nowhere
+    reset_clients()
+    try:
+        comm = await connect(live_boss.slug, cookie)
+        assert json.loads(await comm.receive_from())["type"] == "hello"
+        err = await until(comm, lambda m: m["type"] == "error", timeout=10)
+        assert err["code"] == "authority_unavailable"
+    finally:
+        settings.REDIS_URL = live_url
+        reset_clients()
+    ops = await until(comm, lambda m: m["type"] == "ops", timeout=5)
+    assert ops["state"]["status"] == "live" and ops["series"]
+    await comm.disconnect()
