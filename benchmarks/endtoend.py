@@ -27,14 +27,19 @@ E2E_HP = 10**15
 PLAYER_RATE_LIMIT = 100   # the boss's attacks_per_second (the model's maximum)
 
 
-def _cpu_seconds(pid: int) -> float:
-    """utime + stime of a process and its reaped children (Linux /proc)."""
-    try:
-        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
+def _cpu_seconds(pgid: int) -> float:
+    """utime + stime of every process in the process group ``pgid`` (Linux /proc)."""
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _self_cpu() -> float:
@@ -126,6 +131,24 @@ def e2e_run(*, stack, quick: bool, seconds: float, progress: Callable[[str], Non
                                label=f"SDK game servers ({servers}, 1,000 players each, 100 ms shard tick)")
     except Exception as exc:
         out["sdk"] = {"error": f"{type(exc).__name__}: {exc}"}
+    if not quick:  # what a second ASGI process buys on this machine (its own hosted-shard sessions)
+        asgi.stop()
+        stack.procs.remove(asgi)
+        port = free_port()
+        asgi2 = stack.start_asgi(port=port, workers=2)
+        time.sleep(1.0)  # both workers imported and accepting
+        progress(f"e2e: {players} hosted players on 2 uvicorn processes for {seconds:g} s")
+        try:
+            sim_boss_prepare(slug="bench-hosted2", name="Bench hosted 2", max_hp=E2E_HP,
+                             attacks_per_second=PLAYER_RATE_LIMIT)
+            specs = sim_shards_ensure(prefix="benchh2", hosted=4, sdk=0)
+            out["hosted_2proc"] = _scenario(
+                url=f"http://127.0.0.1:{port}", slug="bench-hosted2", specs=specs, players=players,
+                attack_rate=attack_rate, sdk_rate=None, seconds=seconds, server_pid=asgi2.pid,
+                label=f"hosted players, 2 uvicorn processes ({players} x {attack_rate:g}/s offered; "
+                      "freshness approximate)")
+        except Exception as exc:
+            out["hosted_2proc"] = {"error": f"{type(exc).__name__}: {exc}"}
     h = out.get("hosted", {})
     if "server_cpu_us_per_unit" in h and h.get("server_cpu_us_per_unit"):
         per = h["server_cpu_us_per_unit"] + (h.get("loadgen_cpu_us_per_unit") or 0)

@@ -33,7 +33,7 @@ BOSS_ID_BASE = 900_000_000  # authority-only bosses (no SQL row) far above real 
 
 # Durations (s): quick must finish the whole run in under a minute.
 DURATIONS = {
-    True: {"lockstorm": 1.0, "scaling": 1.0, "ticks": 3.0, "fanout": 2.0, "e2e": 3.0},
+    True: {"lockstorm": 1.0, "scaling": 1.0, "ticks": 3.0, "fanout": 1.0, "e2e": 3.0},
     False: {"lockstorm": 8.0, "scaling": 5.0, "ticks": 20.0, "fanout": 10.0, "e2e": 15.0},
 }
 TARGETS = {
@@ -359,7 +359,7 @@ def _e2e_lines(e2e: dict[str, Any]) -> list[str]:
         return [f"error: {e2e['error']}", ""]
     out = ["| scenario | sent/s | acked/s | applied/s (rate) | HP exact (verify_boss) | freshness p50 / p99 | "
            "tick p99 | states/s received |", "|---|---|---|---|---|---|---|---|"]
-    for name in ("hosted", "sdk"):
+    for name in ("hosted", "sdk", "hosted_2proc"):
         r = e2e.get(name)
         if not isinstance(r, dict):
             continue
