@@ -38,8 +38,9 @@ import re
 AUTH_TIMEOUT_S = 10.0          # a connection that is neither a player nor authenticated by then
 MAX_BAD_FRAMES = 20            # malformed/invalid frames before CLOSE_MALFORMED
 SERVER_FRAMES_PER_S = 500      # game server: one damage per boss per tick plus heartbeats
-PLAYER_FRAMES_PER_S = 60       # player: far above any boss's attacks_per_second (max 100 is
-                               # enforced per attack; this only stops floods of other frames)
+PLAYER_FRAMES_PER_S = 300      # player: 3 x the highest attacks_per_second a boss may have
+                               # (100); the per-boss limit is enforced per attack, this only
+                               # stops floods of frames
 ABUSE_REFUSALS_PER_S = 2       # refused attacks per second, as a multiple of the boss's rate
 _SHARD_KEY = re.compile(SHARD_KEY_RE)
 
