@@ -19,11 +19,13 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from bosses import authority
-from bosses.errors import LiveOpsError, RateLimited, UnknownBoss
+from bosses.errors import AuthorityUnavailable, LiveOpsError, RateLimited, UnknownBoss
 from liveops.fanout import Subscriber, get_hub, raw_writer
-from liveops.protocol import (CLOSE_MALFORMED, CLOSE_RATE_LIMITED, CLOSE_UNKNOWN_BOSS, PROTOCOL_VERSION,
+from liveops.protocol import (CLOSE_MALFORMED, CLOSE_RATE_LIMITED, CLOSE_TRY_AGAIN, CLOSE_UNKNOWN_BOSS,
+                              PROTOCOL_VERSION,
                               UnknownType, encode, error_frame, parse_frame)
 from liveops.redis import get_async_redis
+from shards.services import REDIS_DOWN
 
 # A viewer has nothing to say but "ping"; more than this many frames per second is abuse.
 VIEWER_FRAMES_PER_S = 20
@@ -128,7 +130,13 @@ class BossStateConsumer(AsyncWebsocketConsumer):
         await hub.subscribe(self.boss.id, self.subscriber)
         # Subscribed first, snapshot second: nothing published in between is missed, and
         # the subscriber's version filter drops whichever of the two is older.
-        snap = await boss_snapshot(self.boss)
+        try:
+            snap = await boss_snapshot(self.boss)
+        except REDIS_DOWN as exc:
+            await self.send(text_data=error_frame(AuthorityUnavailable(f"Redis is unreachable: {exc}"),
+                                                  close=CLOSE_TRY_AGAIN))
+            await self.close(code=CLOSE_TRY_AGAIN)
+            return
         self.subscriber.offer(encode(snap), version=int(snap["version"]), is_state=True)
 
     async def disconnect(self, code: int) -> None:

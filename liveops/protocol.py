@@ -19,6 +19,7 @@ MAX_FRAME_BYTES = 64 * 1024
 # Close codes (4000-4999 are reserved for applications by RFC 6455).
 CLOSE_NORMAL = 1000
 CLOSE_TOO_LARGE = 1009          # RFC 6455 "message too big" (also what uvicorn sends)
+CLOSE_TRY_AGAIN = 1013          # RFC 6455 "try again later": Redis unreachable right now
 CLOSE_MALFORMED = 4400          # too many malformed frames (each one also got an error frame)
 CLOSE_UNAUTHORIZED = 4401       # missing/wrong/rotated token, or auth timeout
 CLOSE_FORBIDDEN = 4403          # authenticated but not allowed (retired shard, not staff)

@@ -27,7 +27,7 @@ from bosses.consumers import boss_ref_get
 from bosses.errors import (Fenced, InvalidInput, LiveOpsError, RateLimited, Unauthorized, UnknownBoss,
                            UnknownEpoch, UnknownShard)
 from bosses.validation import PLAYER_ID_RE
-from liveops.protocol import (CLOSE_FORBIDDEN, CLOSE_MALFORMED, CLOSE_RATE_LIMITED, CLOSE_TOO_LARGE,
+from liveops.protocol import (CLOSE_FORBIDDEN, CLOSE_TRY_AGAIN, CLOSE_MALFORMED, CLOSE_RATE_LIMITED, CLOSE_TOO_LARGE,
                               CLOSE_UNAUTHORIZED, CLOSE_UNKNOWN_BOSS, PROTOCOL_VERSION, MalformedFrame,
                               UnknownType, encode, error_frame, parse_frame)
 from shards.gateway import hosted_shard_get
@@ -183,7 +183,7 @@ class ShardGatewayConsumer(AsyncWebsocketConsumer):
         except InvalidInput as err:
             return await self._close_with(err, CLOSE_MALFORMED)
         except LiveOpsError as err:  # authority unavailable: the client retries
-            return await self._close_with(err, 1013)
+            return await self._close_with(err, CLOSE_TRY_AGAIN)
         if self._auth_timer is not None:
             self._auth_timer.cancel()
         await self.send(text_data=encode({"type": "welcome", "v": PROTOCOL_VERSION, "role": "server",
