@@ -54,7 +54,7 @@ def _scenario(*, url: str, slug: str, specs, players: int, attack_rate: float, s
     from bosses.verification import boss_verify
     from liveops.redis import get_redis
     from liveops.simsetup import boss_accepted, fight_settle
-    from liveops.simulator import Fight, FightPlan, fight_result
+    from liveops.simulator import Fight, FightPlan, fight_result, run_loop
 
     boss = boss_get(slug=slug)
     plan = FightPlan(url=url, boss=slug, shards=specs, players=players, attacks_per_player_s=attack_rate,
@@ -62,7 +62,7 @@ def _scenario(*, url: str, slug: str, specs, players: int, attack_rate: float, s
     before = boss_accepted(boss_id=boss.pk)
     cpu_server0, cpu_self0 = _cpu_seconds(server_pid), _self_cpu()
     since_ms = int(time.time() * 1000)
-    stats = asyncio.run(Fight(plan).run())
+    stats = run_loop(Fight(plan).run())
     cpu_server, cpu_self = _cpu_seconds(server_pid) - cpu_server0, _self_cpu() - cpu_self0
     until_ms = int(time.time() * 1000)
     acked = stats.attack_damage + stats.sdk_damage_acked

@@ -143,6 +143,7 @@ def demo_run(opts: DemoOptions, *, out: TextIO = sys.stdout, err: TextIO = sys.s
         call_command("migrate", verbosity=0, interactive=False)
         password = demo_admin_ensure()
         from liveops.simsetup import sim_boss_prepare, sim_shards_ensure
+        from liveops.simulator import run_loop
 
         setup = sim_boss_prepare(slug=DEMO_SLUG, name="Demo Dragon", max_hp=opts.boss_hp)
         hosted = max(1, math.ceil(opts.shards / 2)) if opts.sim else opts.shards
@@ -162,7 +163,7 @@ def demo_run(opts: DemoOptions, *, out: TextIO = sys.stdout, err: TextIO = sys.s
         say("")
         say("Ctrl-C ends the fight (then verify_boss and a summary)." +
             (f" Stops by itself after {opts.duration_s:g} s." if opts.duration_s else ""))
-        return asyncio.run(_fight(opts, stack, setup.boss, specs, base, say, out))
+        return run_loop(_fight(opts, stack, setup.boss, specs, base, say, out))
 
 
 async def _fight(opts: DemoOptions, stack, boss, specs, base: str, say, out: TextIO) -> DemoResult:

@@ -61,7 +61,7 @@ class Command(BaseCommand):
     def handle(self, *args, url: str, boss: str, shards: int, players: int, sdk: int, sdk_rate: float,
                attack_rate: float, duration: float, prefix: str, json: bool, **options):
         from liveops.simsetup import boss_accepted, fight_settle, sim_shards_ensure
-        from liveops.simulator import Fight, FightPlan, fight_result
+        from liveops.simulator import Fight, FightPlan, fight_result, run_loop
 
         self._check(url=url, shards=shards, players=players, sdk=sdk, sdk_rate=sdk_rate,
                     attack_rate=attack_rate, duration=duration)
@@ -90,7 +90,7 @@ class Command(BaseCommand):
                 self.stderr.write(("\r" + line) if tty else line, ending="" if tty else "\n")
 
         try:
-            stats = asyncio.run(fight.run(on_tick=on_tick, tick_s=0.5 if tty else 2.0))
+            stats = run_loop(fight.run(on_tick=on_tick, tick_s=0.5 if tty else 2.0))
         except KeyboardInterrupt:
             raise CommandError("interrupted") from None
         if show and tty:
