@@ -221,7 +221,10 @@ class ShardClient:
     async def _connection_loop(self) -> None:
         attempt = 0
         while not self._stopping and self._fatal is None:
-            resume = None if self._rotate else self.epoch
+            # After a fence, a new epoch only once no delta is in flight under the old one
+            # (its fate is known only there: resuming lets the re-send be acked or deduped).
+            in_flight = any(b.buffer.inflight for b in self._bosses.values())
+            resume = None if (self._rotate and not in_flight) else self.epoch
             url = f"{self.url}/ws/shards/{quote(self.shard)}/" + (f"?resume={resume}" if resume else "")
             try:
                 async with connect(url, additional_headers={"Authorization": f"Bearer {self._token}"},
