@@ -302,19 +302,55 @@ def session_fence(*, boss: BossEncounter, shard_key: str, epoch: int, reason: st
 CRASH_SAGA_RESUME_AFTER_MS = 2_000
 
 
+# The scanner's own continuity (Redis TIME, ms): when it last completed a scan, and since when
+# it has been watching without a blind spot.
+CRASH_SCAN_LAST = "liveops:crashscan:last_ms"
+CRASH_SCAN_SINCE = "liveops:crashscan:since_ms"
+
+
+def _scan_blind_after_ms() -> int:
+    from django.conf import settings
+
+    return 2 * settings.CRASH_SCAN_INTERVAL_MS + 500
+
+
+def _watching_since(r, now_ms: int) -> int:
+    """Start of the scanner's unbroken watch; a gap in scans (Redis away, no worker) restarts it.
+
+    After a blind spot nobody can tell a silent shard from one whose heartbeats could not
+    be recorded (Redis was paused or down), so every session gets a full timeout counted
+    from the end of the gap: an authority outage never crashes healthy shards (which under
+    *harsh* would discard their damage); a shard really gone is declared one timeout later.
+    """
+    last, since = r.mget(CRASH_SCAN_LAST, CRASH_SCAN_SINCE)
+    if last is None or since is None or now_ms - int(last) > _scan_blind_after_ms():
+        r.set(CRASH_SCAN_SINCE, now_ms)
+        return now_ms
+    return int(since)
+
+
 def crashed_sessions_scan() -> list[SagaRun]:
     """Fence every session silent past its boss's heartbeat timeout (periodic, ~500 ms).
 
     A sign of life is a heartbeat or an accepted delta (both stamp ``hb`` with Redis TIME).
+    Silence is only counted while the scanner itself was watching (:func:`_watching_since`).
     Crash sagas left ``running`` by a dead process are finished here too.
     """
     r = get_redis()
+    now_s, now_us = r.time()
+    now_ms = now_s * 1000 + now_us // 1000
+    since = _watching_since(r, now_ms)
+    try:
+        return _scan(r, now_ms, since)
+    finally:
+        r.set(CRASH_SCAN_LAST, now_ms)
+
+
+def _scan(r, now_ms: int, since: int) -> list[SagaRun]:
     ids = [int(i) for i in r.smembers(keys.LIVE_BOSSES)]
     sagas: list[SagaRun] = []
     if not ids:
         return sagas
-    now_s, now_us = r.time()
-    now_ms = now_s * 1000 + now_us // 1000
     for boss in BossEncounter.objects.filter(pk__in=ids):
         k = keys.BossKeys(boss.pk)
         pipe = r.pipeline(transaction=False)
@@ -322,7 +358,7 @@ def crashed_sessions_scan() -> list[SagaRun]:
         pipe.hgetall(k.settled)
         beats, settled = pipe.execute()
         for sess, seen in beats.items():
-            silent = now_ms - int(seen)
+            silent = now_ms - max(int(seen), since)
             if sess in settled or silent <= boss.heartbeat_timeout_ms:
                 continue
             shard_key, _, epoch = sess.partition(":")

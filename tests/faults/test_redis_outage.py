@@ -198,3 +198,33 @@ async def test_gateway_keeps_accepting_hits_while_redis_is_away(own_redis, make_
     report = await sync_to_async(boss_verify)(boss=boss)
     assert report.ok, report.problems
     assert report.hp == 10_000_000 - dealt and report.applied == dealt
+
+
+def test_an_outage_longer_than_the_heartbeat_timeout_does_not_crash_healthy_shards(own_redis, make_boss,
+                                                                                 make_session):
+    from shards.services import crashed_sessions_scan
+
+    boss = make_boss(crash_policy="harsh", heartbeat_interval_ms=100, heartbeat_timeout_ms=1_000)
+    boss_go_live(boss=boss)
+    s = make_session()
+    args = dict(boss_id=boss.pk, shard_key=s.shard_key, epoch=s.epoch)
+
+    def beat_and_scan(seconds: float):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            heartbeat_record(**args, pending=50)
+            assert crashed_sessions_scan() == []
+            time.sleep(0.1)
+
+    beat_and_scan(0.5)
+    own_redis.pause()  # nobody can heartbeat and the scanner cannot look: 2.5 s > the timeout
+    time.sleep(2.5)
+    own_redis.resume()
+    # The shard's last heartbeat is 2.5 s old, but the silence was the platform's, not its own:
+    # under harsh, declaring it crashed now would discard 50 damage of a healthy shard.
+    assert crashed_sessions_scan() == []
+    beat_and_scan(1.5)
+    # A shard that really is gone after the recovery is still declared, one timeout later.
+    time.sleep(1.2)
+    [saga] = crashed_sessions_scan()
+    assert (saga.policy, saga.amount) == ("harsh", 50)
