@@ -168,3 +168,37 @@ def test_resume_sweep_enqueues_only_stalled_or_missing_victory_sagas(won_fight, 
     assert broker.llen("sagas") == 2
     boss_victory_run(boss_id=boss.pk, fight=boss.fight)
     assert victory_sagas_resume(stale_ms=0) == []  # completed: never again
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_viewers_get_the_defeated_message_with_the_leaderboard(make_boss, make_session):
+    import asyncio
+
+    from asgiref.sync import sync_to_async
+    from channels.testing import WebsocketCommunicator
+
+    from liveops.asgi import application
+
+    boss = await sync_to_async(make_boss)(max_hp=100)
+    await sync_to_async(boss_go_live)(boss=boss)
+    s = await sync_to_async(make_session)()
+    await sync_to_async(delta_ingest)(boss_id=boss.pk, shard_key=s.shard_key, epoch=s.epoch, seq=1,
+                                      amount=150, breakdown={"alice": 90, "bob": 60})
+    await sync_to_async(boss_tick)(boss_id=boss.pk, force=True)
+    viewers = []
+    for _ in range(2):
+        comm = WebsocketCommunicator(application, f"/ws/bosses/{boss.slug}/")
+        assert (await comm.connect())[0]
+        viewers.append(comm)
+    await asyncio.sleep(0.2)  # subscribed before the saga announces
+    await sync_to_async(boss_victory_run)(boss_id=boss.pk, fight=boss.fight)
+    for comm in viewers:
+        deadline = time.monotonic() + 5
+        while True:
+            assert time.monotonic() < deadline, "no defeated message"
+            msg = json.loads(await comm.receive_from(timeout=5))
+            if msg["type"] == "defeated":
+                break
+        assert [e["player"] for e in msg["leaderboard"]] == ["alice", "bob"]
+        assert msg["leaderboard"][0] == {"rank": 1, "player": "alice", "damage": 90}
+        await comm.disconnect()
