@@ -212,3 +212,42 @@ async def test_live_server_refuses_a_1_mib_frame_with_1009(server, live_boss):
     async with connect(f"{server.url}/ws/bosses/{live_boss.slug}/") as ws:  # the server is fine
         assert json.loads(await ws.recv())["type"] == "hello"
         assert json.loads(await ws.recv())["type"] == "state"
+
+
+async def test_fence_on_one_boss_keeps_every_boss_exact(server, live_boss, make_boss):
+    from bosses.services import boss_go_live
+
+    other = await sync_to_async(make_boss)()
+    await sync_to_async(boss_go_live)(boss=other)
+    _, token = await sync_to_async(shard_create)(key="eu-5", name="EU 5")
+    client = ShardClient(server.url, shard="eu-5", token=token, tick_ms=30, heartbeat_ms=100)
+    await client.start()
+    await client.wait_connected()
+    epoch = client.epoch
+    dealt = {live_boss.slug: 0, other.slug: 0}
+
+    async def play(seconds: float, bosses) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            for slug in bosses:
+                client.hit(slug, 3)
+                dealt[slug] += 3
+            await asyncio.sleep(0.005)
+
+    await play(0.3, dealt)
+    await sync_to_async(boss_pause)(boss=live_boss)
+    await play(0.3, dealt)  # live_boss: refused while paused, held; other: flowing
+    await until(lambda: _held(live_boss, "eu-5", epoch) > 0)
+    saga = await sync_to_async(session_fence)(boss=live_boss, shard_key="eu-5", epoch=epoch)
+    await sync_to_async(boss_resume)(boss=live_boss)
+    await play(0.5, dealt)
+    assert await client.stop(timeout_s=10)
+    assert client.stats.fences == 1 and client.epoch > epoch
+    for boss in (live_boss, other):
+        ledger = await sync_to_async(boss_ledger)(boss_id=boss.pk)
+        # fair policy: the saga's recovered amount counts as accepted, and was not re-sent
+        assert ledger.number("accepted") == dealt[boss.slug], boss.slug
+        await sync_to_async(boss_tick)(boss_id=boss.pk, force=True)
+        report = await sync_to_async(boss_verify)(boss=boss)
+        assert report.ok, report.problems
+    assert saga.amount > 0
