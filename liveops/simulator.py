@@ -36,7 +36,6 @@ from websockets.exceptions import ConnectionClosed
 
 from benchmarks.authority import percentile
 from benchmarks.freshness import FreshnessTracker
-from shards.buffer import LocalBuffer
 
 SHARD_TICK_S = 0.1
 HEARTBEAT_S = 1.0
@@ -95,6 +94,7 @@ class FightPlan:
     attacks_per_player_s: float = 5.0
     sdk_hits_per_s: float | None = 20_000.0  # per SDK server; None = as fast as it can
     sdk_players: int = 1_000           # distinct players per SDK server (for the breakdown)
+    sdk_processes: int = 0             # 0: SDK servers in this process; N: spread over N children
     duration_s: float | None = None    # None: until the boss dies or stop() is called
     connect_concurrency: int = 50
 
@@ -112,7 +112,7 @@ class FightStats:
     attacks_refused: dict[str, int] = field(default_factory=dict)
     sdk_hits: int = 0
     sdk_damage_acked: int = 0
-    sdk_deltas_acked: int = 0
+    sdk_deltas: int = 0
     sdk_duplicates: int = 0
     sdk_errors: dict[str, int] = field(default_factory=dict)
     players_connected: int = 0
@@ -175,8 +175,12 @@ class Fight:
                 players_ready.append(ev)
                 self._tasks.append(asyncio.create_task(
                     self._player(hosted[n % len(hosted)].key, f"sim-{n}", sem, ev)))
-        servers_ready = [asyncio.Event() for _ in sdk]
-        servers = [asyncio.create_task(self._server(sh, ev)) for sh, ev in zip(sdk, servers_ready)]
+        if sdk and self.plan.sdk_processes:
+            servers_ready = [asyncio.Event()]
+            servers = [asyncio.create_task(self._server_processes(sdk, self.plan.sdk_processes, servers_ready[0]))]
+        else:
+            servers_ready = [asyncio.Event() for _ in sdk]
+            servers = [asyncio.create_task(self._server(sh, ev)) for sh, ev in zip(sdk, servers_ready)]
         # start the clock once everyone is connected (or gave up)
         for ev in players_ready + servers_ready:
             await ev.wait()
@@ -321,116 +325,238 @@ class Fight:
     # --- SDK game servers ----------------------------------------------------------------
 
     async def _server(self, shard: ShardSpec, ready: asyncio.Event) -> None:
+        """One SDK game server in this process (the reference SDK, shards/client.py)."""
         s = self.stats
-        url = f"{self.base}/ws/shards/{shard.key}/"
         plan = self.plan
-        buf = LocalBuffer()
-        session = {"epoch": 0, "added": 0}
-        players = [f"{shard.key}-p{i}" for i in range(max(1, plan.sdk_players))]
+
+        def on_result(r: dict) -> None:
+            s.sdk_damage_acked += r["acked"]
+            s.sdk_deltas += r["deltas_sent"]
+            s.sdk_duplicates += r["duplicates"]
+            for code, n in r["errors"].items():
+                s.sdk_errors[code] = s.sdk_errors.get(code, 0) + n
+
+        def on_hits(n: int) -> None:
+            s.sdk_hits += n
+
+        def on_sample(sess: str, cumulative: int, at: float) -> None:
+            s.tracker.hit(sess, cumulative, at)
+
         try:
-            ws = await connect(url, compression=None, open_timeout=20, max_size=2**20,
-                               additional_headers={"Authorization": f"Bearer {shard.token}"})
-            welcome = json.loads(await asyncio.wait_for(ws.recv(), 10))
-            if welcome.get("type") != "welcome":
-                raise RuntimeError(f"server {shard.key}: expected welcome, got {welcome}")
+            result = await sdk_server_run(
+                url=self.base, boss=plan.boss, shard=shard.key, token=shard.token or "",
+                rate=plan.sdk_hits_per_s, players=plan.sdk_players, ready=ready, go=self._go,
+                stop=self._hit_stop, on_hits=on_hits, on_sample=on_sample, connected=self._server_connected)
         except Exception:
             s.connect_errors += 1
             ready.set()
             return
-        session["epoch"] = int(welcome["epoch"])
-        s.servers_connected += 1
-        ready.set()
-        acks: asyncio.Queue = asyncio.Queue()
+        on_result(result)
 
-        async def reader() -> None:
-            try:
-                async for text in ws:
-                    msg = json.loads(text)
-                    if msg.get("type") in ("ack", "error"):
-                        await acks.put(msg)
-            except ConnectionClosed:
-                await acks.put({"type": "closed"})
+    def _server_connected(self) -> None:
+        self.stats.servers_connected += 1
 
-        async def hitter() -> None:
-            await self._go.wait()
-            sess = f"{shard.key}:{session['epoch']}"
-            i = random.randrange(4096)
-            started = time.monotonic()
-            done = 0
-            rate = plan.sdk_hits_per_s
-            add = buf.add
-            while not self._hit_stop.is_set() and not self.boss_over:
-                if rate is None:
-                    n = SDK_HIT_BATCH
-                else:
-                    n = min(SDK_HIT_BATCH, int((time.monotonic() - started) * rate) - done)
-                    if n <= 0:
-                        await asyncio.sleep(0.005)
-                        continue
-                # the first hit of each batch is the freshness sample; the rest is the bare
-                # hot path (no await inside a batch, so the ticker cannot take() midway)
-                before = buf.pending
-                player = players[(done // 64) % len(players)]
-                d = SDK_DAMAGES[i & 4095]
-                add(d, player)
-                s.tracker.hit(sess, session["added"] + d, time.time())
-                for k in range(i + 1, i + n):
-                    add(SDK_DAMAGES[k & 4095], player)
-                i += n
-                session["added"] += buf.pending - before
-                done += n
-                s.sdk_hits += n
-                await asyncio.sleep(0)
+    async def _server_processes(self, sdk: list[ShardSpec], procs: int, ready: asyncio.Event) -> None:
+        """SDK game servers in ``procs`` child processes (game servers are separate processes)."""
+        import sys
 
-        async def ticker() -> None:
-            await self._go.wait()
-            last_hb = 0.0
+        s = self.stats
+        groups = [sdk[i::procs] for i in range(procs) if sdk[i::procs]]
+        children = []
+        for group in groups:
+            child = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "liveops.simulator", stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE, limit=2**24)
+            spec = {"url": self.base, "boss": self.plan.boss, "rate": self.plan.sdk_hits_per_s,
+                    "players": self.plan.sdk_players, "shards": [[sh.key, sh.token] for sh in group]}
+            child.stdin.write((json.dumps(spec) + "\n").encode())
+            await child.stdin.drain()
+            children.append(child)
+
+        async def read(child) -> None:
             while True:
-                final = self._hit_stop.is_set() or self.boss_over
-                delta = buf.take()
-                if delta is not None:
-                    frame = {"type": "damage", "boss": plan.boss, "seq": delta.seq, "amount": delta.amount}
-                    if delta.breakdown:
-                        frame["breakdown"] = delta.breakdown
-                    await ws.send(json.dumps(frame))
-                    try:
-                        msg = await asyncio.wait_for(acks.get(), ACK_TIMEOUT_S)
-                    except asyncio.TimeoutError:
-                        msg = {"type": "timeout"}
-                    if msg.get("type") == "ack" and int(msg["seq"]) >= delta.seq:
-                        buf.acked(delta.seq)
-                        s.sdk_deltas_acked += 1
-                        s.sdk_damage_acked += delta.amount
-                        s.sdk_duplicates += bool(msg.get("duplicate"))
-                    elif msg.get("type") == "error":
-                        code = str(msg.get("code"))
-                        s.refused(code, s.sdk_errors)
-                        if code in ("not_live", "unknown_boss"):
-                            buf.drop_all()
-                            return
-                    elif msg.get("type") == "closed":
-                        s.refused("closed", s.sdk_errors)
-                        return
-                now = time.monotonic()
-                if now - last_hb >= HEARTBEAT_S and not final:
-                    last_hb = now
-                    inflight = buf.inflight
-                    await ws.send(json.dumps({"type": "heartbeat", "boss": plan.boss, "pending": buf.pending,
-                                              "inflight": {"seq": inflight.seq, "amount": inflight.amount}
-                                              if inflight else {}}))
-                if final and buf.unacked == 0:
+                line = await child.stdout.readline()
+                if not line:
                     return
-                if final and buf.take() is not None:
-                    continue  # flush the rest at once
-                await asyncio.sleep(SHARD_TICK_S)
+                kind, _, body = line.decode().partition(" ")
+                if kind == "ready":
+                    ok, failed = (int(x) for x in body.split())
+                    s.servers_connected += ok
+                    s.connect_errors += failed
+                elif kind == "hits":
+                    s.sdk_hits += int(body)
+                elif kind == "result":
+                    r = json.loads(body)
+                    s.sdk_damage_acked += r["acked"]
+                    s.sdk_deltas += r["deltas_sent"]
+                    s.sdk_duplicates += r["duplicates"]
+                    for code, n in r["errors"].items():
+                        s.sdk_errors[code] = s.sdk_errors.get(code, 0) + n
+                    for sess, cumulative, at in r["samples"]:
+                        s.tracker.hit(sess, cumulative, at)
+                if kind == "ready":
+                    pending["n"] -= 1
+                    if pending["n"] == 0:
+                        ready.set()
 
-        read_task = asyncio.create_task(reader())
+        pending = {"n": len(groups)}
+        readers = [asyncio.create_task(read(c)) for c in children]
         try:
-            await asyncio.gather(hitter(), ticker())
+            await self._go.wait()
+            for c in children:
+                c.stdin.write(b"go\n")
+                await c.stdin.drain()
+            await self._hit_stop.wait()
+            for c in children:
+                c.stdin.write(b"stop\n")
+                await c.stdin.drain()
+            await asyncio.gather(*readers)
+            for c in children:
+                await c.wait()
         finally:
-            await ws.close()
-            read_task.cancel()
-            await asyncio.gather(read_task, return_exceptions=True)
+            for c in children:
+                if c.returncode is None:
+                    c.kill()
+                    await c.wait()
+
+
+def _damage_sum(start: int, n: int) -> int:
+    """Sum of SDK_DAMAGES[k & 4095] for k in [start, start + n)."""
+    full, rest = divmod(n, 4096)
+    total = full * _DAMAGE_TOTAL
+    a = start & 4095
+    end = a + rest
+    if end <= 4096:
+        return total + _DAMAGE_PREFIX[end] - _DAMAGE_PREFIX[a]
+    return total + _DAMAGE_PREFIX[4096] - _DAMAGE_PREFIX[a] + _DAMAGE_PREFIX[end - 4096]
+
+
+_DAMAGE_PREFIX = list(itertools.accumulate(SDK_DAMAGES, initial=0))
+_DAMAGE_TOTAL = _DAMAGE_PREFIX[-1]
+
+
+async def sdk_server_run(*, url: str, boss: str, shard: str, token: str, rate: float | None, players: int,
+                         ready: asyncio.Event, go: asyncio.Event, stop: asyncio.Event,
+                         on_hits: Callable[[int], None], on_sample: Callable[[str, int, float], None],
+                         connected: Callable[[], None] = lambda: None) -> dict[str, Any]:
+    """One game server on the reference SDK: hits in memory at ``rate`` (None: flat out) from
+    ``go`` until ``stop``; the SDK sends one delta per 100 ms and heartbeats; flushes at the end.
+    """
+    from shards.client import ShardClient
+
+    client = ShardClient(url, shard=shard, token=token)
+    await client.start()
+    try:
+        await client.wait_connected(20)
+    except Exception:
+        await client.stop(flush=False)
+        raise
+    connected()
+    ready.set()
+    names = [f"{shard}-p{i}" for i in range(max(1, players))]
+    await go.wait()
+    hit = client.hit
+    i = random.randrange(4096)
+    started = time.monotonic()
+    done = 0
+    session_epoch = client.epoch
+    added = 0  # damage added under the current epoch (freshness cumulative per session)
+    while not stop.is_set():
+        if rate is None:
+            n = SDK_HIT_BATCH
+        else:
+            n = min(SDK_HIT_BATCH, int((time.monotonic() - started) * rate) - done)
+            if n <= 0:
+                await asyncio.sleep(0.005)
+                continue
+        if client.epoch != session_epoch:  # fenced and rejoined: a new session counts from 0
+            session_epoch, added = client.epoch, 0
+        player = names[(done // 64) % len(names)]
+        # the first hit of each batch is the freshness sample; the rest is the bare hot path
+        d = SDK_DAMAGES[i & 4095]
+        hit(boss, d, player)
+        on_sample(f"{shard}:{session_epoch}", added + d, time.time())
+        for k in range(i + 1, i + n):
+            hit(boss, SDK_DAMAGES[k & 4095], player)
+        added += _damage_sum(i, n)
+        i += n
+        done += n
+        on_hits(n)
+        await asyncio.sleep(0)
+    await client.stop(flush=True, timeout_s=FINAL_ACKS_TIMEOUT_S)
+    st = client.stats
+    return {"acked": st.acked, "deltas_sent": st.sent - st.resent, "duplicates": st.duplicates,
+            "errors": dict(st.errors), "fences": st.fences, "held": client.unacked(boss)}
+
+
+def _child_main() -> None:
+    """``python -m liveops.simulator``: SDK game servers for a parent Fight (JSON on stdin)."""
+    import sys
+    import threading
+
+    spec = json.loads(sys.stdin.readline())
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        go, stop = asyncio.Event(), asyncio.Event()
+
+        def read_commands() -> None:
+            for line in sys.stdin:
+                loop.call_soon_threadsafe((go if line.strip() == "go" else stop).set)
+            loop.call_soon_threadsafe(stop.set)  # parent gone: stop
+
+        threading.Thread(target=read_commands, daemon=True).start()
+        samples: list[list] = []
+        counts = {"hits": 0, "reported": 0}
+
+        def on_hits(n: int) -> None:
+            counts["hits"] += n
+
+        def flush_hits() -> None:
+            if counts["hits"] != counts["reported"]:
+                print(f"hits {counts['hits'] - counts['reported']}", flush=True)
+                counts["reported"] = counts["hits"]
+
+        async def report() -> None:
+            while True:
+                await asyncio.sleep(0.25)
+                flush_hits()
+
+        async def one(key: str, token: str, ready: asyncio.Event):
+            try:
+                return await sdk_server_run(
+                    url=spec["url"], boss=spec["boss"], shard=key, token=token, rate=spec["rate"],
+                    players=spec["players"], ready=ready, go=go, stop=stop, on_hits=on_hits,
+                    on_sample=lambda sess, cum, at: samples.append([sess, cum, at]))
+            except Exception as exc:  # reported as a connect error / crash below
+                ready.set()
+                return exc
+
+        readies = [asyncio.Event() for _ in spec["shards"]]
+        tasks = [asyncio.create_task(one(key, token, ev)) for (key, token), ev in zip(spec["shards"], readies)]
+        try:
+            await asyncio.wait_for(asyncio.gather(*(ev.wait() for ev in readies)), 30)
+        except asyncio.TimeoutError:
+            pass
+        failed = sum(1 for t in tasks if t.done() and isinstance(t.result(), Exception))
+        ok = sum(ev.is_set() for ev in readies) - failed
+        print(f"ready {ok} {len(tasks) - ok}", flush=True)
+        reporter = asyncio.create_task(report())
+        results = await asyncio.gather(*tasks)
+        reporter.cancel()
+        flush_hits()
+        merged = {"acked": 0, "deltas_sent": 0, "duplicates": 0, "errors": {}, "samples": samples}
+        for r in results:
+            if isinstance(r, Exception):
+                merged["errors"]["crashed"] = merged["errors"].get("crashed", 0) + 1
+                continue
+            for k in ("acked", "deltas_sent", "duplicates"):
+                merged[k] += r[k]
+            for code, n in r["errors"].items():
+                merged["errors"][code] = merged["errors"].get(code, 0) + n
+        print("result " + json.dumps(merged), flush=True)
+
+    run_loop(main())
 
 
 def fight_result(stats: FightStats, log_entries: list[tuple[str, dict[str, str]]] | None = None) -> dict[str, Any]:
@@ -449,7 +575,7 @@ def fight_result(stats: FightStats, log_entries: list[tuple[str, dict[str, str]]
         "attack_damage": stats.attack_damage,
         "sdk_hits": stats.sdk_hits,
         "sdk_hits_per_s": round(stats.sdk_hits / e, 1),
-        "sdk_deltas_acked": stats.sdk_deltas_acked,
+        "sdk_deltas": stats.sdk_deltas,
         "sdk_damage_acked": stats.sdk_damage_acked,
         "sdk_errors": stats.sdk_errors,
         "states": stats.states,
@@ -482,3 +608,7 @@ def freshness_from_log(stats: FightStats, log_entries: list[tuple[str, dict[str,
             per_key[f"shard:{key}"] = per_key.get(f"shard:{key}", 0) + int(amount)
         merged.append((entry_id, {**f, "d": json.dumps({**d, **per_key})}))
     return stats.tracker.compute(merged)
+
+
+if __name__ == "__main__":
+    _child_main()

@@ -53,18 +53,22 @@ class Command(BaseCommand):
         parser.add_argument("--sdk", type=int, default=2, help="SDK game servers (aggregated damage)")
         parser.add_argument("--sdk-rate", type=float, default=20_000.0,
                             help="hits/s of each SDK game server (0: as fast as it can)")
+        parser.add_argument("--sdk-processes", type=int, default=0,
+                            help="run the SDK game servers in this many child processes (0: in this one)")
         parser.add_argument("--attack-rate", type=float, default=5.0, help="attacks/s of each hosted player")
         parser.add_argument("--duration", type=float, default=30.0, help="seconds (stops early if the boss dies)")
         parser.add_argument("--prefix", default="fight", help="key prefix of the simulator's shards")
         parser.add_argument("--json", action="store_true", help="print the report as JSON only")
 
     def handle(self, *args, url: str, boss: str, shards: int, players: int, sdk: int, sdk_rate: float,
-               attack_rate: float, duration: float, prefix: str, json: bool, **options):
+               sdk_processes: int, attack_rate: float, duration: float, prefix: str, json: bool, **options):
         from liveops.simsetup import boss_accepted, fight_settle, sim_shards_ensure
         from liveops.simulator import Fight, FightPlan, fight_result, run_loop
 
         self._check(url=url, shards=shards, players=players, sdk=sdk, sdk_rate=sdk_rate,
                     attack_rate=attack_rate, duration=duration)
+        if not 0 <= sdk_processes <= 64:
+            raise CommandError(f"--sdk-processes must be between 0 and 64, got {sdk_processes}")
         try:
             boss_obj = boss_get(slug=boss)
         except UnknownBoss as exc:
@@ -78,7 +82,7 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         plan = FightPlan(url=url, boss=boss, shards=specs, players=players, attacks_per_player_s=attack_rate,
-                         sdk_hits_per_s=sdk_rate or None, duration_s=duration)
+                         sdk_hits_per_s=sdk_rate or None, sdk_processes=sdk_processes, duration_s=duration)
         accepted_before = boss_accepted(boss_id=boss_obj.pk)
         fight = Fight(plan)
         show = not json
@@ -140,7 +144,7 @@ class Command(BaseCommand):
           f"{r['servers_connected']} SDK servers ({r['connect_errors']} connect errors)")
         w(f"  attacks: {r['attacks_sent_per_s']:,.0f}/s sent, {r['attacks_acked_per_s']:,.0f}/s acked, "
           f"refused {r['attacks_refused'] or 'none'}")
-        w(f"  SDK: {r['sdk_hits_per_s']:,.0f} hits/s in {r['sdk_deltas_acked']:,} acked deltas, "
+        w(f"  SDK: {r['sdk_hits_per_s']:,.0f} hits/s in {r['sdk_deltas']:,} deltas, "
           f"errors {r['sdk_errors'] or 'none'}")
         w(f"  states received: {r['states_per_s']:,.1f}/s (last v{r['final_version_seen']}, "
           f"hp {r['final_hp_seen']}, {r['status_seen']})")
