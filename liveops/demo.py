@@ -86,15 +86,15 @@ def demo_admin_ensure() -> str:
 
 
 class _Rates:
-    """Hits/s over the last progress interval."""
+    """Per-second rates of running totals over the last progress interval."""
 
     def __init__(self) -> None:
-        self.last = (time.monotonic(), 0)
+        self.last: dict[str, tuple[float, int]] = {}
 
-    def rate(self, total: int) -> float:
+    def rate(self, total: int, name: str = "hits") -> float:
         now = time.monotonic()
-        t, n = self.last
-        self.last = (now, total)
+        t, n = self.last.get(name, (now, total))
+        self.last[name] = (now, total)
         return (total - n) / (now - t) if now > t else 0.0
 
 
@@ -118,9 +118,10 @@ def demo_progress_line(boss_id: int, hits_total: int, rates: _Rates) -> tuple[st
     lag = f"{now_ms - int(last_beat)} ms" if last_beat else "?"
     hp_i, max_i = int(hp or 0), int(max_hp or 1)
     pct = 100 * hp_i / max_i
+    dmg = rates.rate(max_i - hp_i, "damage")
     return (f"HP {hp_i:,}/{max_i:,} ({pct:5.1f}%) v{version} {status} [{phase}] | "
-            f"{rates.rate(hits_total):,.0f} hits/s | shards online {len(online)} | tick lag {lag}",
-            status or "")
+            f"{rates.rate(hits_total):,.0f} hits/s, {dmg:,.0f} dmg/s | shards online {len(online)} | "
+            f"tick lag {lag}", status or "")
 
 
 def demo_run(opts: DemoOptions, *, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> DemoResult:

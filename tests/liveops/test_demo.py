@@ -87,7 +87,8 @@ def _assert_nothing_running(clone: Path, output: str, port: int) -> None:
 def _progress(output: str) -> list[tuple[int, int, int, int]]:
     """(hp, version, hits/s, shards online) of every progress line."""
     rows = []
-    for m in re.finditer(r"HP ([\d,]+)/[\d,]+ .*? v(\d+) .*?\| ([\d,]+) hits/s \| shards online (\d+)", output):
+    for m in re.finditer(r"HP ([\d,]+)/[\d,]+ .*? v(\d+) .*?\| ([\d,]+) hits/s, [\d,]+ dmg/s \| shards online (\d+)",
+                         output):
         rows.append(tuple(int(g.replace(",", "")) for g in m.groups()))
     return rows
 
@@ -204,4 +205,17 @@ def test_demo_refuses_bad_flags_before_starting_anything(clone, args, message):
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode != 0
     assert message in output and "redis: started" not in output
+    _assert_nothing_running(clone, output, port)
+
+
+def test_demo_without_simulation_serves_the_fight_for_real_players(clone):
+    port = processes.free_port()
+    proc = _manage_demo(clone, ["--no-sim", "--duration", "2", "--port", str(port), "--shards", "3"],
+                        _env(_closed_port()))
+    output, _ = proc.communicate(timeout=DEMO_TIMEOUT_S)
+    assert proc.returncode == 0, output
+    assert "shards: demo-h1, demo-h2, demo-h3" in output  # all platform-hosted: people play
+    assert "simulated:" not in output
+    assert all(r[2] == 0 for r in _progress(output)) and _progress(output)
+    assert "verify_boss: OK" in output
     _assert_nothing_running(clone, output, port)
