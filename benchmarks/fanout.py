@@ -154,9 +154,12 @@ class _Viewer(asyncio.Protocol):
             del buf[:off + n]
             opcode = b0 & 0x0F
             if opcode == 1:
-                if b0 & 0x40 and self.inflate is not None:
-                    payload = self.inflate.decompress(payload + b"\x00\x00\xff\xff")
-                self.sink.message(self, payload)
+                try:
+                    if b0 & 0x40 and self.inflate is not None:
+                        payload = self.inflate.decompress(payload + b"\x00\x00\xff\xff")
+                    self.sink.message(self, payload)
+                except Exception as exc:  # keep the socket: count it, do not kill the viewer
+                    self.sink.parse_errors.append(repr(exc)[:120])
             elif opcode == 9:  # ping -> pong
                 self._send(0xA, payload)
             elif opcode == 8:
@@ -180,7 +183,7 @@ class _Sink:
         self.min_version = min_version
         self.lags: list[float] = []
         self.delivered = 0
-        self.counting = False
+        self.parse_errors: list[str] = []
 
     def message(self, viewer: _Viewer, payload: bytes) -> None:
         now_ms = time.time() * 1000
@@ -461,6 +464,11 @@ async def _drive(server: _Server, result: FanoutResult, path: str, slug: str, bo
     result.client_cpu_s = round(time.process_time() - ccpu0, 2)
     result.delivered = sink.delivered
     result.ended_on_final = sum(1 for c in clients if c.version >= result.final_version)
+    if sink.parse_errors:
+        result.errors.append(f"{len(sink.parse_errors)} unparsable frames, e.g. {sink.parse_errors[:3]}")
+    behind = [(c.first_version, c.version, c.closed) for c in clients if c.version < result.final_version]
+    if behind:
+        result.errors.append(f"{len(behind)} viewers behind; (first, last, closed) e.g. {behind[:5]}")
     lags = sorted(sink.lags)
     result.p50_lag_ms, result.p99_lag_ms = _percentile(lags, 50), _percentile(lags, 99)
     result.max_lag_ms = round(lags[-1], 1) if lags else None
