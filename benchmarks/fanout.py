@@ -80,6 +80,7 @@ class FanoutResult:
     server_cpu_s: float | None = None
     client_cpu_s: float | None = None
     drain_s: float = 0.0
+    subscribed_s: float | None = None  # hub: connects until every viewer had its snapshot
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -443,8 +444,13 @@ async def _drive(server: _Server, result: FanoutResult, path: str, slug: str, bo
                 if len(result.errors) < 5:
                     result.errors.append(f"connect: {exc!r}"[:200])
 
+    started = time.monotonic()
     await asyncio.wait_for(asyncio.gather(*(one() for _ in range(result.viewers))), CONNECT_TIMEOUT_S)
     result.connected = len(clients)
+    if layer == "hub":  # subscribed = got its snapshot (the hub subscribes before reading it)
+        while time.monotonic() - started < CONNECT_TIMEOUT_S and any(c.first_version < 0 for c in clients):
+            await asyncio.sleep(0.05)
+        result.subscribed_s = round(time.monotonic() - started, 2)
     await asyncio.sleep(1.0)  # group joins / subscriptions settle
     count = max(1, int(result.seconds * result.hz))
     result.published = count

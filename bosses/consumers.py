@@ -12,6 +12,7 @@ boss per process.
 """
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 
@@ -51,6 +52,9 @@ class BossRef:
 
 
 _boss_cache: dict[str, tuple[float, BossRef]] = {}
+# Single flight: concurrent misses for one slug (a connect burst of thousands of viewers)
+# share one lookup instead of queueing thousands on the one thread sync ORM calls run on.
+_boss_lookups: dict[str, asyncio.Future] = {}
 
 
 def _boss_ref_sync(slug: str) -> BossRef:
@@ -69,8 +73,21 @@ async def boss_ref_get(*, slug: str, fresh: bool = False) -> BossRef:
     hit = _boss_cache.get(slug)
     if hit is not None and not fresh and now - hit[0] < BOSS_CACHE_TTL_S:
         return hit[1]
-    ref = await database_sync_to_async(_boss_ref_sync)(slug)
+    pending = _boss_lookups.get(slug)
+    if pending is not None and pending.get_loop() is asyncio.get_running_loop():
+        return await asyncio.shield(pending)
+    fut = _boss_lookups[slug] = asyncio.get_running_loop().create_future()
+    try:
+        ref = await database_sync_to_async(_boss_ref_sync)(slug)
+    except BaseException as exc:
+        fut.set_exception(exc)
+        fut.exception()  # retrieved: waiters re-raise it
+        raise
+    finally:
+        if _boss_lookups.get(slug) is fut:
+            del _boss_lookups[slug]
     _boss_cache[slug] = (now, ref)
+    fut.set_result(ref)
     return ref
 
 

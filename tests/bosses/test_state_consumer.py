@@ -165,3 +165,23 @@ async def test_http_snapshot_matches_the_websocket_snapshot(live_boss, make_sess
     missing = await sync_to_async(client.get)("/api/bosses/nope/state")
     assert missing.status_code == 404 and missing.json()["code"] == "unknown_boss"
     await comm.disconnect()
+
+
+async def test_a_connect_burst_looks_the_boss_up_once(live_boss, monkeypatch):
+    from bosses import consumers
+
+    calls = []
+    real = consumers._boss_ref_sync
+
+    def counting(slug):
+        calls.append(slug)
+        return real(slug)
+
+    monkeypatch.setattr(consumers, "_boss_ref_sync", counting)
+    consumers._boss_cache.clear()
+    refs = await asyncio.gather(*(consumers.boss_ref_get(slug=live_boss.slug) for _ in range(50)))
+    assert calls == [live_boss.slug] and {r.id for r in refs} == {live_boss.pk}
+    consumers._boss_cache.clear()
+    with pytest.raises(consumers.UnknownBoss):  # a failed lookup fails every waiter, and is not cached
+        await asyncio.gather(*(consumers.boss_ref_get(slug="nope") for _ in range(5)))
+    assert "nope" not in consumers._boss_cache and not consumers._boss_lookups
