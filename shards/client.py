@@ -103,6 +103,8 @@ class ShardClient:
         self._releasing: set[str] | None = None  # bosses whose old session must be told "holds 0"
         self._stopping = False
         self._fatal: str | None = None
+        self._bye: asyncio.Future | None = None
+        self.left: dict | None = None  # the bye_ack of a clean stop
 
     # --- the game's side: O(1), no I/O ----------------------------------------------------
 
@@ -158,6 +160,8 @@ class ShardClient:
         """Flush (bounded wait), then close everything. Returns whether all was acknowledged."""
         done = await self.flush(timeout_s) if flush else False
         self._stopping = True
+        if done and self._ws is not None:
+            await self._say_goodbye(self._ws)
         for task in [*self._tasks, *self._watchers.values()]:
             task.cancel()
         for task in [*self._tasks, *self._watchers.values()]:
@@ -168,6 +172,20 @@ class ShardClient:
         if self._ws is not None:
             await self._ws.close()
         return done
+
+    async def _say_goodbye(self, ws: Any) -> None:
+        """Report an empty buffer, then ``bye``: the platform retires the session cleanly
+        instead of declaring it crashed after the heartbeat timeout."""
+        self._bye = asyncio.get_running_loop().create_future()
+        try:
+            for slug, b in self._bosses.items():
+                if b.buffer.next_seq > 1 and not b.ended:
+                    await ws.send(json.dumps({"type": "heartbeat", "boss": slug, "pending": 0,
+                                              "inflight": None}))
+            await ws.send(json.dumps({"type": "bye"}))
+            self.left = await asyncio.wait_for(self._bye, 2.0)
+        except Exception as exc:  # the crash path covers a session that could not say goodbye
+            logger.debug("shard %s: no clean goodbye: %r", self.shard, exc)
 
     async def __aenter__(self) -> "ShardClient":
         await self.start()
@@ -302,6 +320,8 @@ class ShardClient:
             if inflight is not None and inflight.seq <= int(msg.get("last_seq", 0)):
                 b.buffer.acked(inflight.seq)  # it had landed; its ack was lost
                 self.stats.acked += inflight.amount
+        elif kind == "bye_ack" and self._bye is not None and not self._bye.done():
+            self._bye.set_result(msg)
         elif kind == "error":
             self._on_error(msg)
 

@@ -75,6 +75,22 @@ def _auth_sync(shard_key: str, token: str, resume) -> tuple[int, bool]:
     return shard_session_open(shard=shard).epoch, False
 
 
+def _leave_sync(shard_key: str, epoch: int, boss_ids: list[int]) -> dict[str, int]:
+    """Retire a session that says goodbye: fence it on every boss it touched (reason ``left``).
+
+    The settlement follows the boss's policy like a crash saga, but the shard is not marked
+    crashed. A client that flushed first holds nothing, so nothing is settled.
+    """
+    from bosses.models import BossEncounter
+    from shards.services import session_fence
+
+    settled = {}
+    for boss in BossEncounter.objects.filter(pk__in=boss_ids):
+        saga = session_fence(boss=boss, shard_key=shard_key, epoch=epoch, reason="left")
+        settled[boss.slug] = saga.amount
+    return settled
+
+
 def _bearer(scope) -> str | None:
     for name, value in scope.get("headers", ()):
         if name == b"authorization":
@@ -122,6 +138,7 @@ class ShardGatewayConsumer(AsyncWebsocketConsumer):
     epoch: int | None = None
     player: str | None = None
     _auth_timer: asyncio.Task | None = None
+    _touched: dict[int, str] | None = None  # boss id -> slug this session sent damage/heartbeats to
 
     async def connect(self) -> None:
         await self.accept()
@@ -255,6 +272,7 @@ class ShardGatewayConsumer(AsyncWebsocketConsumer):
         result = await adelta_ingest(boss_id=boss.id, shard_key=self.shard_key, epoch=epoch,
                                      seq=frame.get("seq"), amount=frame.get("amount"),
                                      breakdown=frame.get("breakdown"))
+        self._touch(boss)
         await self.send(text_data=encode({"type": "ack", "boss": boss.slug, "seq": result.seq,
                                           "duplicate": result.duplicate}))
 
@@ -270,8 +288,25 @@ class ShardGatewayConsumer(AsyncWebsocketConsumer):
         result = await aheartbeat_record(boss_id=boss.id, shard_key=self.shard_key, epoch=epoch,
                                          pending=frame.get("pending"), inflight_seq=inflight.get("seq", 0),
                                          inflight_amount=inflight.get("amount", 0))
+        self._touch(boss)
         await self.send(text_data=encode({"type": "heartbeat_ack", "boss": boss.slug,
                                           "last_seq": result.last_seq, "held": result.held}))
+
+    def _touch(self, boss) -> None:
+        if self._touched is None:
+            self._touched = {}
+        self._touched[boss.id] = boss.slug
+
+    async def on_bye(self, frame: dict) -> None:
+        """``bye`` (game server leaving cleanly) -> ``bye_ack {settled}``, then close 1000.
+
+        The session is retired on every boss it touched (so it is not later declared crashed,
+        and anything it still sends is fenced); flush and heartbeat ``pending: 0`` first.
+        """
+        epoch = self._server()
+        settled = await database_sync_to_async(_leave_sync)(self.shard_key, epoch, list(self._touched or {}))
+        await self.send(text_data=encode({"type": "bye_ack", "epoch": epoch, "settled": settled}))
+        await self.close(code=1000)
 
     async def on_attack(self, frame: dict) -> None:
         """``attack {boss, id?}`` (players) -> ``attack_ack {boss, damage, id}``."""
@@ -291,7 +326,7 @@ class ShardGatewayConsumer(AsyncWebsocketConsumer):
                                           "id": _scalar(frame.get("id"))}))
 
 
-HANDLED = frozenset({"ping", "auth", "damage", "heartbeat", "attack"})
+HANDLED = frozenset({"ping", "auth", "damage", "heartbeat", "attack", "bye"})
 # Fenced is re-exported for the SDK's tests: a fenced damage is an error frame with
 # {code: "fenced", last_seq, policy, settled}.
 __all__ = ["ShardGatewayConsumer", "Fenced"]

@@ -251,3 +251,24 @@ async def test_fence_on_one_boss_keeps_every_boss_exact(server, live_boss, make_
         report = await sync_to_async(boss_verify)(boss=boss)
         assert report.ok, report.problems
     assert saga.amount > 0
+
+
+async def test_clean_stop_says_goodbye_instead_of_crashing(server, live_boss):
+    from bosses import keys
+    from bosses.models import SagaRun
+    from liveops.redis import get_redis
+    from shards.models import Shard
+
+    _, token = await sync_to_async(shard_create)(key="eu-6", name="EU 6")
+    client = ShardClient(server.url, shard="eu-6", token=token, tick_ms=30, heartbeat_ms=100)
+    await client.start()
+    await client.wait_connected()
+    client.hit(live_boss.slug, 250)
+    assert await client.stop()
+    assert client.left == {"type": "bye_ack", "epoch": client.epoch, "settled": {live_boss.slug: 0}}
+    saga = await sync_to_async(SagaRun.objects.get)(shard_key="eu-6", epoch=client.epoch)
+    assert saga.detail["reason"] == "left" and saga.amount == 0
+    assert (await sync_to_async(Shard.objects.get)(key="eu-6")).status == "online"  # not crashed
+    sess = f"eu-6:{client.epoch}"
+    assert await sync_to_async(get_redis().hexists)(keys.BossKeys(live_boss.pk).settled, sess)
+    assert (await sync_to_async(boss_ledger)(boss_id=live_boss.pk)).number("accepted") == 250
