@@ -125,6 +125,12 @@ class ShardGatewayConsumer(AsyncWebsocketConsumer):
 
     channel_layer_alias = "__no_channel_layer__"
 
+    shard_key = ""
+    epoch: int | None = None
+    player: str | None = None
+    _auth_timer: asyncio.Task | None = None
+    _touched: dict[int, str] | None = None  # boss id -> slug this session sent damage/heartbeats to
+
     async def dispatch(self, message: dict) -> None:
         # Channels closes stale DB connections before every handler through a thread-pool
         # hop (~50-100 us per frame). Handlers here reach the ORM only through
@@ -133,12 +139,6 @@ class ShardGatewayConsumer(AsyncWebsocketConsumer):
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
-
-    shard_key = ""
-    epoch: int | None = None
-    player: str | None = None
-    _auth_timer: asyncio.Task | None = None
-    _touched: dict[int, str] | None = None  # boss id -> slug this session sent damage/heartbeats to
 
     async def connect(self) -> None:
         await self.accept()
@@ -203,6 +203,7 @@ class ShardGatewayConsumer(AsyncWebsocketConsumer):
             return await self._close_with(err, CLOSE_TRY_AGAIN)
         if self._auth_timer is not None:
             self._auth_timer.cancel()
+        self._touched = None  # a re-auth starts another session
         await self.send(text_data=encode({"type": "welcome", "v": PROTOCOL_VERSION, "role": "server",
                                           "shard": self.shard_key, "epoch": self.epoch, "resumed": resumed}))
 
