@@ -23,8 +23,8 @@ from bosses import authority
 from bosses.errors import AuthorityUnavailable, LiveOpsError, RateLimited, UnknownBoss
 from liveops.fanout import Subscriber, get_hub, raw_writer
 from liveops.protocol import (CLOSE_MALFORMED, CLOSE_RATE_LIMITED, CLOSE_TRY_AGAIN, CLOSE_UNKNOWN_BOSS,
-                              PROTOCOL_VERSION,
-                              UnknownType, encode, error_frame, parse_frame)
+                              PROTOCOL_VERSION, DirectDispatchMixin, UnknownType, encode, error_frame,
+                              parse_frame)
 from liveops.redis import get_async_redis
 from shards.services import REDIS_DOWN
 
@@ -106,19 +106,10 @@ async def boss_snapshot(ref: BossRef) -> dict:
     return snapshot_message(ref, await authority.aread_state(get_async_redis(), ref.id))
 
 
-class BossStateConsumer(AsyncWebsocketConsumer):
-    """Read-only live state of one boss; see the module docstring."""
+class BossStateConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
+    """Read-only live state of one boss; see the module docstring (no channel layer: the hub
+    does the fan-out)."""
 
-    channel_layer_alias = "__no_channel_layer__"  # no layer: the hub does the fan-out
-
-    async def dispatch(self, message: dict) -> None:
-        # Channels closes stale DB connections before every handler through a thread-pool
-        # hop (~50-100 us per frame). Handlers here reach the ORM only through
-        # database_sync_to_async, which does that itself, so frames skip the hop.
-        handler = getattr(self, message["type"].replace(".", "_"), None)
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
 
     boss: BossRef | None = None
     subscriber: Subscriber | None = None

@@ -27,9 +27,11 @@ from bosses.consumers import boss_ref_get
 from bosses.errors import (Fenced, InvalidInput, LiveOpsError, RateLimited, Unauthorized, UnknownBoss,
                            UnknownEpoch, UnknownShard)
 from bosses.validation import PLAYER_ID_RE
-from liveops.protocol import (CLOSE_FORBIDDEN, CLOSE_TRY_AGAIN, CLOSE_MALFORMED, CLOSE_RATE_LIMITED, CLOSE_TOO_LARGE,
-                              CLOSE_UNAUTHORIZED, CLOSE_UNKNOWN_BOSS, PROTOCOL_VERSION, MalformedFrame,
-                              UnknownType, encode, error_frame, parse_frame)
+from liveops.protocol import (CLOSE_FORBIDDEN, CLOSE_MALFORMED, CLOSE_RATE_LIMITED, CLOSE_TOO_LARGE,
+                              CLOSE_TRY_AGAIN, CLOSE_UNAUTHORIZED, CLOSE_UNKNOWN_BOSS, PROTOCOL_VERSION,
+                              DirectDispatchMixin, MalformedFrame, UnknownType, encode, error_frame,
+                              parse_frame)
+from liveops.fanout import raw_writer, text_frame
 from shards.gateway import hosted_shard_get
 from shards.models import SHARD_KEY_RE
 
@@ -120,10 +122,8 @@ def _scalar(value):
     return value if isinstance(value, (int, str)) and not isinstance(value, bool) else None
 
 
-class ShardGatewayConsumer(AsyncWebsocketConsumer):
+class ShardGatewayConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
     """One game-server or player connection to a shard (see the module docstring)."""
-
-    channel_layer_alias = "__no_channel_layer__"
 
     shard_key = ""
     epoch: int | None = None
@@ -131,17 +131,18 @@ class ShardGatewayConsumer(AsyncWebsocketConsumer):
     _auth_timer: asyncio.Task | None = None
     _touched: dict[int, str] | None = None  # boss id -> slug this session sent damage/heartbeats to
 
-    async def dispatch(self, message: dict) -> None:
-        # Channels closes stale DB connections before every handler through a thread-pool
-        # hop (~50-100 us per frame). Handlers here reach the ORM only through
-        # database_sync_to_async, which does that itself, so frames skip the hop.
-        handler = getattr(self, message["type"].replace(".", "_"), None)
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
+    _raw = None
+
+    async def send_text(self, text: str) -> None:
+        """Send one frame: straight to the transport when uvicorn allows it (acks are the hot
+        path: this skips the session middleware's send wrapper and per-frame re-encoding)."""
+        if self._raw is not None and self._raw(text_frame(text)):
+            return
+        await self.send(text_data=text)
 
     async def connect(self) -> None:
         await self.accept()
+        self._raw = raw_writer(self.base_send)
         self.shard_key = self.scope["url_route"]["kwargs"].get("shard", "")
         self._window, self._frames, self._bad, self._refused = time.monotonic(), 0, 0, 0
         try:
@@ -163,7 +164,7 @@ class ShardGatewayConsumer(AsyncWebsocketConsumer):
             if status == "retired":
                 return await self._close_with(Unauthorized(f"shard {self.shard_key} is retired"),
                                               CLOSE_FORBIDDEN)
-            await self.send(text_data=encode({"type": "welcome", "v": PROTOCOL_VERSION, "role": "player",
+            await self.send_text(encode({"type": "welcome", "v": PROTOCOL_VERSION, "role": "player",
                                               "shard": self.shard_key, "player": self.player}))
         else:
             self._auth_timer = asyncio.get_running_loop().create_task(self._auth_deadline())
@@ -186,7 +187,7 @@ class ShardGatewayConsumer(AsyncWebsocketConsumer):
                                    CLOSE_UNAUTHORIZED)
 
     async def _close_with(self, err: LiveOpsError, code: int) -> None:
-        await self.send(text_data=error_frame(err, close=code))
+        await self.send_text(error_frame(err, close=code))
         await self.close(code=code)
 
     async def _authenticate(self, token, resume=None) -> None:
@@ -204,7 +205,7 @@ class ShardGatewayConsumer(AsyncWebsocketConsumer):
         if self._auth_timer is not None:
             self._auth_timer.cancel()
         self._touched = None  # a re-auth starts another session
-        await self.send(text_data=encode({"type": "welcome", "v": PROTOCOL_VERSION, "role": "server",
+        await self.send_text(encode({"type": "welcome", "v": PROTOCOL_VERSION, "role": "server",
                                           "shard": self.shard_key, "epoch": self.epoch, "resumed": resumed}))
 
     # --- frames ---------------------------------------------------------------------
@@ -231,7 +232,7 @@ class ShardGatewayConsumer(AsyncWebsocketConsumer):
     async def _refuse(self, err: LiveOpsError, frame: dict) -> None:
         if err.code == "too_large":
             return await self._close_with(err, CLOSE_TOO_LARGE)
-        await self.send(text_data=error_frame(err, ref=_scalar(frame.get("type")),
+        await self.send_text(error_frame(err, ref=_scalar(frame.get("type")),
                                               boss=_scalar(frame.get("boss")), seq=_scalar(frame.get("seq")),
                                               id=_scalar(frame.get("id"))))
         if err.code == "unauthorized" and self.epoch is None and self.player is None:
@@ -244,7 +245,7 @@ class ShardGatewayConsumer(AsyncWebsocketConsumer):
                 await self.close(code=CLOSE_MALFORMED)
 
     async def on_ping(self, frame: dict) -> None:
-        await self.send(text_data=encode({"type": "pong", "id": _scalar(frame.get("id"))}))
+        await self.send_text(encode({"type": "pong", "id": _scalar(frame.get("id"))}))
 
     async def on_auth(self, frame: dict) -> None:
         """First frame of a game server without an Authorization header (also re-auth)."""
@@ -274,7 +275,7 @@ class ShardGatewayConsumer(AsyncWebsocketConsumer):
                                      seq=frame.get("seq"), amount=frame.get("amount"),
                                      breakdown=frame.get("breakdown"))
         self._touch(boss)
-        await self.send(text_data=encode({"type": "ack", "boss": boss.slug, "seq": result.seq,
+        await self.send_text(encode({"type": "ack", "boss": boss.slug, "seq": result.seq,
                                           "duplicate": result.duplicate}))
 
     async def on_heartbeat(self, frame: dict) -> None:
@@ -290,7 +291,7 @@ class ShardGatewayConsumer(AsyncWebsocketConsumer):
                                          pending=frame.get("pending"), inflight_seq=inflight.get("seq", 0),
                                          inflight_amount=inflight.get("amount", 0))
         self._touch(boss)
-        await self.send(text_data=encode({"type": "heartbeat_ack", "boss": boss.slug,
+        await self.send_text(encode({"type": "heartbeat_ack", "boss": boss.slug,
                                           "last_seq": result.last_seq, "held": result.held}))
 
     def _touch(self, boss) -> None:
@@ -306,7 +307,7 @@ class ShardGatewayConsumer(AsyncWebsocketConsumer):
         """
         epoch = self._server()
         settled = await database_sync_to_async(_leave_sync)(self.shard_key, epoch, list(self._touched or {}))
-        await self.send(text_data=encode({"type": "bye_ack", "epoch": epoch, "settled": settled}))
+        await self.send_text(encode({"type": "bye_ack", "epoch": epoch, "settled": settled}))
         await self.close(code=1000)
 
     async def on_attack(self, frame: dict) -> None:
@@ -323,7 +324,7 @@ class ShardGatewayConsumer(AsyncWebsocketConsumer):
                                        CLOSE_RATE_LIMITED)
                 return
             raise
-        await self.send(text_data=encode({"type": "attack_ack", "boss": boss.slug, "damage": damage,
+        await self.send_text(encode({"type": "attack_ack", "boss": boss.slug, "damage": damage,
                                           "id": _scalar(frame.get("id"))}))
 
 
