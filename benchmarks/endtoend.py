@@ -50,7 +50,8 @@ def _self_cpu() -> float:
 
 
 def _scenario(*, url: str, slug: str, specs, players: int, attack_rate: float, sdk_rate: float | None,
-              seconds: float, server_pid: int, label: str, sdk_processes: int = 0) -> dict[str, Any]:
+              seconds: float, server_pid: int, label: str, sdk_processes: int = 0,
+              settle_s: float = 30.0) -> dict[str, Any]:
     from bosses import keys
     from bosses.selectors import boss_get, boss_tick_times_ms
     from bosses.verification import boss_verify
@@ -69,7 +70,7 @@ def _scenario(*, url: str, slug: str, specs, players: int, attack_rate: float, s
     cpu_server, cpu_self = _cpu_seconds(server_pid) - cpu_server0, _self_cpu() - cpu_self0
     until_ms = int(time.time() * 1000)
     acked = stats.attack_damage + stats.sdk_damage_acked
-    settled = fight_settle(boss_id=boss.pk, expected_accepted=before + acked, timeout_s=30)
+    settled = fight_settle(boss_id=boss.pk, expected_accepted=before + acked, timeout_s=settle_s)
     result = fight_result(stats, get_redis().xrange(keys.BossKeys(boss.pk).log))
     accepted = boss_accepted(boss_id=boss.pk) - before
     boss.refresh_from_db()
@@ -122,6 +123,7 @@ def e2e_run(*, stack, quick: bool, seconds: float, progress: Callable[[str], Non
         specs = sim_shards_ensure(prefix="benchh", hosted=4, sdk=0)
         out["hosted"] = _scenario(url=url, slug="bench-hosted", specs=specs, players=players,
                                   attack_rate=attack_rate, sdk_rate=None, seconds=seconds, server_pid=asgi.pid,
+                                  settle_s=10.0 if quick else 30.0,
                                   label=f"hosted players ({players} x {attack_rate:g}/s offered, 4 shards)")
     except Exception as exc:
         out["hosted"] = {"error": f"{type(exc).__name__}: {exc}"}
@@ -133,6 +135,7 @@ def e2e_run(*, stack, quick: bool, seconds: float, progress: Callable[[str], Non
         specs = sim_shards_ensure(prefix="benchs", hosted=0, sdk=servers)
         out["sdk"] = _scenario(url=url, slug="bench-sdk", specs=specs, players=0, attack_rate=1.0,
                                sdk_rate=None, seconds=seconds, server_pid=asgi.pid, sdk_processes=SDK_PROCESSES,
+                               settle_s=10.0 if quick else 30.0,
                                label=f"SDK game servers ({servers} on the reference SDK in {SDK_PROCESSES} "
                                      "processes, 1,000 players each, 100 ms shard tick)")
     except Exception as exc:
