@@ -529,7 +529,7 @@ def with_ratios(results: list[PeerResult]) -> tuple[list[PeerResult], str]:
     best = max(peers, key=lambda r: r.hits_per_s) if peers else None
     for r in results:
         if best and best.hits_per_s and not r.skipped:
-            r.extra["ratio_to_best_peer"] = round(r.hits_per_s / best.hits_per_s, 1)
+            r.extra["ratio_to_best_peer"] = float(f"{r.hits_per_s / best.hits_per_s:.3g}")
     return results, best.approach if best else ""
 
 

@@ -253,6 +253,12 @@ def _n(v: Any, digits: int = 0) -> str:
     return str(v)
 
 
+def _ratio(v: Any) -> str:
+    if v is None:
+        return "-"
+    return f"{v:,.0f}x" if v >= 100 else f"{v:.3g}x"
+
+
 def _ms(v: Any) -> str:
     if v is None:
         return "-"
@@ -283,7 +289,7 @@ def report_markdown(report: dict[str, Any]) -> str:
                     continue
                 lines.append(f"| {r['approach']} | {_n(r['hits_per_s'])} | {_ms(r['p50_ms'])} | {_ms(r['p99_ms'])} | "
                              f"{r['ops_per_hit']:.3g} | {r['retries_per_hit']:.3g} | {_n(r['hp_exact'])} | "
-                             f"{_n(r['extra'].get('ratio_to_best_peer'), 1)} |")
+                             f"{_ratio(r['extra'].get('ratio_to_best_peer'))} |")
             lines += ["", f"Best per-hit peer: {ls['best_peer']}. PostgreSQL: {ls['postgres']}.", ""]
     sc = report.get("scaling")
     if sc:
