@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections import Counter
 import secrets
 import signal
 import sys
@@ -253,9 +254,10 @@ def _summary(boss, stats, elapsed: float, say, crashed: str) -> DemoResult:
             f"({stats.sdk_hits:,} hits, {stats.sdk_hits / e:,.0f}/s), {stats.states:,} states received")
     say(f"  ledger: accepted {report.accepted:,} = applied {report.applied:,} + overkill {report.overkill:,} "
         f"+ buffered {report.buffered:,}; event log replays to hp {report.replay_hp:,} over {report.events} events")
-    sagas = list(SagaRun.objects.filter(boss=boss, fight=boss.fight).values_list("kind", "status"))
+    sagas = Counter(SagaRun.objects.filter(boss=boss, fight=boss.fight).values_list("kind", "status"))
     if sagas:
-        say("  sagas: " + ", ".join(f"{k} {s}" for k, s in sagas))
+        say("  sagas: " + ", ".join(f"{kind} {status}" + (f" x{n}" if n > 1 else "")
+                                    for (kind, status), n in sorted(sagas.items())))
     if report.ok:
         say("verify_boss: OK, every invariant holds")
     for problem in report.problems:
