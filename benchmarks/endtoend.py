@@ -16,7 +16,6 @@ what a larger target would take.
 """
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from typing import Any, Callable

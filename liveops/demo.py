@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections import Counter
 import secrets
 import signal
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, TextIO
@@ -169,7 +169,7 @@ def demo_run(opts: DemoOptions, *, out: TextIO = sys.stdout, err: TextIO = sys.s
 
 
 async def _fight(opts: DemoOptions, stack, boss, specs, base: str, say, out: TextIO) -> DemoResult:
-    from liveops.simsetup import boss_accepted, fight_settle
+    from liveops.simsetup import fight_settle
     from liveops.simulator import Fight, FightPlan
 
     loop = asyncio.get_running_loop()

@@ -10,7 +10,6 @@ It runs next to the platform (same database and Redis settings): it creates its 
 """
 from __future__ import annotations
 
-import asyncio
 import json as jsonlib
 import sys
 from urllib.parse import urlsplit
