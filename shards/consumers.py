@@ -17,6 +17,7 @@ and changes nothing; repeated abuse closes with a documented close code.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from urllib.parse import parse_qs
 
@@ -24,7 +25,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from bosses.consumers import boss_ref_get
-from bosses.errors import (Fenced, InvalidInput, LiveOpsError, RateLimited, Unauthorized, UnknownBoss,
+from bosses.errors import (InvalidInput, LiveOpsError, RateLimited, Unauthorized, UnknownBoss,
                            UnknownEpoch, UnknownShard)
 from bosses.validation import PLAYER_ID_RE
 from liveops.protocol import (CLOSE_FORBIDDEN, CLOSE_MALFORMED, CLOSE_RATE_LIMITED, CLOSE_TOO_LARGE,
@@ -34,8 +35,6 @@ from liveops.protocol import (CLOSE_FORBIDDEN, CLOSE_MALFORMED, CLOSE_RATE_LIMIT
 from liveops.fanout import raw_writer, text_frame
 from shards.gateway import hosted_shard_get
 from shards.models import SHARD_KEY_RE
-
-import re
 
 AUTH_TIMEOUT_S = 10.0          # a connection that is neither a player nor authenticated by then
 MAX_BAD_FRAMES = 20            # malformed/invalid frames before CLOSE_MALFORMED
@@ -329,6 +328,3 @@ class ShardGatewayConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
 
 
 HANDLED = frozenset({"ping", "auth", "damage", "heartbeat", "attack", "bye"})
-# Fenced is re-exported for the SDK's tests: a fenced damage is an error frame with
-# {code: "fenced", last_seq, policy, settled}.
-__all__ = ["ShardGatewayConsumer", "Fenced"]
