@@ -6,7 +6,7 @@ text is serialized once by the tick and never re-encoded here). Delivery goes th
 process's fan-out hub (liveops/fanout.py): versions only increase per socket and a slow
 socket gets the latest state instead of a queue.
 
-This consumer has no channel layer at all (``channel_layer_alias`` points nowhere): a viewer
+This consumer has no channel layer at all (liveops.protocol.DirectDispatchMixin): a viewer
 costs no Redis subscription and no group membership; the hub holds one subscription per
 boss per process.
 """
@@ -22,9 +22,9 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from bosses import authority
 from bosses.errors import AuthorityUnavailable, LiveOpsError, RateLimited, UnknownBoss
 from liveops.fanout import Subscriber, get_hub, raw_writer
-from liveops.protocol import (CLOSE_MALFORMED, CLOSE_RATE_LIMITED, CLOSE_TRY_AGAIN, CLOSE_UNKNOWN_BOSS,
-                              PROTOCOL_VERSION, DirectDispatchMixin, UnknownType, encode, error_frame,
-                              parse_frame)
+from liveops.protocol import (CLOSE_MALFORMED, CLOSE_RATE_LIMITED, CLOSE_TOO_LARGE, CLOSE_TRY_AGAIN,
+                              CLOSE_UNKNOWN_BOSS, PROTOCOL_VERSION, DirectDispatchMixin, UnknownType,
+                              encode, error_frame, parse_frame)
 from liveops.redis import get_async_redis
 from shards.services import REDIS_DOWN
 
@@ -110,7 +110,6 @@ class BossStateConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
     """Read-only live state of one boss; see the module docstring (no channel layer: the hub
     does the fan-out)."""
 
-
     boss: BossRef | None = None
     subscriber: Subscriber | None = None
 
@@ -120,7 +119,7 @@ class BossStateConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
         try:
             self.boss = await boss_ref_get(slug=slug)
         except UnknownBoss as err:
-            await self.send(text_data=error_frame(err))
+            await self.send(text_data=error_frame(err, close=CLOSE_UNKNOWN_BOSS))
             await self.close(code=CLOSE_UNKNOWN_BOSS)
             return
         self._window_start = time.monotonic()
@@ -160,7 +159,7 @@ class BossStateConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
         self._frames += 1
         if self._frames > VIEWER_FRAMES_PER_S:
             await self.send(text_data=error_frame(RateLimited(
-                f"more than {VIEWER_FRAMES_PER_S} frames per second")))
+                f"more than {VIEWER_FRAMES_PER_S} frames per second"), close=CLOSE_RATE_LIMITED))
             await self.close(code=CLOSE_RATE_LIMITED)
             return
         try:
@@ -170,9 +169,11 @@ class BossStateConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
                                   "takes 'ping'", field="type")
         except LiveOpsError as err:
             self._bad += 1
-            await self.send(text_data=error_frame(err))
-            if self._bad >= VIEWER_MAX_BAD_FRAMES or err.code == "too_large":
-                await self.close(code=CLOSE_MALFORMED if err.code != "too_large" else 1009)
+            close = (CLOSE_TOO_LARGE if err.code == "too_large"
+                     else CLOSE_MALFORMED if self._bad >= VIEWER_MAX_BAD_FRAMES else None)
+            await self.send(text_data=error_frame(err, close=close))
+            if close is not None:
+                await self.close(code=close)
             return
         await self.send(text_data=encode({"type": "pong", "version": self.subscriber.version,
                                           "id": frame.get("id") if isinstance(frame.get("id"), (int, str)) else None}))
