@@ -265,6 +265,7 @@ class Fight:
         s.players_connected += 1
         ready.set()
         sent: dict[int, float] = {}
+        room = asyncio.Event()  # set when an answer frees a slot under MAX_INFLIGHT_ATTACKS
         ids = itertools.count(1)
         plan = self.plan
 
@@ -285,8 +286,11 @@ class Fight:
                     elif kind == "error":
                         sent.pop(msg.get("id"), None)
                         s.refused(str(msg.get("code")))
+                    room.set()
             except ConnectionClosed:
                 pass
+            finally:
+                room.set()
 
         read_task = asyncio.create_task(reader())
         try:
@@ -297,7 +301,11 @@ class Fight:
             next_at = time.monotonic()
             while not self._hit_stop.is_set() and not self.boss_over:
                 if len(sent) >= MAX_INFLIGHT_ATTACKS:  # a player waits for the server
-                    await asyncio.sleep(0.005)
+                    room.clear()
+                    try:
+                        await asyncio.wait_for(room.wait(), 1.0)
+                    except asyncio.TimeoutError:
+                        pass
                     next_at = max(next_at, time.monotonic())
                     continue
                 n = next(ids)
@@ -313,7 +321,7 @@ class Fight:
             # every attack sent gets its ack (or error) before we leave: an overloaded server
             # answers late, and a socket closed early would leave applied damage unacked
             deadline = time.monotonic() + FINAL_ACKS_TIMEOUT_S
-            while sent and time.monotonic() < deadline:
+            while sent and time.monotonic() < deadline and not read_task.done():
                 await asyncio.sleep(0.05)
         except ConnectionClosed:
             s.refused("closed")
