@@ -104,7 +104,7 @@ class _Viewer(asyncio.Protocol):
     """A WebSocket client that only extracts ``version`` and ``ts`` of each text frame."""
 
     __slots__ = ("transport", "buf", "handshake", "ready", "closed", "version", "sink", "inflate",
-                 "deflate_offered", "first_version")
+                 "deflate_offered", "first_version", "close_code", "frames")
 
     def __init__(self, sink: "_Sink", deflate: bool) -> None:
         self.transport: asyncio.Transport | None = None
@@ -114,6 +114,8 @@ class _Viewer(asyncio.Protocol):
         self.closed = False
         self.version = -1
         self.first_version = -1
+        self.close_code: int | None = None
+        self.frames = 0
         self.sink = sink
         self.deflate_offered = deflate
         self.inflate = None
@@ -154,6 +156,7 @@ class _Viewer(asyncio.Protocol):
             payload = bytes(buf[off:off + n])
             del buf[:off + n]
             opcode = b0 & 0x0F
+            self.frames += 1
             if opcode == 1:
                 try:
                     if b0 & 0x40 and self.inflate is not None:
@@ -165,6 +168,7 @@ class _Viewer(asyncio.Protocol):
                 self._send(0xA, payload)
             elif opcode == 8:
                 self.closed = True
+                self.close_code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
 
     def _send(self, opcode: int, payload: bytes) -> None:
         mask = secrets.token_bytes(4)
@@ -472,9 +476,11 @@ async def _drive(server: _Server, result: FanoutResult, path: str, slug: str, bo
     result.ended_on_final = sum(1 for c in clients if c.version >= result.final_version)
     if sink.parse_errors:
         result.errors.append(f"{len(sink.parse_errors)} unparsable frames, e.g. {sink.parse_errors[:3]}")
-    behind = [(c.first_version, c.version, c.closed) for c in clients if c.version < result.final_version]
+    behind = [(c.first_version, c.version, c.frames, c.close_code if c.closed else None)
+              for c in clients if c.version < result.final_version]
     if behind:
-        result.errors.append(f"{len(behind)} viewers behind; (first, last, closed) e.g. {behind[:5]}")
+        result.errors.append(f"{len(behind)} viewers behind; (first version, last version, frames, "
+                             f"close code) e.g. {behind[:5]}")
     lags = sorted(sink.lags)
     result.p50_lag_ms, result.p99_lag_ms = _percentile(lags, 50), _percentile(lags, 99)
     result.max_lag_ms = round(lags[-1], 1) if lags else None

@@ -25,7 +25,6 @@ from liveops.fanout import Subscriber, get_hub, raw_writer
 from liveops.protocol import (CLOSE_MALFORMED, CLOSE_RATE_LIMITED, CLOSE_TOO_LARGE, CLOSE_TRY_AGAIN,
                               CLOSE_UNKNOWN_BOSS, PROTOCOL_VERSION, DirectDispatchMixin, UnknownType,
                               encode, error_frame, parse_frame)
-from liveops.redis import get_async_redis
 from shards.services import REDIS_DOWN
 
 # A viewer has nothing to say but "ping"; more than this many frames per second is abuse.
@@ -102,8 +101,8 @@ def snapshot_message(ref: BossRef, state: authority.BossState | None) -> dict:
 
 
 async def boss_snapshot(ref: BossRef) -> dict:
-    """Read the live snapshot of ``ref`` (one HMGET)."""
-    return snapshot_message(ref, await authority.aread_state(get_async_redis(), ref.id))
+    """Read the live snapshot of ``ref`` (one HMGET, shared by concurrent connects)."""
+    return snapshot_message(ref, await get_hub().snapshot(ref.id))
 
 
 class BossStateConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):

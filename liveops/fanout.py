@@ -249,6 +249,7 @@ class FanoutHub:
         self._confirmed: dict[int, asyncio.Future] = {}
         self._ever_confirmed: set[int] = set()
         self._latest: dict[int, int] = {}
+        self._snapshots: dict[int, asyncio.Future] = {}
         self._writer: asyncio.StreamWriter | None = None
         self._task: asyncio.Task | None = None
         self._closing = False
@@ -289,6 +290,33 @@ class FanoutHub:
             self._ever_confirmed.discard(boss_id)
             self._latest.pop(boss_id, None)
             self._write_command("UNSUBSCRIBE", keys.state_channel(boss_id))
+
+    async def snapshot(self, boss_id: int) -> Any:
+        """The boss's ``BossState`` (or None) read from Redis AFTER the caller subscribed.
+
+        Reads are coalesced: every caller that asks before the pending read is issued shares
+        it (a connect burst of thousands of viewers is a handful of HMGETs on a handful of
+        Redis connections, not one each). A read is issued only after every caller sharing it
+        had subscribed, so no publish can fall between a snapshot and the live stream.
+        """
+        fut = self._snapshots.get(boss_id)
+        if fut is None:
+            fut = self._snapshots[boss_id] = asyncio.get_running_loop().create_future()
+            asyncio.get_running_loop().create_task(self._read_snapshot(boss_id, fut))
+        return await asyncio.shield(fut)
+
+    async def _read_snapshot(self, boss_id: int, fut: asyncio.Future) -> None:
+        from bosses.authority import aread_state
+        from liveops.redis import get_async_redis
+
+        # From here on, callers start a new read: this one may already be on the wire.
+        if self._snapshots.get(boss_id) is fut:
+            del self._snapshots[boss_id]
+        try:
+            fut.set_result(await aread_state(get_async_redis(), boss_id))
+        except BaseException as exc:  # every waiter gets it (Redis unreachable, ...)
+            fut.set_exception(exc)
+            fut.exception()  # retrieved here; waiters re-raise it
 
     def dispatch(self, boss_id: int, text: str) -> None:
         """Fan ``text`` out to ``boss_id``'s local subscribers (also used for resyncs)."""

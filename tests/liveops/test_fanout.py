@@ -167,3 +167,26 @@ async def test_a_reset_boss_starts_a_new_fight_at_version_1(live_boss, make_sess
         await asyncio.sleep(0.01)
     assert json.loads(rec.texts[-1])["version"] == 2
     await hub.close()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_snapshot_reads_are_shared_but_never_issued_before_a_caller_joined(live_boss, monkeypatch):
+    from bosses import authority
+
+    reads = []
+    real = authority.aread_state
+
+    async def counting(client, boss_id):
+        reads.append(boss_id)
+        return await real(client, boss_id)
+
+    monkeypatch.setattr(authority, "aread_state", counting)
+    hub = FanoutHub()
+    states = await asyncio.gather(*(hub.snapshot(live_boss.pk) for _ in range(30)))
+    assert len(reads) == 1 and {s.version for s in states} == {1}
+    first = asyncio.ensure_future(hub.snapshot(live_boss.pk))
+    await asyncio.sleep(0)  # the read task starts: it is (about to be) on the wire
+    await asyncio.sleep(0)
+    late = await hub.snapshot(live_boss.pk)  # joined after the read was issued: a read of its own
+    await first
+    assert len(reads) == 3 and late.version == 1
