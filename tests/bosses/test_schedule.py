@@ -76,6 +76,16 @@ async def _until(comm, predicate, timeout_s: float) -> list[dict]:
     raise AssertionError(f"no matching message within {timeout_s}s; saw {seen[-5:]}")
 
 
+async def _db_status_becomes(boss, status: str, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        await sync_to_async(boss.refresh_from_db)()
+        if boss.status == status:
+            return
+        assert time.monotonic() < deadline, f"SQL status stayed {boss.status}, expected {status}"
+        await asyncio.sleep(0.05)
+
+
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.timeout(60)
@@ -91,8 +101,8 @@ async def test_real_beat_starts_then_expires_a_scheduled_boss_and_everyone_hears
         assert time.monotonic() < deadline, "the beat did not start the boss"
         await asyncio.sleep(0.05)
     assert timezone.now() >= starts  # not before its start time
-    await sync_to_async(boss.refresh_from_db)()
-    assert boss.status == BossStatus.LIVE
+    # The service seeds Redis first and mirrors the status to SQL right after.
+    await _db_status_becomes(boss, BossStatus.LIVE)
 
     viewers = [await _viewer(boss.slug) for _ in range(3)]
     s = await sync_to_async(make_session)()
@@ -109,8 +119,7 @@ async def test_real_beat_starts_then_expires_a_scheduled_boss_and_everyone_hears
         assert finals[-1]["version"] == expired["version"]
         await comm.disconnect()
     assert timezone.now() >= ends
-    await sync_to_async(boss.refresh_from_db)()
-    assert boss.status == BossStatus.EXPIRED
+    await _db_status_becomes(boss, BossStatus.EXPIRED)
     with pytest.raises(BossNotLive):
         await sync_to_async(delta_ingest)(boss_id=boss.pk, shard_key=s.shard_key, epoch=s.epoch, seq=2,
                                           amount=5)
