@@ -23,8 +23,8 @@ from bosses import authority
 from bosses.errors import AuthorityUnavailable, LiveOpsError, RateLimited, UnknownBoss
 from liveops.fanout import Subscriber, get_hub, raw_writer
 from liveops.protocol import (CLOSE_MALFORMED, CLOSE_RATE_LIMITED, CLOSE_TOO_LARGE, CLOSE_TRY_AGAIN,
-                              CLOSE_UNKNOWN_BOSS, PROTOCOL_VERSION, DirectDispatchMixin, UnknownType,
-                              encode, error_frame, parse_frame)
+                              CLOSE_UNKNOWN_BOSS, PROTOCOL_VERSION, DirectDispatchMixin, FrameWindow,
+                              UnknownType, encode, error_frame, parse_frame)
 from shards.services import REDIS_DOWN
 
 # A viewer has nothing to say but "ping"; more than this many frames per second is abuse.
@@ -121,8 +121,7 @@ class BossStateConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
             await self.send(text_data=error_frame(err, close=CLOSE_UNKNOWN_BOSS))
             await self.close(code=CLOSE_UNKNOWN_BOSS)
             return
-        self._window_start = time.monotonic()
-        self._frames = 0
+        self._window = FrameWindow()
         self._bad = 0
         await self.send(text_data=encode({"type": "hello", "v": PROTOCOL_VERSION, "channel": "boss",
                                           "boss": self.boss.slug, "name": self.boss.name}))
@@ -152,11 +151,7 @@ class BossStateConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.subscriber is None:
             return
-        now = time.monotonic()
-        if now - self._window_start >= 1.0:
-            self._window_start, self._frames = now, 0
-        self._frames += 1
-        if self._frames > VIEWER_FRAMES_PER_S:
+        if self._window.add() > VIEWER_FRAMES_PER_S:
             await self.send(text_data=error_frame(RateLimited(
                 f"more than {VIEWER_FRAMES_PER_S} frames per second"), close=CLOSE_RATE_LIMITED))
             await self.close(code=CLOSE_RATE_LIMITED)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -25,8 +24,8 @@ from bosses.errors import AuthorityUnavailable, LiveOpsError, RateLimited, Unaut
 from bosses.services import REDIS_DOWN
 from liveops.fanout import Subscriber, get_hub
 from liveops.protocol import (CLOSE_FORBIDDEN, CLOSE_MALFORMED, CLOSE_RATE_LIMITED, CLOSE_UNAUTHORIZED,
-                              CLOSE_UNKNOWN_BOSS, PROTOCOL_VERSION, UnknownType, encode, error_frame,
-                              parse_frame)
+                              CLOSE_UNKNOWN_BOSS, PROTOCOL_VERSION, FrameWindow, UnknownType, encode,
+                              error_frame, parse_frame)
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +75,7 @@ class OpsBossConsumer(AsyncWebsocketConsumer):
         except UnknownBoss as err:
             await self._refuse(err, CLOSE_UNKNOWN_BOSS)
             return
-        self._window_start, self._frames, self._bad = time.monotonic(), 0, 0
+        self._window, self._bad = FrameWindow(), 0
         await self.send(text_data=encode({"type": "hello", "v": PROTOCOL_VERSION, "channel": "ops",
                                           "boss": self.slug, "refresh_ms": OPS_REFRESH_INTERVAL_MS}))
         base_send = self.base_send
@@ -135,11 +134,7 @@ class OpsBossConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.subscriber is None:
             return
-        now = time.monotonic()
-        if now - self._window_start >= 1.0:
-            self._window_start, self._frames = now, 0
-        self._frames += 1
-        if self._frames > OPS_FRAMES_PER_S:
+        if self._window.add() > OPS_FRAMES_PER_S:
             await self._refuse(RateLimited(f"more than {OPS_FRAMES_PER_S} frames per second"), CLOSE_RATE_LIMITED)
             return
         try:

@@ -5,9 +5,10 @@ a boss's authority.
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
-from datetime import datetime, timezone as dt_timezone
+from datetime import datetime
 from typing import Any
 
 import redis
@@ -16,8 +17,8 @@ from django.utils import timezone
 
 from bosses import authority, keys
 from bosses.broadcast import messages_publish
-from bosses.errors import AuthorityUnavailable, InvalidInput, InvalidTransition, UnknownBoss
-from bosses.models import BossEncounter, BossEvent, BossStatus, SagaKind, SagaRun, SagaStatus
+from bosses.errors import AuthorityUnavailable, InvalidInput, InvalidTransition
+from bosses.models import BossEncounter, BossEvent, BossStatus, SagaRun
 from bosses.validation import parse_phases, phase_thresholds
 from liveops.redis import get_redis
 
@@ -263,8 +264,6 @@ def event_log_archive(*, boss: BossEncounter) -> int:
 
 
 def _json(text: str) -> dict:
-    import json
-
     return json.loads(text) if text else {}
 
 

@@ -6,6 +6,7 @@ boss state consumer, the shard gateway, the ops consumer and the SDK agree.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from channels.exceptions import StopConsumer
@@ -45,6 +46,24 @@ class UnknownType(InvalidInput):
 
 class FrameTooLarge(InvalidInput):
     code = "too_large"
+
+
+class FrameWindow:
+    """Counts a connection's frames in one-second windows (its flood limit)."""
+
+    __slots__ = ("started", "count")
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.count = 0
+
+    def add(self) -> int:
+        """Count one frame; returns how many arrived in the current window."""
+        now = time.monotonic()
+        if now - self.started >= 1.0:
+            self.started, self.count = now, 0
+        self.count += 1
+        return self.count
 
 
 def encode(message: dict[str, Any]) -> str:

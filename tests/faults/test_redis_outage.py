@@ -25,7 +25,7 @@ from bosses.errors import AuthorityUnavailable, BufferFull
 from bosses.services import boss_go_live, boss_tick
 from bosses.verification import boss_verify
 from liveops.redis import CONNECT_TIMEOUT_S, SOCKET_TIMEOUT_S, reset_clients
-from shards.services import delta_ingest, heartbeat_record, shard_create, shard_session_open
+from shards.services import delta_ingest, heartbeat_record, shard_create
 from tests.support import processes
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
