@@ -119,11 +119,14 @@ class HostedShard:
         if waiting is not None:
             await asyncio.shield(waiting)
             return self.sessions[boss.id]
-        status = await self._read_status(boss.id) or boss.status
-        if status != "live":  # no session (no epoch) is opened for a boss that is not live
-            raise BossNotLive(f"the boss is {status}; attacks are refused", status=status)
+        # Register before the first await: a burst of first attacks must share ONE session.
+        # (Registering after it let every attack of the burst open its own epoch; all but the
+        # last were orphaned holding acked damage.)
         fut = self._opening[boss.id] = asyncio.get_running_loop().create_future()
         try:
+            status = await self._read_status(boss.id) or boss.status
+            if status != "live":  # no session (no epoch) is opened for a boss that is not live
+                raise BossNotLive(f"the boss is {status}; attacks are refused", status=status)
             sess = _BossSession(boss)
             sess.epoch = await database_sync_to_async(_open_session_sync)(self.shard_key)
             sess.status = status

@@ -81,3 +81,19 @@ def test_fight_refuses_a_boss_that_is_not_live():
     with pytest.raises(CommandError, match="not live"):
         call_command("fight", "--url", "http://127.0.0.1:1", "--boss", "draft-boss")
     assert not Shard.objects.exists()
+
+def test_many_players_arriving_at_once_lose_no_acknowledged_attack(server, capsys):
+    """Dozens of players' first attacks reach a hosted shard together: every acked attack is applied."""
+    boss = BossEncounter.objects.create(name="Rush", slug="rush", max_hp=10**12, attacks_per_second=50)
+    boss_go_live(boss=boss)
+
+    call_command("fight", "--url", server, "--boss", "rush", "--shards", "2", "--players", "60",
+                 "--attack-rate", "40", "--sdk", "0", "--duration", "2", "--json")
+    report = json.loads(capsys.readouterr().out)
+
+    assert report["verify_ok"] is True, report["verify"]["problems"]
+    assert report["attacks_acked"] > 60
+    assert report["damage_accepted_during_fight"] == report["damage_acked"]
+    # one session per hosted shard in this one server process: no orphaned epochs to fence
+    sessions = get_redis().hkeys(keys.BossKeys(boss.pk).seq)
+    assert sorted(s.rsplit(":", 1)[0] for s in sessions) == ["fight-h1", "fight-h2"], sessions
