@@ -7,6 +7,8 @@ import weakref
 import redis
 import redis.asyncio as aioredis
 from django.conf import settings
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
 
 _sync_client: redis.Redis | None = None
 _async_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis]" = (
@@ -42,6 +44,10 @@ def get_async_redis() -> aioredis.Redis:
             decode_responses=True,
             socket_timeout=SOCKET_TIMEOUT_S,
             socket_connect_timeout=CONNECT_TIMEOUT_S,
+            # redis.asyncio retries 10 times by default (each attempt up to the socket
+            # timeout): a paused Redis would hold a caller for ~30 s. Callers here retry on
+            # their own schedule (the same seq next tick), so fail once, fast.
+            retry=AsyncRetry(NoBackoff(), 0),
         )
         _async_clients[loop] = client
     return client

@@ -73,26 +73,8 @@ def shard_procs():
 
 def start_server(**env: str) -> tuple[processes.Proc, str]:
     """A real uvicorn (the platform's ASGI app) on a free port; returns it and its ws:// URL."""
-    import urllib.error
-    import urllib.request
-
-    from liveops.fanout import UVICORN_WS_ARGS
-
-    port = processes.free_port()
-    proc = processes.Proc("uvicorn", [sys.executable, "-m", "uvicorn", "liveops.asgi:application", "--host",
-                                      "127.0.0.1", "--port", str(port), *UVICORN_WS_ARGS],
-                          processes.subprocess_env(**env))
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/bosses/none/state", timeout=2)
-        except urllib.error.HTTPError:
-            return proc, f"ws://127.0.0.1:{port}"  # Django answered (404): serving
-        except OSError:
-            if proc.popen.poll() is not None or time.monotonic() > deadline:
-                proc.stop()
-                raise RuntimeError(f"uvicorn did not start:\n{proc.output()[-3000:]}")
-            time.sleep(0.05)
+    proc, port = processes.start_server(**env)
+    return proc, f"ws://127.0.0.1:{port}"
 
 
 class SdkProcess(ShardProcess):

@@ -10,9 +10,7 @@ import asyncio
 import json
 import random
 import signal
-import sys
 import time
-import urllib.request
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -20,7 +18,6 @@ from asgiref.sync import sync_to_async
 from bosses.selectors import boss_ledger
 from bosses.services import boss_pause, boss_resume, boss_tick
 from bosses.verification import boss_verify
-from liveops.fanout import UVICORN_WS_ARGS
 from shards.buffer import BufferFull
 from shards.client import ShardClient
 from shards.services import session_fence, shard_create
@@ -41,19 +38,7 @@ class Server:
         return f"ws://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.proc = processes.Proc("uvicorn", [sys.executable, "-m", "uvicorn", "liveops.asgi:application",
-                                               "--host", "127.0.0.1", "--port", str(self.port),
-                                               *UVICORN_WS_ARGS], processes.subprocess_env())
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/bosses/none/state", timeout=2)
-            except urllib.error.HTTPError:
-                return  # 404 from Django: serving
-            except OSError:
-                if self.proc.popen.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"uvicorn did not start:\n{self.proc.output()[-3000:]}")
-                time.sleep(0.05)
+        self.proc, _ = processes.start_server(port=self.port)
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -87,6 +87,32 @@ class Proc:
         self.signal(signal.SIGKILL)  # stragglers of the group (pool children)
 
 
+def start_server(*, port: int | None = None, **env: str) -> tuple[Proc, int]:
+    """A real uvicorn serving liveops.asgi with the production WebSocket flags
+    (liveops.fanout.UVICORN_WS_ARGS); returns once Django answers HTTP on ``port``."""
+    import urllib.error
+    import urllib.request
+
+    from liveops.fanout import UVICORN_WS_ARGS
+
+    port = port or free_port()
+    proc = Proc("uvicorn", [sys.executable, "-m", "uvicorn", "liveops.asgi:application", "--host", "127.0.0.1",
+                            "--port", str(port), *UVICORN_WS_ARGS], subprocess_env(**env))
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/bosses/none/state", timeout=2)
+        except urllib.error.HTTPError:
+            return proc, port  # Django answered (404 for that slug): serving
+        except OSError:
+            if proc.popen.poll() is not None or time.monotonic() > deadline:
+                proc.stop()
+                raise RuntimeError(f"uvicorn did not start:\n{proc.output()[-3000:]}")
+            time.sleep(0.05)
+        else:
+            return proc, port
+
+
 def start_worker(*, queues: str = "ticks,sagas", concurrency: int = 4, **env: str) -> Proc:
     """A real Celery worker (thread pool) on the test broker; returns once it is ready."""
     proc = Proc("worker", [sys.executable, "-m", "celery", "-A", "liveops", "worker", "-Q", queues,
