@@ -55,20 +55,26 @@ def stack(transactional_db):
         proc.stop()
 
 
-@pytest.fixture
-def shard_procs():
-    """Shard processes started by a test; all killed at the end."""
-    started: list[ShardProcess] = []
+def _started(cls):
+    """Start ``cls`` processes for one test and kill every one of them at its end."""
+    started: list = []
 
-    def start(*args: str, **env: str) -> ShardProcess:
-        proc = ShardProcess(*args, **env)
+    def start(*args: str, **env: str):
+        proc = cls(*args, **env)
         started.append(proc)
         return proc
 
     yield start
     for proc in started:
         proc.resume()
-        proc.kill9() if proc.popen.poll() is None else None
+        if proc.popen.poll() is None:
+            proc.kill9()
+
+
+@pytest.fixture
+def shard_procs():
+    """Shard processes started by a test; all killed at the end."""
+    yield from _started(ShardProcess)
 
 
 def start_server(**env: str) -> tuple[processes.Proc, str]:
@@ -101,14 +107,4 @@ def platform(transactional_db):
 @pytest.fixture
 def sdk_procs():
     """SDK game-server processes started by a test; all killed at the end."""
-    started: list[SdkProcess] = []
-
-    def start(*args: str, **env: str) -> SdkProcess:
-        proc = SdkProcess(*args, **env)
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        proc.resume()
-        proc.kill9() if proc.popen.poll() is None else None
+    yield from _started(SdkProcess)
