@@ -35,7 +35,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -232,12 +231,6 @@ async def _open_viewer(host: str, port: int, path: str, sink: _Sink, deflate: bo
 # --- servers -----------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _database_url() -> str:
     from django.db import connection
 
@@ -254,7 +247,9 @@ class _Server:
 
         from liveops.fanout import UVICORN_WS_ARGS
 
-        self.port = _free_port()
+        from liveops.stack import free_port
+
+        self.port = free_port()
         if layer == "hub":
             app, flags = "liveops.asgi:application", UVICORN_WS_ARGS
         elif layer == "pubsub-tuned":
