@@ -10,12 +10,12 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/10
 PYTEST_ARGS ?=
 ARGS ?=
 
-.PHONY: install test test-postgres demo bench browser clean
+.PHONY: install lint test test-postgres demo bench browser clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml sdk/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ./sdk -e ".[test,lint]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -27,6 +27,14 @@ browser:
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	      || echo "chromium: install failed; browser tests will be skipped"; \
 	  else echo "chromium: not installed and not root; browser tests will be skipped"; fi; }
+
+# Lint: style (ruff), formatting, the one-way layers (lint-imports) and strict types on
+# the core and the SDK (mypy). CI runs it before the tests.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
 
 test: $(STAMP) browser
 	$(BIN)/python scripts/ensure_services.py redis $(TEST_REDIS_URL) --data-dir .services

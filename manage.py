@@ -1,5 +1,6 @@
 #!/usr/bin/env python
 """Django's command-line utility for the World Boss live-ops platform."""
+
 import os
 import sys
 

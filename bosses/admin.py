@@ -1,4 +1,9 @@
-"""Designer admin: encounters with live HP from Redis, lifecycle actions, saga and event history."""
+"""Designer admin: encounters with live HP from Redis, lifecycle actions, saga and event history.
+
+The shard admin is here too: retiring a shard runs a crash saga for each of its sessions
+(``bosses.sagas.crash``), and the shards app sits below this one (docs/architecture.md).
+"""
+
 from __future__ import annotations
 
 from django import forms
@@ -7,9 +12,12 @@ from django.core.exceptions import ValidationError
 from django.utils.html import format_html, format_html_join
 
 from bosses import services
-from bosses.errors import LiveOpsError
 from bosses.models import BossEncounter, BossEvent, BossStatus, Contribution, RewardGrant, SagaRun
+from bosses.sagas.crash import shard_retire
 from bosses.selectors import boss_state
+from core.errors import LiveOpsError
+from shards.models import Shard
+from shards.services import shard_token_rotate
 
 # Fields that shape a running authority: editable only while the boss is a draft.
 FROZEN_WHEN_RUNNING = ("max_hp", "phases", "slug")
@@ -22,11 +30,24 @@ class BossEncounterForm(forms.ModelForm):
 
     def clean(self):
         data = super().clean()
-        probe = BossEncounter(**{f: data.get(f, getattr(self.instance, f))
-                                 for f in ("phases", "min_damage", "max_damage", "starts_at", "ends_at",
-                                           "heartbeat_interval_ms", "heartbeat_timeout_ms")})
-        if any(data.get(f) is None for f in ("min_damage", "max_damage", "heartbeat_interval_ms",
-                                              "heartbeat_timeout_ms")):
+        probe = BossEncounter(
+            **{
+                f: data.get(f, getattr(self.instance, f))
+                for f in (
+                    "phases",
+                    "min_damage",
+                    "max_damage",
+                    "starts_at",
+                    "ends_at",
+                    "heartbeat_interval_ms",
+                    "heartbeat_timeout_ms",
+                )
+            }
+        )
+        if any(
+            data.get(f) is None
+            for f in ("min_damage", "max_damage", "heartbeat_interval_ms", "heartbeat_timeout_ms")
+        ):
             return data  # a field error is already shown
         try:
             services.boss_validate_config(boss=probe)
@@ -89,8 +110,18 @@ class SagaRunInline(ReadOnlyInline):
     """The boss's sagas (victory and crash), newest first."""
 
     model = SagaRun
-    fields = ("key", "kind", "fight", "status", "shard_key", "policy", "amount", "attempts", "started_at",
-              "finished_at")
+    fields = (
+        "key",
+        "kind",
+        "fight",
+        "status",
+        "shard_key",
+        "policy",
+        "amount",
+        "attempts",
+        "started_at",
+        "finished_at",
+    )
     readonly_fields = fields
     ordering = ("-started_at",)
 
@@ -98,20 +129,39 @@ class SagaRunInline(ReadOnlyInline):
 @admin.register(BossEncounter)
 class BossEncounterAdmin(admin.ModelAdmin):
     form = BossEncounterForm
-    list_display = ("name", "slug", "status", "live_hp", "live_version", "max_hp", "crash_policy",
-                    "starts_at", "ends_at")
+    list_display = (
+        "name",
+        "slug",
+        "status",
+        "live_hp",
+        "live_version",
+        "max_hp",
+        "crash_policy",
+        "starts_at",
+        "ends_at",
+    )
     list_filter = ("status", "crash_policy")
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
     actions = [go_live, pause, resume, end, reset]
     inlines = [SagaRunInline]
-    readonly_fields = ("live_hp", "live_version", "fight", "defeated_at", "final_hp", "final_version",
-                       "created_at", "updated_at")
+    readonly_fields = (
+        "live_hp",
+        "live_version",
+        "fight",
+        "defeated_at",
+        "final_hp",
+        "final_version",
+        "created_at",
+        "updated_at",
+    )
     fieldsets = (
         (None, {"fields": ("name", "slug", "status", "fight", "max_hp", "phases")}),
         ("Live", {"fields": ("live_hp", "live_version", "defeated_at", "final_hp", "final_version")}),
-        ("Sync and crashes", {"fields": ("tick_interval_ms", "crash_policy", "heartbeat_interval_ms",
-                                         "heartbeat_timeout_ms")}),
+        (
+            "Sync and crashes",
+            {"fields": ("tick_interval_ms", "crash_policy", "heartbeat_interval_ms", "heartbeat_timeout_ms")},
+        ),
         ("Schedule", {"fields": ("starts_at", "ends_at")}),
         ("Platform-hosted players", {"fields": ("min_damage", "max_damage", "attacks_per_second")}),
     )
@@ -173,12 +223,37 @@ class RewardGrantInline(ReadOnlyInline):
 
 @admin.register(SagaRun)
 class SagaRunAdmin(admin.ModelAdmin):
-    list_display = ("key", "kind", "boss", "status_badge", "shard_key", "policy", "amount", "attempts",
-                    "started_at", "finished_at")
+    list_display = (
+        "key",
+        "kind",
+        "boss",
+        "status_badge",
+        "shard_key",
+        "policy",
+        "amount",
+        "attempts",
+        "started_at",
+        "finished_at",
+    )
     list_filter = ("kind", "status", "policy")
     search_fields = ("key", "shard_key", "boss__slug")
-    fields = ("key", "kind", "boss", "fight", "status", "shard_key", "epoch", "policy", "amount", "attempts",
-              "started_at", "finished_at", "steps_table", "leaderboard_table", "detail_summary")
+    fields = (
+        "key",
+        "kind",
+        "boss",
+        "fight",
+        "status",
+        "shard_key",
+        "epoch",
+        "policy",
+        "amount",
+        "attempts",
+        "started_at",
+        "finished_at",
+        "steps_table",
+        "leaderboard_table",
+        "detail_summary",
+    )
     readonly_fields = fields
     inlines = [RewardGrantInline]
 
@@ -192,19 +267,32 @@ class SagaRunAdmin(admin.ModelAdmin):
         if not obj.steps:
             return "— (no step recorded yet)"
         rows = format_html_join(
-            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            ((i + 1, st.get("step", ""), st.get("at", ""),
-              ", ".join(f"{k}={v}" for k, v in st.items() if k not in ("step", "at")))
-             for i, st in enumerate(obj.steps)))
-        return format_html("<table><tr><th>#</th><th>step</th><th>at</th><th>detail</th></tr>{}</table>", rows)
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    i + 1,
+                    st.get("step", ""),
+                    st.get("at", ""),
+                    ", ".join(f"{k}={v}" for k, v in st.items() if k not in ("step", "at")),
+                )
+                for i, st in enumerate(obj.steps)
+            ),
+        )
+        return format_html(
+            "<table><tr><th>#</th><th>step</th><th>at</th><th>detail</th></tr>{}</table>", rows
+        )
 
     @admin.display(description="Leaderboard")
     def leaderboard_table(self, obj):
         board = (obj.detail or {}).get("leaderboard")
         if not board:
             return "—"
-        rows = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-                                ((e["rank"], e["player"], f"{e['damage']:,}") for e in board))
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((e["rank"], e["player"], f"{e['damage']:,}") for e in board),
+        )
         return format_html("<table><tr><th>rank</th><th>player</th><th>damage</th></tr>{}</table>", rows)
 
     @admin.display(description="Detail")
@@ -250,3 +338,46 @@ class RewardGrantAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+# --- shards ------------------------------------------------------------------------------
+
+
+@admin.action(description="Rotate token (shown once)")
+def rotate_token(modeladmin, request, queryset):
+    for shard in queryset:
+        token = shard_token_rotate(shard=shard)
+        modeladmin.message_user(
+            request, f"{shard.key}: new token {token} (shown once; store it now)", messages.WARNING
+        )
+
+
+@admin.action(description="Retire (refuse and fence every session)")
+def retire(modeladmin, request, queryset):
+    for shard in queryset:
+        try:
+            n = shard_retire(shard=shard)
+        except LiveOpsError as exc:
+            modeladmin.message_user(request, f"{shard.key}: {exc}", messages.ERROR)
+        else:
+            modeladmin.message_user(request, f"{shard.key}: retired, {n} session(s) fenced", messages.SUCCESS)
+
+
+@admin.register(Shard)
+class ShardAdmin(admin.ModelAdmin):
+    list_display = ("key", "name", "region", "status", "current_epoch", "token_rotated_at")
+    list_filter = ("status", "region")
+    search_fields = ("key", "name", "region")
+    readonly_fields = ("status", "current_epoch", "token_rotated_at", "created_at")
+    actions = [rotate_token, retire]
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.readonly_fields + (("key",) if obj else ())
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if not change:
+            token = shard_token_rotate(shard=obj)
+            self.message_user(
+                request, f"{obj.key}: token {token} (shown once; store it now)", messages.WARNING
+            )

@@ -3,18 +3,14 @@
 Every ASGI process subscribes once per boss it serves and hands the same bytes to each of
 its sockets (see docs/fanout.md), so the cost here is O(messages), never O(viewers).
 """
+
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from bosses import keys
-from liveops.redis import get_redis
-
-
-def encode(message: dict[str, Any]) -> str:
-    """Compact JSON, the wire form of every message."""
-    return json.dumps(message, separators=(",", ":"))
+from core import keys
+from core.redis import get_redis
+from core.wire import encode
 
 
 def messages_publish(*, boss_id: int, messages: list[dict[str, Any]]) -> None:

@@ -1,10 +1,11 @@
-"""Designer configuration and fight history. The live truth is in Redis (bosses/authority.py)."""
+"""Designer configuration and fight history. The live truth is in Redis (core/authority.py)."""
+
 from __future__ import annotations
 
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from bosses.limits import MAX_DAMAGE_PER_ATTACK, MAX_HP
+from core.limits import MAX_DAMAGE_PER_ATTACK, MAX_HP
 
 
 class BossStatus(models.TextChoices):
@@ -99,6 +100,9 @@ class BossEvent(models.Model):
             models.UniqueConstraint(fields=["boss", "fight", "version"], name="uniq_event_version"),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.boss_id} fight {self.fight} v{self.version} {self.kind}"
+
 
 class SagaKind(models.TextChoices):
     VICTORY = "victory", "Victory"
@@ -174,8 +178,9 @@ class RewardGrant(models.Model):
     tier = models.CharField(max_length=16)
     rank = models.PositiveIntegerField()
     damage = models.BigIntegerField()
-    saga = models.ForeignKey(SagaRun, on_delete=models.SET_NULL, null=True, blank=True,
-                             related_name="rewards")
+    saga = models.ForeignKey(
+        SagaRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="rewards"
+    )
     granted_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -1,18 +1,20 @@
 """Reads for the operator dashboard: per-shard health, DPS, tick lag, sagas and events.
 
 Everything here only reads. Redis figures come from one pipelined round trip per boss
-(the hashes of bosses/keys.py), "now" is Redis TIME (the clock every script stamps with),
+(the hashes of core/keys.py), "now" is Redis TIME (the clock every script stamps with),
 so ages never mix two machines' clocks.
 """
+
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bosses import authority, keys
 from bosses.models import BossEncounter, SagaRun
-from liveops.redis import get_redis
+from core import authority, keys
+from core.redis import get_redis
+from worldboss_sdk.protocol import ENDED_STATUSES
 
 # DPS is the damage applied by ticks that landed in this trailing window.
 DPS_WINDOW_MS = 5_000
@@ -23,7 +25,6 @@ EVENTS_KEEP = 20
 SAGAS_KEEP = 10
 HP_SERIES_KEEP = 600  # one minute of 10 Hz ticks for the HP-over-time chart
 TICK_SAMPLE = 100  # recent beat ticks used for the interval percentiles
-RECOVERED_SUFFIX = "#recovered"
 
 
 class ShardHealth:
@@ -68,9 +69,6 @@ class ShardRow:
     sessions: list[SessionRow] = field(default_factory=list)
 
 
-ENDED_STATUSES = ("defeated", "expired")
-
-
 def _shard_health(*, row: ShardRow, heartbeat_interval_ms: int, boss_status: str = "live") -> str:
     if row.status == "retired":
         return ShardHealth.RETIRED
@@ -87,8 +85,13 @@ def _shard_health(*, row: ShardRow, heartbeat_interval_ms: int, boss_status: str
     return ShardHealth.OK
 
 
-def ops_shard_rows(*, boss: BossEncounter, raw: dict[str, dict[str, str]] | None = None,
-                   now_ms: int | None = None, boss_status: str | None = None) -> list[ShardRow]:
+def ops_shard_rows(
+    *,
+    boss: BossEncounter,
+    raw: dict[str, dict[str, str]] | None = None,
+    now_ms: int | None = None,
+    boss_status: str | None = None,
+) -> list[ShardRow]:
     """Per-shard buffer, held, contribution, heartbeat age, last seq and health of ``boss``.
 
     ``raw`` (the boss's hashes, as :func:`_read_hashes` returns them) and ``now_ms`` let a
@@ -110,7 +113,7 @@ def ops_shard_rows(*, boss: BossEncounter, raw: dict[str, dict[str, str]] | None
         return sessions.setdefault(shard_key, {}).setdefault(int(epoch), SessionRow(epoch=int(epoch)))
 
     for sess, value in raw["buf"].items():
-        base, recovered, _ = sess.partition(RECOVERED_SUFFIX)
+        base, recovered, _ = sess.partition(keys.RECOVERED_SUFFIX)
         row = session(base)
         if row is not None:
             if recovered:
@@ -136,9 +139,15 @@ def ops_shard_rows(*, boss: BossEncounter, raw: dict[str, dict[str, str]] | None
         shard = known.get(key)
         by_epoch = sessions.get(key, {})
         ordered = [by_epoch[e] for e in sorted(by_epoch, reverse=True)]
-        row = ShardRow(key=key, name=shard.name if shard else key, region=shard.region if shard else "",
-                       status=shard.status if shard else "unknown", health=ShardHealth.IDLE,
-                       sessions=ordered, contribution=int(raw["contrib"].get(key, 0)))
+        row = ShardRow(
+            key=key,
+            name=shard.name if shard else key,
+            region=shard.region if shard else "",
+            status=shard.status if shard else "unknown",
+            health=ShardHealth.IDLE,
+            sessions=ordered,
+            contribution=int(raw["contrib"].get(key, 0)),
+        )
         row.buffered = sum(s.buffered + s.recovered_pending for s in ordered)
         row.held = sum(s.held for s in ordered if not s.settled)
         ages = [s.heartbeat_age_ms for s in ordered if s.heartbeat_age_ms is not None and not s.settled]
@@ -147,8 +156,9 @@ def ops_shard_rows(*, boss: BossEncounter, raw: dict[str, dict[str, str]] | None
             row.epoch, row.last_seq = ordered[0].epoch, ordered[0].last_seq
         if shard is None and not ordered and not row.contribution:
             continue
-        row.health = _shard_health(row=row, heartbeat_interval_ms=boss.heartbeat_interval_ms,
-                                   boss_status=boss_status)
+        row.health = _shard_health(
+            row=row, heartbeat_interval_ms=boss.heartbeat_interval_ms, boss_status=boss_status
+        )
         rows.append(row)
     return rows
 
@@ -169,9 +179,16 @@ def _log_entry(entry_id: str, f: dict[str, str]) -> dict[str, Any]:
         deltas = json.loads(f.get("d") or "{}")
     except ValueError:
         deltas = {}
-    return {"version": int(f["v"]), "kind": f.get("kind", ""), "status": f.get("status", ""),
-            "hp": int(f["hp"]), "applied": int(f.get("applied", 0)), "overkill": int(f.get("overkill", 0)),
-            "deltas": deltas, "ts": int(f["ts"])}
+    return {
+        "version": int(f["v"]),
+        "kind": f.get("kind", ""),
+        "status": f.get("status", ""),
+        "hp": int(f["hp"]),
+        "applied": int(f.get("applied", 0)),
+        "overkill": int(f.get("overkill", 0)),
+        "deltas": deltas,
+        "ts": int(f["ts"]),
+    }
 
 
 def ops_log_tail(*, boss_id: int, count: int = EVENTS_KEEP) -> list[dict[str, Any]]:
@@ -219,16 +236,27 @@ def ops_tick_lag(*, state: dict[str, str], tick_times_ms: list[int], now_ms: int
 
 
 def _saga_row(s: SagaRun) -> dict[str, Any]:
-    return {"key": s.key, "kind": s.kind, "status": s.status, "shard": s.shard_key, "epoch": s.epoch,
-            "policy": s.policy, "amount": s.amount, "attempts": s.attempts,
-            "steps": [st.get("step", "") for st in s.steps],
-            "started_at": s.started_at.isoformat() if s.started_at else None,
-            "finished_at": s.finished_at.isoformat() if s.finished_at else None}
+    return {
+        "key": s.key,
+        "kind": s.kind,
+        "status": s.status,
+        "shard": s.shard_key,
+        "epoch": s.epoch,
+        "policy": s.policy,
+        "amount": s.amount,
+        "attempts": s.attempts,
+        "steps": [st.get("step", "") for st in s.steps],
+        "started_at": s.started_at.isoformat() if s.started_at else None,
+        "finished_at": s.finished_at.isoformat() if s.finished_at else None,
+    }
 
 
 def ops_latest_sagas(*, boss: BossEncounter, count: int = SAGAS_KEEP) -> list[dict[str, Any]]:
     """The newest sagas (victory and crash) of the boss's current fight."""
-    return [_saga_row(s) for s in SagaRun.objects.filter(boss=boss, fight=boss.fight).order_by("-started_at", "-pk")[:count]]
+    return [
+        _saga_row(s)
+        for s in SagaRun.objects.filter(boss=boss, fight=boss.fight).order_by("-started_at", "-pk")[:count]
+    ]
 
 
 def _number(state: dict[str, str], name: str) -> int:
@@ -242,9 +270,17 @@ def ops_state_message(*, boss: BossEncounter, state: dict[str, str]) -> dict[str
         if parsed is not None:
             return parsed.as_message()
     hp = boss.final_hp if boss.final_hp is not None else boss.max_hp
-    return {"type": "state", "boss": boss.slug, "hp": hp, "max_hp": boss.max_hp,
-            "version": boss.final_version or 0, "status": boss.status, "phase": "", "phase_index": 0,
-            "ts": None}
+    return {
+        "type": "state",
+        "boss": boss.slug,
+        "hp": hp,
+        "max_hp": boss.max_hp,
+        "version": boss.final_version or 0,
+        "status": boss.status,
+        "phase": "",
+        "phase_index": 0,
+        "ts": None,
+    }
 
 
 def ops_snapshot(*, boss: BossEncounter, with_series: bool = False) -> dict[str, Any]:
@@ -269,19 +305,33 @@ def ops_snapshot(*, boss: BossEncounter, with_series: bool = False) -> dict[str,
         "name": boss.name,
         "server_ms": now_ms,
         "state": ops_state_message(boss=boss, state=state),
-        "ledger": {name: _number(state, name) for name in
-                   ("accepted", "applied", "overkill", "recovered", "discarded")},
+        "ledger": {
+            name: _number(state, name)
+            for name in ("accepted", "applied", "overkill", "recovered", "discarded")
+        },
         "buffered": sum(int(v) for v in raw["buf"].values()),
         "dps": ops_dps(entries=entries, now_ms=now_ms),
         "tick": ops_tick_lag(state=state, tick_times_ms=[int(t) for t in ticks], now_ms=now_ms),
         "shards": [asdict(r) for r in shards],
-        "health": {h: sum(1 for r in shards if r.health == h) for h in
-                   (ShardHealth.OK, ShardHealth.LATE, ShardHealth.CRASHED, ShardHealth.IDLE, ShardHealth.RETIRED,
-                    ShardHealth.DONE)},
+        "health": {
+            h: sum(1 for r in shards if r.health == h)
+            for h in (
+                ShardHealth.OK,
+                ShardHealth.LATE,
+                ShardHealth.CRASHED,
+                ShardHealth.IDLE,
+                ShardHealth.RETIRED,
+                ShardHealth.DONE,
+            )
+        },
         "events": entries[:EVENTS_KEEP],
         "sagas": ops_latest_sagas(boss=boss),
-        "config": {"tick_interval_ms": boss.tick_interval_ms, "heartbeat_interval_ms": boss.heartbeat_interval_ms,
-                   "heartbeat_timeout_ms": boss.heartbeat_timeout_ms, "crash_policy": boss.crash_policy},
+        "config": {
+            "tick_interval_ms": boss.tick_interval_ms,
+            "heartbeat_interval_ms": boss.heartbeat_interval_ms,
+            "heartbeat_timeout_ms": boss.heartbeat_timeout_ms,
+            "crash_policy": boss.crash_policy,
+        },
     }
     if with_series:
         message["series"] = [[e["ts"], e["hp"], e["version"]] for e in reversed(entries[:HP_SERIES_KEEP])]
@@ -300,6 +350,12 @@ def ops_overview() -> list[dict[str, Any]]:
     rows = []
     for boss, raw in zip(bosses, states):
         state = ops_state_message(boss=boss, state=raw)
-        rows.append({"boss": boss, "state": state, "has_authority": bool(raw),
-                     "hp_text": f"{state['hp']:,} / {state['max_hp']:,}"})
+        rows.append(
+            {
+                "boss": boss,
+                "state": state,
+                "has_authority": bool(raw),
+                "hp_text": f"{state['hp']:,} / {state['max_hp']:,}",
+            }
+        )
     return rows

@@ -1,12 +1,13 @@
 """Reads: bosses, their live state and ledgers. No writes here."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bosses import authority, keys
-from bosses.errors import UnknownBoss
 from bosses.models import BossEncounter, BossEvent
-from liveops.redis import get_redis
+from core import authority, keys
+from core.errors import UnknownBoss
+from core.redis import get_redis
 
 
 def boss_get(*, slug: str) -> BossEncounter:

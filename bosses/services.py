@@ -3,6 +3,7 @@
 Admin actions, the dashboard, Celery tasks and commands call these; nothing else writes
 a boss's authority.
 """
+
 from __future__ import annotations
 
 import json
@@ -11,16 +12,17 @@ import time
 from datetime import datetime
 from typing import Any
 
-import redis
+from celery import current_app
 from django.db import transaction
 from django.utils import timezone
 
-from bosses import authority, keys
 from bosses.broadcast import messages_publish
-from bosses.errors import AuthorityUnavailable, InvalidInput, InvalidTransition
-from bosses.models import BossEncounter, BossEvent, BossStatus, SagaRun
-from bosses.validation import parse_phases, phase_thresholds
-from liveops.redis import get_redis
+from bosses.models import BossEncounter, BossEvent, BossStatus
+from core import authority, keys
+from core.errors import AuthorityUnavailable, InvalidInput, InvalidTransition
+from core.redis import REDIS_DOWN, get_redis
+from core.validation import parse_phases, phase_thresholds
+from shards.models import Shard, ShardStatus
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +36,8 @@ LOG_TAIL_KEEP = 500
 # A defeated boss still in the live set this long after its death tick means that tick
 # crashed between the Lua step and enqueuing the victory saga: enqueue it again.
 VICTORY_RECOVERY_AFTER_MS = 2_000
-
-REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+# The victory saga's Celery task (bosses.tasks), enqueued by name: tasks sit above services.
+VICTORY_SAGA_TASK = "bosses.victory_saga"
 
 
 def _redis():
@@ -57,15 +59,24 @@ def boss_validate_config(*, boss: BossEncounter) -> None:
     if boss.starts_at and boss.ends_at and boss.ends_at <= boss.starts_at:
         raise InvalidInput("end time must be after start time", field="ends_at")
     if boss.heartbeat_timeout_ms <= boss.heartbeat_interval_ms:
-        raise InvalidInput("heartbeat timeout must be longer than the heartbeat interval",
-                           field="heartbeat_timeout_ms")
+        raise InvalidInput(
+            "heartbeat timeout must be longer than the heartbeat interval", field="heartbeat_timeout_ms"
+        )
 
 
 def _state_messages(out: authority.TickOutcome | None, state: authority.BossState) -> list[dict]:
     messages = [state.as_message()]
     if out is not None and out.phase != out.old_phase:
-        messages.append({"type": "phase", "boss": state.slug, "phase": state.phase_name,
-                         "phase_index": state.phase, "version": state.version, "ts": state.ts_ms})
+        messages.append(
+            {
+                "type": "phase",
+                "boss": state.slug,
+                "phase": state.phase_name,
+                "phase_index": state.phase,
+                "version": state.version,
+                "ts": state.ts_ms,
+            }
+        )
     return messages
 
 
@@ -79,23 +90,35 @@ def boss_publish_state(*, boss_id: int, extra: list[dict] | None = None) -> auth
 
 def boss_go_live(*, boss: BossEncounter) -> authority.BossState:
     """Seed the authority from the configuration and start ticking (draft -> live)."""
-    from shards.models import Shard, ShardStatus
-
     boss_validate_config(boss=boss)
     if boss.status != BossStatus.DRAFT:
-        raise InvalidTransition(f"{boss.slug} is {boss.status}; only a draft boss can go live "
-                                "(use resume for a paused one, reset for an ended one)")
-    floors = {s.key: s.current_epoch + 1
-              for s in Shard.objects.filter(status=ShardStatus.RETIRED).only("key", "current_epoch")}
+        raise InvalidTransition(
+            f"{boss.slug} is {boss.status}; only a draft boss can go live "
+            "(use resume for a paused one, reset for an ended one)"
+        )
+    floors = {
+        s.key: s.current_epoch + 1
+        for s in Shard.objects.filter(status=ShardStatus.RETIRED).only("key", "current_epoch")
+    }
     thresholds = phase_thresholds(parse_phases(boss.phases), boss.max_hp)
     try:
-        out = authority.run(_redis(), authority.seed_call(
-            boss_id=boss.pk, max_hp=boss.max_hp, phases=thresholds, opening=OPENING_PHASE_NAME,
-            fight=boss.fight, slug=boss.slug,
-            min_tick_ms=int(boss.tick_interval_ms * TICK_INTERVAL_SLACK), floors=floors))
+        out = authority.run(
+            _redis(),
+            authority.seed_call(
+                boss_id=boss.pk,
+                max_hp=boss.max_hp,
+                phases=thresholds,
+                opening=OPENING_PHASE_NAME,
+                fight=boss.fight,
+                slug=boss.slug,
+                min_tick_ms=int(boss.tick_interval_ms * TICK_INTERVAL_SLACK),
+                floors=floors,
+            ),
+        )
         if out.code == "exists" and out.status != BossStatus.LIVE:
-            raise InvalidTransition(f"{boss.slug} already has an authority with status {out.status}; "
-                                    "reset it first")
+            raise InvalidTransition(
+                f"{boss.slug} already has an authority with status {out.status}; reset it first"
+            )
         _redis().sadd(keys.LIVE_BOSSES, boss.pk)
     except REDIS_DOWN as exc:
         raise AuthorityUnavailable(f"Redis is unreachable: {exc}") from exc
@@ -105,10 +128,13 @@ def boss_go_live(*, boss: BossEncounter) -> authority.BossState:
     return state
 
 
-def _transition(boss: BossEncounter, *, to: str, allowed_from: tuple[str, ...], verb: str) -> authority.BossState:
+def _transition(
+    boss: BossEncounter, *, to: str, allowed_from: tuple[str, ...], verb: str
+) -> authority.BossState:
     try:
-        out = authority.run(_redis(), authority.transition_call(boss_id=boss.pk, to=to,
-                                                                allowed_from=allowed_from))
+        out = authority.run(
+            _redis(), authority.transition_call(boss_id=boss.pk, to=to, allowed_from=allowed_from)
+        )
     except REDIS_DOWN as exc:
         raise AuthorityUnavailable(f"Redis is unreachable: {exc}") from exc
     if out.code == "no_boss":
@@ -134,8 +160,9 @@ def boss_resume(*, boss: BossEncounter) -> authority.BossState:
 
 def boss_end(*, boss: BossEncounter) -> authority.BossState:
     """End the fight undefeated (live/paused -> expired); the boss enrages and leaves."""
-    state = _transition(boss, to=BossStatus.EXPIRED, allowed_from=(BossStatus.LIVE, BossStatus.PAUSED),
-                        verb="end")
+    state = _transition(
+        boss, to=BossStatus.EXPIRED, allowed_from=(BossStatus.LIVE, BossStatus.PAUSED), verb="end"
+    )
     _redis().srem(keys.LIVE_BOSSES, boss.pk)
     return state
 
@@ -149,8 +176,9 @@ def boss_reset(*, boss: BossEncounter) -> BossEncounter:
     with transaction.atomic():
         _redis().delete(*keys.BossKeys(boss.pk).all())
         _redis().srem(keys.LIVE_BOSSES, boss.pk)
-        _set_db_status(boss, BossStatus.DRAFT, fight=boss.fight + 1, defeated_at=None,
-                       final_version=None, final_hp=None)
+        _set_db_status(
+            boss, BossStatus.DRAFT, fight=boss.fight + 1, defeated_at=None, final_version=None, final_hp=None
+        )
     return boss
 
 
@@ -219,18 +247,10 @@ def boss_tick_all() -> dict[int, authority.TickOutcome]:
 
 def victory_enqueue(*, boss_id: int) -> None:
     """Enqueue the victory saga; the saga's own record makes a repeated enqueue harmless."""
-    from bosses.tasks import victory_saga
-
     fight = int(_redis().hget(keys.BossKeys(boss_id).state, "fight") or 0)
-    victory_saga.apply_async(kwargs={"boss_id": boss_id, "fight": fight},
-                             task_id=f"victory-{boss_id}-{fight}")
-
-
-def boss_victory_run(*, boss_id: int, fight: int) -> SagaRun:
-    """Run (or resume) the victory saga of ``fight`` (see :mod:`bosses.sagas`)."""
-    from bosses.sagas import boss_victory_run as run
-
-    return run(boss_id=boss_id, fight=fight)
+    current_app.send_task(
+        VICTORY_SAGA_TASK, kwargs={"boss_id": boss_id, "fight": fight}, task_id=f"victory-{boss_id}-{fight}"
+    )
 
 
 # --- event log archive ---------------------------------------------------------------
@@ -244,17 +264,32 @@ def event_log_archive(*, boss: BossEncounter) -> int:
     """
     r = _redis()
     log_key = keys.BossKeys(boss.pk).log
-    last = (BossEvent.objects.filter(boss=boss, fight=boss.fight)
-            .order_by("-version").values_list("version", flat=True).first()) or 0
+    last = (
+        BossEvent.objects.filter(boss=boss, fight=boss.fight)
+        .order_by("-version")
+        .values_list("version", flat=True)
+        .first()
+    ) or 0
     copied = 0
     while True:
         entries = r.xrange(log_key, min=f"{last + 1}-0", count=ARCHIVE_BATCH)
         if not entries:
             break
-        rows = [BossEvent(boss=boss, fight=boss.fight, version=int(f["v"]), kind=f["kind"],
-                          status=f["status"], hp=int(f["hp"]), applied=int(f["applied"]),
-                          overkill=int(f["overkill"]), deltas=_json(f["d"]), ts_ms=int(f["ts"]))
-                for _, f in entries]
+        rows = [
+            BossEvent(
+                boss=boss,
+                fight=boss.fight,
+                version=int(f["v"]),
+                kind=f["kind"],
+                status=f["status"],
+                hp=int(f["hp"]),
+                applied=int(f["applied"]),
+                overkill=int(f["overkill"]),
+                deltas=_json(f["d"]),
+                ts_ms=int(f["ts"]),
+            )
+            for _, f in entries
+        ]
         BossEvent.objects.bulk_create(rows, ignore_conflicts=True)
         copied += len(rows)
         last = rows[-1].version
@@ -290,8 +325,9 @@ def boss_schedules_apply(*, now: datetime | None = None) -> list[str]:
             done.append(f"{boss.slug}: live")
         except (InvalidTransition, InvalidInput) as exc:
             logger.warning("scheduled start of %s refused: %s", boss.slug, exc)
-    for boss in BossEncounter.objects.filter(status__in=[BossStatus.LIVE, BossStatus.PAUSED],
-                                             ends_at__lte=now):
+    for boss in BossEncounter.objects.filter(
+        status__in=[BossStatus.LIVE, BossStatus.PAUSED], ends_at__lte=now
+    ):
         try:
             boss_end(boss=boss)
             done.append(f"{boss.slug}: expired")

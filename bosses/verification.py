@@ -1,12 +1,13 @@
 """``verify_boss``: every invariant of DESIGN.md, checked against one atomic snapshot."""
+
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
 
-from bosses import authority
 from bosses.models import BossEncounter, BossStatus, SagaKind, SagaRun, SagaStatus
 from bosses.selectors import boss_archived_events, boss_ledger
+from core import authority
 
 
 @dataclass
@@ -46,8 +47,9 @@ def boss_verify(*, boss: BossEncounter) -> VerifyReport:
     archived = boss_archived_events(boss=boss)
     if not ledger.state:
         if archived or boss.status not in (BossStatus.DRAFT,):
-            report.problems.append(f"no authority in Redis for a {boss.status} boss "
-                                   f"({len(archived)} archived events)")
+            report.problems.append(
+                f"no authority in Redis for a {boss.status} boss ({len(archived)} archived events)"
+            )
         report.hp = report.replay_hp = boss.max_hp
         return report
 
@@ -60,8 +62,10 @@ def boss_verify(*, boss: BossEncounter) -> VerifyReport:
     p = report.problems
 
     if report.accepted != report.applied + report.overkill + report.buffered:
-        p.append(f"ledger: accepted {report.accepted} != applied {report.applied} + overkill "
-                 f"{report.overkill} + buffered {report.buffered}")
+        p.append(
+            f"ledger: accepted {report.accepted} != applied {report.applied} + overkill "
+            f"{report.overkill} + buffered {report.buffered}"
+        )
     if report.hp != report.max_hp - report.applied:
         p.append(f"hp {report.hp} != max_hp {report.max_hp} - applied {report.applied}")
     if not 0 <= report.hp <= report.max_hp:
@@ -80,8 +84,9 @@ def boss_verify(*, boss: BossEncounter) -> VerifyReport:
         p.append(f"recovered {report.recovered} != fair settlements {fair}")
     if harsh != report.discarded:
         p.append(f"discarded {report.discarded} != harsh settlements {harsh}")
-    sagas = SagaRun.objects.filter(boss=boss, fight=boss.fight, kind=SagaKind.CRASH,
-                                   status=SagaStatus.COMPLETED)
+    sagas = SagaRun.objects.filter(
+        boss=boss, fight=boss.fight, kind=SagaKind.CRASH, status=SagaStatus.COMPLETED
+    )
     for pol, total in (("fair", fair), ("harsh", harsh)):
         recorded = sum(s.amount for s in sagas if s.policy == pol)
         if sagas and recorded != total:
@@ -107,8 +112,10 @@ def boss_verify(*, boss: BossEncounter) -> VerifyReport:
     for v in versions:
         ev_hp, applied, overkill, deltas = entries[v]
         if sum(int(x) for x in deltas.values()) != applied + overkill:
-            p.append(f"event {v}: per-shard deltas sum to {sum(deltas.values())}, "
-                     f"not applied + overkill {applied + overkill}")
+            p.append(
+                f"event {v}: per-shard deltas sum to {sum(deltas.values())}, "
+                f"not applied + overkill {applied + overkill}"
+            )
         hp -= applied
         if hp != ev_hp:
             p.append(f"event {v}: replayed hp {hp} != logged hp {ev_hp}")
@@ -123,8 +130,10 @@ def _settlements_vs_sagas(boss: BossEncounter, settled: dict[str, str]) -> list[
     """Each settled session has one completed crash saga recording the same policy and amount,
     and each completed crash saga has its settlement in Redis."""
     problems = []
-    sagas = {f"{s.shard_key}:{s.epoch}": s
-             for s in SagaRun.objects.filter(boss=boss, fight=boss.fight, kind=SagaKind.CRASH)}
+    sagas = {
+        f"{s.shard_key}:{s.epoch}": s
+        for s in SagaRun.objects.filter(boss=boss, fight=boss.fight, kind=SagaKind.CRASH)
+    }
     for sess, record in sorted(settled.items()):
         saga = sagas.get(sess)
         if saga is None:
@@ -132,8 +141,9 @@ def _settlements_vs_sagas(boss: BossEncounter, settled: dict[str, str]) -> list[
         elif saga.status != SagaStatus.COMPLETED:
             problems.append(f"crash saga {saga.key} is {saga.status} (settlement {record})")
         elif (saga.policy, saga.amount) != authority.parse_settlement(record):
-            problems.append(f"crash saga {saga.key} records {saga.policy}:{saga.amount} "
-                            f"!= settlement {record}")
+            problems.append(
+                f"crash saga {saga.key} records {saga.policy}:{saga.amount} != settlement {record}"
+            )
     for sess, saga in sorted(sagas.items()):
         if saga.status == SagaStatus.COMPLETED and sess not in settled:
             problems.append(f"crash saga {saga.key} is completed but {sess} has no settlement")

@@ -10,6 +10,7 @@ loop never waits for the network. Once a second it prints the truth (from the st
 the predicted HP (truth minus what this shard has not had acknowledged) and the SDK's
 counters. Ctrl-C or the end of ``--seconds`` flushes what is held and exits.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
-from shards.client import BufferFull, ShardClient  # noqa: E402
+from worldboss_sdk.client import BufferFull, ShardClient
 
 GAME_TICK_S = 0.02
 
@@ -48,18 +49,23 @@ async def play(args: argparse.Namespace) -> None:
             if time.monotonic() >= next_report:
                 next_report += 1
                 truth = client.state(args.boss)
-                print(f"truth hp={truth['hp'] if truth else '?'} v={truth['version'] if truth else '?'} "
-                      f"status={truth['status'] if truth else '?'} | predicted={client.predicted_hp(args.boss)} "
-                      f"| unacked={client.unacked(args.boss)} epoch={client.epoch} "
-                      f"acked={client.stats.acked} resent={client.stats.resent} dup={client.stats.duplicates} "
-                      f"errors={client.stats.errors}", flush=True)
+                print(
+                    f"truth hp={truth['hp'] if truth else '?'} v={truth['version'] if truth else '?'} "
+                    f"status={truth['status'] if truth else '?'} | predicted={client.predicted_hp(args.boss)} "
+                    f"| unacked={client.unacked(args.boss)} epoch={client.epoch} "
+                    f"acked={client.stats.acked} resent={client.stats.resent} dup={client.stats.duplicates} "
+                    f"errors={client.stats.errors}",
+                    flush=True,
+                )
                 if truth and truth["status"] in ("defeated", "expired"):
                     break
             await asyncio.sleep(GAME_TICK_S)
     finally:
         flushed = await client.stop(timeout_s=10)
-        print(f"dealt {dealt} (refused {refused}); everything acknowledged: {flushed}; "
-              f"acked {client.stats.acked}")
+        print(
+            f"dealt {dealt} (refused {refused}); everything acknowledged: {flushed}; "
+            f"acked {client.stats.acked}"
+        )
 
 
 def main() -> None:

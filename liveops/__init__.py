@@ -1,4 +1,5 @@
 """Project package: settings, ASGI entry point and the Celery app."""
+
 from .celery import app as celery_app
 
 __all__ = ("celery_app",)

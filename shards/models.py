@@ -1,4 +1,5 @@
 """Shards: game servers (or platform-hosted gateways) that buffer damage and push deltas."""
+
 from __future__ import annotations
 
 from django.core.validators import RegexValidator

@@ -1,4 +1,5 @@
 """Shared fixtures: a real Redis (flushed per test), bosses, shard sessions, real processes."""
+
 from __future__ import annotations
 
 import itertools
@@ -18,8 +19,11 @@ def _flush(url: str) -> None:
     client = redis.Redis.from_url(url)
     db = int(client.connection_pool.connection_kwargs.get("db", 0))
     if db < MIN_FLUSHABLE_DB:
-        pytest.exit(f"refusing to flush {url}: tests need REDIS_URL on db >= {MIN_FLUSHABLE_DB} "
-                    "(make test sets redis://127.0.0.1:6379/10)", returncode=2)
+        pytest.exit(
+            f"refusing to flush {url}: tests need REDIS_URL on db >= {MIN_FLUSHABLE_DB} "
+            "(make test sets redis://127.0.0.1:6379/10)",
+            returncode=2,
+        )
     client.flushdb()
     client.close()
 
@@ -29,7 +33,7 @@ def clean_redis():
     """Every test starts with empty authority, broker and fan-out dbs."""
     for url in {settings.REDIS_URL, settings.BROKER_URL, settings.CHANNELS_URL}:
         _flush(url)
-    from liveops.redis import reset_clients
+    from core.redis import reset_clients
     from shards import services
 
     reset_clients()
@@ -40,7 +44,7 @@ def clean_redis():
 @pytest.fixture
 def r():
     """The authority's sync client."""
-    from liveops.redis import get_redis
+    from core.redis import get_redis
 
     return get_redis()
 
@@ -52,7 +56,12 @@ def make_boss(db):
 
     def make(**fields):
         n = next(_counter)
-        values = {"name": f"Boss {n}", "slug": f"boss-{n}", "max_hp": 1_000_000, "phases": "75:Enraged, 50:Frenzy, 25:Last stand"}
+        values = {
+            "name": f"Boss {n}",
+            "slug": f"boss-{n}",
+            "max_hp": 1_000_000,
+            "phases": "75:Enraged, 50:Frenzy, 25:Last stand",
+        }
         values.update(fields)
         return BossEncounter.objects.create(**values)
 

@@ -1,4 +1,5 @@
 """The designer admin: validation with clear messages, lifecycle actions through services."""
+
 from __future__ import annotations
 
 import re
@@ -6,21 +7,31 @@ import re
 import pytest
 from django.urls import reverse
 
-from bosses import keys
-from bosses.limits import MAX_HP
 from bosses.models import BossEncounter
-from liveops.redis import get_redis
+from core import keys
+from core.limits import MAX_HP
+from core.redis import get_redis
 
 VALID = {
-    "name": "Ancient Wyrm", "slug": "wyrm", "max_hp": "5000000000", "phases": "75:Enraged, 50:Frenzy, 25:Last stand",
-    "tick_interval_ms": "100", "crash_policy": "fair", "heartbeat_interval_ms": "1000",
-    "heartbeat_timeout_ms": "5000", "min_damage": "50", "max_damage": "150", "attacks_per_second": "10",
+    "name": "Ancient Wyrm",
+    "slug": "wyrm",
+    "max_hp": "5000000000",
+    "phases": "75:Enraged, 50:Frenzy, 25:Last stand",
+    "tick_interval_ms": "100",
+    "crash_policy": "fair",
+    "heartbeat_interval_ms": "1000",
+    "heartbeat_timeout_ms": "5000",
+    "min_damage": "50",
+    "max_damage": "150",
+    "attacks_per_second": "10",
 }
 
 
 def inline_management_forms(page: str) -> dict[str, str]:
     """The hidden management-form fields of whatever inlines the admin page shows."""
-    return dict(re.findall(r'name="([\w-]+-(?:TOTAL|INITIAL|MIN_NUM|MAX_NUM)_FORMS)"[^>]*value="(\d*)"', page))
+    return dict(
+        re.findall(r'name="([\w-]+-(?:TOTAL|INITIAL|MIN_NUM|MAX_NUM)_FORMS)"[^>]*value="(\d*)"', page)
+    )
 
 
 def add(admin_client, **overrides):
@@ -29,19 +40,32 @@ def add(admin_client, **overrides):
     return admin_client.post(url, {**management, **VALID, **overrides})
 
 
-@pytest.mark.parametrize("overrides,message", [
-    ({"phases": "50:Half, 75:Enraged"}, "strictly decreasing"),
-    ({"phases": "100:Start"}, "inside (0, 100)"),
-    ({"phases": "abc"}, "must look like"),
-    ({"phases": "x:Enraged"}, "is not a percentage"),
-    ({"starts_at_0": "2026-12-01", "starts_at_1": "10:00", "ends_at_0": "2026-12-01", "ends_at_1": "09:00"},
-     "end time must be after start time"),
-    ({"min_damage": "200", "max_damage": "100"}, "min damage must not exceed max damage"),
-    ({"max_hp": "0"}, "greater than or equal to 1"),
-    ({"max_hp": str(MAX_HP + 1)}, "less than or equal to"),
-    ({"max_hp": "1.5"}, "Enter a whole number"),
-    ({"heartbeat_timeout_ms": "500", "heartbeat_interval_ms": "1000"}, "heartbeat timeout must be longer"),
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        ({"phases": "50:Half, 75:Enraged"}, "strictly decreasing"),
+        ({"phases": "100:Start"}, "inside (0, 100)"),
+        ({"phases": "abc"}, "must look like"),
+        ({"phases": "x:Enraged"}, "is not a percentage"),
+        (
+            {
+                "starts_at_0": "2026-12-01",
+                "starts_at_1": "10:00",
+                "ends_at_0": "2026-12-01",
+                "ends_at_1": "09:00",
+            },
+            "end time must be after start time",
+        ),
+        ({"min_damage": "200", "max_damage": "100"}, "min damage must not exceed max damage"),
+        ({"max_hp": "0"}, "greater than or equal to 1"),
+        ({"max_hp": str(MAX_HP + 1)}, "less than or equal to"),
+        ({"max_hp": "1.5"}, "Enter a whole number"),
+        (
+            {"heartbeat_timeout_ms": "500", "heartbeat_interval_ms": "1000"},
+            "heartbeat timeout must be longer",
+        ),
+    ],
+)
 def test_invalid_configuration_is_refused_with_a_clear_message(admin_client, overrides, message):
     response = add(admin_client, **overrides)
     assert response.status_code == 200
@@ -51,8 +75,11 @@ def test_invalid_configuration_is_refused_with_a_clear_message(admin_client, ove
 
 def act(admin_client, action, boss):
     """Run an admin action on ``boss`` (messages come back with a capitalized first letter)."""
-    return admin_client.post(reverse("admin:bosses_bossencounter_changelist"),
-                             {"action": action, "_selected_action": [boss.pk]}, follow=True)
+    return admin_client.post(
+        reverse("admin:bosses_bossencounter_changelist"),
+        {"action": action, "_selected_action": [boss.pk]},
+        follow=True,
+    )
 
 
 def test_lifecycle_actions_drive_the_authority(admin_client):

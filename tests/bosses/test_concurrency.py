@@ -1,5 +1,6 @@
 """16 concurrent submitters x thousands of deltas while a real worker, driven by a real beat,
 ticks every ~100 ms: afterwards every invariant holds exactly and HP is exact."""
+
 from __future__ import annotations
 
 import random
@@ -8,10 +9,10 @@ import time
 
 import pytest
 
-from bosses.errors import AuthorityUnavailable
 from bosses.selectors import boss_ledger, boss_tick_times_ms
 from bosses.services import boss_go_live
 from bosses.verification import boss_verify
+from core.errors import AuthorityUnavailable
 from shards.services import delta_ingest
 
 SUBMITTERS = 16
@@ -37,15 +38,17 @@ def test_concurrent_submitters_with_real_ticks(make_boss, make_session, celery_s
             while seq <= DELTAS_EACH:
                 amount = rng.randint(1, 10_000)
                 try:
-                    res = delta_ingest(boss_id=boss.pk, shard_key=s.shard_key, epoch=s.epoch, seq=seq,
-                                       amount=amount)
+                    res = delta_ingest(
+                        boss_id=boss.pk, shard_key=s.shard_key, epoch=s.epoch, seq=seq, amount=amount
+                    )
                 except AuthorityUnavailable:
                     continue  # retry the same seq, as the SDK does
                 if not res.duplicate:
                     sent[i] += amount
                 if rng.random() < 0.05:  # a lost ack: the same seq comes again
-                    assert delta_ingest(boss_id=boss.pk, shard_key=s.shard_key, epoch=s.epoch, seq=seq,
-                                        amount=amount).duplicate
+                    assert delta_ingest(
+                        boss_id=boss.pk, shard_key=s.shard_key, epoch=s.epoch, seq=seq, amount=amount
+                    ).duplicate
                 seq += 1
         except BaseException as exc:  # surfaced below
             errors.append(exc)

@@ -1,21 +1,30 @@
 """Property-based: random interleavings of ingest, tick, pause, resume, heartbeats, crashes,
 rejoins and retirements keep every invariant, and match a plain-Python model exactly."""
+
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import HealthCheck, settings, strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
-from bosses.errors import BossNotLive, Fenced, InvalidTransition, SeqGap
 from bosses.models import BossEncounter
+from bosses.sagas.crash import session_fence, shard_retire
 from bosses.services import boss_go_live, boss_pause, boss_resume, boss_tick
 from bosses.verification import boss_verify
+from core.errors import BossNotLive, Fenced, InvalidTransition, SeqGap
 from shards.models import Shard
-from shards.services import (delta_ingest, heartbeat_record, session_fence, shard_create, shard_retire,
-                             shard_session_open)
+from shards.services import delta_ingest, heartbeat_record, shard_create, shard_session_open
 
 _ids = itertools.count(1)
 
@@ -36,8 +45,9 @@ class AuthorityMachine(RuleBasedStateMachine):
     @initialize(max_hp=st.integers(1, 5_000), policy=st.sampled_from(["fair", "harsh"]))
     def setup(self, max_hp, policy):
         n = next(_ids)
-        self.boss = BossEncounter.objects.create(name=f"P{n}", slug=f"prop-{n}", max_hp=max_hp,
-                                                 crash_policy=policy, phases="60:A, 20:B")
+        self.boss = BossEncounter.objects.create(
+            name=f"P{n}", slug=f"prop-{n}", max_hp=max_hp, crash_policy=policy, phases="60:A, 20:B"
+        )
         boss_go_live(boss=self.boss)
         self.status = "live"
         self.hp = max_hp
@@ -65,7 +75,11 @@ class AuthorityMachine(RuleBasedStateMachine):
         self._open(data.draw(st.sampled_from([k for k in self.shards if k not in self.retired])))
 
     @precondition(lambda self: self.sessions)
-    @rule(data=st.data(), amount=st.integers(1, 900), mode=st.sampled_from(["next", "next", "next", "dup", "gap"]))
+    @rule(
+        data=st.data(),
+        amount=st.integers(1, 900),
+        mode=st.sampled_from(["next", "next", "next", "dup", "gap"]),
+    )
     def ingest(self, data, amount, mode):
         s = data.draw(st.sampled_from(self.sessions))
         seq = {"next": s.last_seq + 1, "dup": max(1, s.last_seq), "gap": s.last_seq + 2}[mode]
@@ -94,8 +108,14 @@ class AuthorityMachine(RuleBasedStateMachine):
     def heartbeat(self, data, pending, inflight):
         s = data.draw(st.sampled_from(self.sessions))
         iseq = s.last_seq + 1 if inflight else 0
-        args = dict(boss_id=self.boss.pk, shard_key=s.shard_key, epoch=s.epoch, pending=pending,
-                    inflight_seq=iseq, inflight_amount=inflight)
+        args = dict(
+            boss_id=self.boss.pk,
+            shard_key=s.shard_key,
+            epoch=s.epoch,
+            pending=pending,
+            inflight_seq=iseq,
+            inflight_amount=inflight,
+        )
         if s.fenced:
             with pytest.raises(Fenced):
                 heartbeat_record(**args)
@@ -174,14 +194,35 @@ class AuthorityMachine(RuleBasedStateMachine):
             return
         report = boss_verify(boss=self.boss)
         assert report.ok, report.problems
-        assert (report.hp, report.applied, report.overkill, report.buffered, report.accepted,
-                report.recovered, report.discarded, report.status) == (
-            self.hp, self.applied, self.overkill, self.buffered, self.accepted,
-            self.recovered, self.discarded, self.status)
+        assert (
+            report.hp,
+            report.applied,
+            report.overkill,
+            report.buffered,
+            report.accepted,
+            report.recovered,
+            report.discarded,
+            report.status,
+        ) == (
+            self.hp,
+            self.applied,
+            self.overkill,
+            self.buffered,
+            self.accepted,
+            self.recovered,
+            self.discarded,
+            self.status,
+        )
 
 
 @pytest.mark.django_db
 def test_random_interleavings_keep_every_invariant():
-    run_state_machine_as_test(AuthorityMachine, settings=settings(
-        max_examples=40, stateful_step_count=35, deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]))
+    run_state_machine_as_test(
+        AuthorityMachine,
+        settings=settings(
+            max_examples=40,
+            stateful_step_count=35,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+        ),
+    )

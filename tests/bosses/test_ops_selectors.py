@@ -1,14 +1,16 @@
 """Operator selectors against a real Redis: shard health, buffers, DPS, tick lag, feeds."""
+
 from __future__ import annotations
 
 import time
 
-from bosses import keys
 from bosses.ops_selectors import ShardHealth, ops_dps, ops_overview, ops_shard_rows, ops_snapshot
+from bosses.sagas.crash import session_fence
 from bosses.services import boss_pause, boss_tick, boss_tick_all
-from liveops.redis import get_redis
+from core import keys
+from core.redis import get_redis
 from shards.models import Shard
-from shards.services import delta_ingest, heartbeat_record, session_fence
+from shards.services import delta_ingest, heartbeat_record
 
 
 def rows_by_key(boss):
@@ -57,7 +59,7 @@ def test_shard_rows_follow_buffers_heartbeats_and_crash_sagas(make_boss, make_se
 def test_retired_shard_is_marked_retired(live_boss, make_session):
     s = make_session("old-1")
     delta_ingest(boss_id=live_boss.pk, shard_key=s.shard_key, epoch=s.epoch, seq=1, amount=10)
-    from shards.services import shard_retire
+    from bosses.sagas.crash import shard_retire
 
     shard_retire(shard=Shard.objects.get(key="old-1"))
     assert rows_by_key(live_boss)["old-1"].health == ShardHealth.RETIRED
@@ -71,7 +73,11 @@ def test_dps_counts_only_ticks_inside_the_window():
         {"kind": "tick", "ts": now - 5_000, "applied": 9_999},  # exactly at the edge: out
         {"kind": "status", "ts": now - 10, "applied": 0},
     ]
-    assert ops_dps(entries=entries, now_ms=now, window_ms=5_000) == {"window_ms": 5_000, "applied": 500, "dps": 100.0}
+    assert ops_dps(entries=entries, now_ms=now, window_ms=5_000) == {
+        "window_ms": 5_000,
+        "applied": 500,
+        "dps": 100.0,
+    }
 
 
 def test_snapshot_has_state_ledger_events_series_sagas_and_tick_lag(live_boss, make_session):

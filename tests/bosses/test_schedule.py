@@ -1,4 +1,5 @@
 """Schedules: a boss goes live at its start time and expires (enrages) undefeated at its end time."""
+
 from __future__ import annotations
 
 import asyncio
@@ -11,12 +12,12 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.utils import timezone
 
-from bosses import keys
-from bosses.errors import BossNotLive
 from bosses.models import BossEncounter, BossStatus
 from bosses.services import boss_go_live, boss_schedules_apply, boss_tick
+from core import keys
+from core.errors import BossNotLive
+from core.redis import get_redis
 from liveops.asgi import application
-from liveops.redis import get_redis
 from shards.services import delta_ingest
 
 
@@ -68,7 +69,7 @@ async def _until(comm, predicate, timeout_s: float) -> list[dict]:
     while time.monotonic() < deadline:
         try:
             msg = json.loads(await comm.receive_from(timeout=max(0.05, deadline - time.monotonic())))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             break
         seen.append(msg)
         if predicate(msg):
@@ -89,8 +90,9 @@ async def _db_status_becomes(boss, status: str, timeout_s: float = 5.0) -> None:
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.timeout(60)
-async def test_real_beat_starts_then_expires_a_scheduled_boss_and_everyone_hears_it(celery_stack, make_boss,
-                                                                                    make_session):
+async def test_real_beat_starts_then_expires_a_scheduled_boss_and_everyone_hears_it(
+    celery_stack, make_boss, make_session
+):
     starts = timezone.now() + timedelta(seconds=1.5)
     ends = starts + timedelta(seconds=3)
     boss = await sync_to_async(make_boss)(starts_at=starts, ends_at=ends)
@@ -106,20 +108,23 @@ async def test_real_beat_starts_then_expires_a_scheduled_boss_and_everyone_hears
 
     viewers = [await _viewer(boss.slug) for _ in range(3)]
     s = await sync_to_async(make_session)()
-    await sync_to_async(delta_ingest)(boss_id=boss.pk, shard_key=s.shard_key, epoch=s.epoch, seq=1,
-                                      amount=1_000)
+    await sync_to_async(delta_ingest)(
+        boss_id=boss.pk, shard_key=s.shard_key, epoch=s.epoch, seq=1, amount=1_000
+    )
     for comm in viewers:  # everyone sees the damage, then the boss enrage and leave
         seen = await _until(comm, lambda m: m["type"] == "expired", timeout_s=10)
         assert any(m["type"] == "state" and m["hp"] == boss.max_hp - 1_000 for m in seen)
         expired = seen[-1]
         assert expired["boss"] == boss.slug and expired["version"] > 1
         # The expired state (published just before the event; latest-wins may reorder it).
-        finals = [m for m in seen if m["type"] == "state" and m["status"] == "expired"] or \
-            (await _until(comm, lambda m: m["type"] == "state" and m["status"] == "expired", 3))[-1:]
+        finals = [m for m in seen if m["type"] == "state" and m["status"] == "expired"] or (
+            await _until(comm, lambda m: m["type"] == "state" and m["status"] == "expired", 3)
+        )[-1:]
         assert finals[-1]["version"] == expired["version"]
         await comm.disconnect()
     assert timezone.now() >= ends
     await _db_status_becomes(boss, BossStatus.EXPIRED)
     with pytest.raises(BossNotLive):
-        await sync_to_async(delta_ingest)(boss_id=boss.pk, shard_key=s.shard_key, epoch=s.epoch, seq=2,
-                                          amount=5)
+        await sync_to_async(delta_ingest)(
+            boss_id=boss.pk, shard_key=s.shard_key, epoch=s.epoch, seq=2, amount=5
+        )

@@ -1,4 +1,5 @@
 """The sync tick: drain + apply atomically, re-runs, death, the event log and verify_boss."""
+
 from __future__ import annotations
 
 import json
@@ -8,11 +9,12 @@ import redis as redis_lib
 from django.conf import settings
 from django.core.management import call_command
 
-from bosses import authority, keys
 from bosses.models import BossEvent, BossStatus, SagaRun
-from bosses.services import boss_tick, boss_victory_run, event_log_archive
+from bosses.sagas.victory import boss_victory_run
+from bosses.services import boss_tick, event_log_archive
 from bosses.verification import boss_verify
-from liveops.redis import get_redis
+from core import authority, keys
+from core.redis import get_redis
 from shards.services import delta_ingest
 
 
@@ -67,11 +69,12 @@ def test_many_shards_crossing_zero_in_one_tick(make_boss, make_session):
     assert len(victory) == 1
     assert str(boss.pk) not in get_redis().smembers(keys.LIVE_BOSSES)
     # Damage after death is refused; the ledger is exact.
-    from bosses.errors import BossNotLive
+    from core.errors import BossNotLive
 
     with pytest.raises(BossNotLive):
-        delta_ingest(boss_id=boss.pk, shard_key=sessions[0].shard_key, epoch=sessions[0].epoch,
-                     seq=2, amount=1)
+        delta_ingest(
+            boss_id=boss.pk, shard_key=sessions[0].shard_key, epoch=sessions[0].epoch, seq=2, amount=1
+        )
     report = boss_verify(boss=boss)
     assert report.ok, report.problems
     assert (report.hp, report.applied, report.overkill, report.buffered) == (0, 1_000, 800, 0)
@@ -112,13 +115,16 @@ def test_event_log_archive_is_idempotent_and_replays_after_trim(live_boss, make_
     assert report.events == 21
 
 
-@pytest.mark.parametrize("tamper,problem", [
-    (lambda r, k: r.hincrby(k.state, "applied", 1), "ledger"),
-    (lambda r, k: r.hincrby(k.state, "hp", -5), "hp"),
-    (lambda r, k: r.xdel(k.log, "2-1"), "versions"),
-    (lambda r, k: r.hincrby(k.buf, "ghost:1", 9), "ledger"),
-    (lambda r, k: r.hincrby(k.state, "discarded", 3), "discarded"),
-])
+@pytest.mark.parametrize(
+    "tamper,problem",
+    [
+        (lambda r, k: r.hincrby(k.state, "applied", 1), "ledger"),
+        (lambda r, k: r.hincrby(k.state, "hp", -5), "hp"),
+        (lambda r, k: r.xdel(k.log, "2-1"), "versions"),
+        (lambda r, k: r.hincrby(k.buf, "ghost:1", 9), "ledger"),
+        (lambda r, k: r.hincrby(k.state, "discarded", 3), "discarded"),
+    ],
+)
 def test_verify_boss_reports_broken_invariants(live_boss, make_session, capsys, tamper, problem):
     s = make_session()
     delta_ingest(boss_id=live_boss.pk, shard_key=s.shard_key, epoch=s.epoch, seq=1, amount=40)
@@ -126,8 +132,18 @@ def test_verify_boss_reports_broken_invariants(live_boss, make_session, capsys, 
     call_command("verify_boss", live_boss.slug, "--json")
     good = json.loads(capsys.readouterr().out)
     assert good["ok"] is True
-    assert {"accepted", "applied", "overkill", "buffered", "discarded", "hp", "max_hp", "version",
-            "replay_hp", "ok"} <= good.keys()
+    assert {
+        "accepted",
+        "applied",
+        "overkill",
+        "buffered",
+        "discarded",
+        "hp",
+        "max_hp",
+        "version",
+        "replay_hp",
+        "ok",
+    } <= good.keys()
     tamper(get_redis(), keys.BossKeys(live_boss.pk))
     with pytest.raises(SystemExit) as exit_info:
         call_command("verify_boss", live_boss.slug)

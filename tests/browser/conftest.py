@@ -1,4 +1,5 @@
 """Fixtures for the headless-Chromium page tests: a live server and a browser."""
+
 from __future__ import annotations
 
 import pytest

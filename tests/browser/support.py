@@ -1,4 +1,5 @@
 """A live ASGI server (uvicorn subprocess) and headless Chromium for page and end-to-end tests."""
+
 from __future__ import annotations
 
 import os
@@ -7,8 +8,16 @@ from pathlib import Path
 from tests.support import processes
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SCREENSHOT_DIR = Path(os.environ.get("SCREENSHOT_DIR", "/tmp/worldboss-screens"))
 
 

@@ -3,6 +3,7 @@
 The module is imported by the real browser from the live server (no bundler, no Node), and
 driven with explicit timestamps so every rule is checked deterministically.
 """
+
 from __future__ import annotations
 
 import pytest

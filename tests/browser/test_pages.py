@@ -4,6 +4,7 @@ Ticks are driven by this test through the real service (boss_tick publishes on R
 the server's fan-out hub pushes to the pages), so each step is deterministic; the
 end-to-end test (tests/e2e) runs the same flow with a real Celery worker and beat.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,19 +13,23 @@ import time
 
 import pytest
 
+from bosses.sagas.crash import session_fence
 from bosses.selectors import boss_state
 from bosses.services import boss_go_live, boss_tick
-from liveops.redis import get_redis
-from bosses import keys
-from shards.services import delta_ingest, heartbeat_record, session_fence
+from core import keys
+from core.redis import get_redis
+from shards.services import delta_ingest, heartbeat_record
 from tests.browser.support import SCREENSHOT_DIR, staff_session_cookie
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 def bar(page) -> dict:
-    return page.eval_on_selector("#hpbar", "el => ({hp: +el.dataset.hp, truth: +el.dataset.truth, "
-                                           "version: +el.dataset.version, pending: +(el.dataset.pending || 0)})")
+    return page.eval_on_selector(
+        "#hpbar",
+        "el => ({hp: +el.dataset.hp, truth: +el.dataset.truth, "
+        "version: +el.dataset.version, pending: +(el.dataset.pending || 0)})",
+    )
 
 
 def test_dashboard_hp_falls_live_and_crashed_shard_turns_red(asgi_server, browser, make_boss, make_session):
@@ -170,16 +175,20 @@ def test_player_bar_drops_before_the_ack_then_settles_on_the_truth(asgi_server, 
     assert out.hp == 100_000 - ack["damage"]
     page.wait_for_function(
         f"(() => {{ const d = document.getElementById('hpbar').dataset;"
-        f" return +d.truth === {out.hp} && +d.hp === {out.hp} && +d.pending === 0; }})()", timeout=5_000)
+        f" return +d.truth === {out.hp} && +d.hp === {out.hp} && +d.pending === 0; }})()",
+        timeout=5_000,
+    )
     assert page.text_content("#my-damage") == str(ack["damage"])
 
     # the state socket drops; a tick lands while the page is away; it reconnects (backoff)
     # and resyncs from the snapshot the server sends first on every connection
     hold["park_reconnect"] = True
     page.evaluate("window.__play.state.drop()")
-    page.wait_for_function("document.getElementById('conn').textContent.startsWith('reconnecting')", timeout=2_000)
-    from shards.services import shard_session_open
+    page.wait_for_function(
+        "document.getElementById('conn').textContent.startsWith('reconnecting')", timeout=2_000
+    )
     from shards.models import Shard
+    from shards.services import shard_session_open
 
     other = shard_session_open(shard=Shard.objects.get(key="eu-1"))
     delta_ingest(boss_id=boss.pk, shard_key="eu-1", epoch=other.epoch, seq=1, amount=5_000)
@@ -193,5 +202,6 @@ def test_player_bar_drops_before_the_ack_then_settles_on_the_truth(asgi_server, 
     page.wait_for_function(
         f"(() => {{ const d = document.getElementById('hpbar').dataset;"
         f" return +d.truth === {missed.hp} && +d.version === {missed.version} && +d.hp === {missed.hp}; }})()",
-        timeout=5_000)
+        timeout=5_000,
+    )
     assert not errors, errors

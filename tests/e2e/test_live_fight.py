@@ -7,6 +7,7 @@ real player page keeps pressing the attack key — all while the real beat ticks
 dies; the victory saga runs on the worker. At the end every client shows the same final
 version as the authority, versions only ever rose on every socket, and verify_boss holds.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -25,8 +26,8 @@ from bosses.models import BossEncounter, SagaRun
 from bosses.selectors import boss_state
 from bosses.services import boss_go_live
 from bosses.verification import boss_verify
-from liveops.redis import get_redis
-from bosses import keys
+from core import keys
+from core.redis import get_redis
 from shards.services import shard_create
 from tests.browser.support import CHROMIUM, CHROMIUM_ARGS, SCREENSHOT_DIR, staff_session_cookie, start_uvicorn
 
@@ -64,16 +65,20 @@ async def watch_boss(ws_base: str, slug: str, watch: Watch, stop: asyncio.Event)
         while not stop.is_set():
             try:
                 watch.take(json.loads(await asyncio.wait_for(ws.recv(), 0.2)))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
 
 
-async def watch_ops(ws_base: str, slug: str, cookie: str, watch: Watch, ops: list, stop: asyncio.Event) -> None:
-    async with connect(f"{ws_base}/ws/ops/bosses/{slug}/", additional_headers={"Cookie": f"sessionid={cookie}"}) as ws:
+async def watch_ops(
+    ws_base: str, slug: str, cookie: str, watch: Watch, ops: list, stop: asyncio.Event
+) -> None:
+    async with connect(
+        f"{ws_base}/ws/ops/bosses/{slug}/", additional_headers={"Cookie": f"sessionid={cookie}"}
+    ) as ws:
         while not stop.is_set():
             try:
                 msg = json.loads(await asyncio.wait_for(ws.recv(), 0.2))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
             if msg["type"] == "ops":
                 ops.append(msg)
@@ -84,7 +89,9 @@ async def watch_ops(ws_base: str, slug: str, cookie: str, watch: Watch, ops: lis
                 watch.take(msg)
 
 
-async def player(ws_base: str, shard: str, pid: str, slug: str, acked: dict, refused: dict, done: asyncio.Event) -> None:
+async def player(
+    ws_base: str, shard: str, pid: str, slug: str, acked: dict, refused: dict, done: asyncio.Event
+) -> None:
     async with connect(f"{ws_base}/ws/shards/{shard}/?player={pid}") as ws:
         assert json.loads(await ws.recv())["type"] == "welcome"
         n = 0
@@ -101,9 +108,11 @@ async def player(ws_base: str, shard: str, pid: str, slug: str, acked: dict, ref
             await asyncio.sleep(1 / ATTACKS_PER_S)
 
 
-async def game_server(ws_base: str, shard: str, token: str, slug: str, sdks: dict, done: asyncio.Event) -> None:
+async def game_server(
+    ws_base: str, shard: str, token: str, slug: str, sdks: dict, done: asyncio.Event
+) -> None:
     """A game server on the reference SDK: hits go to its in-memory buffer, its loop ticks."""
-    from shards.client import ShardClient
+    from worldboss_sdk.client import ShardClient
 
     client = ShardClient(ws_base, shard=shard, token=token)
     sdks[shard] = client
@@ -117,8 +126,14 @@ async def game_server(ws_base: str, shard: str, token: str, slug: str, sdks: dic
 
 
 def test_live_fight_players_sdk_servers_dashboard_agree(celery_stack, make_boss, monkeypatch):
-    boss = make_boss(name="Molten Core", slug="molten-core", max_hp=60_000, min_damage=50, max_damage=150,
-                     attacks_per_second=20)
+    boss = make_boss(
+        name="Molten Core",
+        slug="molten-core",
+        max_hp=60_000,
+        min_damage=50,
+        max_damage=150,
+        attacks_per_second=20,
+    )
     for key in HOSTED:
         shard_create(key=key, name=key.upper(), region=key[:2])
     tokens = {key: shard_create(key=key, name=key, region="gs")[1] for key in ("gs-1", "gs-2")}
@@ -131,8 +146,9 @@ def test_live_fight_players_sdk_servers_dashboard_agree(celery_stack, make_boss,
             # the socket clients run on their own event loop in a thread; this thread
             # drives the browser (Playwright's sync API owns this thread's loop)
             box: dict = {}
-            fight = threading.Thread(target=lambda: box.update(
-                result=_run_catching(_fight(ws_base, boss.slug, cookie, tokens))))
+            fight = threading.Thread(
+                target=lambda: box.update(result=_run_catching(_fight(ws_base, boss.slug, cookie, tokens)))
+            )
             fight.start()
             deadline = time.monotonic() + FIGHT_TIMEOUT_S + 30
             while fight.is_alive() and time.monotonic() < deadline:
@@ -152,7 +168,9 @@ def test_live_fight_players_sdk_servers_dashboard_agree(celery_stack, make_boss,
                 page.wait_for_function(
                     f"(() => {{ const d = document.getElementById('hpbar').dataset;"
                     f" return +d.version === {final.version} && +d.hp === 0"
-                    f" && document.getElementById('status').textContent === 'defeated'; }})()", timeout=10_000)
+                    f" && document.getElementById('status').textContent === 'defeated'; }})()",
+                    timeout=10_000,
+                )
                 page.wait_for_selector("#sagas td:has-text('victory')", timeout=10_000)
                 SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(SCREENSHOT_DIR / "dashboard-e2e.png"), full_page=True)
@@ -161,7 +179,8 @@ def test_live_fight_players_sdk_servers_dashboard_agree(celery_stack, make_boss,
                 player_page.wait_for_function(
                     f"(() => {{ const d = document.getElementById('hpbar').dataset;"
                     f" return +d.version === {final.version} && +d.hp === 0 && +d.pending === 0; }})()",
-                    timeout=10_000)
+                    timeout=10_000,
+                )
                 assert "Victory" in player_page.text_content("#banner")
                 assert player_page.is_disabled("#attack")
                 browser_damage = int(player_page.text_content("#my-damage").replace(",", ""))
@@ -182,8 +201,10 @@ def test_live_fight_players_sdk_servers_dashboard_agree(celery_stack, make_boss,
     assert all("defeated" in w.events for w in watches if w.name.startswith("player-"))
     assert set(refused) <= {"not_live", "rate_limited"}, refused
     lags = sorted(lag for w in watches if w.name.startswith("player-") for lag in w.lags_ms[1:])
-    print(f"\npush lag tick->player socket over {len(lags)} states: p50 {lags[len(lags) // 2]:.1f} ms, "
-          f"p99 {lags[int(len(lags) * 0.99)]:.1f} ms, max {lags[-1]:.1f} ms (informational, not asserted)")
+    print(
+        f"\npush lag tick->player socket over {len(lags)} states: p50 {lags[len(lags) // 2]:.1f} ms, "
+        f"p99 {lags[int(len(lags) * 0.99)]:.1f} ms, max {lags[-1]:.1f} ms (informational, not asserted)"
+    )
 
     report = boss_verify(boss=BossEncounter.objects.get(pk=boss.pk))
     assert report.ok, report.problems
@@ -267,14 +288,18 @@ async def _fight(ws_base: str, slug: str, cookie: str, tokens: dict[str, str]):
     tasks = [asyncio.create_task(watch_boss(ws_base, slug, w, stop)) for w in watches]
     tasks.append(asyncio.create_task(watch_ops(ws_base, slug, cookie, ops_watch, ops, stop)))
     await asyncio.sleep(0.5)
-    fighters = [asyncio.create_task(player(ws_base, s, f"{s}-p{i}", slug, acked, refused, done))
-                for s in HOSTED for i in range(PLAYERS_PER_SHARD)]
+    fighters = [
+        asyncio.create_task(player(ws_base, s, f"{s}-p{i}", slug, acked, refused, done))
+        for s in HOSTED
+        for i in range(PLAYERS_PER_SHARD)
+    ]
     fighters += [asyncio.create_task(game_server(ws_base, k, t, slug, sdks, done)) for k, t in tokens.items()]
     deadline = time.monotonic() + FIGHT_TIMEOUT_S
     while not any(w.last.get("status") == "defeated" for w in watches):
         assert time.monotonic() < deadline, (
             f"the boss did not die in time: last states {[w.last for w in watches[:2]]}, acked {acked}, "
-            f"refused {refused}, sdk {[(k, c.stats) for k, c in sdks.items()]}, ops {ops[-1:]}")
+            f"refused {refused}, sdk {[(k, c.stats) for k, c in sdks.items()]}, ops {ops[-1:]}"
+        )
         for t in fighters:
             if t.done() and t.exception():
                 raise t.exception()
@@ -284,9 +309,13 @@ async def _fight(ws_base: str, slug: str, cookie: str, tokens: dict[str, str]):
     # let the last messages (the final state, the victory announcement, an ops refresh) land
     settle = time.monotonic() + 5
     while time.monotonic() < settle:
-        if all(w.last.get("status") == "defeated" and "defeated" in w.events for w in watches) \
-                and ops_watch.last.get("status") == "defeated" and ops and ops[-1]["state"]["status"] == "defeated" \
-                and all((c.state(slug) or {}).get("status") == "defeated" for c in sdks.values()):
+        if (
+            all(w.last.get("status") == "defeated" and "defeated" in w.events for w in watches)
+            and ops_watch.last.get("status") == "defeated"
+            and ops
+            and ops[-1]["state"]["status"] == "defeated"
+            and all((c.state(slug) or {}).get("status") == "defeated" for c in sdks.values())
+        ):
             break
         await asyncio.sleep(0.1)
     stop.set()

@@ -1,4 +1,5 @@
 """Helpers of the fault tests: real worker + beat with fast scans, a shard process, polling."""
+
 from __future__ import annotations
 
 import json
@@ -28,12 +29,16 @@ class ShardProcess(processes.Proc):
     """tests/faults/shard_proc.py as a real process; ``lines(word)`` parses what it printed."""
 
     def __init__(self, *args: str, **env: str):
-        super().__init__("shard", [sys.executable, "-m", "tests.faults.shard_proc", *args],
-                         processes.subprocess_env(**env))
+        super().__init__(
+            "shard", [sys.executable, "-m", "tests.faults.shard_proc", *args], processes.subprocess_env(**env)
+        )
 
     def lines(self, word: str) -> list[dict]:
-        return [json.loads(line.split(" ", 1)[1]) for line in self.output().splitlines()
-                if line.startswith(word + " ")]
+        return [
+            json.loads(line.split(" ", 1)[1])
+            for line in self.output().splitlines()
+            if line.startswith(word + " ")
+        ]
 
     def wait_line(self, word: str, timeout_s: float = 20.0) -> dict:
         self.wait_for_output(word + " ", timeout_s)
@@ -87,8 +92,12 @@ class SdkProcess(ShardProcess):
     """tests/faults/sdk_proc.py: a game server on the real SDK, as its own process."""
 
     def __init__(self, *args: str, **env: str):
-        processes.Proc.__init__(self, "sdk", [sys.executable, "-m", "tests.faults.sdk_proc", *args],
-                                processes.subprocess_env(**env))
+        processes.Proc.__init__(
+            self,
+            "sdk",
+            [sys.executable, "-m", "tests.faults.sdk_proc", *args],
+            processes.subprocess_env(**env),
+        )
 
 
 @pytest.fixture

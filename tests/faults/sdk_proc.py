@@ -1,4 +1,4 @@
-"""A game server running the real SDK (shards/client.py) as its own process, for fault tests.
+"""A game server running the real SDK (sdk/worldboss_sdk/client.py) as its own process, for fault tests.
 
     python -m tests.faults.sdk_proc URL SHARD TOKEN BOSS MODE
 
@@ -8,10 +8,11 @@ heartbeats and print ``HOLDING {"unacked": ...}``; then idle until killed.
 
 MODE ``run``: hit every 5 ms (7 damage) until SIGUSR1, then flush and print
 ``DONE {"generated", "dropped", "fences", "acked"}`` (``dropped``: what fence settlements
-took out of the buffer, see shards/buffer.py).
+took out of the buffer, see sdk/worldboss_sdk/buffer.py).
 
 Every line it prints is ``WORD {json}``. Tick 50 ms, heartbeat 100 ms.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -25,7 +26,7 @@ def say(word: str, **data) -> None:
 
 
 async def main() -> None:
-    from shards.client import ShardClient
+    from worldboss_sdk.client import ShardClient
 
     url, shard, token, boss, mode = sys.argv[1:6]
     client = ShardClient(url, shard=shard, token=token, tick_ms=50, heartbeat_ms=100)
@@ -52,8 +53,15 @@ async def main() -> None:
         await asyncio.sleep(0.005)
     flushed = await client.stop(timeout_s=15)
     b = client._bosses[boss]
-    say("DONE", generated=generated, dropped=b.buffer.dropped, fences=client.stats.fences,
-        acked=client.stats.acked, flushed=flushed, epoch=client.epoch)
+    say(
+        "DONE",
+        generated=generated,
+        dropped=b.buffer.dropped,
+        fences=client.stats.fences,
+        acked=client.stats.acked,
+        flushed=flushed,
+        epoch=client.epoch,
+    )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@
 
 Every line it prints is ``WORD {json}``; timings come from env (TICK_MS, HB_MS, HITS).
 """
+
 from __future__ import annotations
 
 import json
@@ -33,7 +34,7 @@ def main() -> None:
     import django
 
     django.setup()
-    from bosses.errors import AuthorityUnavailable, Fenced
+    from core.errors import AuthorityUnavailable, Fenced
     from shards.models import Shard
     from shards.services import delta_ingest, heartbeat_record, shard_session_open
 
@@ -46,8 +47,14 @@ def main() -> None:
         acked, pending, inflight = (int(x) for x in sys.argv[4:7])
         for seq in range(1, acked + 1):
             delta_ingest(boss_id=boss_id, shard_key=shard_key, epoch=session.epoch, seq=seq, amount=10)
-        heartbeat_record(boss_id=boss_id, shard_key=shard_key, epoch=session.epoch, pending=pending,
-                         inflight_seq=acked + 1 if inflight else 0, inflight_amount=inflight)
+        heartbeat_record(
+            boss_id=boss_id,
+            shard_key=shard_key,
+            epoch=session.epoch,
+            pending=pending,
+            inflight_seq=acked + 1 if inflight else 0,
+            inflight_amount=inflight,
+        )
         say("HOLDING", epoch=session.epoch, acked=acked * 10, pending=pending, inflight=inflight)
         while True:
             time.sleep(1)
@@ -72,17 +79,23 @@ def main() -> None:
                 seq += 1
                 inflight, pending = (seq, pending), 0
             if inflight is not None:
-                delta_ingest(boss_id=boss_id, shard_key=shard_key, epoch=epoch, seq=inflight[0],
-                             amount=inflight[1])
+                delta_ingest(
+                    boss_id=boss_id, shard_key=shard_key, epoch=epoch, seq=inflight[0], amount=inflight[1]
+                )
                 accepted += inflight[1]
                 inflight = None
             if not finishing:  # hits landing during the tick: held until the next delta
                 pending += hits * 7
                 generated += hits * 7
             if time.monotonic() - last_hb >= hb_s:
-                heartbeat_record(boss_id=boss_id, shard_key=shard_key, epoch=epoch, pending=pending,
-                                 inflight_seq=inflight[0] if inflight else 0,
-                                 inflight_amount=inflight[1] if inflight else 0)
+                heartbeat_record(
+                    boss_id=boss_id,
+                    shard_key=shard_key,
+                    epoch=epoch,
+                    pending=pending,
+                    inflight_seq=inflight[0] if inflight else 0,
+                    inflight_amount=inflight[1] if inflight else 0,
+                )
                 last_hb = time.monotonic()
         except Fenced as exc:
             last_seq, settled = exc.extra["last_seq"], exc.extra["settled"]
@@ -96,8 +109,14 @@ def main() -> None:
             pending -= drop
             dropped += drop
             fences += 1
-            say("FENCED", epoch=epoch, last_seq=last_seq, policy=exc.extra["policy"], settled=settled,
-                dropped=drop)
+            say(
+                "FENCED",
+                epoch=epoch,
+                last_seq=last_seq,
+                policy=exc.extra["policy"],
+                settled=settled,
+                dropped=drop,
+            )
             epoch, seq = shard_session_open(shard=Shard.objects.get(key=shard_key)).epoch, 0
             say("SESSION", epoch=epoch)
         except AuthorityUnavailable:

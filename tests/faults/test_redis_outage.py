@@ -2,10 +2,11 @@
 
 Each test starts its OWN redis-server on a free port (the shared test Redis is never touched)
 and points this process's settings and clients at it. Callers never block past a bound (the
-2 s socket timeout of liveops/redis.py), the hosted gateway keeps accepting hits into its
+2 s socket timeout of core/redis.py), the hosted gateway keeps accepting hits into its
 bounded buffer (``buffer_full`` past the bound, never a silent drop), and after recovery the
 buffered damage lands as one catch-up delta with HP exact.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -20,11 +21,11 @@ import pytest
 import redis as redis_lib
 import redis.asyncio as aioredis
 
-from bosses import keys
-from bosses.errors import AuthorityUnavailable, BufferFull
 from bosses.services import boss_go_live, boss_tick
 from bosses.verification import boss_verify
-from liveops.redis import CONNECT_TIMEOUT_S, SOCKET_TIMEOUT_S, reset_clients
+from core import keys
+from core.errors import AuthorityUnavailable, BufferFull
+from core.redis import CONNECT_TIMEOUT_S, SOCKET_TIMEOUT_S, reset_clients
 from shards.services import delta_ingest, heartbeat_record, shard_create
 from tests.support import processes
 
@@ -47,9 +48,25 @@ class OwnRedis:
 
     def start(self):
         self.proc = subprocess.Popen(
-            [shutil.which("redis-server") or "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", self.dir],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            [
+                shutil.which("redis-server") or "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+                self.dir,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         client = redis_lib.Redis(port=self.port)
         deadline = time.monotonic() + 10
         while True:
@@ -95,12 +112,13 @@ def timed(fn, *args, **kwargs):
     started = time.monotonic()
     try:
         return fn(*args, **kwargs), time.monotonic() - started
-    except Exception as exc:  # noqa: BLE001 - the caller asserts on the type
+    except Exception as exc:
         return exc, time.monotonic() - started
 
 
-def test_services_fail_fast_while_redis_is_paused_and_a_retried_seq_lands_once(own_redis, make_boss,
-                                                                                make_session):
+def test_services_fail_fast_while_redis_is_paused_and_a_retried_seq_lands_once(
+    own_redis, make_boss, make_session
+):
     boss = make_boss(max_hp=100_000)
     boss_go_live(boss=boss)
     s = make_session()
@@ -131,12 +149,13 @@ def test_services_fail_fast_while_redis_is_paused_and_a_retried_seq_lands_once(o
 async def test_gateway_keeps_accepting_hits_while_redis_is_away(own_redis, make_boss, monkeypatch, outage):
     from asgiref.sync import sync_to_async
 
-    from shards import gateway
+    from transport import hosted as gateway
 
     bound = 15_000
     monkeypatch.setattr(gateway, "GATEWAY_MAX_PENDING_DAMAGE", bound)
-    boss = await sync_to_async(make_boss)(max_hp=10_000_000, min_damage=100, max_damage=100,
-                                          attacks_per_second=100)
+    boss = await sync_to_async(make_boss)(
+        max_hp=10_000_000, min_damage=100, max_damage=100, attacks_per_second=100
+    )
     await sync_to_async(boss_go_live)(boss=boss)
     await sync_to_async(shard_create)(key=f"hosted-{outage}", name="hosted")
     hosted = gateway.HostedShard(f"hosted-{outage}", tick_ms=50)
@@ -200,9 +219,10 @@ async def test_gateway_keeps_accepting_hits_while_redis_is_away(own_redis, make_
     assert report.hp == 10_000_000 - dealt and report.applied == dealt
 
 
-def test_an_outage_longer_than_the_heartbeat_timeout_does_not_crash_healthy_shards(own_redis, make_boss,
-                                                                                 make_session):
-    from shards.services import crashed_sessions_scan
+def test_an_outage_longer_than_the_heartbeat_timeout_does_not_crash_healthy_shards(
+    own_redis, make_boss, make_session
+):
+    from bosses.sagas.crash import crashed_sessions_scan
 
     boss = make_boss(crash_policy="harsh", heartbeat_interval_ms=100, heartbeat_timeout_ms=1_000)
     boss_go_live(boss=boss)

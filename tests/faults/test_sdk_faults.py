@@ -1,9 +1,10 @@
-"""The real SDK (shards/client.py) under faults: its process killed or cut off, Redis paused.
+"""The real SDK (sdk/worldboss_sdk/client.py) under faults: its process killed or cut off, Redis paused.
 
 Real processes: uvicorn serving /ws/shards/, a Celery worker and beat (crash scan every
 200 ms), the SDK game server as its own process (tests/faults/sdk_proc.py); for the outage
 test a redis-server of the test's own.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -13,16 +14,16 @@ import time
 import pytest
 from asgiref.sync import sync_to_async
 
-from bosses import keys
 from bosses.models import SagaRun, SagaStatus
 from bosses.services import boss_go_live, boss_pause, boss_resume, boss_tick
 from bosses.verification import boss_verify
-from liveops.redis import get_redis, reset_clients
-from shards.buffer import BufferFull
-from shards.client import ShardClient
+from core import keys
+from core.redis import get_redis, reset_clients
 from shards.services import shard_create
 from tests.faults.conftest import start_server, wait_until
 from tests.faults.test_redis_outage import OUTAGE_S, OwnRedis
+from worldboss_sdk.buffer import BufferFull
+from worldboss_sdk.client import ShardClient
 
 pytestmark = pytest.mark.slow
 
@@ -30,14 +31,17 @@ MAX_HP = 10_000_000
 
 
 def quick_boss(make_boss, policy):
-    boss = make_boss(max_hp=MAX_HP, crash_policy=policy, heartbeat_interval_ms=100, heartbeat_timeout_ms=1_000)
+    boss = make_boss(
+        max_hp=MAX_HP, crash_policy=policy, heartbeat_interval_ms=100, heartbeat_timeout_ms=1_000
+    )
     boss_go_live(boss=boss)
     return boss
 
 
 def saga_of(boss, shard_key, epoch):
-    return SagaRun.objects.filter(boss=boss, kind="crash", shard_key=shard_key, epoch=epoch,
-                                  status=SagaStatus.COMPLETED).first()
+    return SagaRun.objects.filter(
+        boss=boss, kind="crash", shard_key=shard_key, epoch=epoch, status=SagaStatus.COMPLETED
+    ).first()
 
 
 def drained(boss):
@@ -102,13 +106,15 @@ async def test_sdk_keeps_hitting_while_redis_is_paused_then_catches_up(settings,
     try:
         settings.REDIS_URL = settings.BROKER_URL = settings.CHANNELS_URL = own.url
         reset_clients()
-        server, url = await asyncio.to_thread(start_server, REDIS_URL=own.url, BROKER_URL=own.url,
-                                              CHANNELS_URL=own.url)
+        server, url = await asyncio.to_thread(
+            start_server, REDIS_URL=own.url, BROKER_URL=own.url, CHANNELS_URL=own.url
+        )
         boss = await sync_to_async(quick_boss)(make_boss, "fair")
         _, token = await sync_to_async(shard_create)(key="sdk-outage", name="SDK")
         bound = 5_000
-        client = ShardClient(url, shard="sdk-outage", token=token, tick_ms=50, heartbeat_ms=100,
-                             max_pending=bound)
+        client = ShardClient(
+            url, shard="sdk-outage", token=token, tick_ms=50, heartbeat_ms=100, max_pending=bound
+        )
         await client.start()
         await client.wait_connected()
         dealt = refused = 0

@@ -4,19 +4,20 @@ Real processes: the shard (tests/faults/shard_proc.py), a Celery worker and beat
 sync tick and the crash scan every 200 ms. Nothing is lost or doubled; fair applies exactly
 the last reported buffer, harsh discards and records exactly that.
 """
+
 from __future__ import annotations
 
 import time
 
 import pytest
 
-from bosses import keys
-from bosses.errors import Fenced
 from bosses.models import SagaRun, SagaStatus
 from bosses.selectors import boss_ledger
 from bosses.services import boss_go_live
 from bosses.verification import boss_verify
-from liveops.redis import get_redis
+from core import keys
+from core.errors import Fenced
+from core.redis import get_redis
 from shards.models import Shard, ShardStatus
 from shards.services import delta_ingest, shard_authenticate, shard_create, shard_session_open
 from tests.faults.conftest import wait_until
@@ -28,15 +29,17 @@ TIMEOUT_MS = 1_000
 
 
 def crash_boss(make_boss, policy: str):
-    boss = make_boss(max_hp=MAX_HP, crash_policy=policy, heartbeat_interval_ms=200,
-                     heartbeat_timeout_ms=TIMEOUT_MS)
+    boss = make_boss(
+        max_hp=MAX_HP, crash_policy=policy, heartbeat_interval_ms=200, heartbeat_timeout_ms=TIMEOUT_MS
+    )
     boss_go_live(boss=boss)
     return boss
 
 
 def completed_saga(boss, shard_key: str, epoch: int) -> SagaRun | None:
-    return SagaRun.objects.filter(boss=boss, kind="crash", shard_key=shard_key, epoch=epoch,
-                                  status=SagaStatus.COMPLETED).first()
+    return SagaRun.objects.filter(
+        boss=boss, kind="crash", shard_key=shard_key, epoch=epoch, status=SagaStatus.COMPLETED
+    ).first()
 
 
 def drained(boss) -> bool:
@@ -55,8 +58,11 @@ def test_killed_shard_holding_damage_is_settled_exactly_once(stack, shard_procs,
     saga = wait_until(lambda: completed_saga(boss, shard.key, holding["epoch"]), what="the crash saga")
     detected_s = time.monotonic() - killed_at
     assert (saga.policy, saga.amount) == (policy, 45 + 25)  # its last reported buffer, exactly
-    assert [s["step"] for s in saga.steps] == ["fence", "recovered" if policy == "fair" else "discarded",
-                                               "mark_shard"]
+    assert [s["step"] for s in saga.steps] == [
+        "fence",
+        "recovered" if policy == "fair" else "discarded",
+        "mark_shard",
+    ]
     assert saga.steps[0]["outcome"] == "fenced" and saga.detail["last_seq"] == 3
     assert saga.detail["silent_ms"] > TIMEOUT_MS and saga.attempts == 1 and saga.finished_at
     assert detected_s < 10  # loose sanity bound: timeout 1 s + a 200 ms scan

@@ -5,6 +5,7 @@ concurrent ticks are part of the fault), and killed at a random moment while the
 sending 50 ms ticks for three bosses. Afterwards every boss's HP is exactly max_hp minus every
 accepted delta, and verify_boss finds the ledger, the versions and the log replay intact.
 """
+
 from __future__ import annotations
 
 import random
@@ -13,11 +14,11 @@ import time
 
 import pytest
 
-from bosses import keys
-from bosses.errors import AuthorityUnavailable
 from bosses.services import boss_go_live
 from bosses.verification import boss_verify
-from liveops.redis import get_redis
+from core import keys
+from core.errors import AuthorityUnavailable
+from core.redis import get_redis
 from shards.services import delta_ingest
 from tests.faults.conftest import wait_until
 from tests.support import processes
@@ -63,8 +64,9 @@ def applied_versions(bosses) -> int:
     return sum(int(r.hget(keys.BossKeys(b.pk).state, "version")) for b in bosses)
 
 
-def test_worker_killed_20_times_mid_ticking_loses_and_doubles_nothing(transactional_db, make_boss,
-                                                                      make_session):
+def test_worker_killed_20_times_mid_ticking_loses_and_doubles_nothing(
+    transactional_db, make_boss, make_session
+):
     bosses = [make_boss(max_hp=MAX_HP, tick_interval_ms=100) for _ in range(3)]
     for boss in bosses:
         boss_go_live(boss=boss)
@@ -90,8 +92,11 @@ def test_worker_killed_20_times_mid_ticking_loses_and_doubles_nothing(transactio
         sender.join(timeout=10)
         assert not sender.errors, sender.errors
         r = get_redis()
-        wait_until(lambda: all(r.hlen(keys.BossKeys(b.pk).buf) == 0 for b in bosses), timeout_s=20,
-                   what="the last worker to drain every buffer")
+        wait_until(
+            lambda: all(r.hlen(keys.BossKeys(b.pk).buf) == 0 for b in bosses),
+            timeout_s=20,
+            what="the last worker to drain every buffer",
+        )
     finally:
         sender.stopping.set()
         if worker is not None:

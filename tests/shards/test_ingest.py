@@ -1,17 +1,27 @@
 """The platform buffer: exactly-once acceptance and bad input that changes nothing."""
+
 from __future__ import annotations
 
 import math
 
 import pytest
 
-from bosses import keys
-from bosses.errors import (BossNotLive, Fenced, InvalidAmount, InvalidInput, SeqGap, UnknownBoss,
-                           UnknownEpoch, UnknownShard)
+from bosses.sagas.crash import session_fence
 from bosses.selectors import boss_ledger
 from bosses.services import boss_pause, boss_resume, boss_tick
 from bosses.verification import boss_verify
-from shards.services import delta_ingest, heartbeat_record, session_fence
+from core import keys
+from core.errors import (
+    BossNotLive,
+    Fenced,
+    InvalidAmount,
+    InvalidInput,
+    SeqGap,
+    UnknownBoss,
+    UnknownEpoch,
+    UnknownShard,
+)
+from shards.services import delta_ingest, heartbeat_record
 
 
 def snapshot(boss):
@@ -21,18 +31,31 @@ def snapshot(boss):
 
 def test_accepts_each_seq_once_and_acks_duplicates(live_boss, make_session):
     s = make_session()
-    first = delta_ingest(boss_id=live_boss.pk, shard_key=s.shard_key, epoch=s.epoch, seq=1, amount=100,
-                         breakdown={"alice": 60, "bob": 40})
-    again = delta_ingest(boss_id=live_boss.pk, shard_key=s.shard_key, epoch=s.epoch, seq=1, amount=100,
-                         breakdown={"alice": 60, "bob": 40})
+    first = delta_ingest(
+        boss_id=live_boss.pk,
+        shard_key=s.shard_key,
+        epoch=s.epoch,
+        seq=1,
+        amount=100,
+        breakdown={"alice": 60, "bob": 40},
+    )
+    again = delta_ingest(
+        boss_id=live_boss.pk,
+        shard_key=s.shard_key,
+        epoch=s.epoch,
+        seq=1,
+        amount=100,
+        breakdown={"alice": 60, "bob": 40},
+    )
     assert (first.duplicate, again.duplicate) == (False, True)
     # a duplicate with another amount (hostile or buggy) is still only acknowledged
-    assert delta_ingest(boss_id=live_boss.pk, shard_key=s.shard_key, epoch=s.epoch, seq=1,
-                        amount=999).duplicate
+    assert delta_ingest(
+        boss_id=live_boss.pk, shard_key=s.shard_key, epoch=s.epoch, seq=1, amount=999
+    ).duplicate
     ledger = boss_ledger(boss_id=live_boss.pk)
     assert ledger.buffers == {f"{s.shard_key}:{s.epoch}": 100}
     assert ledger.number("accepted") == 100
-    from liveops.redis import get_redis
+    from core.redis import get_redis
 
     assert get_redis().hgetall(keys.BossKeys(live_boss.pk).players) == {"alice": "60", "bob": "40"}
 
@@ -73,15 +96,27 @@ def test_bad_amounts_raise_typed_errors_and_change_nothing(live_boss, make_sessi
     assert snapshot(live_boss) == before
 
 
-@pytest.mark.parametrize("field,value,error", [
-    ("seq", 0, InvalidInput), ("seq", -3, InvalidInput), ("seq", 1.0, InvalidInput), ("seq", "1", InvalidInput),
-    ("epoch", 0, InvalidInput), ("epoch", True, InvalidInput), ("epoch", 10**6, UnknownEpoch),
-    ("shard_key", "no-such-shard", UnknownShard), ("shard_key", "BAD KEY!", UnknownShard),
-    ("shard_key", 42, UnknownShard), ("boss_id", 987654, UnknownBoss),
-    ("breakdown", {"alice": 101}, InvalidAmount), ("breakdown", {"": 1}, InvalidInput),
-    ("breakdown", {"alice": -1}, InvalidAmount), ("breakdown", ["alice"], InvalidInput),
-    ("breakdown", {f"p{i}": 1 for i in range(1001)}, InvalidInput),
-])
+@pytest.mark.parametrize(
+    "field,value,error",
+    [
+        ("seq", 0, InvalidInput),
+        ("seq", -3, InvalidInput),
+        ("seq", 1.0, InvalidInput),
+        ("seq", "1", InvalidInput),
+        ("epoch", 0, InvalidInput),
+        ("epoch", True, InvalidInput),
+        ("epoch", 10**6, UnknownEpoch),
+        ("shard_key", "no-such-shard", UnknownShard),
+        ("shard_key", "BAD KEY!", UnknownShard),
+        ("shard_key", 42, UnknownShard),
+        ("boss_id", 987654, UnknownBoss),
+        ("breakdown", {"alice": 101}, InvalidAmount),
+        ("breakdown", {"": 1}, InvalidInput),
+        ("breakdown", {"alice": -1}, InvalidAmount),
+        ("breakdown", ["alice"], InvalidInput),
+        ("breakdown", {f"p{i}": 1 for i in range(1001)}, InvalidInput),
+    ],
+)
 def test_bad_fields_raise_typed_errors_and_change_nothing(live_boss, make_session, field, value, error):
     s = make_session()
     args = dict(boss_id=live_boss.pk, shard_key=s.shard_key, epoch=s.epoch, seq=1, amount=100)

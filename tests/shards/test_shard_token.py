@@ -1,4 +1,5 @@
 """``manage.py shard_token``: create or rotate, print once, old token stops working."""
+
 from __future__ import annotations
 
 import io
@@ -7,7 +8,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from bosses.errors import Unauthorized
+from core.errors import Unauthorized
 from shards.models import Shard
 from shards.services import shard_authenticate
 

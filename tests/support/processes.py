@@ -1,4 +1,5 @@
 """Real processes for tests: Celery worker and beat, an ASGI server. Always cleaned up."""
+
 from __future__ import annotations
 
 import os
@@ -28,9 +29,14 @@ def test_database_url() -> str:
 def subprocess_env(**extra: str) -> dict[str, str]:
     """The environment of a child process: same Redis dbs and test database as this test."""
     env = dict(os.environ)
-    env.update(DJANGO_SETTINGS_MODULE="liveops.settings", REDIS_URL=settings.REDIS_URL,
-               BROKER_URL=settings.BROKER_URL, CHANNELS_URL=settings.CHANNELS_URL,
-               DATABASE_URL=test_database_url(), PYTHONUNBUFFERED="1")
+    env.update(
+        DJANGO_SETTINGS_MODULE="liveops.settings",
+        REDIS_URL=settings.REDIS_URL,
+        BROKER_URL=settings.BROKER_URL,
+        CHANNELS_URL=settings.CHANNELS_URL,
+        DATABASE_URL=test_database_url(),
+        PYTHONUNBUFFERED="1",
+    )
     env.update(extra)
     return env
 
@@ -47,8 +53,9 @@ class Proc:
     def __init__(self, name: str, argv: list[str], env: dict[str, str]):
         self.name = name
         self.log = tempfile.NamedTemporaryFile(prefix=f"{name}-", suffix=".log", delete=False)
-        self.popen = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-                                      start_new_session=True)
+        self.popen = subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     @property
     def pid(self) -> int:
@@ -89,25 +96,38 @@ class Proc:
 
 def start_server(*, port: int | None = None, **env: str) -> tuple[Proc, int]:
     """A real uvicorn serving liveops.asgi with the production WebSocket flags
-    (liveops.fanout.UVICORN_WS_ARGS); returns once Django answers HTTP on ``port``."""
+    (transport.hub.UVICORN_WS_ARGS); returns once Django answers HTTP on ``port``."""
     import urllib.error
     import urllib.request
 
-    from liveops.fanout import UVICORN_WS_ARGS
+    from transport.hub import UVICORN_WS_ARGS
 
     port = port or free_port()
-    proc = Proc("uvicorn", [sys.executable, "-m", "uvicorn", "liveops.asgi:application", "--host", "127.0.0.1",
-                            "--port", str(port), *UVICORN_WS_ARGS], subprocess_env(**env))
+    proc = Proc(
+        "uvicorn",
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "liveops.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            *UVICORN_WS_ARGS,
+        ],
+        subprocess_env(**env),
+    )
     deadline = time.monotonic() + 30
     while True:
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/api/bosses/none/state", timeout=2)
         except urllib.error.HTTPError:
             return proc, port  # Django answered (404 for that slug): serving
-        except OSError:
+        except OSError as exc:
             if proc.popen.poll() is not None or time.monotonic() > deadline:
                 proc.stop()
-                raise RuntimeError(f"uvicorn did not start:\n{proc.output()[-3000:]}")
+                raise RuntimeError(f"uvicorn did not start:\n{proc.output()[-3000:]}") from exc
             time.sleep(0.05)
         else:
             return proc, port
@@ -115,10 +135,29 @@ def start_server(*, port: int | None = None, **env: str) -> tuple[Proc, int]:
 
 def start_worker(*, queues: str = "ticks,sagas", concurrency: int = 4, **env: str) -> Proc:
     """A real Celery worker (thread pool) on the test broker; returns once it is ready."""
-    proc = Proc("worker", [sys.executable, "-m", "celery", "-A", "liveops", "worker", "-Q", queues,
-                           "--pool", "threads", "--concurrency", str(concurrency), "--loglevel", "INFO",
-                           "--without-gossip", "--without-mingle", "--without-heartbeat"],
-                subprocess_env(**env))
+    proc = Proc(
+        "worker",
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "liveops",
+            "worker",
+            "-Q",
+            queues,
+            "--pool",
+            "threads",
+            "--concurrency",
+            str(concurrency),
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        subprocess_env(**env),
+    )
     proc.wait_for_output("ready.")
     return proc
 
@@ -127,7 +166,10 @@ def start_beat(**env: str) -> Proc:
     """A real Celery beat with the project's schedule (the ~100 ms sync tick)."""
     schedule = tempfile.NamedTemporaryFile(prefix="beat-", delete=False).name
     os.unlink(schedule)
-    proc = Proc("beat", [sys.executable, "-m", "celery", "-A", "liveops", "beat", "--loglevel", "INFO",
-                         "-s", schedule], subprocess_env(**env))
+    proc = Proc(
+        "beat",
+        [sys.executable, "-m", "celery", "-A", "liveops", "beat", "--loglevel", "INFO", "-s", schedule],
+        subprocess_env(**env),
+    )
     proc.wait_for_output("beat: Starting")
     return proc

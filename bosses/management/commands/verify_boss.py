@@ -1,13 +1,14 @@
 """``manage.py verify_boss SLUG [--json]``: check every invariant; exit 0 ok, 1 not ok."""
+
 from __future__ import annotations
 
 import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from bosses.errors import UnknownBoss
 from bosses.selectors import boss_get
 from bosses.verification import boss_verify
+from core.errors import UnknownBoss
 
 
 class Command(BaseCommand):
@@ -31,7 +32,8 @@ class Command(BaseCommand):
                 f"  accepted {report.accepted:,} = applied {report.applied:,} + overkill "
                 f"{report.overkill:,} + buffered {report.buffered:,}\n"
                 f"  recovered {report.recovered:,}, discarded {report.discarded:,}, "
-                f"replay hp {report.replay_hp:,} over {report.events} events")
+                f"replay hp {report.replay_hp:,} over {report.events} events"
+            )
             if report.ok:
                 self.stdout.write(self.style.SUCCESS("OK: every invariant holds"))
             for problem in report.problems:

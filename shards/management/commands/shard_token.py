@@ -1,9 +1,10 @@
 """``manage.py shard_token KEY [--name N] [--region R]``: create or rotate a shard's token."""
+
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from bosses.errors import InvalidInput
+from core.errors import InvalidInput
 from shards.models import Shard
 from shards.services import shard_create, shard_token_rotate
 

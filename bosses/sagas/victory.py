@@ -1,0 +1,351 @@
+"""The victory saga: exactly once per fight, resumable after a crash at any step.
+
+A saga is a list of idempotent steps recorded on its :class:`SagaRun` (``steps``). Each
+database step does its work and appends its own record in ONE transaction, so a process that
+dies inside a step leaves nothing of it behind and a re-run does it again; a recorded step is
+never done twice. The unique constraints on :class:`Contribution` and :class:`RewardGrant`
+are a second guard (``ignore_conflicts``), so even two concurrent runs grant once.
+
+Steps (docs/sagas.md):
+
+1. ``freeze``               the authority is ``defeated`` (ingest refuses damage since the
+                            defeating tick); snapshot the final state, the per-shard and the
+                            per-player contributions from Redis into ``SagaRun.detail``. Every
+                            later step reads this snapshot, never Redis again, so a re-run
+                            computes exactly the same rows.
+2. ``persist_final_state``  the encounter row: status, final hp/version, defeat time.
+3. ``contributions``        one :class:`Contribution` per shard and per player, ranked.
+4. ``leaderboard``          the top ``LEADERBOARD_SIZE`` players, stored on the saga.
+5. ``rewards``              one :class:`RewardGrant` per player (unique per boss, fight, player).
+6. ``announce``             one ``defeated`` message with the leaderboard (a crash between the
+                            PUBLISH and its record repeats the same message, same version:
+                            clients drop a version they already show).
+
+Fault injection (tests, drills): ``LIVEOPS_FAILPOINTS="victory.rewards.inside,..."`` makes the
+process exit at once with status 137 (as ``kill -9`` would) at each named point:
+``victory.<step>.before`` (nothing of the step done) and ``victory.<step>.inside`` (the step's
+work done, its transaction not committed; for ``announce``: published, not recorded).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from bosses.broadcast import messages_publish
+from bosses.models import (
+    BossEncounter,
+    BossStatus,
+    Contribution,
+    ContributionKind,
+    RewardGrant,
+    SagaKind,
+    SagaRun,
+    SagaStatus,
+)
+from bosses.services import victory_enqueue
+from core import authority, keys
+from core.errors import InvalidTransition, UnknownBoss
+from core.redis import get_redis
+
+logger = logging.getLogger(__name__)
+
+FAILPOINTS_ENV = "LIVEOPS_FAILPOINTS"
+FAILPOINT_EXIT_STATUS = 137  # what a shell reports for a process killed by SIGKILL
+LEADERBOARD_SIZE = 10
+VICTORY_STEPS = ("freeze", "persist_final_state", "contributions", "leaderboard", "rewards", "announce")
+# Reward tiers by player rank (1 = most damage).
+TIER_CHAMPION, TIER_ELITE, TIER_PARTICIPANT = "champion", "elite", "participant"
+
+
+def failpoint(name: str) -> None:
+    """Die like ``kill -9`` if ``name`` is listed in ``$LIVEOPS_FAILPOINTS`` (fault injection)."""
+    armed = os.environ.get(FAILPOINTS_ENV, "")
+    if armed and name in {p.strip() for p in armed.split(",")}:
+        logger.warning("failpoint %s: exiting with %s", name, FAILPOINT_EXIT_STATUS)
+        os._exit(FAILPOINT_EXIT_STATUS)
+
+
+def victory_saga_key(*, boss_id: int, fight: int) -> str:
+    """The idempotency key of a fight's victory saga."""
+    return f"victory:{boss_id}:{fight}"
+
+
+def steps_done(saga: SagaRun) -> list[str]:
+    """Names of the steps a saga has recorded, in order."""
+    return [s.get("step", "") for s in saga.steps]
+
+
+def reward_tier(rank: int) -> str:
+    """The reward of the player ranked ``rank`` (1 = most damage)."""
+    if rank == 1:
+        return TIER_CHAMPION
+    if rank <= LEADERBOARD_SIZE:
+        return TIER_ELITE
+    return TIER_PARTICIPANT
+
+
+def _ranked(damage: dict[str, int]) -> list[tuple[int, str, int]]:
+    """``[(rank, name, damage)]``: most damage first, ties by name (deterministic)."""
+    order = sorted(((n, d) for n, d in damage.items() if d > 0), key=lambda x: (-x[1], x[0]))
+    return [(i + 1, n, d) for i, (n, d) in enumerate(order)]
+
+
+# --- step machinery ----------------------------------------------------------------------
+
+
+def _run_step(saga_id: int, name: str, work: Callable[[SagaRun], dict[str, Any]]) -> SagaRun:
+    """Do ``work`` and record the step in one transaction, unless it is recorded already."""
+    failpoint(f"victory.{name}.before")
+    with transaction.atomic():
+        saga = SagaRun.objects.select_for_update().get(pk=saga_id)
+        if name in steps_done(saga):
+            return saga
+        started = time.monotonic()
+        record = work(saga)
+        failpoint(f"victory.{name}.inside")
+        saga.steps = [
+            *saga.steps,
+            {
+                "step": name,
+                "at": timezone.now().isoformat(),
+                "ms": round((time.monotonic() - started) * 1000, 2),
+                **record,
+            },
+        ]
+        saga.save(update_fields=["steps", "detail"])
+    return saga
+
+
+def _freeze(boss: BossEncounter) -> Callable[[SagaRun], dict[str, Any]]:
+    def work(saga: SagaRun) -> dict[str, Any]:
+        k = keys.BossKeys(boss.pk)
+        pipe = get_redis().pipeline(transaction=True)  # one consistent snapshot
+        pipe.hgetall(k.state)
+        pipe.hgetall(k.contrib)
+        pipe.hgetall(k.players)
+        state, contrib, players = pipe.execute()
+        if state.get("status") != BossStatus.DEFEATED or int(state.get("fight", 0)) != saga.fight:
+            raise InvalidTransition(
+                f"victory saga for {boss.slug} fight {saga.fight}: the authority "
+                f"is {state.get('status')!r} in fight {state.get('fight')!r}"
+            )
+        final = {
+            f: int(state.get(f, 0) or 0)
+            for f in ("hp", "version", "applied", "overkill", "accepted", "recovered", "discarded")
+        }
+        final["defeated_ms"] = int(state.get("defeated_ms") or state.get("last_tick_ms") or 0)
+        saga.detail = {
+            **saga.detail,
+            "final": final,
+            "shards": {n: int(v) for n, v in contrib.items()},
+            "players": {n: int(v) for n, v in players.items()},
+        }
+        # Damage is already refused: ingest.lua accepts only while the status is 'live', and
+        # the defeating tick set 'defeated' atomically with the last applied damage.
+        return {
+            "status": state["status"],
+            "version": final["version"],
+            "shards": len(contrib),
+            "players": len(players),
+        }
+
+    return work
+
+
+def _persist_final_state(boss: BossEncounter) -> Callable[[SagaRun], dict[str, Any]]:
+    def work(saga: SagaRun) -> dict[str, Any]:
+        final = saga.detail["final"]
+        defeated_at = datetime.fromtimestamp(final["defeated_ms"] / 1000, tz=UTC)
+        BossEncounter.objects.filter(pk=boss.pk, fight=saga.fight).update(
+            status=BossStatus.DEFEATED,
+            final_hp=final["hp"],
+            final_version=final["version"],
+            defeated_at=defeated_at,
+            updated_at=timezone.now(),
+        )
+        return {"hp": final["hp"], "version": final["version"], "defeated_at": defeated_at.isoformat()}
+
+    return work
+
+
+def _contributions(boss: BossEncounter) -> Callable[[SagaRun], dict[str, Any]]:
+    def work(saga: SagaRun) -> dict[str, Any]:
+        rows = []
+        for kind, field in ((ContributionKind.SHARD, "shards"), (ContributionKind.PLAYER, "players")):
+            rows += [
+                Contribution(boss=boss, fight=saga.fight, kind=kind, name=name, damage=dmg, rank=rank)
+                for rank, name, dmg in _ranked(saga.detail[field])
+            ]
+        Contribution.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1_000)
+        return {
+            "shards": sum(saga.detail["shards"].values()),
+            "players": sum(saga.detail["players"].values()),
+            "rows": len(rows),
+        }
+
+    return work
+
+
+def _leaderboard(boss: BossEncounter) -> Callable[[SagaRun], dict[str, Any]]:
+    def work(saga: SagaRun) -> dict[str, Any]:
+        top = Contribution.objects.filter(
+            boss=boss, fight=saga.fight, kind=ContributionKind.PLAYER, rank__lte=LEADERBOARD_SIZE
+        ).order_by("rank")
+        saga.detail = {
+            **saga.detail,
+            "leaderboard": [{"rank": c.rank, "player": c.name, "damage": c.damage} for c in top],
+        }
+        return {"size": len(saga.detail["leaderboard"])}
+
+    return work
+
+
+def _rewards(boss: BossEncounter) -> Callable[[SagaRun], dict[str, Any]]:
+    def work(saga: SagaRun) -> dict[str, Any]:
+        players = Contribution.objects.filter(boss=boss, fight=saga.fight, kind=ContributionKind.PLAYER)
+        before = RewardGrant.objects.filter(boss=boss, fight=saga.fight).count()
+        RewardGrant.objects.bulk_create(
+            [
+                RewardGrant(
+                    boss=boss,
+                    fight=saga.fight,
+                    player=c.name,
+                    rank=c.rank,
+                    damage=c.damage,
+                    tier=reward_tier(c.rank),
+                    saga=saga,
+                )
+                for c in players
+            ],
+            ignore_conflicts=True,
+            batch_size=1_000,
+        )
+        after = RewardGrant.objects.filter(boss=boss, fight=saga.fight).count()
+        return {"granted": after - before, "total": after}
+
+    return work
+
+
+def defeated_message(*, boss: BossEncounter, saga: SagaRun) -> dict[str, Any]:
+    """The ``defeated`` broadcast: final version, defeat time and the top-N leaderboard."""
+    final = saga.detail["final"]
+    return {
+        "type": "defeated",
+        "boss": boss.slug,
+        "version": final["version"],
+        "ts": final["defeated_ms"],
+        "fight": saga.fight,
+        "leaderboard": saga.detail.get("leaderboard", []),
+        "players": len(saga.detail.get("players", {})),
+        "shards": len(saga.detail.get("shards", {})),
+    }
+
+
+def _announce(boss: BossEncounter) -> Callable[[SagaRun], dict[str, Any]]:
+    def work(saga: SagaRun) -> dict[str, Any]:
+        state = authority.read_state(get_redis(), boss.pk)
+        messages = [state.as_message()] if state is not None else []
+        messages_publish(boss_id=boss.pk, messages=[*messages, defeated_message(boss=boss, saga=saga)])
+        return {"version": saga.detail["final"]["version"]}
+
+    return work
+
+
+_STEP_WORK = {
+    "freeze": _freeze,
+    "persist_final_state": _persist_final_state,
+    "contributions": _contributions,
+    "leaderboard": _leaderboard,
+    "rewards": _rewards,
+    "announce": _announce,
+}
+
+
+def boss_victory_run(*, boss_id: int, fight: int) -> SagaRun:
+    """Run (or resume) the victory saga of ``fight``: every step exactly once per fight."""
+    try:
+        boss = BossEncounter.objects.get(pk=boss_id)
+    except BossEncounter.DoesNotExist:
+        raise UnknownBoss(f"no boss with id {boss_id}") from None
+    saga, _ = SagaRun.objects.get_or_create(
+        key=victory_saga_key(boss_id=boss_id, fight=fight),
+        defaults={"kind": SagaKind.VICTORY, "boss": boss, "fight": fight},
+    )
+    if saga.status == SagaStatus.COMPLETED:
+        return saga
+    SagaRun.objects.filter(pk=saga.pk).update(attempts=saga.attempts + 1)
+    started = time.monotonic()
+    for name in VICTORY_STEPS:
+        saga = _run_step(saga.pk, name, _STEP_WORK[name](boss))
+    total_ms = round((time.monotonic() - started) * 1000, 2)
+    with transaction.atomic():
+        saga = SagaRun.objects.select_for_update().get(pk=saga.pk)
+        if saga.status != SagaStatus.COMPLETED:
+            saga.status = SagaStatus.COMPLETED
+            saga.finished_at = timezone.now()
+            saga.amount = saga.detail["final"]["applied"]
+            saga.detail = {**saga.detail, "last_run_ms": total_ms}
+            saga.save(update_fields=["status", "finished_at", "amount", "detail"])
+    return saga
+
+
+def victory_sagas_resume(*, stale_ms: int | None = None) -> list[str]:
+    """Re-enqueue victory sagas that a dead worker left behind (periodic; idempotent).
+
+    A boss whose authority says ``defeated`` and whose fight has no completed victory saga is
+    enqueued again unless its saga made progress within ``stale_ms`` (a live run is left
+    alone; a concurrent duplicate would still be harmless). Returns the saga keys enqueued.
+    """
+    stale_ms = settings.SAGA_STALE_MS if stale_ms is None else stale_ms
+    cutoff = timezone.now() - timedelta(milliseconds=stale_ms)
+    r = get_redis()
+    enqueued = []
+    bosses = list(BossEncounter.objects.exclude(status__in=[BossStatus.DRAFT, BossStatus.EXPIRED]))
+    completed = set(
+        SagaRun.objects.filter(
+            kind=SagaKind.VICTORY, status=SagaStatus.COMPLETED, boss__in=bosses
+        ).values_list("key", flat=True)
+    )
+    for boss in bosses:
+        if victory_saga_key(boss_id=boss.pk, fight=boss.fight) in completed:
+            continue
+        status, fight = r.hmget(keys.BossKeys(boss.pk).state, ["status", "fight"])
+        if status != BossStatus.DEFEATED or fight is None:
+            continue
+        key = victory_saga_key(boss_id=boss.pk, fight=int(fight))
+        saga = SagaRun.objects.filter(key=key).first()
+        if saga is not None:
+            if saga.status == SagaStatus.COMPLETED:
+                continue
+            last = max([saga.started_at] + [datetime.fromisoformat(s["at"]) for s in saga.steps if "at" in s])
+            if last > cutoff:
+                continue
+        victory_enqueue(boss_id=boss.pk)
+        enqueued.append(key)
+    return enqueued
+
+
+def victory_result(*, boss: BossEncounter) -> dict[str, Any] | None:
+    """Read-only summary of the current fight's victory saga for dashboards (None before it starts)."""
+    saga = SagaRun.objects.filter(key=victory_saga_key(boss_id=boss.pk, fight=boss.fight)).first()
+    if saga is None:
+        return None
+    return {
+        "key": saga.key,
+        "status": saga.status,
+        "steps": steps_done(saga),
+        "attempts": saga.attempts,
+        "leaderboard": (saga.detail or {}).get("leaderboard", []),
+        "rewards": RewardGrant.objects.filter(boss=boss, fight=boss.fight).count(),
+        "final": (saga.detail or {}).get("final"),
+        "finished_at": saga.finished_at,
+    }

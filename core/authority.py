@@ -1,0 +1,303 @@
+"""The global authority in Redis: the Lua scripts and typed calls over them, sync and async.
+
+Each operation is built once as a :class:`Call` (script, keys, args, parser) and run by
+:func:`run` (redis-py) or :func:`arun` (redis.asyncio), so the sync and async paths share
+every line that matters. Scripts live in ``core/lua/*.lua``, are read once at import and
+registered once per client (EVALSHA, with a reload on NOSCRIPT).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+
+from core import keys
+
+LUA_DIR = Path(__file__).resolve().parent / "lua"
+SCRIPT_NAMES = ("seed", "ingest", "tick", "transition", "heartbeat", "fence")
+_SOURCES = {name: (LUA_DIR / f"{name}.lua").read_text() for name in SCRIPT_NAMES}
+
+
+@dataclass(frozen=True)
+class Call:
+    """One script invocation: which script, its keys and args, and how to read the reply."""
+
+    script: str
+    keys: list[str]
+    args: list[Any]
+    parse: Callable[[list[Any]], Any]
+
+
+def _scripts(client: Any) -> dict[str, Any]:
+    cached = getattr(client, "_liveops_scripts", None)
+    if cached is None:
+        cached = {name: client.register_script(src) for name, src in _SOURCES.items()}
+        client._liveops_scripts = cached
+    return cached
+
+
+def run(client: redis.Redis, call: Call) -> Any:
+    """Run ``call`` on a sync client."""
+    return call.parse(_scripts(client)[call.script](keys=call.keys, args=call.args))
+
+
+async def arun(client: aioredis.Redis, call: Call) -> Any:
+    """Run ``call`` on an asyncio client."""
+    return call.parse(await _scripts(client)[call.script](keys=call.keys, args=call.args))
+
+
+# --- results -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    code: str  # ok | dup | gap | fenced | not_live | no_boss
+    last_seq: int
+    detail: str
+
+
+@dataclass(frozen=True)
+class TickOutcome:
+    code: str  # applied | idle | early | no_boss
+    version: int = 0
+    hp: int = 0
+    applied: int = 0
+    overkill: int = 0
+    old_phase: int = 0
+    phase: int = 0
+    defeated: bool = False
+    ts_ms: int = 0
+    phase_name: str = ""
+    status: str = ""
+
+
+@dataclass(frozen=True)
+class TransitionOutcome:
+    code: str  # ok | refused | no_boss
+    status: str = ""
+    version: int = 0
+
+
+@dataclass(frozen=True)
+class HeartbeatOutcome:
+    code: str  # ok | fenced | no_boss
+    last_seq: int
+    detail: str  # held amount (ok) or settlement (fenced)
+
+
+@dataclass(frozen=True)
+class FenceOutcome:
+    code: str  # fenced | already | no_boss
+    policy: str = ""
+    amount: int = 0
+    last_seq: int = 0
+
+
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _parse_ingest(r: list[Any]) -> IngestOutcome:
+    return IngestOutcome(_text(r[0]), int(r[1]), _text(r[2]))
+
+
+def _parse_tick(r: list[Any]) -> TickOutcome:
+    code = _text(r[0])
+    if code == "applied":
+        return TickOutcome(
+            code,
+            int(r[1]),
+            int(r[2]),
+            int(r[3]),
+            int(r[4]),
+            int(r[5]),
+            int(r[6]),
+            bool(int(r[7])),
+            int(r[8]),
+            _text(r[9]),
+            _text(r[10]),
+        )
+    if code == "no_boss":
+        return TickOutcome(code)
+    return TickOutcome(code, version=int(r[1]), status=_text(r[2]))
+
+
+def _parse_transition(r: list[Any]) -> TransitionOutcome:
+    if _text(r[0]) == "no_boss":
+        return TransitionOutcome("no_boss")
+    return TransitionOutcome(_text(r[0]), _text(r[1]), int(r[2]))
+
+
+def _parse_heartbeat(r: list[Any]) -> HeartbeatOutcome:
+    return HeartbeatOutcome(_text(r[0]), int(r[1]), _text(r[2]))
+
+
+def parse_settlement(record: str) -> tuple[str, int]:
+    """``"fair:120"`` -> ``("fair", 120)``."""
+    policy, _, amount = record.partition(":")
+    return policy, int(amount or 0)
+
+
+def _parse_fence(r: list[Any]) -> FenceOutcome:
+    if _text(r[0]) == "no_boss":
+        return FenceOutcome("no_boss")
+    policy, amount = parse_settlement(_text(r[1]))
+    return FenceOutcome(_text(r[0]), policy, amount, int(r[2]))
+
+
+# --- calls -------------------------------------------------------------------
+
+
+def seed_call(
+    *,
+    boss_id: int,
+    max_hp: int,
+    phases: list[tuple[int, str]],
+    opening: str,
+    fight: int,
+    slug: str,
+    min_tick_ms: int,
+    floors: Mapping[str, int],
+) -> Call:
+    """Create the authority of a boss going live (refused if it already exists)."""
+    k = keys.BossKeys(boss_id)
+    args: list[Any] = [
+        max_hp,
+        json.dumps([[hp, name] for hp, name in phases]),
+        opening,
+        fight,
+        slug,
+        min_tick_ms,
+    ]
+    for shard, epoch in floors.items():
+        args += [shard, epoch]
+    return Call(
+        "seed",
+        [k.state, k.log, k.floor],
+        args,
+        lambda r: TransitionOutcome(_text(r[0]), _text(r[1]) if r[0] != "ok" else "live", 1),
+    )
+
+
+def ingest_call(
+    *,
+    boss_id: int,
+    shard_key: str,
+    epoch: int,
+    seq: int,
+    amount: int,
+    breakdown: Mapping[str, int] | None = None,
+) -> Call:
+    """Add one delta to the (boss, session) buffer exactly once."""
+    k = keys.BossKeys(boss_id)
+    args: list[Any] = [shard_key, epoch, seq, amount]
+    for player, dmg in (breakdown or {}).items():
+        args += [player, dmg]
+    return Call(
+        "ingest",
+        [k.state, k.buf, k.seq, k.settled, k.floor, k.hb, k.held, k.hbase, k.contrib, k.players],
+        args,
+        _parse_ingest,
+    )
+
+
+def tick_call(*, boss_id: int, force: bool = False) -> Call:
+    """Drain and apply every buffer of a boss (``force`` ignores its tick interval)."""
+    k = keys.BossKeys(boss_id)
+    return Call("tick", [k.state, k.buf, k.log], ["1" if force else "0"], _parse_tick)
+
+
+def transition_call(*, boss_id: int, to: str, allowed_from: tuple[str, ...]) -> Call:
+    """Change the status if it is one of ``allowed_from``."""
+    k = keys.BossKeys(boss_id)
+    return Call("transition", [k.state, k.log], [to, *allowed_from], _parse_transition)
+
+
+def heartbeat_call(
+    *, boss_id: int, shard_key: str, epoch: int, pending: int, inflight_seq: int = 0, inflight_amount: int = 0
+) -> Call:
+    """Record a session's sign of life and its unacknowledged damage."""
+    k = keys.BossKeys(boss_id)
+    return Call(
+        "heartbeat",
+        [k.state, k.seq, k.settled, k.floor, k.hb, k.held, k.hbase],
+        [shard_key, epoch, pending, inflight_seq, inflight_amount],
+        _parse_heartbeat,
+    )
+
+
+def fence_call(*, boss_id: int, shard_key: str, epoch: int, policy: str) -> Call:
+    """Retire a session's epoch and settle its held damage under ``policy``."""
+    k = keys.BossKeys(boss_id)
+    return Call(
+        "fence",
+        [k.state, k.buf, k.seq, k.settled, k.held, k.hbase, k.contrib],
+        [shard_key, epoch, policy],
+        _parse_fence,
+    )
+
+
+# --- plain reads -------------------------------------------------------------
+
+STATE_FIELDS = ("hp", "max_hp", "version", "status", "phase", "phase_name", "last_tick_ms", "slug")
+
+
+@dataclass(frozen=True)
+class BossState:
+    """The authoritative state as clients see it."""
+
+    hp: int
+    max_hp: int
+    version: int
+    status: str
+    phase: int
+    phase_name: str
+    ts_ms: int
+    slug: str
+
+    def as_message(self) -> dict[str, Any]:
+        """The ``state`` message of the protocol (docs/protocol.md)."""
+        return {
+            "type": "state",
+            "boss": self.slug,
+            "hp": self.hp,
+            "max_hp": self.max_hp,
+            "version": self.version,
+            "status": self.status,
+            "phase": self.phase_name,
+            "phase_index": self.phase,
+            "ts": self.ts_ms,
+        }
+
+
+def parse_state(values: list[Any]) -> BossState | None:
+    """Build a :class:`BossState` from ``HMGET state STATE_FIELDS`` (None if absent)."""
+    if values[0] is None:
+        return None
+    hp, max_hp, version, status, phase, phase_name, ts, slug = values
+    return BossState(
+        int(hp),
+        int(max_hp),
+        int(version),
+        _text(status),
+        int(phase),
+        _text(phase_name or ""),
+        int(ts),
+        _text(slug or ""),
+    )
+
+
+def read_state(client: redis.Redis, boss_id: int) -> BossState | None:
+    """hp, max_hp, version, status and phase in one round trip."""
+    return parse_state(client.hmget(keys.BossKeys(boss_id).state, STATE_FIELDS))
+
+
+async def aread_state(client: aioredis.Redis, boss_id: int) -> BossState | None:
+    """Async :func:`read_state`."""
+    return parse_state(await client.hmget(keys.BossKeys(boss_id).state, STATE_FIELDS))

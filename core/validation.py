@@ -1,0 +1,118 @@
+"""Input validation shared by services, consumers, forms and commands.
+
+Every check raises a typed :mod:`core.errors` error before anything is written.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from core.errors import InvalidAmount, InvalidInput
+from core.limits import MAX_BREAKDOWN_ENTRIES, MAX_DELTA_AMOUNT, MAX_PLAYER_ID_LENGTH, MAX_SEQ
+
+PLAYER_ID_RE = re.compile(rf"^[A-Za-z0-9_.:@-]{{1,{MAX_PLAYER_ID_LENGTH}}}$")
+PHASE_NAME_RE = re.compile(r"^[^:,]{1,40}$")
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def whole_number(
+    value: Any, *, field: str, minimum: int, maximum: int, error: type[InvalidInput] = InvalidInput
+) -> int:
+    """Return ``value`` if it is an int (not a bool) in ``[minimum, maximum]``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise error(
+            f"{field} must be a whole number, got {_describe(value)} ({type(value).__name__})", field=field
+        )
+    if value < minimum or value > maximum:
+        raise error(f"{field} must be between {minimum} and {maximum:,}, got {value}", field=field)
+    return value
+
+
+def damage_amount(value: Any, *, field: str = "amount") -> int:
+    """A delta amount: a whole number from 1 to ``MAX_DELTA_AMOUNT``."""
+    return whole_number(value, field=field, minimum=1, maximum=MAX_DELTA_AMOUNT, error=InvalidAmount)
+
+
+def seq_number(value: Any) -> int:
+    """A delta's sequence number: 1, 2, 3, ... per (shard, epoch)."""
+    return whole_number(value, field="seq", minimum=1, maximum=MAX_SEQ)
+
+
+def epoch_number(value: Any) -> int:
+    """A session epoch handed out by the platform (1 or more)."""
+    return whole_number(value, field="epoch", minimum=1, maximum=MAX_SEQ)
+
+
+def breakdown_map(value: Any, *, amount: int) -> dict[str, int]:
+    """A per-player breakdown ``{player_id: damage}`` whose sum does not exceed ``amount``."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidInput(
+            f"breakdown must be an object of player -> damage, got {_describe(value)}", field="breakdown"
+        )
+    if len(value) > MAX_BREAKDOWN_ENTRIES:
+        raise InvalidInput(
+            f"breakdown has {len(value)} players; at most {MAX_BREAKDOWN_ENTRIES}", field="breakdown"
+        )
+    out: dict[str, int] = {}
+    for player, dmg in value.items():
+        if not isinstance(player, str) or not PLAYER_ID_RE.match(player):
+            raise InvalidInput(
+                f"breakdown player id {_describe(player)} is not 1-{MAX_PLAYER_ID_LENGTH} "
+                "characters of letters, digits and _.:@-",
+                field="breakdown",
+            )
+        out[player] = damage_amount(dmg, field=f"breakdown[{player}]")
+    if sum(out.values()) > amount:
+        raise InvalidAmount(
+            f"breakdown sums to {sum(out.values())}, more than the amount {amount}", field="breakdown"
+        )
+    return out
+
+
+def parse_phases(text: str, *, max_hp: int | None = None) -> list[tuple[float, str]]:
+    """Parse ``"75:Enraged, 50:Frenzy"`` into ``[(75.0, "Enraged"), (50.0, "Frenzy")]``.
+
+    Percentages must be strictly decreasing inside (0, 100); names 1-40 characters.
+    """
+    phases: list[tuple[float, str]] = []
+    text = (text or "").strip()
+    if not text:
+        return phases
+    for raw in text.split(","):
+        pct_text, sep, name = raw.strip().partition(":")
+        name = name.strip()
+        if not sep or not PHASE_NAME_RE.match(name):
+            raise InvalidInput(
+                f'phase "{raw.strip()}" must look like "75:Enraged" (name 1-40 characters)', field="phases"
+            )
+        try:
+            pct = float(pct_text)
+        except ValueError:
+            raise InvalidInput(
+                f'phase "{raw.strip()}": "{pct_text.strip()}" is not a percentage', field="phases"
+            ) from None
+        if not (0 < pct < 100) or math.isnan(pct):
+            raise InvalidInput(f'phase "{raw.strip()}": percentage must be inside (0, 100)', field="phases")
+        if phases and pct >= phases[-1][0]:
+            raise InvalidInput(
+                f"phase percentages must be strictly decreasing: {pct:g} after {phases[-1][0]:g}",
+                field="phases",
+            )
+        phases.append((pct, name))
+    return phases
+
+
+def phase_thresholds(phases: list[tuple[float, str]], max_hp: int) -> list[tuple[int, str]]:
+    """Percent phases -> HP thresholds (a phase starts when hp <= threshold)."""
+    return [(max_hp * int(round(pct * 1000)) // 100_000, name) for pct, name in phases]

@@ -1,0 +1,171 @@
+"""The local shard buffer: hits summed in memory, one delta per tick, exactly-once bookkeeping.
+
+Shared by the game-server SDK (worldboss_sdk.client) and the platform-hosted shard gateway
+(transport/hosted.py), so both follow the same rules (docs/sdk.md):
+
+* :meth:`LocalBuffer.add` is O(1): a hit adds to a running total (and to its player's sum);
+* :meth:`LocalBuffer.take` returns the delta to send this tick: the in-flight one again
+  (same seq, same amount) until it is acknowledged, else a new one from what is pending;
+* :meth:`LocalBuffer.fenced` applies a ``fenced`` error's settlement: an in-flight delta with
+  ``seq <= last_seq`` was accepted and is dropped; ``settled`` (what the crash saga applied or
+  discarded) is dropped from what is still held; seq restarts at 1 for the next epoch;
+* the buffer is bounded: past ``max_pending`` damage held (pending + in flight) or
+  ``max_players`` players waiting it raises
+  :class:`BufferFull` (never a silent drop).
+
+No Django import here: the SDK runs inside game servers.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+from worldboss_sdk.errors import BufferFull
+from worldboss_sdk.protocol import MAX_BREAKDOWN_ENTRIES, MAX_DELTA_AMOUNT
+
+__all__ = ["DEFAULT_MAX_PLAYERS", "MAX_DELTA_AMOUNT", "BufferFull", "Delta", "LocalBuffer"]
+
+DEFAULT_MAX_PLAYERS = 50_000
+
+
+@dataclass(frozen=True)
+class Delta:
+    """One shard tick's damage: ``damage {boss, amount, seq, breakdown}``."""
+
+    seq: int
+    amount: int
+    breakdown: dict[str, int] = field(default_factory=dict)
+
+
+class LocalBuffer:
+    """One boss's buffer inside one shard session (see the module docstring)."""
+
+    __slots__ = (
+        "dropped",
+        "inflight",
+        "max_pending",
+        "max_players",
+        "next_seq",
+        "pending",
+        "players",
+        "unattributed",
+    )
+
+    def __init__(self, *, max_pending: int = MAX_DELTA_AMOUNT, max_players: int = DEFAULT_MAX_PLAYERS):
+        self.pending = 0  # damage not in any delta yet
+        self.unattributed = 0  # part of ``pending`` with no player
+        self.players: dict[str, int] = {}  # player -> pending damage (rest of ``pending``)
+        self.inflight: Delta | None = None  # sent, not acknowledged
+        self.next_seq = 1
+        self.max_pending = min(max_pending, MAX_DELTA_AMOUNT)
+        self.max_players = max_players
+        self.dropped = 0  # damage given up on (boss over, or settled)
+
+    def add(self, amount: int, player: str | None = None) -> None:
+        """Add one hit (O(1)); :class:`BufferFull` past the bound, nothing added then."""
+        held = self.pending + (self.inflight.amount if self.inflight else 0)
+        if held + amount > self.max_pending:
+            raise BufferFull(
+                f"local buffer holds {held} damage; the bound is {self.max_pending} "
+                "(the platform is not taking deltas)",
+                pending=held,
+            )
+        if player is None:
+            self.unattributed += amount
+        else:
+            current = self.players.get(player)
+            if current is None:
+                if len(self.players) >= self.max_players:
+                    raise BufferFull(
+                        f"local buffer holds {len(self.players)} players; the bound is {self.max_players}",
+                        pending=self.pending,
+                    )
+                self.players[player] = amount
+            else:
+                self.players[player] = current + amount
+        self.pending += amount
+
+    @property
+    def unacked(self) -> int:
+        """Everything held: pending plus the in-flight delta."""
+        return self.pending + (self.inflight.amount if self.inflight else 0)
+
+    def take(self) -> Delta | None:
+        """The delta to send now: the in-flight one again, else a new one (or None)."""
+        if self.inflight is not None:
+            return self.inflight
+        if self.pending <= 0:
+            return None
+        if len(self.players) <= MAX_BREAKDOWN_ENTRIES:
+            breakdown, self.players = self.players, {}
+        else:  # more players than one delta may name: the rest wait for the next tick
+            breakdown = dict(itertools.islice(self.players.items(), MAX_BREAKDOWN_ENTRIES))
+            for player in breakdown:
+                del self.players[player]
+        amount = self.unattributed + sum(breakdown.values())
+        self.unattributed = 0
+        self.pending -= amount
+        self.inflight = Delta(self.next_seq, amount, breakdown)
+        self.next_seq += 1
+        return self.inflight
+
+    def acked(self, seq: int) -> bool:
+        """Mark the in-flight delta accepted if ``seq`` is its seq (or older: a late ack)."""
+        if self.inflight is not None and seq >= self.inflight.seq:
+            self.inflight = None
+            return True
+        return False
+
+    def realign(self, last_seq: int) -> None:
+        """The platform's last seq is behind ours (the boss was reset: its dedupe state is gone).
+
+        An in-flight delta was never accepted under the new state, so it goes out again as
+        ``last_seq + 1`` and numbering continues from there.
+        """
+        if self.inflight is not None:
+            if last_seq >= self.inflight.seq:  # it had landed: only the ack was lost
+                self.inflight = None
+            else:
+                self.inflight = Delta(last_seq + 1, self.inflight.amount, self.inflight.breakdown)
+                self.next_seq = last_seq + 2
+                return
+        self.next_seq = last_seq + 1
+
+    def fenced(self, *, last_seq: int, settled: int) -> int:
+        """Apply a fence settlement and start a new epoch's numbering; returns what remains held."""
+        if self.inflight is not None:
+            if self.inflight.seq <= last_seq:
+                self.inflight = None  # it was accepted before the fence
+            else:  # never accepted: back to pending, to go out under the new epoch
+                self.unattributed += self.inflight.amount - sum(self.inflight.breakdown.values())
+                for player, dmg in self.inflight.breakdown.items():
+                    self.players[player] = self.players.get(player, 0) + dmg
+                self.pending += self.inflight.amount
+                self.inflight = None
+        self._drop(settled)
+        self.next_seq = 1
+        return self.pending
+
+    def drop_all(self) -> int:
+        """Give up everything held (the boss is over); returns how much."""
+        amount = self.unacked
+        self.inflight = None
+        self._drop(self.pending)
+        return amount
+
+    def _drop(self, amount: int) -> None:
+        amount = max(0, min(amount, self.pending))
+        self.dropped += amount
+        self.pending -= amount
+        take = min(amount, self.unattributed)
+        self.unattributed -= take
+        amount -= take
+        for player in list(self.players):
+            if amount <= 0:
+                break
+            take = min(amount, self.players[player])
+            self.players[player] -= take
+            amount -= take
+            if self.players[player] == 0:
+                del self.players[player]

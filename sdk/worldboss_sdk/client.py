@@ -1,0 +1,437 @@
+"""The asyncio client SDK for game servers acting as shards (docs/sdk.md).
+
+    client = ShardClient("ws://platform:8000", shard="eu-1", token=TOKEN)
+    await client.start()
+    client.watch("ragnaros")                 # optional: live state + predicted HP
+    ...
+    client.hit("ragnaros", 120, player="alice")   # in the game loop: O(1), no I/O, never blocks
+    client.predicted_hp("ragnaros")          # truth minus this shard's unacknowledged damage
+    ...
+    await client.stop()                      # flushes what is held (bounded wait)
+
+What it does for you:
+
+* ``hit`` adds to an in-memory buffer per boss (worldboss_sdk.buffer); past the bound it raises
+  ``BufferFull`` (the platform has been away long enough to fill it), never drops silently;
+* a tick loop (``tick_ms``, default 100) sends one ``damage`` per boss per tick with the
+  per-player breakdown and re-sends the SAME seq until it is acknowledged;
+* a heartbeat loop reports ``pending`` and the in-flight delta every ``heartbeat_ms``;
+* on a lost connection it reconnects with backoff and RESUMES its epoch, so an in-flight seq
+  that had landed is acked as a duplicate and never applied twice (exactly-once);
+* on ``fenced`` (the platform declared this session crashed) it drops an in-flight delta with
+  ``seq <= last_seq`` and the ``settled`` amount, then reconnects for a new epoch and sends
+  the rest from seq 1;
+* the game never waits: sending, reconnecting and waiting for acks happen in background
+  tasks; while the platform is slow or down the buffer just grows.
+
+Only depends on ``websockets`` (no Django).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import websockets
+from websockets.asyncio.client import connect
+
+from worldboss_sdk.buffer import DEFAULT_MAX_PLAYERS, BufferFull, LocalBuffer
+from worldboss_sdk.protocol import ENDED_STATUSES, MAX_DELTA_AMOUNT, PERMANENT_CLOSE_CODES, ErrorCode
+
+__all__ = ["BufferFull", "ClientStats", "ShardClient"]
+
+logger = logging.getLogger(__name__)
+
+RECONNECT_BACKOFF_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+
+
+@dataclass
+class ClientStats:
+    """Counters for logs and tests."""
+
+    sent: int = 0  # damage frames sent (re-sends included)
+    resent: int = 0  # of which re-sends of a seq already sent
+    acked: int = 0  # damage acknowledged (amount)
+    duplicates: int = 0  # acks flagged duplicate (a re-sent seq that had already landed)
+    fences: int = 0
+    connects: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+class _Boss:
+    __slots__ = ("buffer", "ended", "last_heartbeat", "sent_at", "state", "version")
+
+    def __init__(self, max_pending: int, max_players: int) -> None:
+        self.buffer = LocalBuffer(max_pending=max_pending, max_players=max_players)
+        self.sent_at = 0.0  # monotonic time the in-flight seq was last sent
+        self.state: dict[str, Any] | None = None
+        self.version = -1
+        self.ended = False
+        self.last_heartbeat = 0.0
+
+
+class ShardClient:
+    """One game server's connection to the platform as shard ``shard`` (see module docstring)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        shard: str,
+        token: str,
+        tick_ms: int = 100,
+        heartbeat_ms: int = 1000,
+        resend_ms: int | None = None,
+        max_pending: int = MAX_DELTA_AMOUNT,
+        max_players: int = DEFAULT_MAX_PLAYERS,
+        open_timeout_s: float = 5.0,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.shard = shard
+        self._token = token
+        self.tick_s = tick_ms / 1000
+        self.heartbeat_s = heartbeat_ms / 1000
+        self.resend_s = (resend_ms if resend_ms is not None else tick_ms) / 1000
+        self.max_pending = max_pending
+        self.max_players = max_players
+        self.open_timeout_s = open_timeout_s
+        self.epoch: int | None = None
+        self.connected = asyncio.Event()
+        self.stats = ClientStats()
+        self.last_error: dict[str, Any] | None = None
+        self._bosses: dict[str, _Boss] = {}
+        self._ws: Any = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._watchers: dict[str, asyncio.Task[None]] = {}
+        self._rotate = False  # fenced: switch to a new epoch once nothing is in flight
+        self._releasing: set[str] | None = None  # bosses whose old session must be told "holds 0"
+        self._stopping = False
+        self._fatal: str | None = None
+        self._bye: asyncio.Future[dict[str, Any]] | None = None
+        self.left: dict[str, Any] | None = None  # the bye_ack of a clean stop
+
+    # --- the game's side: O(1), no I/O ----------------------------------------------------
+
+    def hit(self, boss: str, amount: int, player: str | None = None) -> None:
+        """Add one hit to ``boss``'s buffer. Raises ValueError (bad amount) or BufferFull."""
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount < 1:
+            raise ValueError(f"amount must be a whole number >= 1, got {amount!r}")
+        b = self._bosses.get(boss)
+        if b is None:
+            b = self._bosses[boss] = _Boss(self.max_pending, self.max_players)
+        if b.ended:
+            return  # the fight is over: there is nothing left to damage
+        b.buffer.add(amount, player)
+
+    def unacked(self, boss: str) -> int:
+        """This shard's damage to ``boss`` not acknowledged by the platform yet."""
+        b = self._bosses.get(boss)
+        return b.buffer.unacked if b else 0
+
+    def state(self, boss: str) -> dict[str, Any] | None:
+        """The newest ``state`` message seen for ``boss`` (needs :meth:`watch`)."""
+        b = self._bosses.get(boss)
+        return b.state if b else None
+
+    def predicted_hp(self, boss: str) -> int | None:
+        """Truth minus this shard's unacknowledged damage (None before the first state)."""
+        b = self._bosses.get(boss)
+        if b is None or b.state is None:
+            return None
+        return max(0, int(b.state["hp"]) - b.buffer.unacked)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the connection, tick and heartbeat tasks (returns at once; never waits for the platform)."""
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._connection_loop()), loop.create_task(self._tick_loop())]
+
+    async def wait_connected(self, timeout_s: float = 10.0) -> None:
+        """Wait until the platform welcomed this client (for scripts and tests)."""
+        await asyncio.wait_for(self.connected.wait(), timeout_s)
+
+    async def flush(self, timeout_s: float = 10.0) -> bool:
+        """Wait until nothing is held for any boss (True) or ``timeout_s`` passed (False)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if all(b.buffer.unacked == 0 or b.ended for b in self._bosses.values()):
+                return True
+            await asyncio.sleep(self.tick_s / 2)
+        return False
+
+    async def stop(self, *, flush: bool = True, timeout_s: float = 10.0) -> bool:
+        """Flush (bounded wait), then close everything. Returns whether all was acknowledged."""
+        done = await self.flush(timeout_s) if flush else False
+        self._stopping = True
+        if done and self._ws is not None:
+            await self._say_goodbye(self._ws)
+        for task in [*self._tasks, *self._watchers.values()]:
+            task.cancel()
+        for task in [*self._tasks, *self._watchers.values()]:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        if self._ws is not None:
+            await self._ws.close()
+        return done
+
+    async def _say_goodbye(self, ws: Any) -> None:
+        """Report an empty buffer, then ``bye``: the platform retires the session cleanly
+        instead of declaring it crashed after the heartbeat timeout."""
+        self._bye = asyncio.get_running_loop().create_future()
+        try:
+            for slug, b in self._bosses.items():
+                if b.buffer.next_seq > 1 and not b.ended:
+                    await ws.send(
+                        json.dumps({"type": "heartbeat", "boss": slug, "pending": 0, "inflight": None})
+                    )
+            await ws.send(json.dumps({"type": "bye"}))
+            self.left = await asyncio.wait_for(self._bye, 2.0)
+        except Exception as exc:  # the crash path covers a session that could not say goodbye
+            logger.debug("shard %s: no clean goodbye: %r", self.shard, exc)
+
+    async def __aenter__(self) -> ShardClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # --- state subscription -------------------------------------------------------------------
+
+    def watch(self, boss: str) -> None:
+        """Follow ``boss``'s live state over ``/ws/bosses/<slug>/`` (reconnects on its own)."""
+        if boss not in self._bosses:
+            self._bosses[boss] = _Boss(self.max_pending, self.max_players)
+        if boss not in self._watchers:
+            self._watchers[boss] = asyncio.get_running_loop().create_task(self._watch_loop(boss))
+
+    async def _watch_loop(self, boss: str) -> None:
+        attempt = 0
+        b = self._bosses[boss]
+        while not self._stopping:
+            try:
+                async with connect(
+                    f"{self.url}/ws/bosses/{quote(boss)}/", compression=None, open_timeout=self.open_timeout_s
+                ) as ws:
+                    attempt = 0
+                    b.version = -1  # the snapshot after a (re)connect is the truth
+                    async for text in ws:
+                        msg = json.loads(text)
+                        version = int(msg.get("version", 0)) if msg.get("type") == "state" else -1
+                        if version == 1 and b.version > 1:  # the boss was reset: a new fight
+                            b.version, b.ended = -1, False
+                        if msg.get("type") == "state" and version > b.version:
+                            b.version = int(msg["version"])
+                            b.state = msg
+                            if msg.get("status") in ENDED_STATUSES:
+                                b.ended = True
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.debug("state socket of %s: %s", boss, exc)
+            await asyncio.sleep(_backoff(attempt))
+            attempt += 1
+
+    # --- connection ---------------------------------------------------------------------------
+
+    def drop_connection(self) -> None:
+        """Abort the shard socket as a network failure would (tests, chaos drills)."""
+        if self._ws is not None:
+            self._ws.transport.abort()
+
+    async def _connection_loop(self) -> None:
+        attempt = 0
+        while not self._stopping and self._fatal is None:
+            # After a fence, a new epoch only once no delta is in flight under the old one
+            # (its fate is known only there: resuming lets the re-send be acked or deduped).
+            in_flight = any(b.buffer.inflight for b in self._bosses.values())
+            resume = None if (self._rotate and not in_flight) else self.epoch
+            url = f"{self.url}/ws/shards/{quote(self.shard)}/" + (f"?resume={resume}" if resume else "")
+            try:
+                async with connect(
+                    url,
+                    additional_headers={"Authorization": f"Bearer {self._token}"},
+                    compression=None,
+                    open_timeout=self.open_timeout_s,
+                    ping_interval=None,
+                ) as ws:
+                    welcome = json.loads(await asyncio.wait_for(ws.recv(), self.open_timeout_s))
+                    if welcome.get("type") != "welcome":
+                        self._on_error(welcome)
+                        if welcome.get("code") in (ErrorCode.UNAUTHORIZED, ErrorCode.UNKNOWN_SHARD):
+                            self._fatal = welcome.get("code")
+                        raise ConnectionError(f"refused: {welcome.get('code')}: {welcome.get('detail')}")
+                    epoch = int(welcome["epoch"])
+                    if self.epoch is not None and epoch != self.epoch:
+                        for b in self._bosses.values():  # a new epoch numbers its seqs from 1
+                            if b.buffer.inflight is None:
+                                b.buffer.next_seq = 1
+                    self.epoch = epoch
+                    self._rotate = False
+                    self._releasing = None
+                    self._ws = ws
+                    self.stats.connects += 1
+                    attempt = 0
+                    for b in self._bosses.values():  # re-send at once what was in flight
+                        b.sent_at = 0.0
+                    self.connected.set()
+                    async for text in ws:
+                        self._on_frame(json.loads(text))
+                        if self._rotate and not any(b.buffer.inflight for b in self._bosses.values()):
+                            if self._releasing is None:
+                                await self._release_sessions(ws)
+                            if not self._releasing:
+                                break  # fenced: reconnect for a new epoch now that nothing is in flight
+            except asyncio.CancelledError:
+                raise
+            except websockets.exceptions.InvalidStatus as exc:
+                logger.warning("shard %s: handshake refused: %s", self.shard, exc)
+            except Exception as exc:
+                code = getattr(getattr(exc, "rcvd", None), "code", None)
+                if code in PERMANENT_CLOSE_CODES:
+                    self._fatal = f"closed with {code}"
+                    logger.error("shard %s: %s; not reconnecting", self.shard, self._fatal)
+                logger.debug("shard %s: connection lost: %r", self.shard, exc)
+            finally:
+                self._ws = None
+                self.connected.clear()
+            if not self._stopping and self._fatal is None and not self._rotate:
+                await asyncio.sleep(_backoff(attempt))
+                attempt += 1
+
+    async def _release_sessions(self, ws: Any) -> None:
+        """Before leaving an epoch, tell each boss's old session it holds nothing any more.
+
+        The buffers move to the new epoch; without this, a boss whose old session had
+        reported ``pending`` would be settled again by a crash saga once that session went
+        silent (a double apply under *fair*). The fenced boss answers ``fenced`` (ignored).
+        """
+        self._releasing = {slug for slug, b in self._bosses.items() if not b.ended and b.buffer.next_seq > 1}
+        for slug in self._releasing:
+            await ws.send(
+                json.dumps(
+                    {"type": "heartbeat", "boss": slug, "pending": 0, "inflight": None}, separators=(",", ":")
+                )
+            )
+
+    def _on_frame(self, msg: dict[str, Any]) -> None:
+        kind = msg.get("type")
+        b = self._bosses.get(msg.get("boss", ""))
+        if self._releasing and (
+            kind == "heartbeat_ack" or (kind == "error" and msg.get("ref") == "heartbeat")
+        ):
+            self._releasing.discard(msg.get("boss", ""))
+        if kind == "ack" and b is not None:
+            if msg.get("duplicate"):
+                self.stats.duplicates += 1
+            inflight = b.buffer.inflight
+            if inflight is not None and b.buffer.acked(int(msg["seq"])):
+                self.stats.acked += inflight.amount
+        elif kind == "heartbeat_ack" and b is not None:
+            inflight = b.buffer.inflight
+            if inflight is not None and inflight.seq <= int(msg.get("last_seq", 0)):
+                b.buffer.acked(inflight.seq)  # it had landed; its ack was lost
+                self.stats.acked += inflight.amount
+        elif kind == "bye_ack" and self._bye is not None and not self._bye.done():
+            self._bye.set_result(msg)
+        elif kind == "error":
+            self._on_error(msg)
+
+    def _on_error(self, msg: dict[str, Any]) -> None:
+        code = msg.get("code", "error")
+        self.stats.errors[code] = self.stats.errors.get(code, 0) + 1
+        self.last_error = msg
+        b = self._bosses.get(msg.get("boss", ""))
+        if code == ErrorCode.FENCED and b is not None and msg.get("ref") in ("damage", "heartbeat"):
+            if msg.get("ref") == "damage" and b.buffer.inflight is None:
+                return  # a late duplicate of a fence already handled
+            if b.buffer.next_seq == 1 and b.buffer.inflight is None:
+                return
+            b.buffer.fenced(last_seq=int(msg.get("last_seq", 0)), settled=int(msg.get("settled", 0)))
+            self.stats.fences += 1
+            self._rotate = True
+        elif (code == ErrorCode.NOT_LIVE and b is not None and msg.get("status") in ENDED_STATUSES) or (
+            code == ErrorCode.UNKNOWN_BOSS and b is not None
+        ):
+            b.ended = True
+            b.buffer.drop_all()
+        elif code == ErrorCode.SEQ_GAP and b is not None and b.buffer.inflight is not None:
+            if msg.get("seq") == b.buffer.inflight.seq:  # not a late reply to an older send
+                b.buffer.realign(int(msg.get("last_seq", 0)))
+                b.sent_at = 0.0
+        elif code in (ErrorCode.INVALID, ErrorCode.INVALID_AMOUNT, ErrorCode.MALFORMED) and b is not None:
+            logger.error("shard %s: the platform refused a delta as invalid: %s", self.shard, msg)
+
+    # --- tick and heartbeat -------------------------------------------------------------------
+
+    async def _tick_loop(self) -> None:
+        while not self._stopping:
+            started = time.monotonic()
+            ws = self._ws
+            if ws is not None:
+                try:
+                    await self._send_due(ws, started)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # the connection loop notices and reconnects
+                    logger.debug("shard %s: send failed: %r", self.shard, exc)
+            await asyncio.sleep(max(0.0, self.tick_s - (time.monotonic() - started)))
+
+    async def _send_due(self, ws: Any, now: float) -> None:
+        frames = []
+        for slug, b in self._bosses.items():
+            if b.ended:
+                continue
+            buf = b.buffer
+            if buf.inflight is not None:
+                if now - b.sent_at < self.resend_s:
+                    delta = None
+                else:
+                    delta = buf.inflight
+                    if b.sent_at:
+                        self.stats.resent += 1
+            elif self._rotate:
+                delta = None  # no new seq under an epoch that is being replaced
+            else:
+                delta = buf.take()
+            if delta is not None:
+                frame = {"type": "damage", "boss": slug, "seq": delta.seq, "amount": delta.amount}
+                if delta.breakdown:
+                    frame["breakdown"] = delta.breakdown
+                frames.append(json.dumps(frame, separators=(",", ":")))
+                b.sent_at = now
+                self.stats.sent += 1
+            if self._releasing is not None:
+                continue  # leaving this epoch: its sessions were told they hold nothing
+            if now - b.last_heartbeat >= self.heartbeat_s and (buf.next_seq > 1 or buf.unacked):
+                inflight = buf.inflight
+                frames.append(
+                    json.dumps(
+                        {
+                            "type": "heartbeat",
+                            "boss": slug,
+                            "pending": buf.pending,
+                            "inflight": {"seq": inflight.seq, "amount": inflight.amount}
+                            if inflight
+                            else None,
+                        },
+                        separators=(",", ":"),
+                    )
+                )
+                b.last_heartbeat = now
+        for text in frames:
+            await ws.send(text)
+
+
+def _backoff(attempt: int) -> float:
+    base = RECONNECT_BACKOFF_S[min(attempt, len(RECONNECT_BACKOFF_S) - 1)]
+    return base * (0.5 + random.random())

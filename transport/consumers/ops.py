@@ -1,0 +1,175 @@
+"""``/ws/ops/bosses/<slug>/``: the operator dashboard's live feed (staff only).
+
+On connect: ``hello``, then an ``ops`` snapshot (state, per-shard rows, DPS, tick lag,
+ledger, latest sagas and events, and the HP series for the chart). After that:
+
+* every ``state`` / ``phase`` / ``defeated`` / ``expired`` message as the tick publishes it,
+  through the process's fan-out hub (transport/hub.py), same text, versions only rising;
+* a fresh ``ops`` message every ``OPS_REFRESH_INTERVAL_MS`` (shard health and heartbeat
+  ages change without any tick, so they are polled, not pushed).
+
+Staff only: an anonymous socket is closed with 4401, a signed-in non-staff one with 4403,
+an unknown boss with 4404 (each after an ``error`` frame). The only client frame is
+``ping`` (and ``refresh``, which sends an ``ops`` message at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from core.errors import (
+    AuthorityUnavailable,
+    Forbidden,
+    LiveOpsError,
+    RateLimited,
+    Unauthorized,
+    UnknownBoss,
+    UnknownType,
+)
+from core.redis import REDIS_DOWN
+from core.wire import FrameWindow, encode, error_frame, parse_frame
+from transport.hub import Subscriber, get_hub
+from worldboss_sdk.protocol import PROTOCOL_VERSION, CloseCode, ErrorCode
+
+logger = logging.getLogger(__name__)
+
+OPS_REFRESH_INTERVAL_MS = 500
+OPS_FRAMES_PER_S = 20
+OPS_MAX_BAD_FRAMES = 10
+
+
+def _ops_snapshot_sync(slug: str, with_series: bool) -> dict:
+    from bosses.ops_selectors import ops_snapshot
+    from bosses.selectors import boss_get
+
+    return ops_snapshot(boss=boss_get(slug=slug), with_series=with_series)
+
+
+def _boss_id_sync(slug: str) -> int:
+    from bosses.selectors import boss_get
+
+    return boss_get(slug=slug).pk
+
+
+class OpsBossConsumer(AsyncWebsocketConsumer):
+    """Staff-only live feed of one boss; see the module docstring."""
+
+    channel_layer_alias = "__no_channel_layer__"  # the hub does the fan-out, no layer
+
+    boss_id: int | None = None
+    subscriber: Subscriber | None = None
+    refresher: asyncio.Task | None = None
+
+    async def connect(self) -> None:
+        await self.accept()
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self._refuse(
+                Unauthorized("sign in as staff (/admin/login/) to watch a fight"), CloseCode.UNAUTHORIZED
+            )
+            return
+        if not (user.is_active and user.is_staff):
+            await self._refuse(Forbidden("the operator feed is for staff accounts only"), CloseCode.FORBIDDEN)
+            return
+        self.slug = self.scope["url_route"]["kwargs"].get("slug", "")
+        try:
+            self.boss_id = await database_sync_to_async(_boss_id_sync)(self.slug)
+        except UnknownBoss as err:
+            await self._refuse(err, CloseCode.UNKNOWN_BOSS)
+            return
+        self._window, self._bad = FrameWindow(), 0
+        await self.send(
+            text_data=encode(
+                {
+                    "type": "hello",
+                    "v": PROTOCOL_VERSION,
+                    "channel": "ops",
+                    "boss": self.slug,
+                    "refresh_ms": OPS_REFRESH_INTERVAL_MS,
+                }
+            )
+        )
+        base_send = self.base_send
+
+        async def send(text: str) -> None:
+            await base_send({"type": "websocket.send", "text": text})
+
+        self.subscriber = Subscriber(send)
+        # Subscribe before reading the snapshot: nothing published in between is lost,
+        # and the subscriber's version filter drops whichever copy is older.
+        await get_hub().subscribe(self.boss_id, self.subscriber)
+        try:
+            await self._send_ops(with_series=True)
+        except REDIS_DOWN as exc:  # say so; the refresh loop keeps trying
+            await self.send(text_data=error_frame(AuthorityUnavailable(f"Redis is unreachable: {exc}")))
+        self.refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
+
+    async def _refuse(self, err: LiveOpsError, code: int) -> None:
+        await self.send(text_data=error_frame(err))
+        await self.close(code=code)
+
+    _needs_series = True  # the HP series goes in the first ops message that gets through
+
+    async def _send_ops(self, *, with_series: bool = False) -> None:
+        message = await database_sync_to_async(_ops_snapshot_sync)(self.slug, with_series)
+        if self.subscriber is None or self.subscriber.closed:
+            return
+        if with_series:
+            self._needs_series = False
+        # The embedded state goes through the same version filter as pushed states, so the
+        # dashboard never sees the HP go back; the ops body itself is always sent.
+        state = message["state"]
+        self.subscriber.offer(encode(state), version=int(state["version"]), is_state=True)
+        await self.send(text_data=encode(message))
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(OPS_REFRESH_INTERVAL_MS / 1000)
+            try:
+                # until one ops message got through (Redis was down at connect), send the series too
+                await self._send_ops(with_series=self._needs_series)
+            except asyncio.CancelledError:
+                raise
+            except UnknownBoss:
+                await self._refuse(UnknownBoss(f"boss {self.slug!r} was deleted"), CloseCode.UNKNOWN_BOSS)
+                return
+            except Exception:  # Redis blip: the next refresh tries again
+                logger.warning("ops refresh of %s failed", self.slug, exc_info=True)
+
+    async def disconnect(self, code: int) -> None:
+        if self.refresher is not None:
+            self.refresher.cancel()
+        if self.boss_id is not None and self.subscriber is not None:
+            await get_hub().unsubscribe(self.boss_id, self.subscriber)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.subscriber is None:
+            return
+        if self._window.add() > OPS_FRAMES_PER_S:
+            await self._refuse(
+                RateLimited(f"more than {OPS_FRAMES_PER_S} frames per second"), CloseCode.RATE_LIMITED
+            )
+            return
+        try:
+            frame = parse_frame(text_data, bytes_data)
+            if frame["type"] not in ("ping", "refresh"):
+                raise UnknownType(
+                    f"unknown frame type {frame['type'][:40]!r}; this endpoint takes 'ping' and 'refresh'",
+                    field="type",
+                )
+        except LiveOpsError as err:
+            self._bad += 1
+            await self.send(text_data=error_frame(err))
+            if self._bad >= OPS_MAX_BAD_FRAMES or err.code == "too_large":
+                await self.close(
+                    code=CloseCode.TOO_LARGE if err.code == ErrorCode.TOO_LARGE else CloseCode.MALFORMED
+                )
+            return
+        if frame["type"] == "refresh":
+            await self._send_ops()
+        else:
+            await self.send(text_data=encode({"type": "pong", "version": self.subscriber.version}))

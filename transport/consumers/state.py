@@ -1,0 +1,223 @@
+"""``/ws/bosses/<slug>/``: anyone takes a boss's live state (docs/protocol.md).
+
+On connect: a ``hello`` frame, then a ``state`` snapshot, then one ``state`` per changed
+tick and the ``phase`` / ``defeated`` / ``expired`` events, forwarded as published (the
+text is serialized once by the tick and never re-encoded here). Delivery goes through the
+process's fan-out hub (transport/hub.py): versions only increase per socket and a slow
+socket gets the latest state instead of a queue.
+
+This consumer has no channel layer at all (liveops.protocol.DirectDispatchMixin): a viewer
+costs no Redis subscription and no group membership; the hub holds one subscription per
+boss per process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from core import authority
+from core.errors import AuthorityUnavailable, LiveOpsError, RateLimited, UnknownBoss, UnknownType
+from core.redis import REDIS_DOWN
+from core.wire import FrameWindow, encode, error_frame, parse_frame
+from transport.consumers.base import DirectDispatchMixin
+from transport.hub import Subscriber, get_hub, raw_writer
+from worldboss_sdk.protocol import PROTOCOL_VERSION, CloseCode
+
+# A viewer has nothing to say but "ping"; more than this many frames per second is abuse.
+VIEWER_FRAMES_PER_S = 20
+VIEWER_MAX_BAD_FRAMES = 10
+BOSS_CACHE_TTL_S = 5.0
+
+
+@dataclass(frozen=True)
+class BossRef:
+    """What the live endpoints need of a boss's configuration (cached per process)."""
+
+    id: int
+    slug: str
+    name: str
+    max_hp: int
+    status: str
+    final_hp: int | None
+    final_version: int | None
+    min_damage: int
+    max_damage: int
+    attacks_per_second: int
+    heartbeat_interval_ms: int
+
+
+_boss_cache: dict[str, tuple[float, BossRef]] = {}
+# Single flight: concurrent misses for one slug (a connect burst of thousands of viewers)
+# share one lookup instead of queueing thousands on the one thread sync ORM calls run on.
+_boss_lookups: dict[str, asyncio.Future] = {}
+
+
+def _boss_ref_sync(slug: str) -> BossRef:
+    from bosses.selectors import boss_get
+
+    b = boss_get(slug=slug)
+    return BossRef(
+        b.pk,
+        b.slug,
+        b.name,
+        b.max_hp,
+        b.status,
+        b.final_hp,
+        b.final_version,
+        b.min_damage,
+        b.max_damage,
+        b.attacks_per_second,
+        b.heartbeat_interval_ms,
+    )
+
+
+async def boss_ref_get(*, slug: str, fresh: bool = False) -> BossRef:
+    """The boss with ``slug`` (cached ~5 s per process) or :class:`UnknownBoss`."""
+    if not isinstance(slug, str) or not slug or len(slug) > 64:
+        raise UnknownBoss(f"no boss with slug {slug!r}")
+    now = time.monotonic()
+    hit = _boss_cache.get(slug)
+    if hit is not None and not fresh and now - hit[0] < BOSS_CACHE_TTL_S:
+        return hit[1]
+    pending = _boss_lookups.get(slug)
+    if pending is not None and pending.get_loop() is asyncio.get_running_loop():
+        return await asyncio.shield(pending)
+    fut = _boss_lookups[slug] = asyncio.get_running_loop().create_future()
+    try:
+        ref = await database_sync_to_async(_boss_ref_sync)(slug)
+    except BaseException as exc:
+        fut.set_exception(exc)
+        fut.exception()  # retrieved: waiters re-raise it
+        raise
+    finally:
+        if _boss_lookups.get(slug) is fut:
+            del _boss_lookups[slug]
+    _boss_cache[slug] = (now, ref)
+    fut.set_result(ref)
+    return ref
+
+
+def snapshot_message(ref: BossRef, state: authority.BossState | None) -> dict:
+    """The ``state`` snapshot: the authority's if it exists, else the configuration's."""
+    if state is not None:
+        return state.as_message()
+    hp = ref.final_hp if ref.final_hp is not None else ref.max_hp
+    return {
+        "type": "state",
+        "boss": ref.slug,
+        "hp": hp,
+        "max_hp": ref.max_hp,
+        "version": ref.final_version or 0,
+        "status": ref.status,
+        "phase": "",
+        "phase_index": 0,
+        "ts": None,
+    }
+
+
+async def boss_snapshot(ref: BossRef) -> dict:
+    """Read the live snapshot of ``ref`` (one HMGET, shared by concurrent connects)."""
+    return snapshot_message(ref, await get_hub().snapshot(ref.id))
+
+
+class BossStateConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
+    """Read-only live state of one boss; see the module docstring (no channel layer: the hub
+    does the fan-out)."""
+
+    boss: BossRef | None = None
+    subscriber: Subscriber | None = None
+
+    async def connect(self) -> None:
+        await self.accept()
+        slug = self.scope["url_route"]["kwargs"].get("slug", "")
+        try:
+            self.boss = await boss_ref_get(slug=slug)
+        except UnknownBoss as err:
+            await self.send(text_data=error_frame(err, close=CloseCode.UNKNOWN_BOSS))
+            await self.close(code=CloseCode.UNKNOWN_BOSS)
+            return
+        self._window = FrameWindow()
+        self._bad = 0
+        await self.send(
+            text_data=encode(
+                {
+                    "type": "hello",
+                    "v": PROTOCOL_VERSION,
+                    "channel": "boss",
+                    "boss": self.boss.slug,
+                    "name": self.boss.name,
+                }
+            )
+        )
+        base_send = self.base_send
+
+        async def send(text: str) -> None:
+            await base_send({"type": "websocket.send", "text": text})
+
+        self.subscriber = Subscriber(send, raw_writer(base_send))
+        hub = get_hub()
+        await hub.subscribe(self.boss.id, self.subscriber)
+        # Subscribed first, snapshot second: nothing published in between is missed, and
+        # the subscriber's version filter drops whichever of the two is older.
+        try:
+            snap = await boss_snapshot(self.boss)
+        except REDIS_DOWN as exc:
+            await self.send(
+                text_data=error_frame(
+                    AuthorityUnavailable(f"Redis is unreachable: {exc}"), close=CloseCode.TRY_AGAIN
+                )
+            )
+            await self.close(code=CloseCode.TRY_AGAIN)
+            return
+        self.subscriber.offer(encode(snap), version=int(snap["version"]), is_state=True)
+
+    async def disconnect(self, code: int) -> None:
+        if self.boss is not None and self.subscriber is not None:
+            await get_hub().unsubscribe(self.boss.id, self.subscriber)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.subscriber is None:
+            return
+        if self._window.add() > VIEWER_FRAMES_PER_S:
+            await self.send(
+                text_data=error_frame(
+                    RateLimited(f"more than {VIEWER_FRAMES_PER_S} frames per second"),
+                    close=CloseCode.RATE_LIMITED,
+                )
+            )
+            await self.close(code=CloseCode.RATE_LIMITED)
+            return
+        try:
+            frame = parse_frame(text_data, bytes_data)
+            if frame["type"] != "ping":
+                raise UnknownType(
+                    f"unknown frame type {frame['type'][:40]!r}; this endpoint only takes 'ping'",
+                    field="type",
+                )
+        except LiveOpsError as err:
+            self._bad += 1
+            close = (
+                CloseCode.TOO_LARGE
+                if err.code == "too_large"
+                else CloseCode.MALFORMED
+                if self._bad >= VIEWER_MAX_BAD_FRAMES
+                else None
+            )
+            await self.send(text_data=error_frame(err, close=close))
+            if close is not None:
+                await self.close(code=close)
+            return
+        await self.send(
+            text_data=encode(
+                {
+                    "type": "pong",
+                    "version": self.subscriber.version,
+                    "id": frame.get("id") if isinstance(frame.get("id"), (int, str)) else None,
+                }
+            )
+        )

@@ -1,0 +1,525 @@
+"""The per-process fan-out hub: one Redis SUBSCRIBE per process per boss, latest-wins sockets.
+
+The sync tick publishes each boss's messages once, already serialized, on
+``keys.state_channel(boss_id)`` (bosses/broadcast.py). Every ASGI process runs one hub per
+event loop; the hub holds ONE Redis connection in subscriber mode and subscribes to a
+boss's channel while at least one local socket watches that boss. Each published text is
+decoded once, its version read once, and the very same ``str`` is handed to every local
+socket. Nothing goes through channel-layer groups (see docs/fanout.md for why and for the
+measurements).
+
+API (all calls from the event loop that serves the sockets)::
+
+    from transport.hub import Subscriber, get_hub
+
+    sub = Subscriber(send, raw_writer(asgi_send))
+                                           # send: async (text: str) -> None, e.g. a socket's
+                                           # websocket.send; called with wire text as is.
+                                           # raw_writer(): optional uvicorn fast path (None
+                                           # elsewhere), framing each message once per process
+    await get_hub().subscribe(boss_id, sub)  # returns once Redis confirmed the subscription,
+                                           # so a snapshot read after it misses nothing
+    sub.offer(snapshot_text, version=v, is_state=True)  # your own snapshot, same filter
+    ...
+    await get_hub().unsubscribe(boss_id, sub)  # on disconnect (idempotent)
+
+Delivery rules of a :class:`Subscriber`:
+
+* a ``state`` message whose version is not newer than the last state offered to this
+  subscriber is dropped, so a socket never sees an older version after a newer one (the
+  snapshot, a resync after a Redis reconnect and late publishers all go through this);
+* latest wins: while a send is blocked (the socket's transport is paused by flow control),
+  a newer state replaces the pending one instead of queueing behind it. Events (``phase``,
+  ``defeated``, ``expired``, anything not ``state``) are kept in order, at most
+  ``MAX_PENDING_EVENTS`` of them;
+* sends are started eagerly: a send that completes without suspending (the normal case)
+  costs no task and no extra loop iteration; with a raw writer (uvicorn websockets-sansio,
+  no deflate) an open, writable socket gets the pre-built frame with one transport.write.
+
+If the subscriber connection to Redis drops, the hub reconnects with backoff, re-subscribes
+and, once each channel is confirmed again, reads the boss's state and offers it to every
+subscriber (absolute state + version: anything missed in between is covered).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import ssl
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import hiredis
+from django.conf import settings
+from redis.connection import parse_url
+
+from core import keys
+
+logger = logging.getLogger(__name__)
+
+MAX_PENDING_EVENTS = 64
+FIRST_VERSION = 1  # the version boss_go_live publishes (core/lua/seed.lua)
+SUBSCRIBE_TIMEOUT_S = 5.0
+RECONNECT_BACKOFF_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+READ_CHUNK_BYTES = 256 * 1024
+
+# The ASGI server flags the fan-out design relies on (docs/fanout.md): the sans-I/O
+# websockets implementation (its send completes without suspending unless the transport
+# is paused), no per-message deflate (the dominant CPU cost per message), a 64 KiB frame
+# limit (a 1 MiB frame is refused with close code 1009 before any consumer sees it).
+UVICORN_WS_ARGS = [
+    "--ws",
+    "websockets-sansio",
+    "--ws-per-message-deflate",
+    "false",
+    "--ws-max-size",
+    "65536",
+    "--http",
+    "httptools",
+    "--loop",
+    "uvloop",
+    "--no-access-log",
+]
+
+Send = Callable[[str], Awaitable[None]]
+RawWrite = Callable[[bytes], bool]
+
+
+def text_frame(text: str) -> bytes:
+    """One unmasked, unfragmented WebSocket text frame (RFC 6455 5.2) carrying ``text``."""
+    data = text.encode()
+    n = len(data)
+    if n < 126:
+        return bytes((0x81, n)) + data
+    if n < 65536:
+        return bytes((0x81, 126)) + n.to_bytes(2, "big") + data
+    return bytes((0x81, 127)) + n.to_bytes(8, "big") + data
+
+
+def raw_writer(send: Any) -> RawWrite | None:
+    """A fast path past the ASGI ``send`` for uvicorn's websockets-sansio protocol, or None.
+
+    Server frames are unmasked, so the hub frames each published message ONCE per process and
+    writes the same bytes to every socket: no per-socket encoding, no per-socket coroutine.
+    Only used when the connection negotiated no extension (per-message deflate off) and only
+    while the socket is open and writable; otherwise the writer returns False and the
+    subscriber takes the ordinary ASGI path (which waits for flow control). Any other server
+    (daphne, the test communicator) gets None: the ordinary path only.
+    """
+    seen = 0
+    while seen < 4 and hasattr(send, "__self__") and hasattr(send.__self__, "real_send"):
+        send = send.__self__.real_send  # channels' session wrapper
+        seen += 1
+    proto = getattr(send, "__self__", None)
+    if proto is None or type(proto).__module__ != "uvicorn.protocols.websockets.websockets_sansio_impl":
+        return None
+    conn = getattr(proto, "conn", None)
+    transport = getattr(proto, "transport", None)
+    writable = getattr(proto, "writable", None)
+    if conn is None or transport is None or writable is None or getattr(conn, "extensions", None):
+        return None
+    try:
+        from websockets.protocol import State
+    except ImportError:  # pragma: no cover
+        return None
+    open_state = State.OPEN
+
+    def write(frame: bytes) -> bool:
+        if (
+            conn.state is not open_state
+            or proto.close_sent
+            or proto.disconnected
+            or not writable.is_set()
+            or transport.is_closing()
+        ):
+            return False
+        transport.write(frame)
+        return True
+
+    return write
+
+
+def message_version(text: str) -> tuple[int, bool]:
+    """``(version, is_state)`` of a published message (0 when it carries no version)."""
+    try:
+        msg = json.loads(text)
+    except ValueError:
+        return 0, False
+    if not isinstance(msg, dict):
+        return 0, False
+    version = msg.get("version")
+    return (version if isinstance(version, int) else 0), msg.get("type") == "state"
+
+
+class Subscriber:
+    """One socket's (or callback's) view of a boss channel: version filter + latest-wins slot."""
+
+    __slots__ = ("__weakref__", "_busy", "_pending", "_raw", "_send", "_version", "closed", "sent", "skipped")
+
+    def __init__(self, send: Send, raw: RawWrite | None = None) -> None:
+        self._send = send
+        self._raw = raw
+        self._busy = False
+        self._pending: collections.deque[tuple[bool, str]] = collections.deque()
+        self._version = -1
+        self.closed = False
+        self.sent = 0
+        self.skipped = 0  # states replaced before they could be sent (slow socket)
+
+    @property
+    def version(self) -> int:
+        """The newest state version offered to this subscriber (-1 before the first)."""
+        return self._version
+
+    def offer(self, text: str, *, version: int, is_state: bool, frame: bytes | None = None) -> None:
+        """Queue ``text`` for sending (O(1), never blocks; see the module docstring).
+
+        ``frame`` is ``text_frame(text)`` when the caller already built it (the hub does,
+        once per message per process).
+        """
+        if self.closed:
+            return
+        if is_state:
+            if version <= self._version:
+                return
+            self._version = version
+        if not self._busy:
+            if self._raw is not None and self._raw(frame or text_frame(text)):
+                self.sent += 1
+                return
+            self._start(text)
+            return
+        if is_state:
+            for i, (pending_is_state, _) in enumerate(self._pending):
+                if pending_is_state:
+                    del self._pending[i]
+                    self.skipped += 1
+                    break
+        elif sum(1 for s, _ in self._pending if not s) >= MAX_PENDING_EVENTS:
+            return  # a stuck socket: keep the newest state, shed the oldest events
+        self._pending.append((is_state, text))
+
+    def new_fight(self) -> None:
+        """Forget the version watermark: the boss was reset and versions restart at 1."""
+        self._version = -1
+
+    def close(self) -> None:
+        """Stop sending (the socket is gone)."""
+        self.closed = True
+        self._pending.clear()
+
+    def _start(self, text: str) -> None:
+        # Drive the send coroutine by hand: if it finishes without suspending (transport
+        # writable), no task is created at all. Otherwise continue it in a task, exactly as
+        # a Task would (this is Python 3.12's eager task start, done by hand for 3.11).
+        coro = self._send(text)
+        try:
+            yielded = coro.send(None)
+        except StopIteration:
+            self.sent += 1
+            return
+        except Exception:  # the socket is gone; the consumer's disconnect unsubscribes
+            self.close()
+            return
+        self._busy = True
+        asyncio.get_running_loop().create_task(self._finish(coro, yielded))
+
+    async def _finish(self, coro: Any, yielded: Any) -> None:
+        try:
+            while True:
+                try:
+                    if yielded is None:
+                        await asyncio.sleep(0)
+                    else:
+                        await yielded
+                except asyncio.CancelledError:
+                    coro.close()
+                    raise
+                except Exception:
+                    pass  # the coroutine sees the future's exception when resumed
+                try:
+                    yielded = coro.send(None)
+                except StopIteration:
+                    break
+            self.sent += 1
+            while self._pending and not self.closed:
+                _, text = self._pending.popleft()
+                await self._send(text)
+                self.sent += 1
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.close()
+        finally:
+            self._busy = False
+
+
+class FanoutHub:
+    """One subscriber-mode Redis connection per event loop; fans messages out to Subscribers."""
+
+    def __init__(self, redis_url: str | None = None) -> None:
+        self._url = redis_url or settings.REDIS_URL
+        self._subs: dict[int, set[Subscriber]] = {}
+        self._confirmed: dict[int, asyncio.Future] = {}
+        self._ever_confirmed: set[int] = set()
+        self._latest: dict[int, int] = {}
+        self._snapshots: dict[int, asyncio.Future] = {}
+        self._writer: asyncio.StreamWriter | None = None
+        self._task: asyncio.Task | None = None
+        self._closing = False
+        self.messages = 0  # messages received from Redis
+        self.deliveries = 0  # offers made to subscribers
+        self.reconnects = 0
+
+    # --- public API -------------------------------------------------------------------
+
+    async def subscribe(self, boss_id: int, subscriber: Subscriber) -> None:
+        """Add ``subscriber`` to ``boss_id``'s channel; returns once Redis confirmed it."""
+        subs = self._subs.get(boss_id)
+        if subs is None:
+            subs = self._subs[boss_id] = set()
+            self._confirmed[boss_id] = asyncio.get_running_loop().create_future()
+            self._write_command("SUBSCRIBE", keys.state_channel(boss_id))
+        subs.add(subscriber)
+        self._ensure_running()
+        fut = self._confirmed.get(boss_id)
+        if fut is not None and not fut.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(fut), SUBSCRIBE_TIMEOUT_S)
+            except TimeoutError:
+                # Redis is away: the socket still gets its snapshot when Redis is back
+                # (the hub resyncs every channel after reconnecting).
+                logger.warning("fan-out: subscription to boss %s not confirmed yet", boss_id)
+
+    async def unsubscribe(self, boss_id: int, subscriber: Subscriber) -> None:
+        """Remove ``subscriber``; the last one out unsubscribes the channel (idempotent)."""
+        subscriber.close()
+        subs = self._subs.get(boss_id)
+        if not subs:
+            return
+        subs.discard(subscriber)
+        if not subs:
+            del self._subs[boss_id]
+            self._confirmed.pop(boss_id, None)
+            self._ever_confirmed.discard(boss_id)
+            self._latest.pop(boss_id, None)
+            self._write_command("UNSUBSCRIBE", keys.state_channel(boss_id))
+
+    async def snapshot(self, boss_id: int) -> Any:
+        """The boss's ``BossState`` (or None) read from Redis AFTER the caller subscribed.
+
+        Reads are coalesced: every caller that asks before the pending read is issued shares
+        it (a connect burst of thousands of viewers is a handful of HMGETs on a handful of
+        Redis connections, not one each). A read is issued only after every caller sharing it
+        had subscribed, so no publish can fall between a snapshot and the live stream.
+        """
+        fut = self._snapshots.get(boss_id)
+        if fut is None:
+            fut = self._snapshots[boss_id] = asyncio.get_running_loop().create_future()
+            asyncio.get_running_loop().create_task(self._read_snapshot(boss_id, fut))
+        return await asyncio.shield(fut)
+
+    async def _read_snapshot(self, boss_id: int, fut: asyncio.Future) -> None:
+        from core.authority import aread_state
+        from core.redis import get_async_redis
+
+        # From here on, callers start a new read: this one may already be on the wire.
+        if self._snapshots.get(boss_id) is fut:
+            del self._snapshots[boss_id]
+        try:
+            fut.set_result(await aread_state(get_async_redis(), boss_id))
+        except BaseException as exc:  # every waiter gets it (Redis unreachable, ...)
+            fut.set_exception(exc)
+            fut.exception()  # retrieved here; waiters re-raise it
+
+    def dispatch(self, boss_id: int, text: str) -> None:
+        """Fan ``text`` out to ``boss_id``'s local subscribers (also used for resyncs)."""
+        version, is_state = message_version(text)
+        new_fight = False
+        if is_state:
+            latest = self._latest.get(boss_id, -1)
+            if version <= latest:
+                # Versions restart at 1 when a boss is reset and goes live again (a new
+                # fight): only boss_go_live publishes version 1, so take it as a reset.
+                if not (version == FIRST_VERSION and latest > FIRST_VERSION):
+                    return
+                new_fight = True
+            self._latest[boss_id] = version
+        subs = self._subs.get(boss_id)
+        if not subs:
+            return
+        frame = text_frame(text)  # framed once, written as is to every raw-capable socket
+        for sub in tuple(subs):
+            if new_fight:
+                sub.new_fight()
+            sub.offer(text, version=version, is_state=is_state, frame=frame)
+        self.deliveries += len(subs)
+
+    def subscriber_count(self, boss_id: int | None = None) -> int:
+        """Local subscribers of one boss, or of all bosses."""
+        if boss_id is not None:
+            return len(self._subs.get(boss_id, ()))
+        return sum(len(s) for s in self._subs.values())
+
+    async def close(self) -> None:
+        """Stop the reader and drop the Redis connection (tests, shutdown)."""
+        self._closing = True
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._drop_writer()
+
+    # --- the Redis side -----------------------------------------------------------------
+
+    def _write_command(self, *parts: str) -> None:
+        if self._writer is None or self._writer.is_closing():
+            return  # sent on (re)connect for every channel that still has subscribers
+        self._writer.write(_resp(parts))
+
+    def _drop_writer(self) -> None:
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except Exception:
+                pass
+        self._writer = None
+
+    def _ensure_running(self) -> None:
+        if self._task is None or self._task.done():
+            self._closing = False
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        opts = parse_url(self._url)
+        tls = None
+        if self._url.startswith("rediss://"):
+            tls = ssl.create_default_context()
+        if opts.get("path"):
+            reader, writer = await asyncio.open_unix_connection(opts["path"])
+        else:
+            reader, writer = await asyncio.open_connection(
+                opts.get("host", "127.0.0.1"), int(opts.get("port", 6379)), ssl=tls
+            )
+        if opts.get("password"):
+            auth = (
+                ["AUTH", opts["username"], opts["password"]]
+                if opts.get("username")
+                else ["AUTH", opts["password"]]
+            )
+            writer.write(_resp(auth))
+            rd = hiredis.Reader()
+            while True:
+                chunk = await reader.read(4096)
+                if not chunk:
+                    raise ConnectionError("Redis closed the connection during AUTH")
+                rd.feed(chunk)
+                reply = rd.gets()
+                if reply is not False:
+                    if isinstance(reply, hiredis.ReplyError):
+                        raise ConnectionError(f"Redis AUTH failed: {reply}")
+                    break
+        return reader, writer
+
+    async def _run(self) -> None:
+        attempt = 0
+        while not self._closing:
+            try:
+                reader, writer = await self._connect()
+            except (OSError, ConnectionError) as exc:
+                delay = RECONNECT_BACKOFF_S[min(attempt, len(RECONNECT_BACKOFF_S) - 1)]
+                attempt += 1
+                logger.warning("fan-out: Redis unreachable (%s); retrying in %.2fs", exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            attempt = 0
+            self._writer = writer
+            if self._subs:
+                writer.write(_resp(["SUBSCRIBE", *(keys.state_channel(b) for b in self._subs)]))
+            try:
+                await self._read(reader)
+            except (OSError, ConnectionError) as exc:
+                logger.warning("fan-out: Redis connection lost (%s); reconnecting", exc)
+            finally:
+                self._drop_writer()
+            if self._closing:
+                break
+            self.reconnects += 1
+            # Channels need confirming again; their sockets get a resync on confirmation.
+            loop = asyncio.get_running_loop()
+            for boss_id in self._subs:
+                fut = self._confirmed.get(boss_id)
+                if fut is None or fut.done():
+                    self._confirmed[boss_id] = loop.create_future()
+            await asyncio.sleep(RECONNECT_BACKOFF_S[0])
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        parser = hiredis.Reader()
+        while True:
+            chunk = await reader.read(READ_CHUNK_BYTES)
+            if not chunk:
+                raise ConnectionError("Redis closed the subscriber connection")
+            parser.feed(chunk)
+            while True:
+                reply = parser.gets()
+                if reply is False:
+                    break
+                if not isinstance(reply, list) or len(reply) < 3:
+                    continue
+                kind, channel = reply[0], reply[1]
+                boss_id = keys.state_channel_boss_id(channel)
+                if boss_id is None:
+                    continue
+                if kind == b"message":
+                    self.messages += 1
+                    self.dispatch(boss_id, reply[2].decode())
+                elif kind == b"subscribe":
+                    self._on_confirmed(boss_id)
+
+    def _on_confirmed(self, boss_id: int) -> None:
+        fut = self._confirmed.get(boss_id)
+        if fut is not None and not fut.done():
+            fut.set_result(True)
+        if boss_id in self._ever_confirmed:
+            asyncio.get_running_loop().create_task(self._resync(boss_id))
+        elif boss_id in self._subs:
+            self._ever_confirmed.add(boss_id)
+
+    async def _resync(self, boss_id: int) -> None:
+        """After a reconnect: offer the current state (messages may have been missed)."""
+        from core.authority import aread_state
+        from core.redis import get_async_redis
+        from core.wire import encode
+
+        try:
+            state = await aread_state(get_async_redis(), boss_id)
+        except Exception as exc:  # the next tick's message covers it
+            logger.warning("fan-out: resync of boss %s failed: %s", boss_id, exc)
+            return
+        if state is not None:
+            self.dispatch(boss_id, encode(state.as_message()))
+
+
+def _resp(parts: Any) -> bytes:
+    out = [b"*%d\r\n" % len(parts)]
+    for part in parts:
+        data = part.encode() if isinstance(part, str) else bytes(part)
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, FanoutHub] = weakref.WeakKeyDictionary()
+
+
+def get_hub() -> FanoutHub:
+    """The hub of the running event loop (one per ASGI process in production)."""
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is None:
+        hub = _hubs[loop] = FanoutHub()
+    return hub

@@ -1,0 +1,173 @@
+"""Operator dashboard and player page: thin views over ops selectors and boss services.
+
+Pause / resume / end go through the same services as the admin (bosses.services); each
+needs an explicit confirmation (a POST with ``confirm=yes`` and the CSRF token). Without
+it the view shows a confirmation page, so an operator never acts by a stray click.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods
+
+from bosses import services
+from bosses.ops_selectors import ops_overview, ops_snapshot
+from bosses.selectors import boss_get
+from core.errors import AuthorityUnavailable, LiveOpsError, UnknownBoss
+from core.redis import REDIS_DOWN
+
+# action -> (service, button label, what it does, which statuses allow it)
+OPS_ACTIONS = {
+    "pause": (
+        services.boss_pause,
+        "Pause",
+        "Freeze HP: shards keep buffering, deltas are refused until you resume.",
+        ("live",),
+    ),
+    "resume": (services.boss_resume, "Resume", "Accept and apply damage again.", ("paused",)),
+    "end": (
+        services.boss_end,
+        "End fight",
+        "Expire the boss undefeated (it enrages and leaves). This cannot be undone; "
+        "only a reset in the admin starts a new fight.",
+        ("live", "paused"),
+    ),
+}
+CONFIRM_VALUE = "yes"
+# Slack on top of the gateway flush + sync tick before the player page trusts that a
+# state message holds an acked hit (docs/player.md).
+SETTLE_MARGIN_MS = 80
+
+
+def _not_found(request: HttpRequest, exc: UnknownBoss) -> HttpResponse:
+    return render(request, "ops/not_found.html", {"error": exc}, status=404)
+
+
+def _authority_down(request: HttpRequest, exc: Exception) -> HttpResponse:
+    err = AuthorityUnavailable(
+        f"Redis (the live authority) is unreachable: {exc}. Nothing was changed; reload when it is back."
+    )
+    return render(request, "ops/not_found.html", {"error": err, "title": "Authority unavailable"}, status=503)
+
+
+@staff_member_required
+def ops_index(request: HttpRequest) -> HttpResponse:
+    """``/ops/``: every boss with its live HP, status and links to its dashboard."""
+    try:
+        rows = ops_overview()
+    except REDIS_DOWN as exc:
+        return _authority_down(request, exc)
+    return render(request, "ops/index.html", {"rows": rows})
+
+
+@staff_member_required
+def ops_boss(request: HttpRequest, slug: str) -> HttpResponse:
+    """``/ops/bosses/<slug>/``: the live fight dashboard (filled by /ws/ops/bosses/<slug>/)."""
+    try:
+        boss = boss_get(slug=slug)
+    except UnknownBoss as exc:
+        return _not_found(request, exc)
+    try:
+        snapshot = ops_snapshot(boss=boss, with_series=True)
+    except REDIS_DOWN as exc:
+        return _authority_down(request, exc)
+    actions = [
+        {"name": name, "label": label, "help": help_text, "enabled": snapshot["state"]["status"] in allowed}
+        for name, (_, label, help_text, allowed) in OPS_ACTIONS.items()
+    ]
+    return render(
+        request,
+        "ops/boss.html",
+        {
+            "boss": boss,
+            "snapshot": snapshot,
+            "actions": actions,
+            "ws_path": f"/ws/ops/bosses/{boss.slug}/",
+        },
+    )
+
+
+@staff_member_required
+@require_http_methods(["GET", "POST"])
+def ops_boss_action(request: HttpRequest, slug: str, action: str) -> HttpResponse:
+    """Confirm (GET, or POST without ``confirm``) then run pause / resume / end (POST)."""
+    try:
+        boss = boss_get(slug=slug)
+    except UnknownBoss as exc:
+        return _not_found(request, exc)
+    if action not in OPS_ACTIONS:
+        return render(
+            request,
+            "ops/confirm.html",
+            {
+                "boss": boss,
+                "action": action,
+                "error": f"unknown action {action!r}: use one of {', '.join(OPS_ACTIONS)}",
+            },
+            status=404,
+        )
+    service, label, help_text, _ = OPS_ACTIONS[action]
+    dashboard = reverse("ops-boss", kwargs={"slug": boss.slug})
+    if request.method == "GET" or request.POST.get("confirm") != CONFIRM_VALUE:
+        return render(
+            request,
+            "ops/confirm.html",
+            {
+                "boss": boss,
+                "action": action,
+                "label": label,
+                "help": help_text,
+                "confirm_value": CONFIRM_VALUE,
+            },
+        )
+    try:
+        state = service(boss=boss)
+    except LiveOpsError as exc:
+        messages.error(request, f"Could not {label.lower()} {boss.name}: {exc} [{exc.code}]")
+        return redirect(dashboard)
+    messages.success(request, f"{label}: {boss.name} is now {state.status} (version {state.version}).")
+    return redirect(dashboard)
+
+
+def play(request: HttpRequest, slug: str) -> HttpResponse:
+    """``/play/<slug>/?shard=<key>``: the player page (a guest session is enough)."""
+    from shards.models import Shard, ShardStatus
+    from transport.hosted import GATEWAY_TICK_MS
+
+    try:
+        boss = boss_get(slug=slug)
+    except UnknownBoss as exc:
+        return render(request, "play/not_found.html", {"error": exc}, status=404)
+    shards = list(Shard.objects.exclude(status=ShardStatus.RETIRED).order_by("key"))
+    shard_key = request.GET.get("shard", "")
+    shard = next((s for s in shards if s.key == shard_key), None)
+    if shard is None:
+        error = f"Unknown shard {shard_key!r}." if shard_key else ""
+        return render(
+            request,
+            "play/choose_shard.html",
+            {"boss": boss, "shards": shards, "error": error},
+            status=404 if shard_key else 200,
+        )
+    if not request.session.session_key:
+        request.session.save()  # the guest identity the gateway rate-limits and credits
+    config = {
+        "boss": boss.slug,
+        "name": boss.name,
+        "shard": shard.key,
+        "max_hp": boss.max_hp,
+        "min_damage": boss.min_damage,
+        "max_damage": boss.max_damage,
+        "expected_damage": (boss.min_damage + boss.max_damage) / 2,
+        "attacks_per_second": boss.attacks_per_second,
+        # an acked hit is surely in the truth after one gateway flush and one sync tick
+        "settle_ms": GATEWAY_TICK_MS + boss.tick_interval_ms + SETTLE_MARGIN_MS,
+        "state_path": f"/ws/bosses/{boss.slug}/",
+        "shard_path": f"/ws/shards/{shard.key}/",
+        "snapshot_url": reverse("boss-state-api", kwargs={"slug": boss.slug}),
+    }
+    return render(request, "play/boss.html", {"boss": boss, "shard": shard, "config": config})
