@@ -4,6 +4,7 @@ Heartbeat ages, crash detection and the dashboards' lags compare times written b
 ``TIME``, so production reads the authority's clock (:class:`RedisClock`): every host
 agrees on it. Tests pass a :class:`ManualClock` and :meth:`ManualClock.advance` it.
 """
+
 from __future__ import annotations
 
 from typing import Protocol
