@@ -250,6 +250,7 @@ class SagaRunAdmin(admin.ModelAdmin):
         "attempts",
         "started_at",
         "finished_at",
+        "error_summary",
         "steps_table",
         "leaderboard_table",
         "detail_summary",
@@ -261,6 +262,21 @@ class SagaRunAdmin(admin.ModelAdmin):
     def status_badge(self, obj):
         colour = {"completed": "#2e7d32", "running": "#b26a00", "failed": "#c62828"}.get(obj.status, "#555")
         return format_html('<b style="color:{}">{}</b>', colour, obj.get_status_display())
+
+    @admin.display(description="Error")
+    def error_summary(self, obj):
+        # A failed saga keeps its last error here; a running one, the error of its last attempt.
+        error = (obj.detail or {}).get("error")
+        if not error:
+            return "—"
+        return format_html(
+            '<span style="color:#c62828">{}: {}: {}</span> (attempt {}, {})',
+            error.get("step") or "—",
+            error.get("type", ""),
+            error.get("message", ""),
+            error.get("attempt", "?"),
+            error.get("at", ""),
+        )
 
     @admin.display(description="Steps")
     def steps_table(self, obj):
@@ -301,6 +317,7 @@ class SagaRunAdmin(admin.ModelAdmin):
         for big in ("players", "shards", "leaderboard"):  # shown elsewhere, or too long for a page
             if big in detail:
                 detail[big] = f"{len(detail[big])} entries"
+        detail.pop("error", None)  # its own row
         return ", ".join(f"{k}={v}" for k, v in detail.items()) or "—"
 
     def has_add_permission(self, request):

@@ -29,7 +29,11 @@ def tick_live_bosses() -> None:
     max_retries=20,
 )
 def victory_saga(*, boss_id: int, fight: int) -> None:
-    """Run or resume the victory saga of a defeated boss (exactly once per fight)."""
+    """Run or resume the victory saga of a defeated boss (exactly once per fight).
+
+    An error that leaves the saga running is raised, so the task is retried; a saga that
+    cannot complete ends ``failed`` (docs/sagas.md) and returns, so it is not retried.
+    """
     boss_victory_run(boss_id=boss_id, fight=fight)
 
 
@@ -47,11 +51,12 @@ def apply_schedules() -> None:
 
 @shared_task(name="bosses.resume_sagas", ignore_result=True)
 def resume_sagas() -> None:
-    """Re-enqueue victory sagas whose worker died mid-run."""
+    """Re-enqueue victory sagas whose worker died mid-run (failed ones are left alone)."""
     victory_sagas_resume()
 
 
 @shared_task(name="bosses.scan_crashed_sessions", ignore_result=True)
 def scan_crashed_sessions() -> None:
-    """Crash-detection saga: fence sessions silent past their boss's heartbeat timeout."""
+    """Crash detection: fence sessions silent past their boss's heartbeat timeout, and resume
+    crash sagas a dead process left running (Redis TIME is the clock)."""
     crashed_sessions_scan()

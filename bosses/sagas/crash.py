@@ -1,21 +1,36 @@
 """The crash saga: fence a silent or retired session and settle what it held (docs/sagas.md).
 
-Also shard retirement, which runs the same saga for every session a shard still has.
+It runs on the shared saga runner (:mod:`bosses.sagas.runner`), like the victory saga: steps
+``fence``, ``settle``, ``mark_shard``, each done and recorded in one transaction, failpoints
+``crash.<step>.before`` and ``crash.<step>.inside``. Also shard retirement, which runs the
+same saga for every session a shard still has, and the periodic scan that detects silent
+sessions and resumes crash sagas a dead process left ``running``.
 """
 
 from __future__ import annotations
 
-import time
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
+import redis
 from django.conf import settings
-from django.db.models import F
-from django.utils import timezone
 
 from bosses.models import BossEncounter, BossStatus, CrashPolicy, SagaKind, SagaRun, SagaStatus
+from bosses.sagas.runner import SagaStep, saga_last_progress, saga_run
 from core import authority, keys
+from core.clock import Clock, RedisClock
 from core.redis import get_redis
 from shards.models import Shard, ShardStatus
+
+CRASH_STEPS = ("fence", "settle", "mark_shard")
+# A crash saga still 'running' this long after its last progress (start, attempt or step)
+# lost its process: the scan resumes it.
+CRASH_SAGA_RESUME_AFTER_MS = 2_000
+# Runs of one crash saga before it is failed. The scan re-runs an unfenced silent session's
+# saga at every scan (500 ms) and a stalled one every CRASH_SAGA_RESUME_AFTER_MS, so this is
+# about 10 s of failing scans, or 40 s of stalled resumes.
+CRASH_MAX_ATTEMPTS = 20
 
 
 def shard_retire(*, shard: Shard) -> int:
@@ -41,84 +56,107 @@ def shard_retire(*, shard: Shard) -> int:
     return fenced
 
 
+def crash_saga_key(*, boss_id: int, fight: int, shard_key: str, epoch: int) -> str:
+    """The idempotency key of a session's crash saga: one per (boss, fight, session)."""
+    return f"crash:{boss_id}:{fight}:{shard_key}:{epoch}"
+
+
+def _fence(boss: BossEncounter, shard_key: str, epoch: int) -> Callable[[SagaRun], dict[str, Any]]:
+    def work(saga: SagaRun) -> dict[str, Any]:
+        # fence.lua retires the epoch and settles what it held in one atomic step. It runs
+        # again when this step's transaction did not commit, and then returns the first
+        # settlement ('already'): a resume never applies or discards twice.
+        out = authority.run(
+            get_redis(),
+            authority.fence_call(boss_id=boss.pk, shard_key=shard_key, epoch=epoch, policy=saga.policy),
+        )
+        saga.detail = {**saga.detail, "last_seq": out.last_seq}
+        return {"outcome": out.code, "policy": out.policy, "amount": out.amount, "last_seq": out.last_seq}
+
+    return work
+
+
+def _settle(saga: SagaRun) -> dict[str, Any]:
+    # Later steps read the fence's record, never Redis again: a resume settles the same amount.
+    [fence] = [s for s in saga.steps if s.get("step") == "fence"]
+    saga.policy = fence["policy"] or saga.policy
+    saga.amount = fence["amount"]
+    outcome = "recovered" if fence["policy"] == CrashPolicy.FAIR else "discarded"
+    return {"outcome": outcome, "policy": saga.policy, "amount": saga.amount}
+
+
+def _mark_shard(
+    boss: BossEncounter, shard_key: str, epoch: int, reason: str
+) -> Callable[[SagaRun], dict[str, Any]]:
+    def work(saga: SagaRun) -> dict[str, Any]:
+        # The shard is crashed when no session of it is left unfenced on this boss.
+        r = get_redis()
+        k = keys.BossKeys(boss.pk)
+        alive = [
+            s
+            for s in r.hkeys(k.hb)
+            if (field := keys.parse_session(s)) is not None
+            and field.shard_key == shard_key
+            and not r.hexists(k.settled, s)
+        ]
+        marked = False
+        if not alive and saga.detail.get("reason", reason) == "crashed":
+            marked = bool(
+                Shard.objects.filter(key=shard_key, current_epoch=epoch)
+                .exclude(status=ShardStatus.RETIRED)
+                .update(status=ShardStatus.CRASHED)
+            )
+        return {"crashed": marked, "other_sessions": len(alive)}
+
+    return work
+
+
+def _finish(saga: SagaRun, run_ms: float) -> None:
+    saga.detail = {**saga.detail, "elapsed_ms": run_ms}
+
+
 def session_fence(
-    *, boss: BossEncounter, shard_key: str, epoch: int, reason: str = "crashed", silent_ms: int | None = None
+    *,
+    boss: BossEncounter,
+    shard_key: str,
+    epoch: int,
+    reason: str = "crashed",
+    silent_ms: int | None = None,
+    clock: Clock | None = None,
 ) -> SagaRun:
     """Fence one session and settle its held damage under the boss's policy (a crash saga).
 
-    Steps (recorded on the saga with times): ``fence`` (fence.lua retires the epoch and, in
-    the same atomic step, settles the held damage: *fair* adds it to the buffer for the next
-    tick, *harsh* adds it to ``discarded``), ``recovered``/``discarded`` (the amount),
-    ``mark_shard`` (the shard row turns ``crashed`` when none of its sessions is left).
-    Idempotent: the saga key is (boss, fight, session) and fence.lua returns the first
-    settlement on a re-run, so a saga retried after a crash anywhere neither re-applies nor
-    re-discards; :func:`crashed_sessions_scan` resumes one left ``running``.
+    Steps, each done and recorded in one transaction by the saga runner (docs/sagas.md):
+    ``fence`` (fence.lua retires the epoch and, in the same atomic step, settles the held
+    damage: *fair* adds it to the buffer for the next tick, *harsh* adds it to
+    ``discarded``), ``settle`` (the saga records the policy and amount, ``recovered`` or
+    ``discarded``), ``mark_shard`` (the shard row turns ``crashed`` when none of its sessions
+    is left and the reason is a crash). Idempotent: the saga key is (boss, fight, session)
+    and fence.lua returns the first settlement on a re-run, so a saga resumed after a crash
+    anywhere neither re-applies nor re-discards; :func:`crashed_sessions_scan` resumes one
+    left ``running``. ``clock`` (default: Redis TIME) dates the detection.
     """
-    started = time.monotonic()
-    saga, _ = SagaRun.objects.get_or_create(
-        key=f"crash:{boss.pk}:{boss.fight}:{shard_key}:{epoch}",
+    clock = clock or RedisClock(get_redis())
+    detected_at = datetime.fromtimestamp(clock.now_ms() / 1000, tz=UTC).isoformat()
+    return saga_run(
+        key=crash_saga_key(boss_id=boss.pk, fight=boss.fight, shard_key=shard_key, epoch=epoch),
+        kind=SagaKind.CRASH,
+        boss=boss,
+        fight=boss.fight,
+        steps=[
+            SagaStep("fence", _fence(boss, shard_key, epoch)),
+            SagaStep("settle", _settle, fields=("amount", "policy")),
+            SagaStep("mark_shard", _mark_shard(boss, shard_key, epoch, reason)),
+        ],
+        max_attempts=CRASH_MAX_ATTEMPTS,
         defaults={
-            "kind": SagaKind.CRASH,
-            "boss": boss,
-            "fight": boss.fight,
             "shard_key": shard_key,
             "epoch": epoch,
             "policy": boss.crash_policy,
-            "detail": {"reason": reason, "silent_ms": silent_ms, "detected_at": timezone.now().isoformat()},
+            "detail": {"reason": reason, "silent_ms": silent_ms, "detected_at": detected_at},
         },
+        finish=_finish,
     )
-    if saga.status == SagaStatus.COMPLETED:
-        return saga
-    r = get_redis()
-    out = authority.run(
-        r, authority.fence_call(boss_id=boss.pk, shard_key=shard_key, epoch=epoch, policy=saga.policy)
-    )
-    fenced_at = timezone.now().isoformat()
-    fence_ms = round((time.monotonic() - started) * 1000, 2)
-    # The shard is crashed when no session of it is left unfenced on this boss.
-    k = keys.BossKeys(boss.pk)
-    alive = [s for s in r.hkeys(k.hb) if s.startswith(f"{shard_key}:") and not r.hexists(k.settled, s)]
-    marked = False
-    if not alive and saga.detail.get("reason", reason) == "crashed":
-        marked = bool(
-            Shard.objects.filter(key=shard_key, current_epoch=epoch)
-            .exclude(status=ShardStatus.RETIRED)
-            .update(status=ShardStatus.CRASHED)
-        )
-    steps = [
-        {"step": "fence", "outcome": out.code, "last_seq": out.last_seq, "at": fenced_at, "ms": fence_ms},
-        {
-            "step": "recovered" if out.policy == CrashPolicy.FAIR else "discarded",
-            "amount": out.amount,
-            "at": fenced_at,
-        },
-        {
-            "step": "mark_shard",
-            "crashed": marked,
-            "other_sessions": len(alive),
-            "at": timezone.now().isoformat(),
-        },
-    ]
-    detail = {
-        **saga.detail,
-        "last_seq": out.last_seq,
-        "elapsed_ms": round((time.monotonic() - started) * 1000, 2),
-    }
-    SagaRun.objects.filter(pk=saga.pk).update(
-        status=SagaStatus.COMPLETED,
-        amount=out.amount,
-        policy=out.policy or saga.policy,
-        steps=steps,
-        detail=detail,
-        attempts=F("attempts") + 1,
-        finished_at=timezone.now(),
-    )
-    saga.refresh_from_db()
-    return saga
-
-
-# A crash saga still 'running' this long after it started lost its process: the scan resumes it.
-CRASH_SAGA_RESUME_AFTER_MS = 2_000
 
 
 def _scan_blind_after_ms() -> int:
@@ -140,24 +178,26 @@ def _watching_since(r, now_ms: int) -> int:
     return int(since)
 
 
-def crashed_sessions_scan() -> list[SagaRun]:
+def crashed_sessions_scan(*, clock: Clock | None = None) -> list[SagaRun]:
     """Fence every session silent past its boss's heartbeat timeout (periodic, ~500 ms).
 
     A sign of life is a heartbeat or an accepted delta (both stamp ``hb`` with Redis TIME).
     Silence is only counted while the scanner itself was watching (:func:`_watching_since`).
-    Crash sagas left ``running`` by a dead process are finished here too.
+    Crash sagas left ``running`` by a dead process are finished here too. ``clock`` tells
+    "now" (default: Redis TIME, the clock the stamps are written with; tests pass a
+    :class:`core.clock.ManualClock` and advance it). Returns the sagas run.
     """
     r = get_redis()
-    now_s, now_us = r.time()
-    now_ms = now_s * 1000 + now_us // 1000
+    clock = clock or RedisClock(r)
+    now_ms = clock.now_ms()
     since = _watching_since(r, now_ms)
     try:
-        return _scan(r, now_ms, since)
+        return _scan(r, clock=clock, now_ms=now_ms, since=since)
     finally:
         r.set(keys.CRASH_SCAN_LAST, now_ms)
 
 
-def _scan(r, now_ms: int, since: int) -> list[SagaRun]:
+def _scan(r: redis.Redis, *, clock: Clock, now_ms: int, since: int) -> list[SagaRun]:
     ids = [int(i) for i in r.smembers(keys.LIVE_BOSSES)]
     sagas: list[SagaRun] = []
     if not ids:
@@ -173,18 +213,22 @@ def _scan(r, now_ms: int, since: int) -> list[SagaRun]:
             if sess in settled or silent <= boss.heartbeat_timeout_ms:
                 continue
             shard_key, _, epoch = sess.partition(":")
-            sagas.append(session_fence(boss=boss, shard_key=shard_key, epoch=int(epoch), silent_ms=silent))
-    stale = timezone.now() - timedelta(milliseconds=CRASH_SAGA_RESUME_AFTER_MS)
+            sagas.append(
+                session_fence(boss=boss, shard_key=shard_key, epoch=int(epoch), silent_ms=silent, clock=clock)
+            )
+    # A saga without progress for CRASH_SAGA_RESUME_AFTER_MS lost its process: resume it.
+    stale = datetime.fromtimestamp((now_ms - CRASH_SAGA_RESUME_AFTER_MS) / 1000, tz=UTC)
     for saga in SagaRun.objects.filter(
         kind=SagaKind.CRASH, status=SagaStatus.RUNNING, boss_id__in=ids, started_at__lt=stale
     ).select_related("boss"):
-        if saga.fight == saga.boss.fight:
+        if saga.fight == saga.boss.fight and saga.epoch is not None and saga_last_progress(saga=saga) < stale:
             sagas.append(
                 session_fence(
                     boss=saga.boss,
                     shard_key=saga.shard_key,
                     epoch=saga.epoch,
                     reason=saga.detail.get("reason", "crashed"),
+                    clock=clock,
                 )
             )
     return sagas

@@ -1,10 +1,10 @@
 """The victory saga: exactly once per fight, resumable after a crash at any step.
 
-A saga is a list of idempotent steps recorded on its :class:`SagaRun` (``steps``). Each
-database step does its work and appends its own record in ONE transaction, so a process that
-dies inside a step leaves nothing of it behind and a re-run does it again; a recorded step is
-never done twice. The unique constraints on :class:`Contribution` and :class:`RewardGrant`
-are a second guard (``ignore_conflicts``), so even two concurrent runs grant once.
+It runs on the shared saga runner (:mod:`bosses.sagas.runner`): each step does its database
+work and appends its record to ``SagaRun.steps`` in ONE transaction, so a process that dies
+inside a step leaves nothing of it behind and a re-run does it again; a recorded step is never
+done twice. The unique constraints on :class:`Contribution` and :class:`RewardGrant` are a
+second guard (``ignore_conflicts``), so even two concurrent runs grant once.
 
 Steps (docs/sagas.md):
 
@@ -29,15 +29,11 @@ work done, its transaction not committed; for ``announce``: published, not recor
 
 from __future__ import annotations
 
-import logging
-import os
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
 from bosses.broadcast import messages_publish
@@ -51,37 +47,24 @@ from bosses.models import (
     SagaRun,
     SagaStatus,
 )
+from bosses.sagas.runner import SagaStep, SagaUnrecoverable, saga_last_progress, saga_run, steps_done
 from bosses.services import victory_enqueue
 from core import authority, keys
 from core.errors import InvalidTransition, UnknownBoss
 from core.redis import get_redis
 
-logger = logging.getLogger(__name__)
-
-FAILPOINTS_ENV = "LIVEOPS_FAILPOINTS"
-FAILPOINT_EXIT_STATUS = 137  # what a shell reports for a process killed by SIGKILL
 LEADERBOARD_SIZE = 10
 VICTORY_STEPS = ("freeze", "persist_final_state", "contributions", "leaderboard", "rewards", "announce")
+# Runs of one victory saga before it is failed: more than the task's 21 tries (autoretry,
+# max_retries=20), so a burst of transient errors leaves the resume sweep a few runs more.
+VICTORY_MAX_ATTEMPTS = 25
 # Reward tiers by player rank (1 = most damage).
 TIER_CHAMPION, TIER_ELITE, TIER_PARTICIPANT = "champion", "elite", "participant"
-
-
-def failpoint(name: str) -> None:
-    """Die like ``kill -9`` if ``name`` is listed in ``$LIVEOPS_FAILPOINTS`` (fault injection)."""
-    armed = os.environ.get(FAILPOINTS_ENV, "")
-    if armed and name in {p.strip() for p in armed.split(",")}:
-        logger.warning("failpoint %s: exiting with %s", name, FAILPOINT_EXIT_STATUS)
-        os._exit(FAILPOINT_EXIT_STATUS)
 
 
 def victory_saga_key(*, boss_id: int, fight: int) -> str:
     """The idempotency key of a fight's victory saga."""
     return f"victory:{boss_id}:{fight}"
-
-
-def steps_done(saga: SagaRun) -> list[str]:
-    """Names of the steps a saga has recorded, in order."""
-    return [s.get("step", "") for s in saga.steps]
 
 
 def reward_tier(rank: int) -> str:
@@ -99,30 +82,7 @@ def _ranked(damage: dict[str, int]) -> list[tuple[int, str, int]]:
     return [(i + 1, n, d) for i, (n, d) in enumerate(order)]
 
 
-# --- step machinery ----------------------------------------------------------------------
-
-
-def _run_step(saga_id: int, name: str, work: Callable[[SagaRun], dict[str, Any]]) -> SagaRun:
-    """Do ``work`` and record the step in one transaction, unless it is recorded already."""
-    failpoint(f"victory.{name}.before")
-    with transaction.atomic():
-        saga = SagaRun.objects.select_for_update().get(pk=saga_id)
-        if name in steps_done(saga):
-            return saga
-        started = time.monotonic()
-        record = work(saga)
-        failpoint(f"victory.{name}.inside")
-        saga.steps = [
-            *saga.steps,
-            {
-                "step": name,
-                "at": timezone.now().isoformat(),
-                "ms": round((time.monotonic() - started) * 1000, 2),
-                **record,
-            },
-        ]
-        saga.save(update_fields=["steps", "detail"])
-    return saga
+# --- steps -------------------------------------------------------------------------------
 
 
 def _freeze(boss: BossEncounter) -> Callable[[SagaRun], dict[str, Any]]:
@@ -133,6 +93,12 @@ def _freeze(boss: BossEncounter) -> Callable[[SagaRun], dict[str, Any]]:
         pipe.hgetall(k.contrib)
         pipe.hgetall(k.players)
         state, contrib, players = pipe.execute()
+        current_fight = max(int(state.get("fight") or 0), boss.fight)
+        if current_fight > saga.fight:
+            # A reset started a later fight: this one can never be frozen (not a retry case).
+            raise SagaUnrecoverable(
+                f"victory saga for {boss.slug} fight {saga.fight}: the boss is in fight {current_fight} now"
+            )
         if state.get("status") != BossStatus.DEFEATED or int(state.get("fight", 0)) != saga.fight:
             raise InvalidTransition(
                 f"victory saga for {boss.slug} fight {saga.fight}: the authority "
@@ -270,65 +236,60 @@ _STEP_WORK = {
 }
 
 
+def _finish(saga: SagaRun, run_ms: float) -> None:
+    saga.amount = saga.detail["final"]["applied"]
+    saga.detail = {**saga.detail, "last_run_ms": run_ms}
+
+
 def boss_victory_run(*, boss_id: int, fight: int) -> SagaRun:
-    """Run (or resume) the victory saga of ``fight``: every step exactly once per fight."""
+    """Run (or resume) the victory saga of ``fight``: every step exactly once per fight.
+
+    Returns the saga (``completed``, or ``failed`` when it cannot complete); an error that
+    leaves it ``running`` is raised, so the task retries it.
+    """
     try:
         boss = BossEncounter.objects.get(pk=boss_id)
     except BossEncounter.DoesNotExist:
         raise UnknownBoss(f"no boss with id {boss_id}") from None
-    saga, _ = SagaRun.objects.get_or_create(
+    return saga_run(
         key=victory_saga_key(boss_id=boss_id, fight=fight),
-        defaults={"kind": SagaKind.VICTORY, "boss": boss, "fight": fight},
+        kind=SagaKind.VICTORY,
+        boss=boss,
+        fight=fight,
+        steps=[SagaStep(name, _STEP_WORK[name](boss)) for name in VICTORY_STEPS],
+        max_attempts=VICTORY_MAX_ATTEMPTS,
+        finish=_finish,
     )
-    if saga.status == SagaStatus.COMPLETED:
-        return saga
-    SagaRun.objects.filter(pk=saga.pk).update(attempts=saga.attempts + 1)
-    started = time.monotonic()
-    for name in VICTORY_STEPS:
-        saga = _run_step(saga.pk, name, _STEP_WORK[name](boss))
-    total_ms = round((time.monotonic() - started) * 1000, 2)
-    with transaction.atomic():
-        saga = SagaRun.objects.select_for_update().get(pk=saga.pk)
-        if saga.status != SagaStatus.COMPLETED:
-            saga.status = SagaStatus.COMPLETED
-            saga.finished_at = timezone.now()
-            saga.amount = saga.detail["final"]["applied"]
-            saga.detail = {**saga.detail, "last_run_ms": total_ms}
-            saga.save(update_fields=["status", "finished_at", "amount", "detail"])
-    return saga
 
 
 def victory_sagas_resume(*, stale_ms: int | None = None) -> list[str]:
     """Re-enqueue victory sagas that a dead worker left behind (periodic; idempotent).
 
-    A boss whose authority says ``defeated`` and whose fight has no completed victory saga is
-    enqueued again unless its saga made progress within ``stale_ms`` (a live run is left
-    alone; a concurrent duplicate would still be harmless). Returns the saga keys enqueued.
+    A boss whose authority says ``defeated`` and whose fight has no finished (completed or
+    failed) victory saga is enqueued again unless its saga made progress within ``stale_ms``
+    (a live run is left alone; a concurrent duplicate would still be harmless). Returns the
+    saga keys enqueued.
     """
     stale_ms = settings.SAGA_STALE_MS if stale_ms is None else stale_ms
     cutoff = timezone.now() - timedelta(milliseconds=stale_ms)
     r = get_redis()
     enqueued = []
     bosses = list(BossEncounter.objects.exclude(status__in=[BossStatus.DRAFT, BossStatus.EXPIRED]))
-    completed = set(
-        SagaRun.objects.filter(
-            kind=SagaKind.VICTORY, status=SagaStatus.COMPLETED, boss__in=bosses
-        ).values_list("key", flat=True)
+    finished = set(
+        SagaRun.objects.filter(kind=SagaKind.VICTORY, boss__in=bosses)
+        .exclude(status=SagaStatus.RUNNING)
+        .values_list("key", flat=True)
     )
     for boss in bosses:
-        if victory_saga_key(boss_id=boss.pk, fight=boss.fight) in completed:
+        if victory_saga_key(boss_id=boss.pk, fight=boss.fight) in finished:
             continue
         status, fight = r.hmget(keys.BossKeys(boss.pk).state, ["status", "fight"])
         if status != BossStatus.DEFEATED or fight is None:
             continue
         key = victory_saga_key(boss_id=boss.pk, fight=int(fight))
         saga = SagaRun.objects.filter(key=key).first()
-        if saga is not None:
-            if saga.status == SagaStatus.COMPLETED:
-                continue
-            last = max([saga.started_at] + [datetime.fromisoformat(s["at"]) for s in saga.steps if "at" in s])
-            if last > cutoff:
-                continue
+        if saga is not None and (saga.status != SagaStatus.RUNNING or saga_last_progress(saga=saga) > cutoff):
+            continue
         victory_enqueue(boss_id=boss.pk)
         enqueued.append(key)
     return enqueued

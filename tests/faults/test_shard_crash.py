@@ -58,11 +58,8 @@ def test_killed_shard_holding_damage_is_settled_exactly_once(stack, shard_procs,
     saga = wait_until(lambda: completed_saga(boss, shard.key, holding["epoch"]), what="the crash saga")
     detected_s = time.monotonic() - killed_at
     assert (saga.policy, saga.amount) == (policy, 45 + 25)  # its last reported buffer, exactly
-    assert [s["step"] for s in saga.steps] == [
-        "fence",
-        "recovered" if policy == "fair" else "discarded",
-        "mark_shard",
-    ]
+    assert [s["step"] for s in saga.steps] == ["fence", "settle", "mark_shard"]
+    assert saga.steps[1]["outcome"] == ("recovered" if policy == "fair" else "discarded")
     assert saga.steps[0]["outcome"] == "fenced" and saga.detail["last_seq"] == 3
     assert saga.detail["silent_ms"] > TIMEOUT_MS and saga.attempts == 1 and saga.finished_at
     assert detected_s < 10  # loose sanity bound: timeout 1 s + a 200 ms scan

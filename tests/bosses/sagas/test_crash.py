@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import time
-from datetime import timedelta
 
 import pytest
-from django.utils import timezone
 
 from bosses.models import SagaRun, SagaStatus
-from bosses.sagas.crash import crashed_sessions_scan, session_fence
+from bosses.sagas.crash import CRASH_SAGA_RESUME_AFTER_MS, CRASH_STEPS, crashed_sessions_scan, session_fence
 from bosses.services import boss_go_live, boss_tick
 from bosses.verification import boss_verify
 from core import authority, keys
+from core.clock import ManualClock, RedisClock
 from core.errors import Fenced
 from core.redis import get_redis
 from shards.models import Shard, ShardStatus
@@ -33,6 +32,11 @@ def quick_boss(make_boss):
 
 def args(boss, s):
     return dict(boss_id=boss.pk, shard_key=s.shard_key, epoch=s.epoch)
+
+
+def last_sign_of_life(boss, s) -> int:
+    """The Redis TIME (ms) of the session's last heartbeat or accepted delta."""
+    return int(get_redis().hget(keys.BossKeys(boss.pk).hb, f"{s.shard_key}:{s.epoch}"))
 
 
 def test_deltas_accepted_after_a_heartbeat_shrink_what_a_crash_settles(quick_boss, make_session):
@@ -63,16 +67,21 @@ def test_shard_that_heartbeats_but_never_sends_damage(quick_boss, make_session):
     """Alive as long as it heartbeats (nothing is settled); its reported pending is what a
     crash saga settles once it goes silent."""
     boss, s = quick_boss("fair"), make_session()
+    # Heartbeats are stamped with Redis TIME, so while it beats, real time passes (3 timeouts).
     deadline = time.monotonic() + 3 * TIMEOUT_MS / 1000
     while time.monotonic() < deadline:
         heartbeat_record(**args(boss, s), pending=12)
         assert crashed_sessions_scan() == []
         time.sleep(0.05)
     assert boss_verify(boss=boss).accepted == 0  # heartbeats alone never apply damage
-    time.sleep(TIMEOUT_MS / 1000 + 0.1)
-    [saga] = crashed_sessions_scan()
+    # Then it falls silent: the scanner's clock moves on from its last heartbeat, none comes.
+    clock = ManualClock(last_sign_of_life(boss, s))
+    clock.advance(TIMEOUT_MS)
+    assert crashed_sessions_scan(clock=clock) == []  # silent exactly the timeout: not yet
+    clock.advance(1)
+    [saga] = crashed_sessions_scan(clock=clock)
     assert (saga.policy, saga.amount) == ("fair", 12)
-    assert saga.detail["silent_ms"] > TIMEOUT_MS
+    assert saga.detail["silent_ms"] == TIMEOUT_MS + 1
     assert Shard.objects.get(key=s.shard_key).status == ShardStatus.CRASHED
 
 
@@ -81,13 +90,17 @@ def test_shard_that_sends_damage_but_no_heartbeats(quick_boss, make_session):
     saga settles 0 and fences the epoch: a late delta is refused, never applied twice."""
     boss, s = quick_boss("fair"), make_session()
     seq, deadline = 0, time.monotonic() + 3 * TIMEOUT_MS / 1000
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline:  # deltas are stamped with Redis TIME: real time passes
         seq += 1
         delta_ingest(**args(boss, s), seq=seq, amount=10)
         assert crashed_sessions_scan() == []
         time.sleep(0.05)
-    time.sleep(TIMEOUT_MS / 1000 + 0.1)
-    [saga] = crashed_sessions_scan()
+    clock = ManualClock(last_sign_of_life(boss, s))
+    clock.advance(TIMEOUT_MS)
+    assert crashed_sessions_scan(clock=clock) == []
+    clock.advance(1)
+    [saga] = crashed_sessions_scan(clock=clock)
+    assert saga.detail["silent_ms"] == TIMEOUT_MS + 1
     assert saga.amount == 0 and saga.detail["last_seq"] == seq
     with pytest.raises(Fenced):
         delta_ingest(**args(boss, s), seq=seq + 1, amount=10)
@@ -106,10 +119,13 @@ def test_saga_record_carries_steps_amounts_outcome_and_timings(quick_boss, make_
         saga.status == SagaStatus.COMPLETED
         and saga.key == f"crash:{boss.pk}:{boss.fight}:{s.shard_key}:{s.epoch}"
     )
-    assert [st["step"] for st in saga.steps] == ["fence", "discarded", "mark_shard"]
-    assert saga.steps[1]["amount"] == 7 and all("at" in st for st in saga.steps)
+    assert [st["step"] for st in saga.steps] == list(CRASH_STEPS) == ["fence", "settle", "mark_shard"]
+    assert saga.steps[0] == {**saga.steps[0], "outcome": "fenced", "policy": "harsh", "amount": 7}
+    assert saga.steps[1] == {**saga.steps[1], "outcome": "discarded", "amount": 7}
+    assert all("at" in st and st["ms"] >= 0 for st in saga.steps)
     assert saga.steps[2] == {**saga.steps[2], "crashed": False, "other_sessions": 1}
     assert saga.detail["silent_ms"] == 999 and saga.detail["elapsed_ms"] >= 0 and saga.finished_at
+    assert saga.attempts == 1
     assert Shard.objects.get(key=s.shard_key).status == ShardStatus.ONLINE  # one session still up
 
 
@@ -132,11 +148,16 @@ def test_scan_finishes_a_crash_saga_left_running_by_a_dead_process(quick_boss, m
         authority.fence_call(boss_id=boss.pk, shard_key=s.shard_key, epoch=s.epoch, policy="fair"),
     )
     assert any("is running" in p for p in boss_verify(boss=boss).problems)
-    SagaRun.objects.filter(pk=saga.pk).update(started_at=timezone.now() - timedelta(seconds=10))
-    crashed_sessions_scan()
+    clock = ManualClock(RedisClock(get_redis()).now_ms())
+    assert crashed_sessions_scan(clock=clock) == []  # it may still be running somewhere: wait
     saga.refresh_from_db()
-    assert saga.status == SagaStatus.COMPLETED and saga.amount == 40
+    assert saga.status == SagaStatus.RUNNING and saga.attempts == 0
+    clock.advance(CRASH_SAGA_RESUME_AFTER_MS + 1)
+    [resumed] = crashed_sessions_scan(clock=clock)
+    saga.refresh_from_db()
+    assert resumed.pk == saga.pk and saga.status == SagaStatus.COMPLETED and saga.amount == 40
     assert saga.steps[0]["outcome"] == "already"  # the settlement was not made twice
+    assert saga.attempts == 1
     boss_tick(boss_id=boss.pk, force=True)
     report = boss_verify(boss=boss)
     assert report.ok, report.problems
