@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 from bosses.models import BossEncounter, BossStatus, SagaKind, SagaRun, SagaStatus
 from bosses.selectors import boss_archived_events, boss_ledger
-from core import authority
+from core import authority, keys
 
 
 @dataclass
@@ -92,6 +92,7 @@ def boss_verify(*, boss: BossEncounter) -> VerifyReport:
         if sagas and recorded != total:
             p.append(f"{pol} crash sagas record {recorded} != {pol} settlements {total}")
     p.extend(_settlements_vs_sagas(boss, ledger.settled))
+    p.extend(_failed_sagas(boss, ledger.settled))
 
     # Replay: the archived log and the live tail, merged by version, must agree.
     entries: dict[int, tuple[int, int, int, dict]] = {}
@@ -131,7 +132,7 @@ def _settlements_vs_sagas(boss: BossEncounter, settled: dict[str, str]) -> list[
     and each completed crash saga has its settlement in Redis."""
     problems = []
     sagas = {
-        f"{s.shard_key}:{s.epoch}": s
+        keys.session_id(s.shard_key, s.epoch): s
         for s in SagaRun.objects.filter(boss=boss, fight=boss.fight, kind=SagaKind.CRASH)
     }
     for sess, record in sorted(settled.items()):
@@ -147,4 +148,18 @@ def _settlements_vs_sagas(boss: BossEncounter, settled: dict[str, str]) -> list[
     for sess, saga in sorted(sagas.items()):
         if saga.status == SagaStatus.COMPLETED and sess not in settled:
             problems.append(f"crash saga {saga.key} is completed but {sess} has no settlement")
+    return problems
+
+
+def _failed_sagas(boss: BossEncounter, settled: dict[str, str]) -> list[str]:
+    """A saga of this fight that ended ``failed`` did not do its work: each one is a problem.
+
+    A failed crash saga whose session has a settlement is already reported with it.
+    """
+    problems = []
+    for saga in SagaRun.objects.filter(boss=boss, fight=boss.fight, status=SagaStatus.FAILED):
+        if saga.kind == SagaKind.CRASH and keys.session_id(saga.shard_key, saga.epoch) in settled:
+            continue
+        error = (saga.detail or {}).get("error") or {}
+        problems.append(f"saga {saga.key} failed at {error.get('step') or '?'}: {error.get('message', '')}")
     return problems

@@ -9,47 +9,67 @@ registered once per client (EVALSHA, with a reload on NOSCRIPT).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Generic, Literal, TypedDict, TypeVar
 
 import redis
 import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript, Script
 
 from core import keys
 
 LUA_DIR = Path(__file__).resolve().parent / "lua"
 SCRIPT_NAMES = ("seed", "ingest", "tick", "transition", "heartbeat", "fence")
 _SOURCES = {name: (LUA_DIR / f"{name}.lua").read_text() for name in SCRIPT_NAMES}
+# Where a client keeps its registered scripts (one registration per client, not per call).
+_SCRIPTS_ATTR = "_liveops_scripts"
+
+# One element of a script's reply table: the scripts return strings and integers only (no
+# nil inside a table, which would cut it short); strings arrive as bytes on a client
+# without decode_responses.
+ReplyItem = str | bytes | int
+Reply = list[ReplyItem]
+# What a script takes as ARGV (redis-py formats integers in decimal).
+ScriptArg = str | int
+Outcome = TypeVar("Outcome")
 
 
 @dataclass(frozen=True)
-class Call:
+class Call(Generic[Outcome]):
     """One script invocation: which script, its keys and args, and how to read the reply."""
 
     script: str
     keys: list[str]
-    args: list[Any]
-    parse: Callable[[list[Any]], Any]
+    args: list[ScriptArg]
+    parse: Callable[[Reply], Outcome]
 
 
-def _scripts(client: Any) -> dict[str, Any]:
-    cached = getattr(client, "_liveops_scripts", None)
+def _sync_scripts(client: redis.Redis) -> dict[str, Script]:
+    cached: dict[str, Script] | None = getattr(client, _SCRIPTS_ATTR, None)
     if cached is None:
         cached = {name: client.register_script(src) for name, src in _SOURCES.items()}
-        client._liveops_scripts = cached
+        setattr(client, _SCRIPTS_ATTR, cached)
     return cached
 
 
-def run(client: redis.Redis, call: Call) -> Any:
+def _async_scripts(client: aioredis.Redis) -> dict[str, AsyncScript]:
+    cached: dict[str, AsyncScript] | None = getattr(client, _SCRIPTS_ATTR, None)
+    if cached is None:
+        cached = {name: client.register_script(src) for name, src in _SOURCES.items()}
+        setattr(client, _SCRIPTS_ATTR, cached)
+    return cached
+
+
+def run(client: redis.Redis, call: Call[Outcome]) -> Outcome:
     """Run ``call`` on a sync client."""
-    return call.parse(_scripts(client)[call.script](keys=call.keys, args=call.args))
+    return call.parse(_sync_scripts(client)[call.script](keys=call.keys, args=call.args))
 
 
-async def arun(client: aioredis.Redis, call: Call) -> Any:
+async def arun(client: aioredis.Redis, call: Call[Outcome]) -> Outcome:
     """Run ``call`` on an asyncio client."""
-    return call.parse(await _scripts(client)[call.script](keys=call.keys, args=call.args))
+    return call.parse(await _async_scripts(client)[call.script](keys=call.keys, args=call.args))
 
 
 # --- results -----------------------------------------------------------------
@@ -99,15 +119,20 @@ class FenceOutcome:
     last_seq: int = 0
 
 
-def _text(v: Any) -> str:
+def _text(v: ReplyItem | None) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
-def _parse_ingest(r: list[Any]) -> IngestOutcome:
+def _parse_seed(r: Reply) -> TransitionOutcome:
+    code = _text(r[0])
+    return TransitionOutcome(code, "live" if code == "ok" else _text(r[1]), 1)
+
+
+def _parse_ingest(r: Reply) -> IngestOutcome:
     return IngestOutcome(_text(r[0]), int(r[1]), _text(r[2]))
 
 
-def _parse_tick(r: list[Any]) -> TickOutcome:
+def _parse_tick(r: Reply) -> TickOutcome:
     code = _text(r[0])
     if code == "applied":
         return TickOutcome(
@@ -128,13 +153,13 @@ def _parse_tick(r: list[Any]) -> TickOutcome:
     return TickOutcome(code, version=int(r[1]), status=_text(r[2]))
 
 
-def _parse_transition(r: list[Any]) -> TransitionOutcome:
+def _parse_transition(r: Reply) -> TransitionOutcome:
     if _text(r[0]) == "no_boss":
         return TransitionOutcome("no_boss")
     return TransitionOutcome(_text(r[0]), _text(r[1]), int(r[2]))
 
 
-def _parse_heartbeat(r: list[Any]) -> HeartbeatOutcome:
+def _parse_heartbeat(r: Reply) -> HeartbeatOutcome:
     return HeartbeatOutcome(_text(r[0]), int(r[1]), _text(r[2]))
 
 
@@ -144,7 +169,7 @@ def parse_settlement(record: str) -> tuple[str, int]:
     return policy, int(amount or 0)
 
 
-def _parse_fence(r: list[Any]) -> FenceOutcome:
+def _parse_fence(r: Reply) -> FenceOutcome:
     if _text(r[0]) == "no_boss":
         return FenceOutcome("no_boss")
     policy, amount = parse_settlement(_text(r[1]))
@@ -158,16 +183,16 @@ def seed_call(
     *,
     boss_id: int,
     max_hp: int,
-    phases: list[tuple[int, str]],
+    phases: Sequence[tuple[int, str]],
     opening: str,
     fight: int,
     slug: str,
     min_tick_ms: int,
     floors: Mapping[str, int],
-) -> Call:
+) -> Call[TransitionOutcome]:
     """Create the authority of a boss going live (refused if it already exists)."""
     k = keys.BossKeys(boss_id)
-    args: list[Any] = [
+    args: list[ScriptArg] = [
         max_hp,
         json.dumps([[hp, name] for hp, name in phases]),
         opening,
@@ -177,12 +202,7 @@ def seed_call(
     ]
     for shard, epoch in floors.items():
         args += [shard, epoch]
-    return Call(
-        "seed",
-        [k.state, k.log, k.floor],
-        args,
-        lambda r: TransitionOutcome(_text(r[0]), _text(r[1]) if r[0] != "ok" else "live", 1),
-    )
+    return Call("seed", [k.state, k.log, k.floor], args, _parse_seed)
 
 
 def ingest_call(
@@ -193,10 +213,10 @@ def ingest_call(
     seq: int,
     amount: int,
     breakdown: Mapping[str, int] | None = None,
-) -> Call:
+) -> Call[IngestOutcome]:
     """Add one delta to the (boss, session) buffer exactly once."""
     k = keys.BossKeys(boss_id)
-    args: list[Any] = [shard_key, epoch, seq, amount]
+    args: list[ScriptArg] = [shard_key, epoch, seq, amount, keys.session_id(shard_key, epoch)]
     for player, dmg in (breakdown or {}).items():
         args += [player, dmg]
     return Call(
@@ -207,13 +227,13 @@ def ingest_call(
     )
 
 
-def tick_call(*, boss_id: int, force: bool = False) -> Call:
+def tick_call(*, boss_id: int, force: bool = False) -> Call[TickOutcome]:
     """Drain and apply every buffer of a boss (``force`` ignores its tick interval)."""
     k = keys.BossKeys(boss_id)
     return Call("tick", [k.state, k.buf, k.log], ["1" if force else "0"], _parse_tick)
 
 
-def transition_call(*, boss_id: int, to: str, allowed_from: tuple[str, ...]) -> Call:
+def transition_call(*, boss_id: int, to: str, allowed_from: tuple[str, ...]) -> Call[TransitionOutcome]:
     """Change the status if it is one of ``allowed_from``."""
     k = keys.BossKeys(boss_id)
     return Call("transition", [k.state, k.log], [to, *allowed_from], _parse_transition)
@@ -221,24 +241,25 @@ def transition_call(*, boss_id: int, to: str, allowed_from: tuple[str, ...]) -> 
 
 def heartbeat_call(
     *, boss_id: int, shard_key: str, epoch: int, pending: int, inflight_seq: int = 0, inflight_amount: int = 0
-) -> Call:
+) -> Call[HeartbeatOutcome]:
     """Record a session's sign of life and its unacknowledged damage."""
     k = keys.BossKeys(boss_id)
     return Call(
         "heartbeat",
         [k.state, k.seq, k.settled, k.floor, k.hb, k.held, k.hbase],
-        [shard_key, epoch, pending, inflight_seq, inflight_amount],
+        [shard_key, epoch, pending, inflight_seq, inflight_amount, keys.session_id(shard_key, epoch)],
         _parse_heartbeat,
     )
 
 
-def fence_call(*, boss_id: int, shard_key: str, epoch: int, policy: str) -> Call:
+def fence_call(*, boss_id: int, shard_key: str, epoch: int, policy: str) -> Call[FenceOutcome]:
     """Retire a session's epoch and settle its held damage under ``policy``."""
     k = keys.BossKeys(boss_id)
+    session = keys.session_id(shard_key, epoch)
     return Call(
         "fence",
         [k.state, k.buf, k.seq, k.settled, k.held, k.hbase, k.contrib],
-        [shard_key, epoch, policy],
+        [shard_key, epoch, policy, session, keys.recovered_field(session)],
         _parse_fence,
     )
 
@@ -246,6 +267,20 @@ def fence_call(*, boss_id: int, shard_key: str, epoch: int, policy: str) -> Call
 # --- plain reads -------------------------------------------------------------
 
 STATE_FIELDS = ("hp", "max_hp", "version", "status", "phase", "phase_name", "last_tick_ms", "slug")
+
+
+class StateMessage(TypedDict):
+    """The ``state`` message of the protocol (docs/protocol.md), as the tick publishes it."""
+
+    type: Literal["state"]
+    boss: str
+    hp: int
+    max_hp: int
+    version: int
+    status: str
+    phase: str
+    phase_index: int
+    ts: int
 
 
 @dataclass(frozen=True)
@@ -261,7 +296,7 @@ class BossState:
     ts_ms: int
     slug: str
 
-    def as_message(self) -> dict[str, Any]:
+    def as_message(self) -> StateMessage:
         """The ``state`` message of the protocol (docs/protocol.md)."""
         return {
             "type": "state",
@@ -276,21 +311,29 @@ class BossState:
         }
 
 
-def parse_state(values: list[Any]) -> BossState | None:
+def parse_state(values: Sequence[str | bytes | None]) -> BossState | None:
     """Build a :class:`BossState` from ``HMGET state STATE_FIELDS`` (None if absent)."""
     if values[0] is None:
         return None
     hp, max_hp, version, status, phase, phase_name, ts, slug = values
     return BossState(
-        int(hp),
-        int(max_hp),
-        int(version),
+        _number(hp),
+        _number(max_hp),
+        _number(version),
         _text(status),
-        int(phase),
+        _number(phase),
         _text(phase_name or ""),
-        int(ts),
+        _number(ts),
         _text(slug or ""),
     )
+
+
+def _number(v: str | bytes | None) -> int:
+    # seed.lua writes every numeric field with the state hash, so a missing one means the
+    # hash was tampered with: say which, instead of int(None)'s TypeError.
+    if v is None:
+        raise ValueError("the state hash lacks a numeric field that seed.lua always writes")
+    return int(v)
 
 
 def read_state(client: redis.Redis, boss_id: int) -> BossState | None:

@@ -117,7 +117,9 @@ def demo_progress_line(boss_id: int, hits_total: int, rates: _Rates) -> tuple[st
     (hp, max_hp, version, status, phase, last_tick), beats, settled, (sec, usec), last_beat = pipe.execute()
     now_ms = sec * 1000 + usec // 1000
     online = {
-        s.rsplit(":", 1)[0] for s, seen in beats.items() if s not in settled and now_ms - int(seen) <= 5_000
+        parsed.shard_key
+        for s, seen in beats.items()
+        if s not in settled and now_ms - int(seen) <= 5_000 and (parsed := keys.parse_session(s)) is not None
     }
     lag = f"{now_ms - int(last_beat)} ms" if last_beat else "?"
     hp_i, max_i = int(hp or 0), int(max_hp or 1)

@@ -36,6 +36,7 @@ from urllib.parse import urlsplit, urlunsplit
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from core.keys import parse_session, session_id
 from tools.bench.authority import percentile
 from tools.bench.freshness import FreshnessTracker
 
@@ -527,7 +528,7 @@ async def sdk_server_run(
         # the first hit of each batch is the freshness sample; the rest is the bare hot path
         d = SDK_DAMAGES[i & 4095]
         hit(boss, d, player)
-        on_sample(f"{shard}:{session_epoch}", added + d, time.time())
+        on_sample(session_id(shard, session_epoch), added + d, time.time())
         for k in range(i + 1, i + n):
             hit(boss, SDK_DAMAGES[k & 4095], player)
         added += _damage_sum(i, n)
@@ -677,7 +678,8 @@ def freshness_from_log(
         # add per-shard-key totals for hosted shards ("shard:<key>") next to the sessions
         per_key: dict[str, int] = {}
         for sess, amount in d.items():
-            key = sess.split("#", 1)[0].rsplit(":", 1)[0]
+            parsed = parse_session(sess)
+            key = parsed.shard_key if parsed is not None else sess
             per_key[f"shard:{key}"] = per_key.get(f"shard:{key}", 0) + int(amount)
         merged.append((entry_id, {**f, "d": json.dumps({**d, **per_key})}))
     return stats.tracker.compute(merged)

@@ -1,7 +1,8 @@
 -- Record a shard session's sign of life and what it still holds unacknowledged.
 -- KEYS: 1 state, 2 seq, 3 settled, 4 floor, 5 hb, 6 held, 7 hbase
 -- ARGV: 1 shard, 2 epoch, 3 pending (local buffer not yet in any delta),
---       4 in-flight seq (0: none), 5 in-flight amount
+--       4 in-flight seq (0: none), 5 in-flight amount, 6 session field (core/keys.py
+--       session_id)
 -- Returns {'ok', last_seq, held} or {'fenced', last_seq, detail} or {'no_boss', 0, ''}.
 -- The in-flight delta counts as held only if it was not accepted yet; later accepted
 -- deltas shrink 'held' again (ingest.lua), so a crash saga recovers exactly the damage
@@ -9,7 +10,7 @@
 local function I(n) return string.format('%d', n) end
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'no_boss', 0, ''} end
 local shard = ARGV[1]
-local sess = shard .. ':' .. ARGV[2]
+local sess = ARGV[6]
 local last = tonumber(redis.call('HGET', KEYS[2], sess) or '0')
 local settled = redis.call('HGET', KEYS[3], sess)
 if settled then return {'fenced', last, settled} end

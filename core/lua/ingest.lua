@@ -1,6 +1,7 @@
 -- Accept one shard delta exactly once per (shard, epoch, seq).
 -- KEYS: 1 state, 2 buf, 3 seq, 4 settled, 5 floor, 6 hb, 7 held, 8 hbase, 9 contrib, 10 players
--- ARGV: 1 shard, 2 epoch, 3 seq, 4 amount, 5.. pairs (player, amount) of the breakdown
+-- ARGV: 1 shard, 2 epoch, 3 seq, 4 amount, 5 session field (core/keys.py session_id),
+--       6.. pairs (player, amount) of the breakdown
 -- Returns {code, last_seq, detail}:
 --   ok       accepted now (last_seq = this seq)
 --   dup      seq <= last accepted: already accepted, nothing changes (the caller acks it)
@@ -17,7 +18,7 @@ local shard = ARGV[1]
 local epoch = tonumber(ARGV[2])
 local seq = tonumber(ARGV[3])
 local amount = tonumber(ARGV[4])
-local sess = shard .. ':' .. ARGV[2]
+local sess = ARGV[5]
 local last = tonumber(redis.call('HGET', KEYS[3], sess) or '0')
 local settled = redis.call('HGET', KEYS[4], sess)
 if settled then return {'fenced', last, settled} end
@@ -34,7 +35,7 @@ redis.call('HSET', KEYS[6], sess, I(now))
 redis.call('HINCRBY', KEYS[2], sess, ARGV[4])
 redis.call('HINCRBY', KEYS[1], 'accepted', ARGV[4])
 redis.call('HINCRBY', KEYS[9], shard, ARGV[4])
-for i = 5, #ARGV, 2 do
+for i = 6, #ARGV, 2 do
   redis.call('HINCRBY', KEYS[10], ARGV[i], ARGV[i + 1])
 end
 -- What the last heartbeat reported as held shrinks by what this delta carries, so a

@@ -22,7 +22,8 @@ local total = 0
 local parts = {}
 for i = 1, #entries, 2 do
   total = total + tonumber(entries[i + 1])
-  -- field names are validated shard keys + ':' + epoch (+ '#recovered'): JSON-safe
+  -- field names are session fields (core/keys.py: validated shard key and epoch, or the
+  -- recovered twin of one): JSON-safe, tests/core/test_keys.py checks it
   parts[#parts + 1] = '"' .. entries[i] .. '":' .. entries[i + 1]
 end
 local hp = tonumber(s[2])

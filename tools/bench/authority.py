@@ -32,7 +32,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from core.keys import BossKeys
+from core.keys import BossKeys, bench_key
 
 WRITERS = 50
 SHARD_TICK_MS = 100
@@ -146,7 +146,7 @@ def _damage(i: int) -> int:
 async def peer_watch(url: str, seconds: float) -> PeerResult:
     """WATCH/MULTI optimistic read-modify-write of one HP key, retried on conflict."""
     tag = secrets.token_hex(4)
-    hp_key, ver_key = f"bench:{tag}:hp", f"bench:{tag}:ver"
+    hp_key, ver_key = bench_key(tag, "hp"), bench_key(tag, "ver")
     clients = _clients(url, WRITERS)
     await clients[0].set(hp_key, BENCH_MAX_HP)
     it = iter(clients)
@@ -187,7 +187,7 @@ async def peer_watch(url: str, seconds: float) -> PeerResult:
 async def peer_lock(url: str, seconds: float) -> PeerResult:
     """A Redis lock (SET NX PX) around GET + SET of one HP key, 1 ms retry sleep."""
     tag = secrets.token_hex(4)
-    hp_key, lock_key = f"bench:{tag}:hp", f"bench:{tag}:lock"
+    hp_key, lock_key = bench_key(tag, "hp"), bench_key(tag, "lock")
     clients = _clients(url, WRITERS)
     await clients[0].set(hp_key, BENCH_MAX_HP)
     it = iter(clients)
@@ -227,7 +227,7 @@ async def peer_lock(url: str, seconds: float) -> PeerResult:
 async def peer_lua(url: str, seconds: float) -> PeerResult:
     """One atomic Lua call per hit on the global HP (no lock, no buffering)."""
     tag = secrets.token_hex(4)
-    hp_key, ver_key = f"bench:{{{tag}}}:hp", f"bench:{{{tag}}}:ver"
+    hp_key, ver_key = bench_key(tag, "hp"), bench_key(tag, "ver")
     clients = _clients(url, WRITERS)
     await clients[0].set(hp_key, BENCH_MAX_HP)
     it = iter(clients)

@@ -6,8 +6,8 @@ entry lists what it drained per session (``d``), so the first version whose cumu
 drained amount for the hit's session reaches the cumulative damage up to that hit is the
 version that applied it (a buffer is drained whole, never in part).
 
-Sync-tick intervals come from ``liveops:ticks`` (the start time of each beat-driven tick,
-pushed by :func:`bosses.services.boss_tick_all`).
+Sync-tick intervals come from ``core.keys.TICK_TIMES`` (the start time of each beat-driven
+tick, pushed by :func:`bosses.services.boss_tick_all`).
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ class FreshnessTracker:
                 continue
             v = int(f["v"])
             for field_name, amount in json.loads(f.get("d") or "{}").items():
-                sess = field_name.split("#", 1)[0]
+                parsed = keys.parse_session(field_name)  # a recovered twin counts for its session
+                sess = parsed.session if parsed is not None else field_name
                 totals[sess] = totals.get(sess, 0) + int(amount)
                 cums, vers = drained.setdefault(sess, ([], []))
                 cums.append(totals[sess])
