@@ -10,13 +10,15 @@ measurements).
 
 API (all calls from the event loop that serves the sockets)::
 
+    from transport.fastpath import writer_for
     from transport.hub import Subscriber, get_hub
 
-    sub = Subscriber(send, raw_writer(asgi_send))
+    sub = Subscriber(send, writer_for(asgi_send))
                                            # send: async (text: str) -> None, e.g. a socket's
                                            # websocket.send; called with wire text as is.
-                                           # raw_writer(): optional uvicorn fast path (None
-                                           # elsewhere), framing each message once per process
+                                           # writer_for(): the uvicorn fast path
+                                           # (transport/fastpath.py; None elsewhere), fed the
+                                           # frame built once per message per process
     await get_hub().subscribe(boss_id, sub)  # returns once Redis confirmed the subscription,
                                            # so a snapshot read after it misses nothing
     sub.offer(snapshot_text, version=v, is_state=True)  # your own snapshot, same filter
@@ -33,8 +35,9 @@ Delivery rules of a :class:`Subscriber`:
   ``defeated``, ``expired``, anything not ``state``) are kept in order, at most
   ``MAX_PENDING_EVENTS`` of them;
 * sends are started eagerly: a send that completes without suspending (the normal case)
-  costs no task and no extra loop iteration; with a raw writer (uvicorn websockets-sansio,
-  no deflate) an open, writable socket gets the pre-built frame with one transport.write.
+  costs no task and no extra loop iteration; with a fast-path writer (transport/fastpath.py:
+  uvicorn websockets-sansio, no deflate) an open, writable socket gets the pre-built frame
+  with one transport.write.
 
 If the subscriber connection to Redis drops, the hub reconnects with backoff, re-subscribes
 and, once each channel is confirmed again, reads the boss's state and offers it to every
@@ -57,6 +60,10 @@ from django.conf import settings
 from redis.connection import parse_url
 
 from core import keys
+from core.authority import aread_state
+from core.redis import get_async_redis
+from core.wire import encode
+from transport.fastpath import Writer, text_frame
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +75,10 @@ READ_CHUNK_BYTES = 256 * 1024
 
 # The ASGI server flags the fan-out design relies on (docs/fanout.md): the sans-I/O
 # websockets implementation (its send completes without suspending unless the transport
-# is paused), no per-message deflate (the dominant CPU cost per message), a 64 KiB frame
-# limit (a 1 MiB frame is refused with close code 1009 before any consumer sees it).
+# is paused, and it is the one transport/fastpath.py writes frames through), no per-message
+# deflate (the dominant CPU cost per message; a frame built once cannot be compressed per
+# connection), a 64 KiB frame limit (a 1 MiB frame is refused with close code 1009 before
+# any consumer sees it).
 UVICORN_WS_ARGS = [
     "--ws",
     "websockets-sansio",
@@ -85,61 +94,6 @@ UVICORN_WS_ARGS = [
 ]
 
 Send = Callable[[str], Awaitable[None]]
-RawWrite = Callable[[bytes], bool]
-
-
-def text_frame(text: str) -> bytes:
-    """One unmasked, unfragmented WebSocket text frame (RFC 6455 5.2) carrying ``text``."""
-    data = text.encode()
-    n = len(data)
-    if n < 126:
-        return bytes((0x81, n)) + data
-    if n < 65536:
-        return bytes((0x81, 126)) + n.to_bytes(2, "big") + data
-    return bytes((0x81, 127)) + n.to_bytes(8, "big") + data
-
-
-def raw_writer(send: Any) -> RawWrite | None:
-    """A fast path past the ASGI ``send`` for uvicorn's websockets-sansio protocol, or None.
-
-    Server frames are unmasked, so the hub frames each published message ONCE per process and
-    writes the same bytes to every socket: no per-socket encoding, no per-socket coroutine.
-    Only used when the connection negotiated no extension (per-message deflate off) and only
-    while the socket is open and writable; otherwise the writer returns False and the
-    subscriber takes the ordinary ASGI path (which waits for flow control). Any other server
-    (daphne, the test communicator) gets None: the ordinary path only.
-    """
-    seen = 0
-    while seen < 4 and hasattr(send, "__self__") and hasattr(send.__self__, "real_send"):
-        send = send.__self__.real_send  # channels' session wrapper
-        seen += 1
-    proto = getattr(send, "__self__", None)
-    if proto is None or type(proto).__module__ != "uvicorn.protocols.websockets.websockets_sansio_impl":
-        return None
-    conn = getattr(proto, "conn", None)
-    transport = getattr(proto, "transport", None)
-    writable = getattr(proto, "writable", None)
-    if conn is None or transport is None or writable is None or getattr(conn, "extensions", None):
-        return None
-    try:
-        from websockets.protocol import State
-    except ImportError:  # pragma: no cover
-        return None
-    open_state = State.OPEN
-
-    def write(frame: bytes) -> bool:
-        if (
-            conn.state is not open_state
-            or proto.close_sent
-            or proto.disconnected
-            or not writable.is_set()
-            or transport.is_closing()
-        ):
-            return False
-        transport.write(frame)
-        return True
-
-    return write
 
 
 def message_version(text: str) -> tuple[int, bool]:
@@ -159,7 +113,7 @@ class Subscriber:
 
     __slots__ = ("__weakref__", "_busy", "_pending", "_raw", "_send", "_version", "closed", "sent", "skipped")
 
-    def __init__(self, send: Send, raw: RawWrite | None = None) -> None:
+    def __init__(self, send: Send, raw: Writer | None = None) -> None:
         self._send = send
         self._raw = raw
         self._busy = False
@@ -323,8 +277,6 @@ class FanoutHub:
         return await asyncio.shield(fut)
 
     async def _read_snapshot(self, boss_id: int, fut: asyncio.Future) -> None:
-        from core.authority import aread_state
-        from core.redis import get_async_redis
 
         # From here on, callers start a new read: this one may already be on the wire.
         if self._snapshots.get(boss_id) is fut:
@@ -492,9 +444,6 @@ class FanoutHub:
 
     async def _resync(self, boss_id: int) -> None:
         """After a reconnect: offer the current state (messages may have been missed)."""
-        from core.authority import aread_state
-        from core.redis import get_async_redis
-        from core.wire import encode
 
         try:
             state = await aread_state(get_async_redis(), boss_id)

@@ -13,7 +13,8 @@ from core import keys
 from core.redis import get_redis
 from core.wire import encode
 from shards.services import delta_ingest
-from transport.hub import FanoutHub, Subscriber, text_frame
+from transport.fastpath import text_frame
+from transport.hub import FanoutHub, Subscriber
 
 
 def state(version: int, hp: int = 100) -> str:
@@ -185,6 +186,7 @@ async def test_a_reset_boss_starts_a_new_fight_at_version_1(live_boss, make_sess
 @pytest.mark.django_db(transaction=True)
 async def test_snapshot_reads_are_shared_but_never_issued_before_a_caller_joined(live_boss, monkeypatch):
     from core import authority
+    from transport import hub as hub_module
 
     reads = []
     real = authority.aread_state
@@ -193,7 +195,7 @@ async def test_snapshot_reads_are_shared_but_never_issued_before_a_caller_joined
         reads.append(boss_id)
         return await real(client, boss_id)
 
-    monkeypatch.setattr(authority, "aread_state", counting)
+    monkeypatch.setattr(hub_module, "aread_state", counting)
     hub = FanoutHub()
     states = await asyncio.gather(*(hub.snapshot(live_boss.pk) for _ in range(30)))
     assert len(reads) == 1 and {s.version for s in states} == {1}

@@ -25,6 +25,8 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from bosses.models import BossEncounter
+from bosses.sagas.crash import session_fence
 from core.errors import (
     InvalidInput,
     LiveOpsError,
@@ -38,11 +40,12 @@ from core.errors import (
 )
 from core.validation import PLAYER_ID_RE
 from core.wire import encode, error_frame, parse_frame
-from shards.models import SHARD_KEY_RE
+from shards.models import SHARD_KEY_RE, Shard, ShardStatus
+from shards.services import adelta_ingest, aheartbeat_record, shard_authenticate, shard_session_open
 from transport.consumers.base import DirectDispatchMixin
 from transport.consumers.state import boss_ref_get
+from transport.fastpath import text_frame, writer_for
 from transport.hosted import hosted_shard_get
-from transport.hub import raw_writer, text_frame
 from worldboss_sdk.protocol import PROTOCOL_VERSION, CloseCode
 
 AUTH_TIMEOUT_S = 10.0  # a connection that is neither a player nor authenticated by then
@@ -56,8 +59,6 @@ _SHARD_KEY = re.compile(SHARD_KEY_RE)
 
 
 def _shard_sync(shard_key: str) -> tuple[str, str]:
-    from shards.models import Shard
-
     row = Shard.objects.filter(key=shard_key).values_list("key", "status").first()
     if row is None:
         raise UnknownShard(f"unknown shard {shard_key!r}")
@@ -71,9 +72,6 @@ def _auth_sync(shard_key: str, token: str, resume) -> tuple[int, bool]:
     (acked as a duplicate if it had landed): exactly-once across reconnects. A fenced epoch
     can be resumed, but every delta under it is then refused with ``fenced``.
     """
-    from shards.models import ShardStatus
-    from shards.services import shard_authenticate, shard_session_open
-
     shard = shard_authenticate(shard_key=shard_key, token=token)
     if resume is not None:
         if isinstance(resume, bool) or not isinstance(resume, int) or resume < 1:
@@ -91,9 +89,6 @@ def _leave_sync(shard_key: str, epoch: int, boss_ids: list[int]) -> dict[str, in
     The settlement follows the boss's policy like a crash saga, but the shard is not marked
     crashed. A client that flushed first holds nothing, so nothing is settled.
     """
-    from bosses.models import BossEncounter
-    from bosses.sagas.crash import session_fence
-
     settled = {}
     for boss in BossEncounter.objects.filter(pk__in=boss_ids):
         saga = session_fence(boss=boss, shard_key=shard_key, epoch=epoch, reason="left")
@@ -142,15 +137,16 @@ class ShardGatewayConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
     _raw = None
 
     async def send_text(self, text: str) -> None:
-        """Send one frame: straight to the transport when uvicorn allows it (acks are the hot
-        path: this skips the session middleware's send wrapper and per-frame re-encoding)."""
+        """Send one frame: straight to the transport when the uvicorn fast path allows it
+        (transport/fastpath.py; acks are the hot path: this skips the session middleware's
+        send wrapper and per-frame re-encoding)."""
         if self._raw is not None and self._raw(text_frame(text)):
             return
         await self.send(text_data=text)
 
     async def connect(self) -> None:
         await self.accept()
-        self._raw = raw_writer(self.base_send)
+        self._raw = writer_for(self.base_send)
         self.shard_key = self.scope["url_route"]["kwargs"].get("shard", "")
         self._window, self._frames, self._bad, self._refused = time.monotonic(), 0, 0, 0
         try:
@@ -302,8 +298,6 @@ class ShardGatewayConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
 
     async def on_damage(self, frame: dict) -> None:
         """``damage {boss, amount, seq, breakdown?, epoch?}`` -> ``ack {boss, seq, duplicate}``."""
-        from shards.services import adelta_ingest
-
         epoch = self._server()
         if "epoch" in frame and frame["epoch"] != epoch:
             raise UnknownEpoch(
@@ -325,8 +319,6 @@ class ShardGatewayConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
 
     async def on_heartbeat(self, frame: dict) -> None:
         """``heartbeat {boss, pending, inflight?: {seq, amount}}`` -> ``heartbeat_ack``."""
-        from shards.services import aheartbeat_record
-
         epoch = self._server()
         boss = await self._boss(frame)
         inflight = frame.get("inflight") or {}

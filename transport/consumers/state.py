@@ -6,7 +6,7 @@ text is serialized once by the tick and never re-encoded here). Delivery goes th
 process's fan-out hub (transport/hub.py): versions only increase per socket and a slow
 socket gets the latest state instead of a queue.
 
-This consumer has no channel layer at all (liveops.protocol.DirectDispatchMixin): a viewer
+This consumer has no channel layer at all (transport.consumers.base.DirectDispatchMixin): a viewer
 costs no Redis subscription and no group membership; the hub holds one subscription per
 boss per process.
 """
@@ -20,12 +20,14 @@ from dataclasses import dataclass
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from bosses.selectors import boss_get
 from core import authority
 from core.errors import AuthorityUnavailable, LiveOpsError, RateLimited, UnknownBoss, UnknownType
 from core.redis import REDIS_DOWN
 from core.wire import FrameWindow, encode, error_frame, parse_frame
 from transport.consumers.base import DirectDispatchMixin
-from transport.hub import Subscriber, get_hub, raw_writer
+from transport.fastpath import writer_for
+from transport.hub import Subscriber, get_hub
 from worldboss_sdk.protocol import PROTOCOL_VERSION, CloseCode
 
 # A viewer has nothing to say but "ping"; more than this many frames per second is abuse.
@@ -58,8 +60,6 @@ _boss_lookups: dict[str, asyncio.Future] = {}
 
 
 def _boss_ref_sync(slug: str) -> BossRef:
-    from bosses.selectors import boss_get
-
     b = boss_get(slug=slug)
     return BossRef(
         b.pk,
@@ -159,7 +159,7 @@ class BossStateConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
         async def send(text: str) -> None:
             await base_send({"type": "websocket.send", "text": text})
 
-        self.subscriber = Subscriber(send, raw_writer(base_send))
+        self.subscriber = Subscriber(send, writer_for(base_send))
         hub = get_hub()
         await hub.subscribe(self.boss.id, self.subscriber)
         # Subscribed first, snapshot second: nothing published in between is missed, and
