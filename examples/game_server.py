@@ -1,6 +1,7 @@
 """A toy game server acting as a shard: players hit the World Boss, the SDK does the rest.
 
-Run against a platform (``make demo`` prints a shard token, or ``manage.py shard_token <key>``):
+Needs only the SDK (``pip install ./sdk``; ``make install`` puts it in ``.venv``). Run it
+against a platform (``make demo`` prints a shard token, or ``manage.py shard_token <key>``):
 
     python examples/game_server.py --url ws://127.0.0.1:8000 --shard eu-1 --token <TOKEN> \
         --boss <slug> --players 200 --seconds 30
@@ -9,25 +10,27 @@ Every game tick (20 ms) each player may swing; ``hit()`` is a dictionary update,
 loop never waits for the network. Once a second it prints the truth (from the state socket),
 the predicted HP (truth minus what this shard has not had acknowledged) and the SDK's
 counters. Ctrl-C or the end of ``--seconds`` flushes what is held and exits.
+
+The last line it prints is one JSON object (``dealt``, ``refused``, ``acked``, ``flushed``,
+``epoch``, ``resent``, ``duplicates``, ``errors``, ``left``), for scripts that run it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import random
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
-
-from worldboss_sdk.client import BufferFull, ShardClient
+from worldboss_sdk import BufferFull, ShardClient
+from worldboss_sdk.protocol import ENDED_STATUSES
 
 GAME_TICK_S = 0.02
 
 
-async def play(args: argparse.Namespace) -> None:
+async def play(args: argparse.Namespace) -> dict[str, object]:
+    """Run the game loop for ``args.seconds``, then flush; returns the final summary."""
     client = ShardClient(args.url, shard=args.shard, token=args.token, tick_ms=args.tick_ms)
     await client.start()
     client.watch(args.boss)
@@ -57,19 +60,32 @@ async def play(args: argparse.Namespace) -> None:
                     f"errors={client.stats.errors}",
                     flush=True,
                 )
-                if truth and truth["status"] in ("defeated", "expired"):
+                if truth and truth["status"] in ENDED_STATUSES:
                     break
             await asyncio.sleep(GAME_TICK_S)
     finally:
         flushed = await client.stop(timeout_s=10)
         print(
             f"dealt {dealt} (refused {refused}); everything acknowledged: {flushed}; "
-            f"acked {client.stats.acked}"
+            f"acked {client.stats.acked}",
+            flush=True,
         )
+    return {
+        "dealt": dealt,
+        "refused": refused,
+        "acked": client.stats.acked,
+        "flushed": flushed,
+        "epoch": client.epoch,
+        "resent": client.stats.resent,
+        "duplicates": client.stats.duplicates,
+        "errors": client.stats.errors,
+        "left": client.left is not None,  # the platform confirmed the clean goodbye
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    """Parse the command line, play, and print the summary as the last line (JSON)."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
     parser.add_argument("--url", default="ws://127.0.0.1:8000")
     parser.add_argument("--shard", required=True)
     parser.add_argument("--token", required=True)
@@ -80,9 +96,10 @@ def main() -> None:
     parser.add_argument("--tick-ms", type=int, default=100, help="shard tick (one delta per boss per tick)")
     parser.add_argument("--seed", type=int, default=1)
     try:
-        asyncio.run(play(parser.parse_args()))
+        summary = asyncio.run(play(parser.parse_args()))
     except KeyboardInterrupt:
-        pass
+        return
+    print(json.dumps(summary, sort_keys=True), flush=True)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
@@ -19,6 +19,10 @@ from bosses.ops_selectors import ops_overview, ops_snapshot
 from bosses.selectors import boss_get
 from core.errors import AuthorityUnavailable, LiveOpsError, UnknownBoss
 from core.redis import REDIS_DOWN
+from shards.models import Shard, ShardStatus
+from transport.hosted import GATEWAY_TICK_MS
+from transport.views import render_page
+from worldboss_sdk.protocol import Status
 
 # action -> (service, button label, what it does, which statuses allow it)
 OPS_ACTIONS = {
@@ -26,15 +30,15 @@ OPS_ACTIONS = {
         services.boss_pause,
         "Pause",
         "Freeze HP: shards keep buffering, deltas are refused until you resume.",
-        ("live",),
+        (Status.LIVE,),
     ),
-    "resume": (services.boss_resume, "Resume", "Accept and apply damage again.", ("paused",)),
+    "resume": (services.boss_resume, "Resume", "Accept and apply damage again.", (Status.PAUSED,)),
     "end": (
         services.boss_end,
         "End fight",
         "Expire the boss undefeated (it enrages and leaves). This cannot be undone; "
         "only a reset in the admin starts a new fight.",
-        ("live", "paused"),
+        (Status.LIVE, Status.PAUSED),
     ),
 }
 CONFIRM_VALUE = "yes"
@@ -44,14 +48,16 @@ SETTLE_MARGIN_MS = 80
 
 
 def _not_found(request: HttpRequest, exc: UnknownBoss) -> HttpResponse:
-    return render(request, "ops/not_found.html", {"error": exc}, status=404)
+    return render_page(request, "ops/not_found.html", {"error": exc}, status=404)
 
 
 def _authority_down(request: HttpRequest, exc: Exception) -> HttpResponse:
     err = AuthorityUnavailable(
         f"Redis (the live authority) is unreachable: {exc}. Nothing was changed; reload when it is back."
     )
-    return render(request, "ops/not_found.html", {"error": err, "title": "Authority unavailable"}, status=503)
+    return render_page(
+        request, "ops/not_found.html", {"error": err, "title": "Authority unavailable"}, status=503
+    )
 
 
 @staff_member_required
@@ -61,7 +67,7 @@ def ops_index(request: HttpRequest) -> HttpResponse:
         rows = ops_overview()
     except REDIS_DOWN as exc:
         return _authority_down(request, exc)
-    return render(request, "ops/index.html", {"rows": rows})
+    return render_page(request, "ops/index.html", {"rows": rows})
 
 
 @staff_member_required
@@ -75,11 +81,18 @@ def ops_boss(request: HttpRequest, slug: str) -> HttpResponse:
         snapshot = ops_snapshot(boss=boss, with_series=True)
     except REDIS_DOWN as exc:
         return _authority_down(request, exc)
+    # ``allowed`` goes to the page too: its JS greys the buttons out as pushed states arrive
     actions = [
-        {"name": name, "label": label, "help": help_text, "enabled": snapshot["state"]["status"] in allowed}
+        {
+            "name": name,
+            "label": label,
+            "help": help_text,
+            "allowed": " ".join(allowed),
+            "enabled": snapshot["state"]["status"] in allowed,
+        }
         for name, (_, label, help_text, allowed) in OPS_ACTIONS.items()
     ]
-    return render(
+    return render_page(
         request,
         "ops/boss.html",
         {
@@ -100,7 +113,7 @@ def ops_boss_action(request: HttpRequest, slug: str, action: str) -> HttpRespons
     except UnknownBoss as exc:
         return _not_found(request, exc)
     if action not in OPS_ACTIONS:
-        return render(
+        return render_page(
             request,
             "ops/confirm.html",
             {
@@ -113,7 +126,7 @@ def ops_boss_action(request: HttpRequest, slug: str, action: str) -> HttpRespons
     service, label, help_text, _ = OPS_ACTIONS[action]
     dashboard = reverse("ops-boss", kwargs={"slug": boss.slug})
     if request.method == "GET" or request.POST.get("confirm") != CONFIRM_VALUE:
-        return render(
+        return render_page(
             request,
             "ops/confirm.html",
             {
@@ -135,19 +148,16 @@ def ops_boss_action(request: HttpRequest, slug: str, action: str) -> HttpRespons
 
 def play(request: HttpRequest, slug: str) -> HttpResponse:
     """``/play/<slug>/?shard=<key>``: the player page (a guest session is enough)."""
-    from shards.models import Shard, ShardStatus
-    from transport.hosted import GATEWAY_TICK_MS
-
     try:
         boss = boss_get(slug=slug)
     except UnknownBoss as exc:
-        return render(request, "play/not_found.html", {"error": exc}, status=404)
+        return render_page(request, "play/not_found.html", {"error": exc}, status=404)
     shards = list(Shard.objects.exclude(status=ShardStatus.RETIRED).order_by("key"))
     shard_key = request.GET.get("shard", "")
     shard = next((s for s in shards if s.key == shard_key), None)
     if shard is None:
         error = f"Unknown shard {shard_key!r}." if shard_key else ""
-        return render(
+        return render_page(
             request,
             "play/choose_shard.html",
             {"boss": boss, "shards": shards, "error": error},
@@ -170,4 +180,4 @@ def play(request: HttpRequest, slug: str) -> HttpResponse:
         "shard_path": f"/ws/shards/{shard.key}/",
         "snapshot_url": reverse("boss-state-api", kwargs={"slug": boss.slug}),
     }
-    return render(request, "play/boss.html", {"boss": boss, "shard": shard, "config": config})
+    return render_page(request, "play/boss.html", {"boss": boss, "shard": shard, "config": config})

@@ -1,4 +1,4 @@
-"""Thin HTTP views over selectors."""
+"""Thin HTTP views over selectors, and what every page the platform renders carries."""
 
 from __future__ import annotations
 
@@ -9,11 +9,29 @@ from bosses.models import BossEncounter
 from bosses.selectors import boss_get, boss_state
 from core.errors import UnknownBoss
 from shards.models import Shard
+from worldboss_sdk.protocol import as_dict as protocol_as_dict
+
+
+def protocol_constants(request: HttpRequest | None = None) -> dict[str, object]:
+    """The protocol's constants for a page: ``{"protocol": worldboss_sdk.protocol.as_dict()}``.
+
+    ``base.html`` renders them as ``{{ protocol|json_script:"protocol" }}`` and the page's
+    JS reads every close code, error code and status from there (static/js/protocol.js),
+    so the browser carries no copy of a code. It has a context processor's signature.
+    """
+    return {"protocol": protocol_as_dict()}
+
+
+def render_page(
+    request: HttpRequest, template: str, context: dict[str, object] | None = None, *, status: int = 200
+) -> HttpResponse:
+    """``render`` with the protocol's constants added: how every page of the platform is rendered."""
+    return render(request, template, {**protocol_constants(request), **(context or {})}, status=status)
 
 
 def home(request: HttpRequest) -> HttpResponse:
     """A short index of bosses with links to their pages."""
-    return render(request, "home.html", {"bosses": BossEncounter.objects.all()})
+    return render_page(request, "home.html", {"bosses": BossEncounter.objects.all()})
 
 
 def state_api(request: HttpRequest, slug: str) -> JsonResponse:

@@ -39,7 +39,7 @@ from typing import Any
 from urllib.parse import quote
 
 import websockets
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 
 from worldboss_sdk.buffer import DEFAULT_MAX_PLAYERS, BufferFull, LocalBuffer
 from worldboss_sdk.protocol import ENDED_STATUSES, MAX_DELTA_AMOUNT, PERMANENT_CLOSE_CODES, ErrorCode
@@ -106,7 +106,7 @@ class ShardClient:
         self.stats = ClientStats()
         self.last_error: dict[str, Any] | None = None
         self._bosses: dict[str, _Boss] = {}
-        self._ws: Any = None
+        self._ws: ClientConnection | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._rotate = False  # fenced: switch to a new epoch once nothing is in flight
@@ -183,7 +183,7 @@ class ShardClient:
             await self._ws.close()
         return done
 
-    async def _say_goodbye(self, ws: Any) -> None:
+    async def _say_goodbye(self, ws: ClientConnection) -> None:
         """Report an empty buffer, then ``bye``: the platform retires the session cleanly
         instead of declaring it crashed after the heartbeat timeout."""
         self._bye = asyncio.get_running_loop().create_future()
@@ -296,9 +296,10 @@ class ShardClient:
             except websockets.exceptions.InvalidStatus as exc:
                 logger.warning("shard %s: handshake refused: %s", self.shard, exc)
             except Exception as exc:
-                code = getattr(getattr(exc, "rcvd", None), "code", None)
-                if code in PERMANENT_CLOSE_CODES:
-                    self._fatal = f"closed with {code}"
+                # the server's close frame, if it sent one (a lost network leaves none)
+                rcvd = exc.rcvd if isinstance(exc, websockets.exceptions.ConnectionClosed) else None
+                if rcvd is not None and rcvd.code in PERMANENT_CLOSE_CODES:
+                    self._fatal = f"closed with {rcvd.code}"
                     logger.error("shard %s: %s; not reconnecting", self.shard, self._fatal)
                 logger.debug("shard %s: connection lost: %r", self.shard, exc)
             finally:
@@ -308,7 +309,7 @@ class ShardClient:
                 await asyncio.sleep(_backoff(attempt))
                 attempt += 1
 
-    async def _release_sessions(self, ws: Any) -> None:
+    async def _release_sessions(self, ws: ClientConnection) -> None:
         """Before leaving an epoch, tell each boss's old session it holds nothing any more.
 
         The buffers move to the new epoch; without this, a boss whose old session had
@@ -386,7 +387,7 @@ class ShardClient:
                     logger.debug("shard %s: send failed: %r", self.shard, exc)
             await asyncio.sleep(max(0.0, self.tick_s - (time.monotonic() - started)))
 
-    async def _send_due(self, ws: Any, now: float) -> None:
+    async def _send_due(self, ws: ClientConnection, now: float) -> None:
         frames = []
         for slug, b in self._bosses.items():
             if b.ended:

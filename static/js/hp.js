@@ -10,9 +10,12 @@
 // after expireMs (its socket dropped).
 // Interpolation: the shown value eases toward the target (truth minus pending hits) with a
 // time constant, except that our own hits snap down at once (the "hit feels instant" rule).
+// `protocol` is the page's protocol constants (protocol.js): the model learns from it which
+// status is live, so this file needs no DOM and no status names of its own.
 
 export class HpModel {
-  constructor({ hp, maxHp, version = 0, settleMs = 300, holdMs = 1200, expireMs = 3000, smoothMs = 160 } = {}) {
+  constructor({ hp, maxHp, protocol, version = 0, settleMs = 300, holdMs = 1200, expireMs = 3000, smoothMs = 160 } = {}) {
+    this.liveStatus = protocol.status.LIVE;
     this.maxHp = maxHp;
     this.truthHp = hp;
     this.version = version;
@@ -38,7 +41,7 @@ export class HpModel {
     if (msg.status) this.status = msg.status;
     for (const [id, p] of this.pending) {
       const settled = p.ackAt !== null && now - p.ackAt >= this.settleMs;
-      if (settled || msg.hp === 0 || msg.status !== "live") this.pending.delete(id);
+      if (settled || msg.hp === 0 || msg.status !== this.liveStatus) this.pending.delete(id);
     }
     if (force) this.shown = Math.min(this.shown, this.target());
     return true;

@@ -1,6 +1,9 @@
 // A WebSocket that reconnects with exponential backoff and jitter.
 // Each (re)connection starts with the server's snapshot, so the page resyncs by itself;
 // onOpen lets the page re-authenticate or reset per-connection state.
+// Which closes are final comes from the protocol the server rendered into the page
+// (protocol.js), never from codes of its own.
+import { isPermanentClose, readProtocol } from "./protocol.js";
 
 export function wsUrl(path) {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
@@ -8,8 +11,9 @@ export function wsUrl(path) {
 }
 
 export class LiveSocket {
-  constructor(path, { onMessage, onOpen, onClose, onStatus, minDelayMs = 250, maxDelayMs = 8000 } = {}) {
+  constructor(path, { protocol = readProtocol(), onMessage, onOpen, onClose, onStatus, minDelayMs = 250, maxDelayMs = 8000 } = {}) {
     this.url = wsUrl(path);
+    this.protocol = protocol;
     this.onMessage = onMessage || (() => {});
     this.onOpen = onOpen || (() => {});
     this.onClose = onClose || (() => {});
@@ -40,8 +44,8 @@ export class LiveSocket {
     ws.onclose = (ev) => {
       if (this.ws !== ws) return;
       this.onClose(ev, this);
-      // 4401/4403: not allowed; 4404: no such boss or shard. Retrying cannot help.
-      if (this.stopped || [4401, 4403, 4404].includes(ev.code)) {
+      // Not allowed, or no such boss or shard: the same request gets the same answer.
+      if (this.stopped || isPermanentClose(this.protocol, ev.code)) {
         this.onStatus("closed", ev.code);
         return;
       }
@@ -65,14 +69,15 @@ export class LiveSocket {
     return !!this.ws && this.ws.readyState === WebSocket.OPEN;
   }
 
-  // For tests and the console: drop the connection as a network failure would.
+  // For tests and the console: drop the connection as a network failure would. No close
+  // code is given, so the close is never one the protocol calls permanent: it reconnects.
   drop() {
-    if (this.ws) this.ws.close(4000, "dropped by client");
+    if (this.ws) this.ws.close();
   }
 
   stop() {
     this.stopped = true;
-    if (this.ws) this.ws.close(1000);
+    if (this.ws) this.ws.close(this.protocol.close.NORMAL);
   }
 }
 

@@ -4,17 +4,19 @@
 import { HpModel, drawBar, formatHp } from "./hp.js";
 import { HpChart } from "./chart.js";
 import { LiveSocket, setConn } from "./live.js";
+import { isEnded, readProtocol } from "./protocol.js";
 
 const $ = (id) => document.getElementById(id);
-const ACTIONS_BY_STATUS = { pause: ["live"], resume: ["paused"], end: ["live", "paused"] };
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 const n = (v) => (v === null || v === undefined ? "—" : formatHp(v));
 const ms = (v) => (v === null || v === undefined ? "—" : v >= 10_000 ? `${(v / 1000).toFixed(1)} s` : `${Math.round(v)} ms`);
 const clock = (ts) => (ts ? new Date(ts).toLocaleTimeString("en-GB", { hour12: false }) : "");
 
-export function startDashboard({ wsPath, snapshot }) {
+// `protocol`: the constants the server rendered into the page (statuses, closes).
+export function startDashboard({ wsPath, snapshot, protocol = readProtocol() }) {
+  const S = protocol.status;
   const s0 = snapshot.state;
-  const model = new HpModel({ hp: s0.hp, maxHp: s0.max_hp, version: s0.version, smoothMs: 220 });
+  const model = new HpModel({ hp: s0.hp, maxHp: s0.max_hp, protocol, version: s0.version, smoothMs: 220 });
   model.status = s0.status;
   const chart = new HpChart($("chart"), { maxHp: s0.max_hp });
   chart.setClockOffset(snapshot.server_ms);
@@ -30,8 +32,9 @@ export function startDashboard({ wsPath, snapshot }) {
     badge.textContent = status;
     if (phase !== undefined) $("phase").textContent = phase || "—";
     $("version").textContent = version;
+    // which statuses allow each action comes from the server (data-allowed, ops_views.OPS_ACTIONS)
     for (const a of document.querySelectorAll("#actions [data-action]")) {
-      a.classList.toggle("disabled", !ACTIONS_BY_STATUS[a.dataset.action].includes(status));
+      a.classList.toggle("disabled", !a.dataset.allowed.split(" ").includes(status));
     }
   }
 
@@ -70,7 +73,7 @@ export function startDashboard({ wsPath, snapshot }) {
     $("k-beat-hint").textContent = t.interval_p99_ms !== null
       ? `beat p50 ${ms(t.interval_p50_ms)} · p99 ${ms(t.interval_p99_ms)}` : "no sync ticks yet";
     const stuck = t.beat_age_ms === null || t.beat_age_ms > 5 * ops.config.tick_interval_ms;
-    $("kc-beat").classList.toggle("bad", stuck && ["live", "paused"].includes(ops.state.status));
+    $("kc-beat").classList.toggle("bad", stuck && [S.LIVE, S.PAUSED].includes(ops.state.status));
     $("k-buf").textContent = n(ops.buffered);
     const h = ops.health;
     const active = h.ok + h.late + h.crashed;
@@ -142,9 +145,11 @@ export function startDashboard({ wsPath, snapshot }) {
   function onMessage(msg) {
     if (msg.type === "state") onState(msg);
     else if (msg.type === "ops") renderOps(msg);
-    else if (msg.type === "phase") { pushed.set(`${msg.version}-phase`, { v: msg.version, ts: msg.ts, k: "phase", d: `phase → ${msg.phase}`, cls: "paused" }); renderFeed(lastOps.events); }
-    else if (msg.type === "defeated" || msg.type === "expired") {
-      pushed.set(`${msg.version}-${msg.type}`, { v: msg.version, ts: msg.ts || Date.now() + clockOffset, k: msg.type, d: msg.type === "defeated" ? "the boss is defeated" : "the fight expired", cls: msg.type });
+    // a phase change wears the amber badge of a pause (the badge classes are status names)
+    else if (msg.type === "phase") { pushed.set(`${msg.version}-phase`, { v: msg.version, ts: msg.ts, k: "phase", d: `phase → ${msg.phase}`, cls: S.PAUSED }); renderFeed(lastOps.events); }
+    // the end events (`defeated`, `expired`) are named after the status they announce
+    else if (isEnded(protocol, msg.type)) {
+      pushed.set(`${msg.version}-${msg.type}`, { v: msg.version, ts: msg.ts || Date.now() + clockOffset, k: msg.type, d: msg.type === S.DEFEATED ? "the boss is defeated" : "the fight expired", cls: msg.type });
       renderFeed(lastOps.events);
     } else if (msg.type === "error") console.warn("ops socket error", msg);
   }
@@ -176,9 +181,10 @@ export function startDashboard({ wsPath, snapshot }) {
   };
   requestAnimationFrame(frame);
   const socket = new LiveSocket(wsPath, {
+    protocol,
     onMessage,
     onOpen: () => { resyncNext = true; },
     onStatus: (st, attempt) => setConn($("conn"), st, attempt),
   });
-  window.__ops = { model, chart, socket };
+  window.__ops = { model, chart, socket, protocol };
 }

@@ -3,11 +3,15 @@
 // the real damage, and every state message is the truth the bar eases to (hp.js).
 import { HpModel, drawBar, formatHp } from "./hp.js";
 import { LiveSocket, setConn } from "./live.js";
+import { isEnded, readProtocol } from "./protocol.js";
 
 const $ = (id) => document.getElementById(id);
 
-export function startPlayer(cfg) {
-  const model = new HpModel({ hp: cfg.max_hp, maxHp: cfg.max_hp, version: -1, settleMs: cfg.settle_ms });
+// `protocol`: the constants the server rendered into the page (statuses, error codes, closes).
+export function startPlayer(cfg, protocol = readProtocol()) {
+  const S = protocol.status;
+  const E = protocol.errors;
+  const model = new HpModel({ hp: cfg.max_hp, maxHp: cfg.max_hp, protocol, version: -1, settleMs: cfg.settle_ms });
   const stats = { hits: 0, damage: 0, refused: 0 };
   const sent = new Map(); // attack id -> model hit id
   let nextAttack = 1;
@@ -18,7 +22,7 @@ export function startPlayer(cfg) {
   const bucket = { tokens: cfg.attacks_per_second, at: performance.now() };
 
   function canAttack() {
-    return welcomed && stateOpen && model.status === "live";
+    return welcomed && stateOpen && model.status === S.LIVE;
   }
 
   function refreshButton() {
@@ -31,13 +35,18 @@ export function startPlayer(cfg) {
     b.textContent = text;
   }
 
+  // The fight is over: the end events (`defeated`, `expired`) are named after the status.
+  function showEnd(status) {
+    if (status === S.DEFEATED) banner("win", `Victory! ${cfg.name} is defeated.`);
+    else banner("lose", `${cfg.name} escaped: the fight is over.`);
+  }
+
   function showState(msg) {
     $("version").textContent = msg.version;
     $("phase").textContent = msg.phase ? `Phase: ${msg.phase}` : "";
-    if (msg.status === "defeated") banner("win", `Victory! ${cfg.name} is defeated.`);
-    else if (msg.status === "expired") banner("lose", `${cfg.name} escaped: the fight is over.`);
-    else if (msg.status === "paused") banner("info", "The fight is paused by the operators.");
-    else if (msg.status === "draft") banner("info", "The fight has not started yet.");
+    if (isEnded(protocol, msg.status)) showEnd(msg.status);
+    else if (msg.status === S.PAUSED) banner("info", "The fight is paused by the operators.");
+    else if (msg.status === S.DRAFT) banner("info", "The fight has not started yet.");
     else $("banner").className = "banner";
     refreshButton();
   }
@@ -91,21 +100,22 @@ export function startPlayer(cfg) {
       if (hitId !== undefined) { model.reject(hitId); sent.delete(msg.id); }
       stats.refused += 1;
       $("my-refused").textContent = formatHp(stats.refused);
-      logHit(msg.code === "rate_limited" ? "too fast: hit refused" : `refused: ${msg.detail}`, false);
+      logHit(msg.code === E.RATE_LIMITED ? "too fast: hit refused" : `refused: ${msg.detail}`, false);
     }
   }
 
   const state = new LiveSocket(cfg.state_path, {
+    protocol,
     onOpen: () => { resyncNext = true; stateOpen = true; refreshButton(); },
     onClose: () => { stateOpen = false; refreshButton(); },
     onMessage: (msg) => {
       if (msg.type === "state") onState(msg);
-      else if (msg.type === "defeated") banner("win", `Victory! ${cfg.name} is defeated.`);
-      else if (msg.type === "expired") banner("lose", `${cfg.name} escaped: the fight is over.`);
+      else if (isEnded(protocol, msg.type)) showEnd(msg.type);
     },
     onStatus: (st, attempt) => setConn($("conn"), st, attempt),
   });
   const shard = new LiveSocket(cfg.shard_path, {
+    protocol,
     onOpen: () => { welcomed = false; },
     onClose: () => {
       welcomed = false;
@@ -138,5 +148,5 @@ export function startPlayer(cfg) {
     requestAnimationFrame(frame);
   };
   requestAnimationFrame(frame);
-  window.__play = { model, state, shard, attack };
+  window.__play = { model, state, shard, attack, protocol };
 }

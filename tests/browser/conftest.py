@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.db import connections
 
 from tests.browser.support import CHROMIUM, CHROMIUM_ARGS, start_uvicorn
 
@@ -34,3 +35,7 @@ def browser():
             yield b
         finally:
             b.close()
+            # While Playwright's loop runs in this thread, Django keeps the ORM's connections
+            # in a context-local slot (asgiref.local.Local), not the thread-local one the test
+            # teardown closes: close them here, or PostgreSQL cannot drop the test database.
+            connections.close_all()

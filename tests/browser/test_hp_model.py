@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import pytest
 
+from worldboss_sdk.protocol import as_dict
+
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-SCRIPT = """async () => {
+SCRIPT = """async (protocol) => {
   const { HpModel } = await import('/static/js/hp.js');
   const out = {};
-  const m = new HpModel({ hp: 1000, maxHp: 1000, version: 5, settleMs: 300, holdMs: 1200, expireMs: 3000 });
+  const m = new HpModel({ hp: 1000, maxHp: 1000, protocol, version: 5, settleMs: 300, holdMs: 1200, expireMs: 3000 });
   out.older = m.truth({ hp: 900, version: 4, status: 'live' }, 0);
   out.same = m.truth({ hp: 900, version: 5, status: 'live' }, 0);
   out.afterStale = m.truthHp;
@@ -62,7 +64,7 @@ SCRIPT = """async () => {
 def test_hp_model_rules(asgi_server, browser):
     page = browser.new_page()
     page.goto(f"{asgi_server}/api/bosses/none/state")  # any same-origin page
-    out = page.evaluate(SCRIPT)
+    out = page.evaluate(SCRIPT, as_dict())  # the constants a page gets from the server
     assert (out["older"], out["same"], out["afterStale"]) == (False, False, 1000)
     assert out["newer"] is True and out["garbage"] is False
     assert out["eased"] == 950

@@ -76,8 +76,12 @@ def test_dashboard_hp_falls_live_and_crashed_shard_turns_red(asgi_server, browse
 
     # a crash saga fences us-1: its row turns red on the next refresh, the saga is listed
     session_fence(boss=boss, shard_key="us-1", epoch=us.epoch)
-    row = page.wait_for_selector('#shards tr[data-shard="us-1"].health-crashed', timeout=5_000)
-    red = row.eval_on_selector("td", "td => getComputedStyle(td).backgroundColor")
+    page.wait_for_selector('#shards tr[data-shard="us-1"].health-crashed', timeout=5_000)
+    # query and read in one evaluation: every refresh re-renders the table, and a detached
+    # cell has no computed style
+    red = page.eval_on_selector(
+        '#shards tr[data-shard="us-1"].health-crashed td', "td => getComputedStyle(td).backgroundColor"
+    )
     r, g, b = (int(x) for x in re.findall(r"\d+", red)[:3])
     assert r > g and r > b, red
     page.wait_for_selector("#sagas td:has-text('crash')", timeout=5_000)
