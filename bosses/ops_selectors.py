@@ -1,8 +1,10 @@
 """Reads for the operator dashboard: per-shard health, DPS, tick lag, sagas and events.
 
 Everything here only reads. Redis figures come from one pipelined round trip per boss
-(the hashes of core/keys.py), "now" is Redis TIME (the clock every script stamps with),
-so ages never mix two machines' clocks.
+(the hashes of core/keys.py). "Now" comes from a :class:`core.clock.Clock`: by default the
+authority's own clock, Redis ``TIME`` (the clock every script stamps with), so ages never
+mix two machines' clocks. Tests pass a :class:`core.clock.ManualClock` (keyword ``clock``)
+to move "now" instead of waiting for heartbeats to age.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from typing import Any
 
 from bosses.models import BossEncounter, SagaRun
 from core import authority, keys
+from core.clock import Clock, RedisClock
 from core.redis import get_redis
+from shards.models import Shard
 from worldboss_sdk.protocol import ENDED_STATUSES
 
 # DPS is the damage applied by ticks that landed in this trailing window.
@@ -91,17 +95,20 @@ def ops_shard_rows(
     raw: dict[str, dict[str, str]] | None = None,
     now_ms: int | None = None,
     boss_status: str | None = None,
+    clock: Clock | None = None,
 ) -> list[ShardRow]:
     """Per-shard buffer, held, contribution, heartbeat age, last seq and health of ``boss``.
 
     ``raw`` (the boss's hashes, as :func:`_read_hashes` returns them) and ``now_ms`` let a
-    caller that already read them avoid a second round trip.
+    caller that already read them avoid a second round trip. Otherwise "now" is read from
+    ``clock`` (default: Redis ``TIME``, in the same round trip as the hashes).
     """
-    from shards.models import Shard
-
     client = get_redis()
-    if raw is None or now_ms is None:
-        raw, now_ms = _read_hashes(client, boss.pk)
+    if raw is None:
+        raw, read_ms = _read_hashes(client, boss.pk, clock=clock)
+        now_ms = read_ms if now_ms is None else now_ms
+    elif now_ms is None:
+        now_ms = _now_ms(client, clock)
     if boss_status is None:
         boss_status = client.hget(keys.BossKeys(boss.pk).state, "status") or boss.status
     sessions: dict[str, dict[int, SessionRow]] = {}
@@ -163,15 +170,30 @@ def ops_shard_rows(
     return rows
 
 
-def _read_hashes(client, boss_id: int) -> tuple[dict[str, dict[str, str]], int]:
+def _now_ms(client, clock: Clock | None) -> int:
+    """``clock``'s time, or Redis ``TIME`` (:class:`core.clock.RedisClock`) when none is given."""
+    return (clock or RedisClock(client)).now_ms()
+
+
+def _read_hashes(
+    client, boss_id: int, *, clock: Clock | None = None
+) -> tuple[dict[str, dict[str, str]], int]:
+    """The boss's session hashes in one MULTI, and "now" (see :func:`_now_ms`).
+
+    With no ``clock``, Redis ``TIME`` travels in the same MULTI: one round trip, and a "now"
+    taken at the very moment of the read.
+    """
     k = keys.BossKeys(boss_id)
     names = ("buf", "seq", "held", "hb", "settled", "contrib")
     pipe = client.pipeline(transaction=True)
     for name in names:
         pipe.hgetall(getattr(k, name))
-    pipe.time()
-    *values, (seconds, micros) = pipe.execute()
-    return dict(zip(names, values)), int(seconds) * 1000 + int(micros) // 1000
+    if clock is None:
+        pipe.time()
+        *values, (seconds, micros) = pipe.execute()
+        return dict(zip(names, values)), int(seconds) * 1000 + int(micros) // 1000
+    values = pipe.execute()
+    return dict(zip(names, values)), clock.now_ms()
 
 
 def _log_entry(entry_id: str, f: dict[str, str]) -> dict[str, Any]:
@@ -283,15 +305,18 @@ def ops_state_message(*, boss: BossEncounter, state: dict[str, str]) -> dict[str
     }
 
 
-def ops_snapshot(*, boss: BossEncounter, with_series: bool = False) -> dict[str, Any]:
+def ops_snapshot(
+    *, boss: BossEncounter, with_series: bool = False, clock: Clock | None = None
+) -> dict[str, Any]:
     """The ``ops`` message of ``/ws/ops/bosses/<slug>/``: everything the dashboard shows.
 
     ``with_series`` adds the HP-over-time series (sent once on connect; later points come
-    from the state messages themselves).
+    from the state messages themselves). Heartbeat ages, DPS and tick lag are measured
+    against ``clock`` (default: Redis ``TIME``).
     """
     client = get_redis()
     k = keys.BossKeys(boss.pk)
-    raw, now_ms = _read_hashes(client, boss.pk)
+    raw, now_ms = _read_hashes(client, boss.pk, clock=clock)
     pipe = client.pipeline(transaction=False)
     pipe.hgetall(k.state)
     pipe.lrange(keys.TICK_TIMES, 0, TICK_SAMPLE)

@@ -1,26 +1,44 @@
-"""Operator selectors against a real Redis: shard health, buffers, DPS, tick lag, feeds."""
+"""Operator selectors against a real Redis: shard health, buffers, DPS, tick lag, feeds.
+
+Heartbeats are stamped by Redis ``TIME`` inside the Lua scripts; the selectors' "now" comes
+from an injected :class:`core.clock.ManualClock` set relative to those stamps, so a shard
+turns late because the clock moved, not because the test slept.
+"""
 
 from __future__ import annotations
 
-import time
-
-from bosses.ops_selectors import ShardHealth, ops_dps, ops_overview, ops_shard_rows, ops_snapshot
+from bosses.ops_selectors import (
+    LATE_AFTER_INTERVALS,
+    ShardHealth,
+    ops_dps,
+    ops_overview,
+    ops_shard_rows,
+    ops_snapshot,
+)
 from bosses.sagas.crash import session_fence
 from bosses.services import boss_pause, boss_tick, boss_tick_all
 from core import keys
+from core.clock import ManualClock, RedisClock
 from core.redis import get_redis
 from shards.models import Shard
 from shards.services import delta_ingest, heartbeat_record
+from tests.support.waiting import wait_until
 
 
-def rows_by_key(boss):
-    return {r.key: r for r in ops_shard_rows(boss=boss)}
+def rows_by_key(boss, clock=None):
+    return {r.key: r for r in ops_shard_rows(boss=boss, clock=clock)}
+
+
+def heartbeat_stamp(boss, session) -> int:
+    """The Redis ``TIME`` (ms) the scripts stamped on ``session``'s last sign of life."""
+    field = keys.session_id(session.shard_key, session.epoch)
+    return int(get_redis().hget(keys.BossKeys(boss.pk).hb, field))
 
 
 def test_shard_rows_follow_buffers_heartbeats_and_crash_sagas(make_boss, make_session):
-    # late = silent > 2 intervals (600 ms): wide enough that a loaded machine cannot make the
-    # freshly heartbeating shard look late
-    boss = make_boss(heartbeat_interval_ms=300, heartbeat_timeout_ms=60_000)
+    interval = 300
+    late_after = interval * LATE_AFTER_INTERVALS
+    boss = make_boss(heartbeat_interval_ms=interval, heartbeat_timeout_ms=60_000)
     from bosses.services import boss_go_live
 
     boss_go_live(boss=boss)
@@ -30,16 +48,26 @@ def test_shard_rows_follow_buffers_heartbeats_and_crash_sagas(make_boss, make_se
         delta_ingest(boss_id=boss.pk, shard_key=s.shard_key, epoch=s.epoch, seq=1, amount=amount)
     heartbeat_record(boss_id=boss.pk, shard_key=crashed.shard_key, epoch=crashed.epoch, pending=40)
     heartbeat_record(boss_id=boss.pk, shard_key=late.shard_key, epoch=late.epoch, pending=7)
-    time.sleep(0.65)  # > 2 heartbeat intervals: us-1 is late from here on
+    late_stamp = heartbeat_stamp(boss, late)
+    # eu-1 must speak at a later Redis millisecond than us-1 (a couple of ms at most)
+    redis_clock = RedisClock(get_redis())
+    wait_until(lambda: redis_clock.now_ms() >= late_stamp + 2, timeout_s=2, what="Redis TIME to move on")
     heartbeat_record(boss_id=boss.pk, shard_key=healthy.shard_key, epoch=healthy.epoch, pending=5)
+    healthy_stamp = heartbeat_stamp(boss, healthy)
 
-    rows = rows_by_key(boss)
+    # "now" one ms past us-1's lateness: us-1 is late, eu-1 (which spoke later) is not yet
+    clock = ManualClock(late_stamp + late_after + 1)
+    rows = rows_by_key(boss, clock)
     assert rows["eu-1"].health == ShardHealth.OK
     assert rows["us-1"].health == ShardHealth.LATE
     assert rows["idle-1"].health == ShardHealth.IDLE and rows["idle-1"].contribution == 0
     assert (rows["eu-1"].buffered, rows["eu-1"].held, rows["eu-1"].contribution) == (300, 5, 300)
     assert (rows["eu-1"].epoch, rows["eu-1"].last_seq) == (healthy.epoch, 1)
-    assert rows["us-1"].heartbeat_age_ms >= 650 > rows["eu-1"].heartbeat_age_ms
+    assert rows["us-1"].heartbeat_age_ms == late_after + 1
+    assert rows["eu-1"].heartbeat_age_ms == clock.now_ms() - healthy_stamp <= late_after
+    # ... and once eu-1 is as silent as us-1 was, it is late too
+    clock.advance(healthy_stamp - late_stamp)
+    assert rows_by_key(boss, clock)["eu-1"].health == ShardHealth.LATE
 
     saga = session_fence(boss=boss, shard_key=crashed.shard_key, epoch=crashed.epoch)
     assert saga.amount == 40
@@ -87,7 +115,11 @@ def test_snapshot_has_state_ledger_events_series_sagas_and_tick_lag(live_boss, m
         boss_tick_all()
         boss_tick(boss_id=live_boss.pk, force=True)
     boss_pause(boss=live_boss)
-    snap = ops_snapshot(boss=live_boss, with_series=True)
+    r = get_redis()
+    newest_beat = int(r.lindex(keys.TICK_TIMES, 0))
+    last_applied = int(r.hget(keys.BossKeys(live_boss.pk).state, "last_tick_ms"))
+    clock = ManualClock(max(newest_beat, last_applied) + 250)
+    snap = ops_snapshot(boss=live_boss, with_series=True, clock=clock)
 
     state = snap["state"]
     assert (state["hp"], state["status"]) == (1_000_000 - 3_500, "paused")
@@ -97,8 +129,14 @@ def test_snapshot_has_state_ledger_events_series_sagas_and_tick_lag(live_boss, m
     assert [p[1] for p in snap["series"]] == [1_000_000, 999_000, 996_500, 996_500]
     assert [p[2] for p in snap["series"]] == list(range(1, state["version"] + 1))
     assert snap["dps"]["applied"] == 3_500 and snap["dps"]["dps"] == 700.0
-    assert 0 <= snap["tick"]["beat_age_ms"] < 5_000 and snap["tick"]["samples"] == 1
-    assert 0 <= snap["tick"]["apply_age_ms"] < 5_000
+    assert snap["server_ms"] == clock.now_ms()
+    assert snap["tick"]["beat_age_ms"] == clock.now_ms() - newest_beat and snap["tick"]["samples"] == 1
+    assert snap["tick"]["apply_age_ms"] == clock.now_ms() - last_applied
+    # five seconds on, both ticks have left the DPS window; the lags grew by exactly that
+    clock.advance(5_000)
+    later = ops_snapshot(boss=live_boss, clock=clock)
+    assert later["dps"]["applied"] == 0
+    assert later["tick"]["beat_age_ms"] == snap["tick"]["beat_age_ms"] + 5_000
     assert snap["health"]["ok"] == 1 and snap["shards"][0]["contribution"] == 3_500
     assert snap["sagas"] == []
 
@@ -129,8 +167,11 @@ def test_after_the_fight_silent_shards_are_done_not_late(make_boss, make_session
     boss_go_live(boss=boss)
     s = make_session("eu-1")
     delta_ingest(boss_id=boss.pk, shard_key="eu-1", epoch=s.epoch, seq=1, amount=10)
-    time.sleep(0.25)
-    assert rows_by_key(boss)["eu-1"].health == ShardHealth.LATE
+    # a delta is a sign of life too: silent for more than two 100 ms intervals after it
+    clock = ManualClock(heartbeat_stamp(boss, s))
+    assert rows_by_key(boss, clock)["eu-1"].health == ShardHealth.OK
+    clock.advance(100 * LATE_AFTER_INTERVALS + 1)
+    assert rows_by_key(boss, clock)["eu-1"].health == ShardHealth.LATE
     boss_end(boss=boss)
-    assert rows_by_key(boss)["eu-1"].health == ShardHealth.DONE
-    assert ops_snapshot(boss=boss)["health"]["done"] == 1
+    assert rows_by_key(boss, clock)["eu-1"].health == ShardHealth.DONE
+    assert ops_snapshot(boss=boss, clock=clock)["health"]["done"] == 1

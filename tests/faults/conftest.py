@@ -5,24 +5,15 @@ from __future__ import annotations
 import json
 import signal
 import sys
-import time
 
 import pytest
 
 from tests.support import processes
+from tests.support.waiting import wait_until
+
+__all__ = ["FAST", "SdkProcess", "ShardProcess", "start_server", "wait_until"]
 
 FAST = {"CRASH_SCAN_INTERVAL_MS": "200", "SAGA_RESUME_INTERVAL_MS": "500"}
-
-
-def wait_until(predicate, timeout_s: float = 15.0, interval_s: float = 0.05, what: str = "condition"):
-    """Poll ``predicate`` until it returns a truthy value; fail with ``what`` after the timeout."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
 class ShardProcess(processes.Proc):

@@ -11,9 +11,14 @@ from channels.testing.websocket import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 from django.test import Client
 
+from bosses.ops_selectors import LATE_AFTER_INTERVALS
 from bosses.services import boss_go_live, boss_tick
+from core import keys
+from core.clock import ManualClock
+from core.redis import get_redis
 from liveops.asgi import application
-from shards.services import delta_ingest
+from shards.services import delta_ingest, heartbeat_record
+from transport.consumers import ops as ops_consumer
 from transport.hub import get_hub
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -26,11 +31,11 @@ def _cookie(*, staff: bool, name: str) -> bytes:
     return f"sessionid={client.cookies['sessionid'].value}".encode()
 
 
-async def connect(slug: str, cookie: bytes | None):
+async def connect(slug: str, cookie: bytes | None, app=application):
     headers = [(b"origin", b"http://testserver")]
     if cookie:
         headers.append((b"cookie", cookie))
-    comm = WebsocketCommunicator(application, f"/ws/ops/bosses/{slug}/", headers=headers)
+    comm = WebsocketCommunicator(app, f"/ws/ops/bosses/{slug}/", headers=headers)
     connected, _ = await comm.connect()
     assert connected
     return comm
@@ -68,7 +73,11 @@ async def test_refuses_anonymous_non_staff_and_unknown_boss(make_boss, hub_clean
         await comm.disconnect()
 
 
-async def test_staff_gets_snapshot_live_states_and_refreshed_shard_rows(make_boss, make_session, hub_cleanup):
+async def test_staff_gets_snapshot_live_states_and_refreshed_shard_rows(
+    make_boss, make_session, hub_cleanup, monkeypatch
+):
+    # the periodic refresh is what is checked here, not its period: refresh every 100 ms
+    monkeypatch.setattr(ops_consumer, "OPS_REFRESH_INTERVAL_MS", 100)
     boss = await database_sync_to_async(make_boss)(max_hp=10_000)
     await database_sync_to_async(boss_go_live)(boss=boss)
     sess = await database_sync_to_async(make_session)("eu-1")
@@ -140,4 +149,41 @@ async def test_authority_down_at_connect_is_an_error_frame_then_it_recovers(live
         reset_clients()
     ops = await until(comm, lambda m: m["type"] == "ops", timeout=5)
     assert ops["state"]["status"] == "live" and ops["series"]
+    await comm.disconnect()
+
+
+async def test_a_silent_shard_turns_late_in_the_feed_when_the_clock_moves(
+    make_boss, make_session, hub_cleanup
+):
+    """The feed measures heartbeat ages against the consumer's clock (Redis TIME in production)."""
+    from channels.auth import AuthMiddlewareStack
+    from channels.routing import URLRouter
+    from django.urls import path
+
+    boss = await database_sync_to_async(make_boss)(heartbeat_interval_ms=100, heartbeat_timeout_ms=60_000)
+    await database_sync_to_async(boss_go_live)(boss=boss)
+    sess = await database_sync_to_async(make_session)("eu-1")
+    await database_sync_to_async(heartbeat_record)(
+        boss_id=boss.pk, shard_key="eu-1", epoch=sess.epoch, pending=3
+    )
+    stamp = int(
+        await database_sync_to_async(get_redis().hget)(
+            keys.BossKeys(boss.pk).hb, keys.session_id("eu-1", sess.epoch)
+        )
+    )
+    clock = ManualClock(stamp + 50)
+    app = AuthMiddlewareStack(
+        URLRouter([path("ws/ops/bosses/<slug:slug>/", ops_consumer.OpsBossConsumer.as_asgi(clock=clock))])
+    )
+    cookie = await database_sync_to_async(_cookie)(staff=True, name="ops")
+    comm = await connect(boss.slug, cookie, app)
+    first = await until(comm, lambda m: m["type"] == "ops")
+    assert first["server_ms"] == stamp + 50
+    assert (first["shards"][0]["health"], first["shards"][0]["heartbeat_age_ms"]) == ("ok", 50)
+
+    clock.advance(100 * LATE_AFTER_INTERVALS)  # silent for more than two heartbeat intervals
+    await comm.send_to(text_data=json.dumps({"type": "refresh"}))
+    late = await until(comm, lambda m: m["type"] == "ops" and m["server_ms"] == clock.now_ms())
+    assert late["shards"][0]["health"] == "late" and late["health"]["late"] == 1
+    assert late["shards"][0]["heartbeat_age_ms"] == 50 + 100 * LATE_AFTER_INTERVALS
     await comm.disconnect()

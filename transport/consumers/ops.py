@@ -21,6 +21,9 @@ import logging
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from bosses.ops_selectors import ops_snapshot
+from bosses.selectors import boss_get
+from core.clock import Clock
 from core.errors import (
     AuthorityUnavailable,
     Forbidden,
@@ -42,16 +45,11 @@ OPS_FRAMES_PER_S = 20
 OPS_MAX_BAD_FRAMES = 10
 
 
-def _ops_snapshot_sync(slug: str, with_series: bool) -> dict:
-    from bosses.ops_selectors import ops_snapshot
-    from bosses.selectors import boss_get
-
-    return ops_snapshot(boss=boss_get(slug=slug), with_series=with_series)
+def _ops_snapshot_sync(slug: str, with_series: bool, clock: Clock | None = None) -> dict:
+    return ops_snapshot(boss=boss_get(slug=slug), with_series=with_series, clock=clock)
 
 
 def _boss_id_sync(slug: str) -> int:
-    from bosses.selectors import boss_get
-
     return boss_get(slug=slug).pk
 
 
@@ -59,10 +57,19 @@ class OpsBossConsumer(AsyncWebsocketConsumer):
     """Staff-only live feed of one boss; see the module docstring."""
 
     channel_layer_alias = "__no_channel_layer__"  # the hub does the fan-out, no layer
+    # "Now" of the ops messages (heartbeat ages, DPS, tick lag); None: Redis TIME. A test
+    # routes ``OpsBossConsumer.as_asgi(clock=ManualClock(...))`` to move it by hand.
+    clock: Clock | None = None
 
     boss_id: int | None = None
     subscriber: Subscriber | None = None
     refresher: asyncio.Task | None = None
+
+    def __init__(self, *args: object, clock: Clock | None = None, **kwargs: object) -> None:
+        # Channels' consumers drop unknown init kwargs silently; take ``clock`` here.
+        super().__init__(*args, **kwargs)
+        if clock is not None:
+            self.clock = clock
 
     async def connect(self) -> None:
         await self.accept()
@@ -115,7 +122,7 @@ class OpsBossConsumer(AsyncWebsocketConsumer):
     _needs_series = True  # the HP series goes in the first ops message that gets through
 
     async def _send_ops(self, *, with_series: bool = False) -> None:
-        message = await database_sync_to_async(_ops_snapshot_sync)(self.slug, with_series)
+        message = await database_sync_to_async(_ops_snapshot_sync)(self.slug, with_series, self.clock)
         if self.subscriber is None or self.subscriber.closed:
             return
         if with_series:
