@@ -12,6 +12,7 @@ import os
 from datetime import timedelta
 
 from celery import Celery
+from django.conf import settings
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "liveops.settings")
 
@@ -24,8 +25,6 @@ SAGA_QUEUE = "sagas"
 
 
 def _build_beat_schedule() -> dict:
-    from django.conf import settings
-
     tick_s = settings.SYNC_TICK_INTERVAL_MS / 1000
     archive_s = settings.ARCHIVE_INTERVAL_MS / 1000
     crash_s = settings.CRASH_SCAN_INTERVAL_MS / 1000

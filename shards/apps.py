@@ -1,4 +1,7 @@
 from django.apps import AppConfig
+from django.conf import settings
+
+from core import redis as core_redis
 
 
 class ShardsConfig(AppConfig):
@@ -9,8 +12,4 @@ class ShardsConfig(AppConfig):
 
     def ready(self) -> None:
         """Point the core's Redis clients at ``settings.REDIS_URL`` (read when a client is made)."""
-        from django.conf import settings
-
-        from core import redis as core_redis
-
         core_redis.configure(url_provider=lambda: settings.REDIS_URL)

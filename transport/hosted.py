@@ -38,6 +38,8 @@ from core.errors import (
     UnknownShard,
 )
 from core.redis import get_async_redis
+from shards.models import Shard
+from shards.services import adelta_ingest, aheartbeat_record, shard_session_open
 from worldboss_sdk.buffer import LocalBuffer
 from worldboss_sdk.protocol import ENDED_STATUSES
 
@@ -70,9 +72,6 @@ class _BossSession:
 
 
 def _open_session_sync(shard_key: str) -> int:
-    from shards.models import Shard
-    from shards.services import shard_session_open
-
     shard = Shard.objects.filter(key=shard_key).first()
     if shard is None:
         raise UnknownShard(f"unknown shard {shard_key!r}")
@@ -201,8 +200,6 @@ class HostedShard:
             return "live"  # authority away: keep buffering; the ingest retries tell the truth
 
     async def _send_delta(self, sess: _BossSession) -> None:
-        from shards.services import adelta_ingest
-
         delta = sess.buffer.take()
         if delta is None:
             return
@@ -232,8 +229,6 @@ class HostedShard:
         sess.accepted += delta.amount
 
     async def _heartbeat(self, sess: _BossSession) -> None:
-        from shards.services import aheartbeat_record
-
         inflight = sess.buffer.inflight
         try:
             await aheartbeat_record(
