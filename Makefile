@@ -8,6 +8,9 @@ STAMP := $(VENV)/.installed
 # Tests use their own Redis dbs (10: authority, 11: broker, 12: fan-out) and flush them.
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/10
 PYTEST_ARGS ?=
+# Test worker processes (pytest-xdist); each gets its own test database and its own Redis
+# server (tests/support/worker_redis.py). 0: one process, on TEST_REDIS_URL.
+TEST_WORKERS ?= 2
 ARGS ?=
 
 .PHONY: install lint test test-postgres demo bench browser clean
@@ -39,7 +42,8 @@ lint: $(STAMP)
 test: $(STAMP) browser
 	$(BIN)/python scripts/ensure_services.py redis $(TEST_REDIS_URL) --data-dir .services
 	@if [ -n "$$DATABASE_URL" ]; then $(BIN)/python scripts/ensure_services.py postgres "$$DATABASE_URL"; fi
-	REDIS_URL=$(TEST_REDIS_URL) BROKER_URL= CHANNELS_URL= $(BIN)/python -m pytest $(PYTEST_ARGS)
+	REDIS_URL=$(TEST_REDIS_URL) BROKER_URL= CHANNELS_URL= $(BIN)/python -m pytest \
+	  -p tests.support.worker_redis -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-postgres:
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(MAKE) test

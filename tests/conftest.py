@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 
 import pytest
 import redis
@@ -13,6 +14,18 @@ from tests.support import processes
 # Tests flush their Redis dbs: never let them near db 0-7 (a developer's demo or prod data).
 MIN_FLUSHABLE_DB = 8
 _counter = itertools.count(1)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Parallel workers must each have their own Redis (pub/sub is global to a server)."""
+    if os.environ.get("PYTEST_XDIST_WORKER") and not config.pluginmanager.has_plugin(
+        "tests.support.worker_redis"
+    ):
+        pytest.exit(
+            "parallel test workers need -p tests.support.worker_redis (each starts its own Redis); "
+            "run make test, or pass -p tests.support.worker_redis with -n",
+            returncode=2,
+        )
 
 
 def _flush(url: str) -> None:
@@ -39,6 +52,21 @@ def clean_redis():
     reset_clients()
     services._known_epochs.clear()
     yield
+
+
+@pytest.fixture(autouse=True)
+def close_async_thread_connections():
+    """Close the database connection that async tests open on asgiref's shared sync thread.
+
+    ``sync_to_async`` outside a request runs on one process-wide thread; its connection outlives
+    the test, and PostgreSQL then refuses to drop the test database at the end of the session
+    ("being accessed by other users").
+    """
+    yield
+    from asgiref.sync import SyncToAsync
+    from django.db import connections
+
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result()
 
 
 @pytest.fixture

@@ -25,7 +25,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
 
-ROOT = Path(settings.BASE_DIR)
+# The checkout (manage.py's folder), found without reading Django's settings, so that this
+# module can be imported before they are configured (tests/support/worker_redis.py is).
+ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 

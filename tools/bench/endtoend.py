@@ -135,8 +135,13 @@ def _scenario(
     }
 
 
-def e2e_run(*, stack, quick: bool, seconds: float, progress: Callable[[str], None]) -> dict[str, Any]:
-    """Both scenarios on one uvicorn process; returns ``{"hosted": row, "sdk": row, "note": ...}``."""
+# Hosted players offered per run size (tools/bench/suite.py MODES).
+HOSTED_PLAYERS = {"full": 300, "quick": 200, "smoke": 20}
+
+
+def e2e_run(*, stack, mode: str, seconds: float, progress: Callable[[str], None]) -> dict[str, Any]:
+    """Both scenarios on one uvicorn process (``full`` adds a 2-process hosted row); returns
+    ``{"hosted": row, "sdk": row, "note": ...}``."""
     from tools.simsetup import sim_boss_prepare, sim_shards_ensure
     from tools.stack import free_port
 
@@ -147,7 +152,8 @@ def e2e_run(*, stack, quick: bool, seconds: float, progress: Callable[[str], Non
 
     # offered beyond what one process serves (closed loop: at most 4 unanswered attacks per
     # player), so the acked rate is the capacity, not the offer
-    players = 200 if quick else 300
+    quick = mode != "full"
+    players = HOSTED_PLAYERS[mode]
     attack_rate = 40.0
     progress(f"e2e: {players} hosted players x {attack_rate:g} attacks/s for {seconds:g} s")
     try:

@@ -33,11 +33,16 @@ BENCH_DBS = (13, 14, 15)  # authority, broker, fan-out: never a user's 0-7
 MIN_BENCH_DB = 8
 BOSS_ID_BASE = 900_000_000  # authority-only bosses (no SQL row) far above real ids
 
-# Durations (s): quick must finish the whole run in under a minute.
+# Run sizes. "full" is what BENCHMARKS.md reports; "quick" runs every row in under a minute
+# (noisier); "smoke" runs every row with tiny loads in seconds: it checks that the bench
+# works end to end (what the test suite runs) and measures nothing worth reporting.
+MODES = ("full", "quick", "smoke")
 DURATIONS = {
-    True: {"lockstorm": 1.0, "scaling": 1.0, "ticks": 3.0, "fanout": 1.0, "e2e": 3.0},
-    False: {"lockstorm": 8.0, "scaling": 5.0, "ticks": 20.0, "fanout": 10.0, "e2e": 15.0},
+    "full": {"lockstorm": 8.0, "scaling": 5.0, "ticks": 20.0, "fanout": 10.0, "e2e": 15.0},
+    "quick": {"lockstorm": 1.0, "scaling": 1.0, "ticks": 3.0, "fanout": 1.0, "e2e": 3.0},
+    "smoke": {"lockstorm": 0.3, "scaling": 0.3, "ticks": 1.5, "fanout": 0.5, "e2e": 1.0},
 }
+FANOUT_VIEWERS = {"full": [500, 1_000, 2_000], "quick": [500, 1_000, 2_000], "smoke": [20, 40, 60]}
 TARGETS = {
     "ratio_to_best_peer": 100.0,
     "tick_p99_ms": 150.0,
@@ -133,15 +138,20 @@ def _section(report: dict, name: str, progress: Callable[[str], None], fn: Calla
     report.setdefault("section_seconds", {})[name] = round(time.monotonic() - started, 1)
 
 
-def bench_run(*, quick: bool, sections: list[str], progress: Callable[[str], None]) -> dict[str, Any]:
-    """Run ``sections`` and return the report (see :func:`report_markdown`)."""
+def bench_run(*, mode: str, sections: list[str], progress: Callable[[str], None]) -> dict[str, Any]:
+    """Run ``sections`` at ``mode``'s size (:data:`MODES`) and return the report (see
+    :func:`report_markdown`)."""
     from tools.stack import Stack
 
-    d = DURATIONS[quick]
+    if mode not in MODES:
+        raise ValueError(f"unknown bench mode {mode!r}; choose from {list(MODES)}")
+    d = DURATIONS[mode]
+    quick = mode != "full"
     started = time.monotonic()
     report: dict[str, Any] = {
-        "command": "python manage.py bench" + (" --quick" if quick else ""),
+        "command": "python manage.py bench" + ("" if mode == "full" else f" --{mode}"),
         "started_utc": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "mode": mode,
         "quick": quick,
         "machine": machine(),
         "targets": TARGETS,
@@ -160,9 +170,14 @@ def bench_run(*, quick: bool, sections: list[str], progress: Callable[[str], Non
             if "ticks" in sections:
                 _section(report, "ticks", progress, lambda: _ticks(redis_url, d["ticks"]))
             if "fanout" in sections:
-                _section(report, "fanout", progress, lambda: _fanout(quick, d["fanout"], progress))
+                _section(
+                    report,
+                    "fanout",
+                    progress,
+                    lambda: _fanout(quick, d["fanout"], FANOUT_VIEWERS[mode], progress),
+                )
             if "e2e" in sections:
-                _section(report, "e2e", progress, lambda: _e2e(stack, quick, d["e2e"], progress))
+                _section(report, "e2e", progress, lambda: _e2e(stack, mode, d["e2e"], progress))
     report["total_seconds"] = round(time.monotonic() - started, 1)
     report["summary"] = summarize(report)
     return report
@@ -222,7 +237,7 @@ def _ticks(redis_url: str, seconds: float) -> dict[str, Any]:
     return asyncio.run(tick_and_freshness(boss_id=BOSS_ID_BASE + 200, redis_url=redis_url, seconds=seconds))
 
 
-def _fanout(quick: bool, seconds: float, progress) -> dict[str, Any]:
+def _fanout(quick: bool, seconds: float, viewers: list[int], progress) -> dict[str, Any]:
     try:
         from tools.bench import fanout
     except ImportError as exc:
@@ -230,9 +245,7 @@ def _fanout(quick: bool, seconds: float, progress) -> dict[str, Any]:
     # quick: every viewer count on this project's design only (the stock layers need ~10 s
     # each at 2,000 viewers); the full run compares all three layers at every count.
     layers = ("hub",) if quick else fanout.LAYERS
-    out = fanout.bench_rows(
-        quick=False, seconds=seconds, viewers=[500, 1_000, 2_000], progress=progress, layers=layers
-    )
+    out = fanout.bench_rows(quick=False, seconds=seconds, viewers=viewers, progress=progress, layers=layers)
     if quick:
         out["note"] = (
             out.get("note", "") + " Quick run: this project's hub only; the full run adds stock "
@@ -241,10 +254,10 @@ def _fanout(quick: bool, seconds: float, progress) -> dict[str, Any]:
     return out
 
 
-def _e2e(stack, quick: bool, seconds: float, progress) -> dict[str, Any]:
+def _e2e(stack, mode: str, seconds: float, progress) -> dict[str, Any]:
     from tools.bench import endtoend
 
-    return endtoend.e2e_run(stack=stack, quick=quick, seconds=seconds, progress=progress)
+    return endtoend.e2e_run(stack=stack, mode=mode, seconds=seconds, progress=progress)
 
 
 # --- summary and Markdown ------------------------------------------------------------------
@@ -332,6 +345,12 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"load average at start {m.get('loadavg_at_start')}.",
         "",
     ]
+    if report.get("mode") == "smoke":
+        lines += [
+            "**Smoke run: tiny loads that check the bench works. These figures measure nothing; "
+            "compare runs of `bench` or `bench --quick` only.**",
+            "",
+        ]
 
     ls = report.get("lockstorm")
     if ls:

@@ -1,4 +1,4 @@
-"""``manage.py bench [--quick] [--json] [--markdown FILE]``: the side-by-side benchmark.
+"""``manage.py bench [--quick | --smoke] [--json] [--markdown FILE]``: the side-by-side benchmark.
 
 Runs on its own Redis databases (13 authority, 14 broker, 15 fan-out: never 0-7) of the
 Redis at ``--redis-url`` / ``BENCH_REDIS_URL`` / ``REDIS_URL``'s host, or on a Redis it starts
@@ -24,7 +24,13 @@ class Command(BaseCommand):
     help = "Benchmark delta-sync against per-hit peers, ticks, freshness, fan-out and end to end."
 
     def add_arguments(self, parser):
-        parser.add_argument("--quick", action="store_true", help="short runs (under a minute)")
+        size = parser.add_mutually_exclusive_group()
+        size.add_argument("--quick", action="store_true", help="every row, short runs (under a minute)")
+        size.add_argument(
+            "--smoke",
+            action="store_true",
+            help="every row, tiny loads (seconds): checks the bench works, measures nothing",
+        )
         parser.add_argument("--json", action="store_true", help="print the report as JSON only")
         parser.add_argument("--markdown", metavar="FILE", help="also write the Markdown table to FILE")
         parser.add_argument(
@@ -37,12 +43,21 @@ class Command(BaseCommand):
         )
 
     def handle(
-        self, *args, quick: bool, json: bool, markdown: str | None, redis_url: str, only: str, **options
+        self,
+        *args,
+        quick: bool,
+        smoke: bool,
+        json: bool,
+        markdown: str | None,
+        redis_url: str,
+        only: str,
+        **options,
     ):
         from tools.bench import suite
 
         if os.environ.get(CHILD_ENV):
-            return self._child(quick=quick, as_json=json, markdown=markdown, only=only)
+            mode = "smoke" if smoke else "quick" if quick else "full"
+            return self._child(mode=mode, as_json=json, markdown=markdown, only=only)
         run_dir = Path(settings.BASE_DIR) / ".bench"
         from tools.stack import Stack
 
@@ -61,7 +76,7 @@ class Command(BaseCommand):
         if code:
             raise CommandError(f"bench failed (exit {code})")
 
-    def _child(self, *, quick: bool, as_json: bool, markdown: str | None, only: str) -> None:
+    def _child(self, *, mode: str, as_json: bool, markdown: str | None, only: str) -> None:
         from tools.bench import suite
 
         sections = [s for s in only.split(",") if s] or list(suite.SECTIONS)
@@ -69,7 +84,7 @@ class Command(BaseCommand):
         if unknown:
             raise CommandError(f"unknown sections {sorted(unknown)}; choose from {list(suite.SECTIONS)}")
         progress = (lambda s: None) if as_json else (lambda s: self.stderr.write(f"  .. {s}"))
-        report = suite.bench_run(quick=quick, sections=sections, progress=progress)
+        report = suite.bench_run(mode=mode, sections=sections, progress=progress)
         table = suite.report_markdown(report)
         if markdown:
             Path(markdown).write_text(table)
