@@ -1,0 +1,110 @@
+"""The docs stay true to the tree: every file path and every dotted name of the project's own
+modules (``transport.hub.UVICORN_WS_ARGS``, ``python -m tools.bench.fanout``) that a document
+names exists."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from liveops.celery import app as celery_app
+
+ROOT = Path(__file__).resolve().parents[1]
+# A repository path: at least one folder, then a file with a known ending (URLs such as
+# /ws/bosses/<slug>/ start with a slash and are not matched).
+PATH_RE = re.compile(r"(?<![\w/.<{-])((?:[a-z_][\w.-]*/)+[\w.-]+\.(?:py|js|lua|html|md|toml|css|cfg|json))\b")
+
+
+# Top-level packages of the project (and the SDK's), plus names of packages that are gone, so
+# that a document still naming one is caught.
+PROJECT_PACKAGES = sorted(
+    {p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file()} | {"worldboss_sdk", "benchmarks"}
+)
+DOTTED_RE = re.compile(r"(?<![\w./-])((?:" + "|".join(PROJECT_PACKAGES) + r")(?:\.[A-Za-z_]\w*)+)")
+
+
+def _documents() -> list[Path]:
+    out = subprocess.run(["git", "ls-files", "*.md"], cwd=ROOT, capture_output=True, text=True, check=True)
+    docs = [ROOT / name for name in out.stdout.split()]
+    # Documents not committed yet count too (a new doc is checked before its first commit).
+    others = subprocess.run(
+        ["git", "ls-files", "--others", "--exclude-standard", "*.md"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return sorted({*docs, *(ROOT / name for name in others.stdout.split())})
+
+
+def _named_paths(doc: Path) -> list[tuple[int, str]]:
+    found = []
+    for lineno, line in enumerate(doc.read_text().splitlines(), 1):
+        found.extend((lineno, m.group(1)) for m in PATH_RE.finditer(line))
+    return found
+
+
+def _exists(path: str, doc: Path) -> bool:
+    # A path is read from the repository root, or relative to the document that names it.
+    return (ROOT / path).exists() or (doc.parent / path).exists()
+
+
+def test_the_scan_finds_paths_and_tells_a_gone_file() -> None:
+    doc = ROOT / "docs" / "architecture.md"
+    assert _named_paths(doc), "docs/architecture.md names files; the scan must see them"
+    assert not _exists("bosses/gone_module.py", doc)
+
+
+@pytest.mark.parametrize("doc", _documents(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_file_a_document_names_exists(doc: Path) -> None:
+    missing = [
+        f"{doc.relative_to(ROOT)}:{lineno}: {path}"
+        for lineno, path in _named_paths(doc)
+        if not _exists(path, doc)
+    ]
+    assert not missing, "documents name files that are gone:\n" + "\n".join(missing)
+
+
+def _resolves(dotted: str) -> bool:
+    """A module, or an attribute chain on the longest importable module prefix, or the name
+    of a registered Celery task (tasks are named ``<app>.<task>``)."""
+    celery_app.loader.import_default_modules()  # registers the apps' tasks (autodiscovery)
+    if dotted in celery_app.tasks:
+        return True
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for name in parts[cut:]:
+            if not hasattr(obj, name):
+                return False
+            obj = getattr(obj, name)
+        return True
+    return False
+
+
+def test_the_dotted_name_scan_tells_a_gone_module() -> None:
+    assert _resolves("transport.hub.UVICORN_WS_ARGS") and _resolves("worldboss_sdk.protocol.as_dict")
+    assert _resolves("bosses.tick_live_bosses")  # a Celery task name
+    assert not _resolves("benchmarks.fanout") and not _resolves("transport.hub.raw_writer")
+    assert DOTTED_RE.findall("run `python -m benchmarks.fanout` (see liveops.fanout.X)") == [
+        "benchmarks.fanout",
+        "liveops.fanout.X",
+    ]
+
+
+@pytest.mark.parametrize("doc", _documents(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_dotted_project_name_a_document_names_resolves(doc: Path) -> None:
+    missing = [
+        f"{doc.relative_to(ROOT)}:{lineno}: {m.group(1)}"
+        for lineno, line in enumerate(doc.read_text().splitlines(), 1)
+        for m in DOTTED_RE.finditer(line)
+        if not _resolves(m.group(1))
+    ]
+    assert not missing, "documents name modules or attributes that are gone:\n" + "\n".join(missing)
