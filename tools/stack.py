@@ -60,6 +60,71 @@ def url_db(url: str) -> int:
     return int(path) if path.isdigit() else 0
 
 
+def redis_server_argv(
+    binary: str, *, port: int, data_dir: Path | str, extra: tuple[str, ...] = ()
+) -> list[str]:
+    """The command line of every Redis server the demo, the bench and the tests start.
+
+    Loopback only, in the foreground, data in ``data_dir``; ``extra`` adds options (a
+    cluster node's, a log file). Persistence is off: these servers hold throwaway data.
+    """
+    return [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(Path(data_dir).resolve()),
+        "--daemonize",
+        "no",
+        *extra,
+    ]
+
+
+def celery_worker_argv(*, queues: str = "ticks,sagas", concurrency: int = 4) -> list[str]:
+    """A Celery worker of the project (thread pool, no gossip, mingle or heartbeat)."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "liveops",
+        "worker",
+        "-Q",
+        queues,
+        "--pool",
+        "threads",
+        "--concurrency",
+        str(concurrency),
+        "--loglevel",
+        "INFO",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
+
+
+def celery_beat_argv(*, schedule: Path | str) -> list[str]:
+    """Celery beat with the project's schedule, its state in ``schedule``."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "liveops",
+        "beat",
+        "--loglevel",
+        "INFO",
+        "-s",
+        str(schedule),
+    ]
+
+
 def redis_binary() -> tuple[str, str] | None:
     """``(path, description)`` of a Redis-compatible server we can start, or None."""
     found = shutil.which("redis-server")
@@ -198,24 +263,7 @@ class Stack:
         port = free_port()
         data = self.run_dir / "redis"
         data.mkdir(parents=True, exist_ok=True)
-        proc = self.start(
-            "redis",
-            [
-                binary,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(data.resolve()),
-                "--daemonize",
-                "no",
-            ],
-        )
+        proc = self.start("redis", redis_server_argv(binary, port=port, data_dir=data))
         deadline = time.monotonic() + START_TIMEOUT_S
         while not port_open("127.0.0.1", port):
             if not proc.alive() or time.monotonic() > deadline:
@@ -267,27 +315,7 @@ class Stack:
         """A Celery worker (thread pool) on the configured broker; returns once it is ready."""
         proc = self.start(
             "worker",
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "liveops",
-                "worker",
-                "-Q",
-                queues,
-                "--pool",
-                "threads",
-                "--concurrency",
-                str(concurrency),
-                "--loglevel",
-                "INFO",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-n",
-                f"liveops-{os.getpid()}@%h",
-            ],
+            [*celery_worker_argv(queues=queues, concurrency=concurrency), "-n", f"liveops-{os.getpid()}@%h"],
         )
         proc.wait_for_output("ready.")
         return proc
@@ -297,21 +325,7 @@ class Stack:
         schedule = self.run_dir / "celerybeat-schedule"
         for leftover in self.run_dir.glob("celerybeat-schedule*"):
             leftover.unlink()
-        proc = self.start(
-            "beat",
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "liveops",
-                "beat",
-                "--loglevel",
-                "INFO",
-                "-s",
-                str(schedule),
-            ],
-        )
+        proc = self.start("beat", celery_beat_argv(schedule=schedule))
         proc.wait_for_output("beat: Starting")
         return proc
 

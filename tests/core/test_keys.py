@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -31,6 +30,7 @@ import redis
 from redis.crc import key_slot
 
 from core import authority, keys
+from tools.stack import free_port, redis_server_argv
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE_SUFFIXES = (".py", ".lua", ".js", ".html")
@@ -282,12 +282,6 @@ def test_keys_read_together_share_a_slot() -> None:
     assert len({_slot(keys.bench_key("a1b2", name)) for name in ("hp", "ver", "lock")}) == 1
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def cluster_node() -> Iterator[redis.Redis]:
     """A one-node Redis Cluster owning every slot: it refuses any command whose keys span
@@ -296,31 +290,13 @@ def cluster_node() -> Iterator[redis.Redis]:
     if binary is None:
         pytest.skip("redis-server is not installed (the CRC16 tests above still ran)")
     # The cluster bus needs a port of its own (by default port + 10000, which may not exist).
-    port, bus_port = _free_port(), _free_port()
+    port, bus_port = free_port(), free_port()
     with tempfile.TemporaryDirectory(prefix="keys-cluster-") as workdir:
         log_file = Path(workdir) / "redis.log"
+        cluster = ("--cluster-enabled", "yes", "--cluster-port", str(bus_port))
+        cluster += ("--cluster-config-file", str(Path(workdir) / "nodes.conf"), "--logfile", str(log_file))
         proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--cluster-enabled",
-                "yes",
-                "--cluster-port",
-                str(bus_port),
-                "--cluster-config-file",
-                str(Path(workdir) / "nodes.conf"),
-                "--dir",
-                workdir,
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--logfile",
-                str(log_file),
-            ],
+            redis_server_argv(binary, port=port, data_dir=workdir, extra=cluster),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

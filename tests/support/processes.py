@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -13,6 +12,8 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import connection
+
+from tools.stack import celery_beat_argv, celery_worker_argv, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,12 +40,6 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     )
     env.update(extra)
     return env
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Proc:
@@ -137,25 +132,7 @@ def start_worker(*, queues: str = "ticks,sagas", concurrency: int = 4, **env: st
     """A real Celery worker (thread pool) on the test broker; returns once it is ready."""
     proc = Proc(
         "worker",
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "liveops",
-            "worker",
-            "-Q",
-            queues,
-            "--pool",
-            "threads",
-            "--concurrency",
-            str(concurrency),
-            "--loglevel",
-            "INFO",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ],
+        celery_worker_argv(queues=queues, concurrency=concurrency),
         subprocess_env(**env),
     )
     proc.wait_for_output("ready.")
@@ -168,7 +145,7 @@ def start_beat(**env: str) -> Proc:
     os.unlink(schedule)
     proc = Proc(
         "beat",
-        [sys.executable, "-m", "celery", "-A", "liveops", "beat", "--loglevel", "INFO", "-s", schedule],
+        celery_beat_argv(schedule=schedule),
         subprocess_env(**env),
     )
     proc.wait_for_output("beat: Starting")

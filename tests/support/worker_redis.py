@@ -19,7 +19,6 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -28,7 +27,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tools.stack import redis_binary
+from tools.stack import free_port, redis_binary, redis_server_argv
 
 START_TIMEOUT_S = 20.0
 # The dbs a single-process run uses on the shared test Redis (Makefile TEST_REDIS_URL).
@@ -36,12 +35,6 @@ AUTHORITY_DB, BROKER_DB, CHANNELS_DB = 10, 11, 12
 
 _server: subprocess.Popen[bytes] | None = None
 _workdir: str | None = None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _start(worker: str) -> str:
@@ -54,25 +47,11 @@ def _start(worker: str) -> str:
             "(or run them in one process: make test TEST_WORKERS=0)"
         )
     binary, _ = found
-    port = _free_port()
+    port = free_port()
     _workdir = tempfile.mkdtemp(prefix=f"test-redis-{worker}-")
     log_file = Path(_workdir) / "redis.log"
     _server = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            _workdir,
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--logfile",
-            str(log_file),
-        ],
+        redis_server_argv(binary, port=port, data_dir=_workdir, extra=("--logfile", str(log_file))),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
