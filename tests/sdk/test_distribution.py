@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -91,8 +92,13 @@ def sdk_venv(tmp_path_factory) -> Venv:
     venv = Venv(path=root / "venv", workdir=root / "game")
     venv.workdir.mkdir()
     subprocess.run([sys.executable, "-m", "venv", str(venv.path)], check=True, timeout=120)
+    # setuptools builds in the source folder (build/, *.egg-info): install from a copy of
+    # ./sdk as committed, so the checkout stays clean and nothing built earlier is reused.
+    source = shutil.copytree(
+        SDK_DIR, root / "sdk", ignore=shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__")
+    )
     out = venv.run(
-        "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(SDK_DIR), timeout_s=300
+        "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(source), timeout_s=300
     )
     assert out.returncode == 0, f"pip install ./sdk failed:\n{out.stdout}\n{out.stderr}"
     return venv
