@@ -86,14 +86,14 @@ def redis_server_argv(
     ]
 
 
+# The project's Celery app, run with this interpreter (the venv's).
+CELERY = (sys.executable, "-m", "celery", "-A", "liveops")
+
+
 def celery_worker_argv(*, queues: str = "ticks,sagas", concurrency: int = 4) -> list[str]:
     """A Celery worker of the project (thread pool, no gossip, mingle or heartbeat)."""
     return [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "liveops",
+        *CELERY,
         "worker",
         "-Q",
         queues,
@@ -111,18 +111,7 @@ def celery_worker_argv(*, queues: str = "ticks,sagas", concurrency: int = 4) -> 
 
 def celery_beat_argv(*, schedule: Path | str) -> list[str]:
     """Celery beat with the project's schedule, its state in ``schedule``."""
-    return [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "liveops",
-        "beat",
-        "--loglevel",
-        "INFO",
-        "-s",
-        str(schedule),
-    ]
+    return [*CELERY, "beat", "--loglevel", "INFO", "-s", str(schedule)]
 
 
 def redis_binary() -> tuple[str, str] | None:

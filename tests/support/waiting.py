@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -22,9 +22,13 @@ class WaitTimeout(AssertionError):
     """The condition did not hold before the timeout (an assertion failure of the test)."""
 
 
-def _message(what: str | None, predicate: Callable[..., Any], timeout_s: float, last: Any) -> str:
-    name = what or getattr(predicate, "__name__", repr(predicate))
-    return f"timed out after {timeout_s:g} s waiting for {name} (last value: {last!r})"
+def _poll(predicate: Callable[[], T], *, deadline: float, timeout_s: float, what: str | None) -> T:
+    """Call ``predicate`` once: its value, falsy to poll again; WaitTimeout past ``deadline``."""
+    value = predicate()
+    if not value and time.monotonic() >= deadline:
+        name = what or getattr(predicate, "__name__", repr(predicate))
+        raise WaitTimeout(f"timed out after {timeout_s:g} s waiting for {name} (last value: {value!r})")
+    return value
 
 
 def wait_until(
@@ -41,13 +45,9 @@ def wait_until(
     so a slow machine that got there just in time still passes.
     """
     deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise WaitTimeout(_message(what, predicate, timeout_s, value))
+    while not (value := _poll(predicate, deadline=deadline, timeout_s=timeout_s, what=what)):
         time.sleep(interval_s)
+    return value
 
 
 async def wait_until_async(
@@ -63,10 +63,6 @@ async def wait_until_async(
     tasks under test between two calls.
     """
     deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise WaitTimeout(_message(what, predicate, timeout_s, value))
+    while not (value := _poll(predicate, deadline=deadline, timeout_s=timeout_s, what=what)):
         await asyncio.sleep(interval_s)
+    return value

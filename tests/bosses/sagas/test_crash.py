@@ -10,12 +10,13 @@ from bosses.models import SagaRun, SagaStatus
 from bosses.sagas.crash import CRASH_SAGA_RESUME_AFTER_MS, CRASH_STEPS, crashed_sessions_scan, session_fence
 from bosses.services import boss_go_live, boss_tick
 from bosses.verification import boss_verify
-from core import authority, keys
+from core import keys
 from core.clock import ManualClock, RedisClock
 from core.errors import Fenced
 from core.redis import get_redis
 from shards.models import Shard, ShardStatus
 from shards.services import delta_ingest, heartbeat_record
+from tests.bosses.sagas.support import crash_saga_left_running
 
 TIMEOUT_MS = 300
 
@@ -133,20 +134,7 @@ def test_scan_finishes_a_crash_saga_left_running_by_a_dead_process(quick_boss, m
     boss, s = quick_boss("fair"), make_session()
     heartbeat_record(**args(boss, s), pending=40)
     # The process died after recording the saga and running fence.lua, before completing it.
-    saga = SagaRun.objects.create(
-        key=f"crash:{boss.pk}:{boss.fight}:{s.shard_key}:{s.epoch}",
-        kind="crash",
-        boss=boss,
-        fight=boss.fight,
-        shard_key=s.shard_key,
-        epoch=s.epoch,
-        policy="fair",
-        detail={"reason": "crashed"},
-    )
-    authority.run(
-        get_redis(),
-        authority.fence_call(boss_id=boss.pk, shard_key=s.shard_key, epoch=s.epoch, policy="fair"),
-    )
+    saga = crash_saga_left_running(boss=boss, shard_key=s.shard_key, epoch=s.epoch, fenced=True)
     assert any("is running" in p for p in boss_verify(boss=boss).problems)
     clock = ManualClock(RedisClock(get_redis()).now_ms())
     assert crashed_sessions_scan(clock=clock) == []  # it may still be running somewhere: wait

@@ -14,7 +14,6 @@ from bosses.sagas.crash import (
     CRASH_MAX_ATTEMPTS,
     CRASH_SAGA_RESUME_AFTER_MS,
     CRASH_STEPS,
-    crash_saga_key,
     crashed_sessions_scan,
     session_fence,
     shard_retire,
@@ -29,12 +28,13 @@ from bosses.sagas.victory import (
 )
 from bosses.services import boss_go_live, boss_reset, boss_tick
 from bosses.verification import boss_verify
-from core import authority, keys
+from core import keys
 from core.clock import ManualClock, RedisClock
 from core.errors import InvalidTransition
 from core.redis import get_redis
 from shards.models import Shard
 from shards.services import delta_ingest, heartbeat_record
+from tests.bosses.sagas.support import crash_saga_left_running
 
 STEPS_OF = {"victory": VICTORY_STEPS, "crash": CRASH_STEPS}
 # What the runner writes in every step record. A set, not a list: PostgreSQL's jsonb does not
@@ -96,20 +96,8 @@ def _crash_resumed_by_the_scan(make_boss, make_session):
     boss_go_live(boss=boss)
     s = make_session()
     heartbeat_record(**sess_args(boss, s), pending=9)
-    SagaRun.objects.create(  # left running by a process that died after fence.lua
-        key=crash_saga_key(boss_id=boss.pk, fight=boss.fight, shard_key=s.shard_key, epoch=s.epoch),
-        kind="crash",
-        boss=boss,
-        fight=boss.fight,
-        shard_key=s.shard_key,
-        epoch=s.epoch,
-        policy="fair",
-        detail={"reason": "crashed"},
-    )
-    authority.run(
-        get_redis(),
-        authority.fence_call(boss_id=boss.pk, shard_key=s.shard_key, epoch=s.epoch, policy="fair"),
-    )
+    # left running by a process that died after fence.lua
+    crash_saga_left_running(boss=boss, shard_key=s.shard_key, epoch=s.epoch, fenced=True)
     clock = ManualClock(RedisClock(get_redis()).now_ms() + CRASH_SAGA_RESUME_AFTER_MS + 1)
     return crashed_sessions_scan(clock=clock)
 
@@ -277,16 +265,9 @@ def test_a_saga_whose_runs_all_died_fails_when_the_scan_would_resume_it_again(ma
     boss_go_live(boss=boss)
     s = make_session()
     heartbeat_record(**sess_args(boss, s), pending=5)
-    saga = SagaRun.objects.create(  # every run so far was killed before it recorded anything
-        key=crash_saga_key(boss_id=boss.pk, fight=boss.fight, shard_key=s.shard_key, epoch=s.epoch),
-        kind="crash",
-        boss=boss,
-        fight=boss.fight,
-        shard_key=s.shard_key,
-        epoch=s.epoch,
-        policy="fair",
-        attempts=CRASH_MAX_ATTEMPTS,
-        detail={"reason": "crashed"},
+    # every run so far was killed before it recorded anything
+    saga = crash_saga_left_running(
+        boss=boss, shard_key=s.shard_key, epoch=s.epoch, fenced=False, attempts=CRASH_MAX_ATTEMPTS
     )
     clock = ManualClock(RedisClock(get_redis()).now_ms() + CRASH_SAGA_RESUME_AFTER_MS + 1)
     [failed] = crashed_sessions_scan(clock=clock)
