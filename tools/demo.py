@@ -280,13 +280,16 @@ def _summary(boss, stats, elapsed: float, say, crashed: str) -> DemoResult:
         f"  ledger: accepted {report.accepted:,} = applied {report.applied:,} + overkill {report.overkill:,} "
         f"+ buffered {report.buffered:,}; event log replays to hp {report.replay_hp:,} over {report.events} events"
     )
-    sagas = Counter(SagaRun.objects.filter(boss=boss, fight=boss.fight).values_list("kind", "status"))
+    # A crash saga also settles a session that left with ``bye``: say which it was.
+    sagas = Counter(
+        SagaRun.objects.filter(boss=boss, fight=boss.fight).values_list("kind", "detail__reason", "status")
+    )
     if sagas:
         say(
             "  sagas: "
             + ", ".join(
-                f"{kind} {status}" + (f" x{n}" if n > 1 else "")
-                for (kind, status), n in sorted(sagas.items())
+                f"{kind}{f' ({reason})' if reason else ''} {status}" + (f" x{n}" if n > 1 else "")
+                for (kind, reason, status), n in sorted(sagas.items(), key=str)
             )
         )
     if report.ok:
