@@ -138,7 +138,7 @@ def test_the_example_game_server_runs_on_the_installed_sdk(sdk_venv: Venv, live_
     try:
         out = sdk_venv.run(
             str(EXAMPLE),
-            *("--url", f"ws://127.0.0.1:{port}", "--shard", "dist-1", "--token", token),
+            *("--url", f"ws://127.0.0.1:{port}", "--shard", "dist-1", f"--token={token}"),
             *("--boss", live_boss.slug, "--players", "40", "--seconds", "3", "--tick-ms", "50"),
             timeout_s=120,
         )
