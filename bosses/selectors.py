@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bosses.models import BossEncounter, BossEvent
+from bosses.models import BossEncounter, BossEvent, SagaRun, SagaStatus
 from core import authority, keys
 from core.errors import UnknownBoss
 from core.redis import get_redis
@@ -21,6 +21,11 @@ def boss_get(*, slug: str) -> BossEncounter:
 def boss_state(*, boss_id: int) -> authority.BossState | None:
     """The authoritative state in Redis, or None if the boss has no authority."""
     return authority.read_state(get_redis(), boss_id)
+
+
+def boss_sagas_running(*, boss_id: int) -> int:
+    """How many sagas of the boss are still running (a crash saga for a ``bye`` runs on a worker)."""
+    return SagaRun.objects.filter(boss_id=boss_id, status=SagaStatus.RUNNING).count()
 
 
 def live_boss_ids() -> list[int]:

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 
 from bosses.models import BossEncounter, BossStatus
+from bosses.selectors import boss_sagas_running
 from bosses.services import boss_end, boss_go_live, boss_reset
 from core import keys
 from core.redis import get_redis
@@ -94,10 +95,11 @@ def boss_accepted(*, boss_id: int) -> int:
 
 
 def fight_settle(*, boss_id: int, expected_accepted: int | None, timeout_s: float = SETTLE_TIMEOUT_S) -> bool:
-    """Wait until the hosted gateways have flushed and the sync tick drained every buffer.
+    """Wait until the gateways have flushed, the sync tick drained every buffer and no saga runs.
 
-    With ``expected_accepted`` also wait until the platform accepted that much. Returns
-    whether it settled in time.
+    With ``expected_accepted`` also wait until the platform accepted that much. A session
+    that left with ``bye`` is settled by a crash saga on a Celery worker, so the fight is
+    only settled once that saga has finished too. Returns whether it settled in time.
     """
     r = get_redis()
     k = keys.BossKeys(boss_id)
@@ -106,10 +108,14 @@ def fight_settle(*, boss_id: int, expected_accepted: int | None, timeout_s: floa
     while time.monotonic() < deadline:
         status, accepted = r.hmget(k.state, "status", "accepted")
         buffered = r.hlen(k.buf)
-        done = buffered == 0 and (
-            expected_accepted is None
-            or int(accepted or 0) >= expected_accepted
-            or status in ("defeated", "expired")
+        done = (
+            buffered == 0
+            and (
+                expected_accepted is None
+                or int(accepted or 0) >= expected_accepted
+                or status in ("defeated", "expired")
+            )
+            and boss_sagas_running(boss_id=boss_id) == 0
         )
         if done:
             quiet_since = quiet_since or time.monotonic()

@@ -23,13 +23,14 @@ from django.core.management import call_command
 from websockets.asyncio.client import connect
 
 from bosses.models import BossEncounter, SagaRun
-from bosses.selectors import boss_state
+from bosses.selectors import boss_sagas_running, boss_state
 from bosses.services import boss_go_live
 from bosses.verification import boss_verify
 from core import keys
 from core.redis import get_redis
 from shards.services import shard_create
 from tests.browser.support import CHROMIUM, CHROMIUM_ARGS, SCREENSHOT_DIR, staff_session_cookie, start_uvicorn
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -206,6 +207,8 @@ def test_live_fight_players_sdk_servers_dashboard_agree(celery_stack, make_boss,
         f"p99 {lags[int(len(lags) * 0.99)]:.1f} ms, max {lags[-1]:.1f} ms (informational, not asserted)"
     )
 
+    # each SDK server left with ``bye``: a Celery worker settles that with a crash saga
+    wait_until(lambda: boss_sagas_running(boss_id=boss.pk) == 0, what="the sagas of the fight to finish")
     report = boss_verify(boss=BossEncounter.objects.get(pk=boss.pk))
     assert report.ok, report.problems
     out = io.StringIO()
