@@ -186,8 +186,12 @@ def test_a_victory_saga_of_a_fight_that_was_reset_fails_at_once(make_boss, make_
     assert not RewardGrant.objects.filter(boss=boss).exists()
 
 
-def test_a_crash_saga_whose_fence_keeps_raising_fails_and_is_shown_as_failed(staff, make_boss, make_session):
-    boss = make_boss(crash_policy="harsh")
+def _session_whose_fence_fails(make_boss, make_session, *, crash_policy: str):
+    """A live boss, a session holding 11 and its ``held`` hash broken: fence.lua raises WRONGTYPE.
+
+    Returns the boss, the session, the Redis client, the boss's keys and the held hash to restore.
+    """
+    boss = make_boss(crash_policy=crash_policy)
     boss_go_live(boss=boss)
     s = make_session()
     heartbeat_record(**sess_args(boss, s), pending=11)
@@ -195,6 +199,11 @@ def test_a_crash_saga_whose_fence_keeps_raising_fails_and_is_shown_as_failed(sta
     held = r.hgetall(k.held)
     r.delete(k.held)
     r.set(k.held, "not a hash")  # fence.lua fails on it (WRONGTYPE) every time
+    return boss, s, r, k, held
+
+
+def test_a_crash_saga_whose_fence_keeps_raising_fails_and_is_shown_as_failed(staff, make_boss, make_session):
+    boss, s, r, k, held = _session_whose_fence_fails(make_boss, make_session, crash_policy="harsh")
 
     fence = dict(boss=boss, shard_key=s.shard_key, epoch=s.epoch)
     for attempt in range(1, CRASH_MAX_ATTEMPTS):
@@ -239,14 +248,7 @@ def test_a_crash_saga_whose_fence_keeps_raising_fails_and_is_shown_as_failed(sta
 
 
 def test_an_error_that_goes_away_leaves_the_saga_running_for_the_next_run(make_boss, make_session):
-    boss = make_boss(crash_policy="fair")
-    boss_go_live(boss=boss)
-    s = make_session()
-    heartbeat_record(**sess_args(boss, s), pending=11)
-    r, k = get_redis(), keys.BossKeys(boss.pk)
-    held = r.hgetall(k.held)
-    r.delete(k.held)
-    r.set(k.held, "not a hash")
+    boss, s, r, k, held = _session_whose_fence_fails(make_boss, make_session, crash_policy="fair")
     with pytest.raises(redis.ResponseError):
         session_fence(boss=boss, shard_key=s.shard_key, epoch=s.epoch)
     r.delete(k.held)
