@@ -34,6 +34,14 @@ class BossEncounter(models.Model):
     fight = models.PositiveIntegerField(
         default=1, help_text="Fight number; a reset starts the next one with a clean authority."
     )
+    incarnation = models.CharField(
+        max_length=32,
+        blank=True,
+        default="",
+        editable=False,
+        help_text="Identity of this fight's authority in Redis, set when it goes live; "
+        "an authority with another one belongs to another database or fight.",
+    )
     tick_interval_ms = models.PositiveIntegerField(
         default=100,
         validators=[MinValueValidator(100), MaxValueValidator(10_000)],

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -101,6 +102,10 @@ def boss_go_live(*, boss: BossEncounter) -> authority.BossState:
         for s in Shard.objects.filter(status=ShardStatus.RETIRED).only("key", "current_epoch")
     }
     thresholds = phase_thresholds(parse_phases(boss.phases), boss.max_hp)
+    if not boss.incarnation:
+        # Stored before the seed: a go-live that dies after seeding finds its own authority.
+        boss.incarnation = uuid.uuid4().hex
+        BossEncounter.objects.filter(pk=boss.pk).update(incarnation=boss.incarnation)
     try:
         out = authority.run(
             _redis(),
@@ -113,8 +118,15 @@ def boss_go_live(*, boss: BossEncounter) -> authority.BossState:
                 slug=boss.slug,
                 min_tick_ms=int(boss.tick_interval_ms * TICK_INTERVAL_SLACK),
                 floors=floors,
+                incarnation=boss.incarnation,
             ),
         )
+        if out.code == "exists" and out.incarnation and out.incarnation != boss.incarnation:
+            raise InvalidTransition(
+                f"the authority in Redis for {boss.slug} (boss #{boss.pk}) belongs to another "
+                f"database or fight (incarnation {out.incarnation}, this fight's is "
+                f"{boss.incarnation}): point REDIS_URL at this deployment's Redis"
+            )
         if out.code == "exists" and out.status != BossStatus.LIVE:
             raise InvalidTransition(
                 f"{boss.slug} already has an authority with status {out.status}; reset it first"
@@ -177,7 +189,13 @@ def boss_reset(*, boss: BossEncounter) -> BossEncounter:
         _redis().delete(*keys.BossKeys(boss.pk).all())
         _redis().srem(keys.LIVE_BOSSES, boss.pk)
         _set_db_status(
-            boss, BossStatus.DRAFT, fight=boss.fight + 1, defeated_at=None, final_version=None, final_hp=None
+            boss,
+            BossStatus.DRAFT,
+            fight=boss.fight + 1,
+            defeated_at=None,
+            final_version=None,
+            final_hp=None,
+            incarnation="",
         )
     return boss
 

@@ -53,6 +53,15 @@ def boss_verify(*, boss: BossEncounter) -> VerifyReport:
         report.hp = report.replay_hp = boss.max_hp
         return report
 
+    theirs = ledger.state.get("incarnation") or ""
+    if theirs and theirs != boss.incarnation:
+        # Every other check would compare this database's books with someone else's fight.
+        report.problems.append(
+            f"the authority in Redis belongs to another database or fight: incarnation {theirs}, "
+            f"this fight's is {boss.incarnation or '(none)'}; check REDIS_URL and DATABASE_URL"
+        )
+        return report
+
     n = ledger.number
     report.accepted, report.applied, report.overkill = n("accepted"), n("applied"), n("overkill")
     report.discarded, report.recovered = n("discarded"), n("recovered")

@@ -123,9 +123,18 @@ def _text(v: ReplyItem | None) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
-def _parse_seed(r: Reply) -> TransitionOutcome:
+@dataclass(frozen=True)
+class SeedOutcome:
+    code: str  # ok | exists
+    status: str = ""
+    incarnation: str = ""  # of the authority that exists ('' for one seeded without it)
+
+
+def _parse_seed(r: Reply) -> SeedOutcome:
     code = _text(r[0])
-    return TransitionOutcome(code, "live" if code == "ok" else _text(r[1]), 1)
+    if code == "ok":
+        return SeedOutcome(code, "live")
+    return SeedOutcome(code, _text(r[1]), _text(r[2]) if len(r) > 2 else "")
 
 
 def _parse_ingest(r: Reply) -> IngestOutcome:
@@ -189,8 +198,13 @@ def seed_call(
     slug: str,
     min_tick_ms: int,
     floors: Mapping[str, int],
-) -> Call[TransitionOutcome]:
-    """Create the authority of a boss going live (refused if it already exists)."""
+    incarnation: str = "",
+) -> Call[SeedOutcome]:
+    """Create the authority of a boss going live (refused if it already exists).
+
+    ``incarnation`` is the fight's identity, kept in SQL too: an authority that exists with
+    another one was seeded by another database or fight (docs/authority.md).
+    """
     k = keys.BossKeys(boss_id)
     args: list[ScriptArg] = [
         max_hp,
@@ -199,6 +213,7 @@ def seed_call(
         fight,
         slug,
         min_tick_ms,
+        incarnation,
     ]
     for shard, epoch in floors.items():
         args += [shard, epoch]
