@@ -9,7 +9,7 @@ sessions and resumes crash sagas a dead process left ``running``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -54,6 +54,39 @@ def shard_retire(*, shard: Shard) -> int:
                 session_fence(boss=boss, shard_key=key, epoch=int(epoch), reason="retired")
                 fenced += 1
     return fenced
+
+
+# Why a session ended, as a crash saga records it in ``detail["reason"]`` (docs/sagas.md).
+# Only ``crashed`` marks the shard crashed: the others were chosen by the shard or an operator.
+END_REASONS = ("crashed", "left", "replaced", "retired")
+
+
+def session_end(*, shard_key: str, epoch: int, reason: str, boss_ids: Iterable[int] = ()) -> dict[str, int]:
+    """End one session on every boss it has state on: a crash saga per boss, ``reason`` recorded.
+
+    The bosses are the live set (live or paused, where the crash scan looks) plus ``boss_ids``
+    (those the caller saw the session touch): a session resumed on a new socket may have
+    sent its damage over an earlier one, so the caller's own list is not enough. Returns
+    ``{slug: amount settled}``. Used for ``bye`` (``left``) and a new ``auth`` on the same
+    socket (``replaced``); the crash scan and :func:`shard_retire` reach the same saga.
+    """
+    if reason not in END_REASONS:
+        raise ValueError(f"reason must be one of {END_REASONS}, got {reason!r}")
+    r = get_redis()
+    sess = keys.session_id(shard_key, epoch)
+    candidates = sorted({int(i) for i in r.smembers(keys.LIVE_BOSSES)} | set(boss_ids))
+    pipe = r.pipeline(transaction=False)
+    for boss_id in candidates:
+        k = keys.BossKeys(boss_id)
+        pipe.hexists(k.seq, sess)
+        pipe.hexists(k.hb, sess)
+    found = pipe.execute() if candidates else []
+    touched = [b for i, b in enumerate(candidates) if found[2 * i] or found[2 * i + 1]]
+    settled = {}
+    for boss in BossEncounter.objects.filter(pk__in=touched).order_by("pk"):
+        saga = session_fence(boss=boss, shard_key=shard_key, epoch=epoch, reason=reason)
+        settled[boss.slug] = saga.amount
+    return settled
 
 
 def crash_saga_key(*, boss_id: int, fight: int, shard_key: str, epoch: int) -> str:

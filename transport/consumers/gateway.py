@@ -25,9 +25,9 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from bosses.models import BossEncounter
-from bosses.sagas.crash import session_fence
+from bosses.sagas.crash import session_end
 from core.errors import (
+    AuthorityUnavailable,
     InvalidInput,
     LiveOpsError,
     MalformedFrame,
@@ -38,6 +38,7 @@ from core.errors import (
     UnknownShard,
     UnknownType,
 )
+from core.redis import REDIS_DOWN
 from core.validation import PLAYER_ID_RE
 from core.wire import encode, error_frame, parse_frame
 from shards.models import SHARD_KEY_RE, Shard, ShardStatus
@@ -83,17 +84,17 @@ def _auth_sync(shard_key: str, token: str, resume) -> tuple[int, bool]:
     return shard_session_open(shard=shard).epoch, False
 
 
-def _leave_sync(shard_key: str, epoch: int, boss_ids: list[int]) -> dict[str, int]:
-    """Retire a session that says goodbye: fence it on every boss it touched (reason ``left``).
+def _end_sync(shard_key: str, epoch: int, boss_ids: list[int], reason: str) -> dict[str, int]:
+    """End a session the shard chose to end (``bye``: ``left``; a new ``auth``: ``replaced``).
 
-    The settlement follows the boss's policy like a crash saga, but the shard is not marked
-    crashed. A client that flushed first holds nothing, so nothing is settled.
+    A crash saga fences it on every boss it has state on, with the reason recorded; the
+    settlement follows the boss's policy, but the shard is not marked crashed. A client that
+    flushed and heartbeated ``pending: 0`` first holds nothing, so nothing is settled.
     """
-    settled = {}
-    for boss in BossEncounter.objects.filter(pk__in=boss_ids):
-        saga = session_fence(boss=boss, shard_key=shard_key, epoch=epoch, reason="left")
-        settled[boss.slug] = saga.amount
-    return settled
+    try:
+        return session_end(shard_key=shard_key, epoch=epoch, reason=reason, boss_ids=boss_ids)
+    except REDIS_DOWN as exc:  # the client may say bye again; the crash scan covers it anyway
+        raise AuthorityUnavailable(f"Redis is unreachable: {exc}") from exc
 
 
 def _bearer(scope) -> str | None:
@@ -210,6 +211,7 @@ class ShardGatewayConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
             return await self._close_with(
                 Unauthorized("a non-empty token is required"), CloseCode.UNAUTHORIZED
             )
+        previous = self.epoch
         try:
             self.epoch, resumed = await database_sync_to_async(_auth_sync)(self.shard_key, token, resume)
         except Unauthorized as err:
@@ -221,7 +223,16 @@ class ShardGatewayConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
             return await self._close_with(err, CloseCode.TRY_AGAIN)
         if self._auth_timer is not None:
             self._auth_timer.cancel()
-        self._touched = None  # a re-auth starts another session
+        if previous is not None and previous != self.epoch:
+            # A new auth on this socket starts another session and ends the previous one: fence
+            # it now (reason 'replaced') instead of leaving it to be declared crashed later.
+            try:
+                await database_sync_to_async(_end_sync)(
+                    self.shard_key, previous, list(self._touched or {}), "replaced"
+                )
+            except LiveOpsError:
+                pass  # the authority is away: the crash scan fences it once it is silent
+        self._touched = None
         await self.send_text(
             encode(
                 {
@@ -351,7 +362,9 @@ class ShardGatewayConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
         and anything it still sends is fenced); flush and heartbeat ``pending: 0`` first.
         """
         epoch = self._server()
-        settled = await database_sync_to_async(_leave_sync)(self.shard_key, epoch, list(self._touched or {}))
+        settled = await database_sync_to_async(_end_sync)(
+            self.shard_key, epoch, list(self._touched or {}), "left"
+        )
         await self.send_text(encode({"type": "bye_ack", "epoch": epoch, "settled": settled}))
         await self.close(code=1000)
 
