@@ -1,0 +1,293 @@
+"""Many live bosses: the cost of one sync tick pass, per-boss loop (before) vs dirty pass (now).
+
+Authority-only bosses (no SQL rows, ids from ``BOSS_ID_BASE``) on the bench's Redis. For each
+scenario (``active`` bosses damaged every tick, ``idle`` live bosses with nothing buffered):
+
+* **pass**: both implementations side by side on the same bosses, alternating rounds, each
+  round after one delta per active boss: the per-boss loop of the previous release (tick
+  script, state read, publish: three round trips per live boss, idle ones included) and
+  :func:`bosses.services.boss_tick_all` (one pipeline over the dirty sets, pipelined ticks
+  of the marked bosses only, one pipeline of publishes). Reported: pass p50/p99 and the ratio.
+* **cadence**: the dirty pass run every ``SYNC_TICK_INTERVAL_MS`` for ``seconds`` while a
+  loader *process* damages every active boss once per interval and a probe thread damages
+  one more active boss at a random moment of each interval and waits for the state message
+  that carries it on pub/sub. Reported: tick interval p99 (start to start) and freshness
+  p99 (probe's ingest ack to the state message on its subscriber).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import random
+import statistics
+import threading
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+SHARD = "bench-shard"
+EPOCH = 1
+INGEST_BATCH = 1_000
+SEED_BATCH = 1_000
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
+
+
+def _seed(r, ids: list[int]) -> None:
+    from core import authority, keys
+
+    for start in range(0, len(ids), SEED_BATCH):
+        batch = ids[start : start + SEED_BATCH]
+        pipe = r.pipeline(transaction=False)
+        for boss_id in batch:
+            pipe.delete(*keys.BossKeys(boss_id).all())
+            pipe.srem(keys.BossKeys(boss_id).dirty, boss_id)
+        pipe.execute()
+        calls = [
+            authority.seed_call(
+                boss_id=b,
+                max_hp=10**15,
+                phases=[],
+                opening="Opening",
+                fight=1,
+                slug=f"bench-{b}",
+                min_tick_ms=0,
+                floors={},
+            )
+            for b in batch
+        ]
+        authority.run_many(r, calls)
+        r.sadd(keys.LIVE_BOSSES, *batch)
+        r.hset(keys.SHARD_EPOCHS, SHARD, EPOCH)
+
+
+def _drop(r, ids: list[int]) -> None:
+    from core import keys
+
+    for start in range(0, len(ids), SEED_BATCH):
+        batch = ids[start : start + SEED_BATCH]
+        pipe = r.pipeline(transaction=False)
+        for boss_id in batch:
+            pipe.delete(*keys.BossKeys(boss_id).all())
+            pipe.srem(keys.BossKeys(boss_id).dirty, boss_id)
+        pipe.srem(keys.LIVE_BOSSES, *batch)
+        pipe.execute()
+
+
+def _damage(r, ids: list[int], seqs: dict[int, int]) -> None:
+    """One delta per boss, as the gateways would send them (pipelined ingest scripts)."""
+    from core import authority
+
+    for start in range(0, len(ids), INGEST_BATCH):
+        batch = ids[start : start + INGEST_BATCH]
+        calls = []
+        for boss_id in batch:
+            seqs[boss_id] = seqs.get(boss_id, 0) + 1
+            calls.append(
+                authority.ingest_call(
+                    boss_id=boss_id, shard_key=SHARD, epoch=EPOCH, seq=seqs[boss_id], amount=7
+                )
+            )
+        for out in authority.run_many(r, calls):
+            if isinstance(out, Exception) or out.code != "ok":
+                raise RuntimeError(f"bench ingest refused: {out!r}")
+
+
+def per_boss_pass(r) -> None:
+    """The previous release's pass: every live boss, three round trips each."""
+    from bosses.broadcast import messages_publish
+    from core import authority, keys
+
+    for boss_id in sorted(int(i) for i in r.smembers(keys.LIVE_BOSSES)):
+        out = authority.run(r, authority.tick_call(boss_id=boss_id))
+        if out.code == "applied":
+            state = authority.read_state(r, boss_id)
+            if state is not None:
+                messages_publish(boss_id=boss_id, messages=[state.as_message()])
+
+
+@dataclass
+class PassRow:
+    """Pass duration of both implementations on one scenario."""
+
+    active: int
+    idle: int
+    rounds: int
+    per_boss_p50_ms: float
+    per_boss_p99_ms: float
+    dirty_p50_ms: float
+    dirty_p99_ms: float
+    ratio_p50: float
+
+
+def compare_passes(*, active: int, idle: int, rounds: int, id_base: int) -> PassRow:
+    """Alternate the two passes on the same bosses; damage every active boss before each."""
+    from bosses.services import boss_tick_all
+    from core.redis import get_redis
+
+    r = get_redis()
+    active_ids = list(range(id_base, id_base + active))
+    idle_ids = list(range(id_base + active, id_base + active + idle))
+    _seed(r, active_ids + idle_ids)
+    seqs: dict[int, int] = {}
+    old: list[float] = []
+    new: list[float] = []
+    try:
+        for i in range(rounds * 2):
+            _damage(r, active_ids, seqs)
+            started = time.perf_counter()
+            if i % 2:
+                boss_tick_all()
+                new.append((time.perf_counter() - started) * 1000)
+            else:
+                per_boss_pass(r)
+                old.append((time.perf_counter() - started) * 1000)
+    finally:
+        _drop(r, active_ids + idle_ids)
+    p50_old, p50_new = statistics.median(old), statistics.median(new)
+    return PassRow(
+        active,
+        idle,
+        rounds,
+        round(p50_old, 2),
+        _pct(old, 0.99),
+        round(p50_new, 2),
+        _pct(new, 0.99),
+        round(p50_old / p50_new, 1) if p50_new else 0.0,
+    )
+
+
+@dataclass
+class CadenceRow:
+    """The dirty pass on a real cadence, with load from another process."""
+
+    active: int
+    idle: int
+    seconds: float
+    ticks: int
+    pass_p99_ms: float
+    interval_p99_ms: float
+    freshness_p50_ms: float
+    freshness_p99_ms: float
+    probes: int
+
+
+def _loader(redis_url: str, ids: list[int], interval_s: float, stop_at: float) -> None:
+    """Another process: one delta per boss per interval (stands in for the gateways)."""
+    import redis
+
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    seqs: dict[int, int] = {}
+    next_at = time.monotonic()
+    while time.monotonic() < stop_at:
+        _damage(r, ids, seqs)
+        next_at += interval_s
+        time.sleep(max(0.0, next_at - time.monotonic()))
+
+
+def cadence(*, active: int, idle: int, seconds: float, interval_ms: int, id_base: int) -> CadenceRow:
+    """Run the dirty pass every ``interval_ms`` under load; measure interval and freshness."""
+    import json
+
+    from bosses.services import boss_tick_all
+    from core import authority, keys
+    from core.redis import authority_url, get_redis
+
+    r = get_redis()
+    probe_id = id_base
+    loaded = list(range(id_base + 1, id_base + active))
+    idle_ids = list(range(id_base + active, id_base + active + idle))
+    _seed(r, [probe_id, *loaded, *idle_ids])
+    interval_s = interval_ms / 1000
+    stop_at = time.monotonic() + seconds
+    loader = multiprocessing.get_context("spawn").Process(
+        target=_loader, args=(authority_url(), loaded, interval_s, stop_at), daemon=True
+    )
+    fresh: list[float] = []
+    stop = threading.Event()
+
+    def probe() -> None:
+        client = get_redis()
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(keys.state_channel(probe_id))
+        seq = 0
+        while not stop.is_set():
+            time.sleep(random.uniform(0, interval_s))
+            seq += 1
+            out = authority.run(
+                client,
+                authority.ingest_call(boss_id=probe_id, shard_key=SHARD, epoch=EPOCH, seq=seq, amount=1),
+            )
+            acked = time.perf_counter()
+            applied = int(out.code == "ok")
+            deadline = acked + 5.0
+            while applied and time.perf_counter() < deadline and not stop.is_set():
+                message = pubsub.get_message(timeout=0.5)
+                if message and json.loads(message["data"]).get("type") == "state":
+                    fresh.append((time.perf_counter() - acked) * 1000)
+                    break
+        pubsub.close()
+
+    durations: list[float] = []
+    starts: list[float] = []
+    try:
+        loader.start()
+        prober = threading.Thread(target=probe, daemon=True)
+        prober.start()
+        next_at = time.perf_counter()
+        while time.monotonic() < stop_at:
+            starts.append(time.perf_counter())
+            boss_tick_all()
+            durations.append((time.perf_counter() - starts[-1]) * 1000)
+            next_at += interval_s
+            time.sleep(max(0.0, next_at - time.perf_counter()))
+            next_at = max(next_at, time.perf_counter() - interval_s)
+        stop.set()
+        prober.join(timeout=10)
+        loader.join(timeout=10)
+    finally:
+        stop.set()
+        if loader.is_alive():
+            loader.kill()
+        _drop(r, [probe_id, *loaded, *idle_ids])
+    intervals = [(b - a) * 1000 for a, b in zip(starts, starts[1:], strict=False)]
+    return CadenceRow(
+        active,
+        idle,
+        seconds,
+        len(starts),
+        _pct(durations, 0.99),
+        _pct(intervals, 0.99),
+        _pct(fresh, 0.5),
+        _pct(fresh, 0.99),
+        len(fresh),
+    )
+
+
+SCENARIOS = [(100, 0), (1_000, 0), (2_000, 0), (0, 10_000), (2_000, 10_000)]
+SMOKE_SCENARIOS = [(20, 0), (0, 50), (20, 50)]
+
+
+def bosses_bench(*, mode: str, seconds: float, interval_ms: int, id_base: int, progress) -> dict[str, Any]:
+    """Both tables for every scenario (smaller ones in smoke mode)."""
+    scenarios = SMOKE_SCENARIOS if mode == "smoke" else SCENARIOS
+    rounds = {"full": 20, "quick": 6, "smoke": 2}[mode]
+    passes, cadences = [], []
+    for active, idle in scenarios:
+        progress(f"bosses: {active} active + {idle} idle: passes side by side")
+        passes.append(asdict(compare_passes(active=active, idle=idle, rounds=rounds, id_base=id_base)))
+        if active:
+            progress(f"bosses: {active} active + {idle} idle: {seconds:g} s at {interval_ms} ms")
+            cadences.append(
+                asdict(
+                    cadence(
+                        active=active, idle=idle, seconds=seconds, interval_ms=interval_ms, id_base=id_base
+                    )
+                )
+            )
+    return {"passes": passes, "cadence": cadences}
