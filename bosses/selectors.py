@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from bosses.models import BossEncounter, BossEvent, SagaRun, SagaStatus
 from core import authority, keys
+from core.clients import slot_client
 from core.errors import UnknownBoss
 from core.redis import get_redis
 
@@ -49,7 +50,7 @@ class Ledger:
 def boss_ledger(*, boss_id: int) -> Ledger:
     """State hash, buffers, settlements and the live event log as one snapshot."""
     k = keys.BossKeys(boss_id)
-    pipe = get_redis().pipeline(transaction=True)
+    pipe = slot_client(get_redis(), k.state).pipeline(transaction=True)  # one slot: a cluster runs it too
     pipe.hgetall(k.state)
     pipe.hgetall(k.buf)
     pipe.hgetall(k.settled)

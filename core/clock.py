@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
-import redis
+from redis.cluster import RedisCluster
+
+from core.clients import SyncClient
 
 
 class Clock(Protocol):
@@ -23,14 +25,21 @@ class Clock(Protocol):
 class RedisClock:
     """The authority's clock: Redis ``TIME`` (the clock the Lua scripts stamp with)."""
 
-    __slots__ = ("client",)
+    __slots__ = ("client", "key")
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: SyncClient, *, key: str | None = None) -> None:
         self.client = client
+        # On a Redis Cluster, TIME goes to the master of this key's slot (the clock that
+        # stamped the key's timestamps) instead of any node.
+        self.key = key
 
     def now_ms(self) -> int:
         """Redis ``TIME`` in ms (one round trip)."""
-        seconds, micros = self.client.time()
+        if isinstance(self.client, RedisCluster) and self.key is not None:
+            node = self.client.get_node_from_key(self.key)  # type: ignore[no-untyped-call]
+            seconds, micros = self.client.time(target_nodes=node)
+        else:
+            seconds, micros = self.client.time()
         return int(seconds) * 1000 + int(micros) // 1000
 
 

@@ -1,7 +1,9 @@
 from django.apps import AppConfig
 from django.conf import settings
+from django.core import checks
 
 from core import redis as core_redis
+from shards.checks import authority_topology_check
 
 
 class ShardsConfig(AppConfig):
@@ -11,5 +13,9 @@ class ShardsConfig(AppConfig):
     verbose_name = "Shards"
 
     def ready(self) -> None:
-        """Point the core's Redis clients at ``settings.REDIS_URL`` (read when a client is made)."""
-        core_redis.configure(url_provider=lambda: settings.REDIS_URL)
+        """Point the core's Redis clients at ``settings.REDIS_URL`` and ``REDIS_TOPOLOGY`` (read
+        when a client is made) and register the topology's start-up check."""
+        checks.register(authority_topology_check, "liveops")
+        core_redis.configure(
+            url_provider=lambda: settings.REDIS_URL, topology_provider=lambda: settings.REDIS_TOPOLOGY
+        )

@@ -35,10 +35,11 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--redis",
-            choices=["auto", "path", "embedded"],
+            choices=["auto", "path", "embedded", "cluster"],
             default="auto",
             help="auto: REDIS_URL if reachable, else redis-server on PATH, else embedded "
-            "Valkey; path/embedded: always start that one",
+            "Valkey; path/embedded: always start that one; cluster: start a local 3-master "
+            "Redis Cluster (the authority) and a standalone Redis (the broker)",
         )
 
     def handle(self, *args, duration, port, host, shards, players, boss_hp, no_sim, redis, **options):

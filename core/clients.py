@@ -1,0 +1,86 @@
+"""The client types of the authority, for annotations: one Redis, a Sentinel-managed master
+(also a ``redis.Redis``), or a Redis Cluster (docs/topologies.md).
+
+A module of its own, below ``core.redis`` and ``core.authority``, so that both can name the
+union without importing each other (the core's layers, pyproject.toml), and the one
+helper both need: :func:`execute_pipelined`, a pipeline that survives a dead cluster node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TypeAlias
+
+import redis
+import redis.asyncio as aioredis
+import redis.asyncio.cluster as aiocluster
+import redis.cluster
+
+SyncClient: TypeAlias = redis.Redis | redis.cluster.RedisCluster
+AsyncClient: TypeAlias = aioredis.Redis | aiocluster.RedisCluster
+
+# A pipeline that could not reach its server: every command in it failed with this.
+UNREACHABLE: tuple[type[Exception], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.SlotNotCoveredError,
+)
+# One pipelined command: the key that routes it (its slot on a cluster) and its words.
+Routed: TypeAlias = tuple[str, tuple[object, ...]]
+
+
+def execute_pipelined(client: SyncClient, commands: Sequence[Routed]) -> list[object]:
+    """Send ``commands`` pipelined; each reply, or the exception of that command.
+
+    On one Redis (or a Sentinel master) it is one pipeline: an unreachable server fails
+    every command with its connection error. On a cluster it is one pipeline per master:
+    redis-py's cluster pipeline raises for the whole batch when any node is down, which
+    would stop the bosses of the healthy masters too; grouped per node, a dead master fails
+    only the commands of its slots, and MOVED/ASK are still followed inside each group.
+    """
+    if not commands:
+        return []
+    if not isinstance(client, redis.cluster.RedisCluster):
+        return _send(client, list(commands))
+    groups: dict[str, list[int]] = {}
+    for i, (key, _) in enumerate(commands):
+        try:
+            node = client.get_node_from_key(key)  # type: ignore[no-untyped-call]
+        except redis.exceptions.RedisClusterException:
+            node = None
+        groups.setdefault(node.name if node is not None else "", []).append(i)
+    out: list[object] = [None] * len(commands)
+    for indexes in groups.values():
+        for i, reply in zip(indexes, _send(client, [commands[i] for i in indexes]), strict=True):
+            out[i] = reply
+    return out
+
+
+def _send(client: SyncClient, commands: list[Routed]) -> list[object]:
+    pipe = client.pipeline(transaction=False)
+    for _, words in commands:
+        pipe.execute_command(*words)
+    try:
+        replies: list[object] = pipe.execute(raise_on_error=False)
+    except UNREACHABLE as exc:
+        return [exc] * len(commands)
+    return replies
+
+
+def slot_client(client: SyncClient, key: str) -> redis.Redis:
+    """A plain client of the server that holds ``key``: ``client`` itself on one Redis, the
+    master of ``key``'s slot on a cluster.
+
+    For MULTI/EXEC over keys of one slot: redis-py's cluster transactions leave some replies
+    unparsed (XRANGE entries, SMEMBERS sets), so the transaction runs on the node's own
+    client, with every reply parsed as on one Redis. A slot that moves in between fails
+    that one call (MOVED), like any call during a resharding.
+    """
+    if not isinstance(client, redis.cluster.RedisCluster):
+        return client
+    node = client.get_node_from_key(key)  # type: ignore[no-untyped-call]
+    if node is None or node.redis_connection is None:
+        raise redis.exceptions.SlotNotCoveredError(f"no node serves the slot of {key!r}")
+    conn: redis.Redis = node.redis_connection
+    return conn
