@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
 from bosses import services
-from bosses.ops_selectors import ops_overview, ops_snapshot
+from bosses.ops_selectors import ops_overview_live, ops_snapshot
 from bosses.selectors import boss_get
 from core.errors import AuthorityUnavailable, LiveOpsError, UnknownBoss
 from core.redis import REDIS_DOWN
@@ -62,12 +62,17 @@ def _authority_down(request: HttpRequest, exc: Exception) -> HttpResponse:
 
 @staff_member_required
 def ops_index(request: HttpRequest) -> HttpResponse:
-    """``/ops/``: every boss with its live HP, status and links to its dashboard."""
+    """``/ops/``: every boss at a glance (status, HP, DPS, shard health, tick lag), kept live
+    by one ``/ws/ops/`` socket that gets one summary of all bosses per second."""
     try:
-        rows = ops_overview()
+        overview = ops_overview_live()
     except REDIS_DOWN as exc:
         return _authority_down(request, exc)
-    return render_page(request, "ops/index.html", {"rows": rows})
+    for row in overview["bosses"]:
+        row["hp_pct"] = round(100 * row["hp"] / row["max_hp"], 2) if row["max_hp"] else 0
+    return render_page(
+        request, "ops/index.html", {"rows": overview["bosses"], "overview": overview, "ws_path": "/ws/ops/"}
+    )
 
 
 @staff_member_required

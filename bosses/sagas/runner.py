@@ -34,6 +34,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from bosses.models import BossEncounter, SagaRun, SagaStatus
+from core import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -198,8 +199,13 @@ def _error_record(*, saga_id: int, step: str, error: Exception, fail: bool) -> S
         else:
             saga.detail = {**saga.detail, "error": record}
             saga.save(update_fields=["detail"])
-    logger.warning("saga %s: step %s failed: %r", saga.key, step, error)
+    logger.warning("saga %s: step %s failed: %r", saga.key, step, error, extra=_log_context(saga))
     return saga
+
+
+def _log_context(saga: SagaRun) -> dict[str, Any]:
+    """``extra=`` of a saga's log lines (structured logs: docs/deploy.md)."""
+    return {"saga": saga.key, "boss": saga.boss_id, "shard": saga.shard_key or None, "epoch": saga.epoch}
 
 
 def _fail(saga: SagaRun, *, error: dict[str, Any]) -> None:
@@ -208,7 +214,8 @@ def _fail(saga: SagaRun, *, error: dict[str, Any]) -> None:
     saga.finished_at = timezone.now()
     saga.detail = {**saga.detail, "error": error}
     saga.save(update_fields=["status", "finished_at", "detail"])
-    logger.error("saga %s failed: %s", saga.key, error.get("message"))
+    metrics.SAGAS.labels(kind=saga.kind, outcome="failed").inc()
+    logger.error("saga %s failed: %s", saga.key, error.get("message"), extra=_log_context(saga))
 
 
 def _complete(
@@ -224,4 +231,5 @@ def _complete(
         saga.status = SagaStatus.COMPLETED
         saga.finished_at = timezone.now()
         saga.save(update_fields=["status", "finished_at", "amount", "policy", "detail"])
+    metrics.SAGAS.labels(kind=saga.kind, outcome="completed").inc()
     return saga

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from channels.exceptions import StopConsumer
 
+from core import metrics
+
 
 class DirectDispatchMixin:
     """For consumers without a channel layer: one plain receive -> dispatch loop.
@@ -35,3 +37,23 @@ class DirectDispatchMixin:
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
+
+
+class SocketGaugeMixin:
+    """Counts the consumer's socket in ``worldboss_sockets_open{endpoint}`` from the handshake
+    to the disconnect (every socket that got a ``websocket.connect`` gets one disconnect).
+    Put it before the Channels base class and set ``metrics_endpoint``."""
+
+    metrics_endpoint = "other"
+    _gauge_counted = False
+
+    async def websocket_connect(self, message: dict) -> None:
+        metrics.SOCKETS_OPEN.labels(endpoint=self.metrics_endpoint).inc()
+        self._gauge_counted = True
+        await super().websocket_connect(message)
+
+    async def websocket_disconnect(self, message: dict) -> None:
+        if self._gauge_counted:
+            self._gauge_counted = False
+            metrics.SOCKETS_OPEN.labels(endpoint=self.metrics_endpoint).dec()
+        await super().websocket_disconnect(message)

@@ -6,7 +6,14 @@ ledger, latest sagas and events, and the HP series for the chart). After that:
 * every ``state`` / ``phase`` / ``defeated`` / ``expired`` message as the tick publishes it,
   through the process's fan-out hub (transport/hub.py), same text, versions only rising;
 * a fresh ``ops`` message every ``OPS_REFRESH_INTERVAL_MS`` (shard health and heartbeat
-  ages change without any tick, so they are polled, not pushed).
+  ages change without any tick, so they are polled, not pushed). The poll is shared: every
+  operator socket of a boss in this process joins one feed (transport/ops_feed.py) that reads
+  the snapshot once per refresh and sends the same text to all of them
+  (``OPS_FEED_SHARED=0`` gives each socket its own loop, as before; the bench compares both).
+
+``/ws/ops/`` (:class:`OpsOverviewConsumer`) feeds the ``/ops/`` overview the same way: one
+``overview`` message per ``OVERVIEW_REFRESH_INTERVAL_MS`` with every boss, one feed per
+process whatever the number of open overview pages.
 
 Staff only: an anonymous socket is closed with 4401, a signed-in non-staff one with 4403,
 an unknown boss with 4404 (each after an ``error`` frame). The only client frame is
@@ -17,11 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
-from bosses.ops_selectors import ops_snapshot
+from bosses.ops_selectors import OverviewTracker, ops_overview_live, ops_snapshot
 from bosses.selectors import boss_get
 from core.clock import Clock
 from core.errors import (
@@ -35,12 +44,15 @@ from core.errors import (
 )
 from core.redis import REDIS_DOWN
 from core.wire import FrameWindow, encode, error_frame, parse_frame
+from transport.consumers.base import SocketGaugeMixin
 from transport.hub import Subscriber, get_hub
+from transport.ops_feed import feed_join, feed_leave
 from worldboss_sdk.protocol import PROTOCOL_VERSION, CloseCode, ErrorCode
 
 logger = logging.getLogger(__name__)
 
 OPS_REFRESH_INTERVAL_MS = 500
+OVERVIEW_REFRESH_INTERVAL_MS = 1000
 OPS_FRAMES_PER_S = 20
 OPS_MAX_BAD_FRAMES = 10
 
@@ -53,9 +65,28 @@ def _boss_id_sync(slug: str) -> int:
     return boss_get(slug=slug).pk
 
 
-class OpsBossConsumer(AsyncWebsocketConsumer):
+def _feed_shared() -> bool:
+    return bool(getattr(settings, "OPS_FEED_SHARED", True))
+
+
+async def _staff_or_refuse(consumer: Any) -> bool:
+    """True for an active staff user; otherwise the socket is refused (4401 / 4403)."""
+    user = consumer.scope.get("user")
+    if user is None or not user.is_authenticated:
+        await consumer._refuse(
+            Unauthorized("sign in as staff (/admin/login/) to watch a fight"), CloseCode.UNAUTHORIZED
+        )
+        return False
+    if not (user.is_active and user.is_staff):
+        await consumer._refuse(Forbidden("the operator feed is for staff accounts only"), CloseCode.FORBIDDEN)
+        return False
+    return True
+
+
+class OpsBossConsumer(SocketGaugeMixin, AsyncWebsocketConsumer):
     """Staff-only live feed of one boss; see the module docstring."""
 
+    metrics_endpoint = "ops"
     channel_layer_alias = "__no_channel_layer__"  # the hub does the fan-out, no layer
     # "Now" of the ops messages (heartbeat ages, DPS, tick lag); None: Redis TIME. A test
     # routes ``OpsBossConsumer.as_asgi(clock=ManualClock(...))`` to move it by hand.
@@ -63,7 +94,8 @@ class OpsBossConsumer(AsyncWebsocketConsumer):
 
     boss_id: int | None = None
     subscriber: Subscriber | None = None
-    refresher: asyncio.Task | None = None
+    feed_key: tuple | None = None
+    _series_task: asyncio.Task | None = None
 
     def __init__(self, *args: object, clock: Clock | None = None, **kwargs: object) -> None:
         # Channels' consumers drop unknown init kwargs silently; take ``clock`` here.
@@ -73,14 +105,7 @@ class OpsBossConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         await self.accept()
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await self._refuse(
-                Unauthorized("sign in as staff (/admin/login/) to watch a fight"), CloseCode.UNAUTHORIZED
-            )
-            return
-        if not (user.is_active and user.is_staff):
-            await self._refuse(Forbidden("the operator feed is for staff accounts only"), CloseCode.FORBIDDEN)
+        if not await _staff_or_refuse(self):
             return
         self.slug = self.scope["url_route"]["kwargs"].get("slug", "")
         try:
@@ -111,9 +136,18 @@ class OpsBossConsumer(AsyncWebsocketConsumer):
         await get_hub().subscribe(self.boss_id, self.subscriber)
         try:
             await self._send_ops(with_series=True)
-        except REDIS_DOWN as exc:  # say so; the refresh loop keeps trying
+        except REDIS_DOWN as exc:  # say so; the feed keeps trying
             await self.send(text_data=error_frame(AuthorityUnavailable(f"Redis is unreachable: {exc}")))
-        self.refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
+        slug, clock = self.slug, self.clock
+        # One feed per boss (and clock, for tests) per process; per socket when not shared.
+        self.feed_key = ("boss", slug, id(clock), None if _feed_shared() else id(self))
+
+        async def produce() -> dict:
+            return await database_sync_to_async(_ops_snapshot_sync)(slug, False, clock)
+
+        feed_join(
+            self.feed_key, self, produce=produce, interval_ms=lambda: OPS_REFRESH_INTERVAL_MS, label="boss"
+        )
 
     async def _refuse(self, err: LiveOpsError, code: int) -> None:
         await self.send(text_data=error_frame(err))
@@ -133,23 +167,36 @@ class OpsBossConsumer(AsyncWebsocketConsumer):
         self.subscriber.offer(encode(state), version=int(state["version"]), is_state=True)
         await self.send(text_data=encode(message))
 
-    async def _refresh_loop(self) -> None:
-        while True:
-            await asyncio.sleep(OPS_REFRESH_INTERVAL_MS / 1000)
-            try:
-                # until one ops message got through (Redis was down at connect), send the series too
-                await self._send_ops(with_series=self._needs_series)
-            except asyncio.CancelledError:
-                raise
-            except UnknownBoss:
-                await self._refuse(UnknownBoss(f"boss {self.slug!r} was deleted"), CloseCode.UNKNOWN_BOSS)
-                return
-            except Exception:  # Redis blip: the next refresh tries again
-                logger.warning("ops refresh of %s failed", self.slug, exc_info=True)
+    def on_feed(self, message: dict, text: str, state_text: str | None) -> None:
+        """A refresh of the shared feed: the state through the version filter, then the body."""
+        sub = self.subscriber
+        if sub is None or sub.closed:
+            return
+        if self._needs_series:  # Redis was down at connect: this socket's first ops has the series
+            if self._series_task is None or self._series_task.done():
+                self._series_task = asyncio.get_running_loop().create_task(self._send_series())
+            return
+        if state_text is not None:
+            sub.offer(state_text, version=int(message["state"]["version"]), is_state=True)
+        sub.offer(text, version=0, is_state=False)
+
+    async def _send_series(self) -> None:
+        try:
+            await self._send_ops(with_series=True)
+        except Exception:  # still down: the next refresh tries again
+            logger.warning("ops snapshot of %s failed", self.slug, exc_info=True, extra={"boss": self.slug})
+
+    def on_feed_error(self, exc: Exception) -> None:
+        if isinstance(exc, UnknownBoss):
+            asyncio.get_running_loop().create_task(
+                self._refuse(UnknownBoss(f"boss {self.slug!r} was deleted"), CloseCode.UNKNOWN_BOSS)
+            )
 
     async def disconnect(self, code: int) -> None:
-        if self.refresher is not None:
-            self.refresher.cancel()
+        if self.feed_key is not None:
+            feed_leave(self.feed_key, self)
+        if self._series_task is not None:
+            self._series_task.cancel()
         if self.boss_id is not None and self.subscriber is not None:
             await get_hub().unsubscribe(self.boss_id, self.subscriber)
 
@@ -180,3 +227,111 @@ class OpsBossConsumer(AsyncWebsocketConsumer):
             await self._send_ops()
         else:
             await self.send(text_data=encode({"type": "pong", "version": self.subscriber.version}))
+
+
+def _overview_sync(tracker: OverviewTracker, clock: Clock | None) -> dict:
+    return ops_overview_live(tracker=tracker, clock=clock)
+
+
+class OpsOverviewConsumer(SocketGaugeMixin, AsyncWebsocketConsumer):
+    """``/ws/ops/``: every boss at a glance for the ``/ops/`` page (staff only).
+
+    ``hello``, then an ``overview`` message at once and every ``OVERVIEW_REFRESH_INTERVAL_MS``
+    from the process's one overview feed: ``{"type": "overview", "server_ms", "beat_age_ms",
+    "bosses": [{"slug", "name", "status", "hp", "max_hp", "version", "phase", "dps",
+    "buffered", "tick_lag_ms", "shards": {"ok", "late", "crashed"}}, ...]}``. Client frames:
+    ``ping`` only.
+    """
+
+    metrics_endpoint = "ops_overview"
+    channel_layer_alias = "__no_channel_layer__"
+    clock: Clock | None = None
+    subscriber: Subscriber | None = None
+    feed_key: tuple | None = None
+
+    def __init__(self, *args: object, clock: Clock | None = None, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        if clock is not None:
+            self.clock = clock
+
+    async def _refuse(self, err: LiveOpsError, code: int) -> None:
+        await self.send(text_data=error_frame(err))
+        await self.close(code=code)
+
+    async def connect(self) -> None:
+        await self.accept()
+        if not await _staff_or_refuse(self):
+            return
+        self._window, self._bad = FrameWindow(), 0
+        await self.send(
+            text_data=encode(
+                {
+                    "type": "hello",
+                    "v": PROTOCOL_VERSION,
+                    "channel": "ops",
+                    "refresh_ms": OVERVIEW_REFRESH_INTERVAL_MS,
+                }
+            )
+        )
+        base_send = self.base_send
+
+        async def send(text: str) -> None:
+            await base_send({"type": "websocket.send", "text": text})
+
+        self.subscriber = Subscriber(send)
+        tracker, clock = OverviewTracker(), self.clock
+        self.feed_key = ("overview", id(clock))
+
+        async def produce() -> dict:
+            return await database_sync_to_async(_overview_sync)(tracker, clock)
+
+        feed_join(
+            self.feed_key,
+            self,
+            produce=produce,
+            interval_ms=lambda: OVERVIEW_REFRESH_INTERVAL_MS,
+            label="overview",
+        )
+        try:  # the first message at once (the page has the server-rendered rows until then)
+            first = await database_sync_to_async(_overview_sync)(OverviewTracker(), clock)
+        except REDIS_DOWN as exc:
+            await self.send(text_data=error_frame(AuthorityUnavailable(f"Redis is unreachable: {exc}")))
+            return
+        self.subscriber.offer(encode(first), version=0, is_state=False)
+
+    def on_feed(self, message: dict, text: str, state_text: str | None) -> None:
+        if self.subscriber is not None:
+            self.subscriber.offer(text, version=0, is_state=False)
+
+    def on_feed_error(self, exc: Exception) -> None:
+        return None  # logged by the feed; the next refresh tries again
+
+    async def disconnect(self, code: int) -> None:
+        if self.feed_key is not None:
+            feed_leave(self.feed_key, self)
+        if self.subscriber is not None:
+            self.subscriber.close()
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.subscriber is None:
+            return
+        if self._window.add() > OPS_FRAMES_PER_S:
+            await self._refuse(
+                RateLimited(f"more than {OPS_FRAMES_PER_S} frames per second"), CloseCode.RATE_LIMITED
+            )
+            return
+        try:
+            frame = parse_frame(text_data, bytes_data)
+            if frame["type"] != "ping":
+                raise UnknownType(
+                    f"unknown frame type {frame['type'][:40]!r}; this endpoint takes 'ping'", field="type"
+                )
+        except LiveOpsError as err:
+            self._bad += 1
+            await self.send(text_data=error_frame(err))
+            if self._bad >= OPS_MAX_BAD_FRAMES or err.code == "too_large":
+                await self.close(
+                    code=CloseCode.TOO_LARGE if err.code == ErrorCode.TOO_LARGE else CloseCode.MALFORMED
+                )
+            return
+        await self.send(text_data=encode({"type": "pong"}))

@@ -1,0 +1,145 @@
+"""Operator dashboards: CPU of the ASGI process with many operator sockets on one boss.
+
+``manage.py bench --only ops``. One uvicorn process (the production flags) serves N staff
+sockets on ``/ws/ops/bosses/<slug>/`` of one live boss with a realistic snapshot (four shards
+with sessions and heartbeats, 200 ticks in the event log). Measured twice on the same boss:
+
+* ``per-socket`` (``OPS_FEED_SHARED=0``, the previous behaviour): every socket runs its own
+  refresh loop, one snapshot (SQL + three Redis round trips + JSON) per socket per 500 ms;
+* ``shared`` (the default): one feed per boss per process reads the snapshot once per refresh
+  and sends the same text to every socket (transport/ops_feed.py).
+
+Reported: the server process's CPU time over the window as a share of one core (from
+/proc/<pid>/stat, so Linux only), and the ``ops`` messages each socket received per second
+(both modes must deliver the same ~2/s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+SLUG = "bench-ops"
+SIZES = {  # sockets, warm-up s, measured s
+    "full": (100, 3.0, 20.0),
+    "quick": (100, 2.0, 5.0),
+    "smoke": (10, 0.5, 1.0),
+}
+TARGET_CPU_SHARE = 0.05
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _prepare() -> str:
+    """The live boss with shards and an event-log tail, and a staff session; returns its cookie."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from bosses.models import BossEncounter
+    from bosses.services import boss_go_live, boss_tick
+    from shards.models import Shard
+    from shards.services import delta_ingest, heartbeat_record, shard_create, shard_session_open
+
+    BossEncounter.objects.filter(slug=SLUG).delete()
+    boss = BossEncounter.objects.create(
+        name="Bench Ops", slug=SLUG, max_hp=10**12, heartbeat_interval_ms=60_000, heartbeat_timeout_ms=120_000
+    )
+    boss_go_live(boss=boss)
+    sessions = []
+    for i in range(4):
+        key = f"bench-ops-{i}"
+        shard = Shard.objects.filter(key=key).first() or shard_create(key=key, name=key, region="eu")[0]
+        sessions.append(shard_session_open(shard=shard))
+    for n in range(200):
+        sess = sessions[n % len(sessions)]
+        delta_ingest(
+            boss_id=boss.pk, shard_key=sess.shard_key, epoch=sess.epoch, seq=n // 4 + 1, amount=1_000
+        )
+        boss_tick(boss_id=boss.pk, force=True)
+    for sess in sessions:
+        heartbeat_record(boss_id=boss.pk, shard_key=sess.shard_key, epoch=sess.epoch, pending=0)
+    user = get_user_model().objects.filter(username="bench-operator").first()
+    if user is None:
+        user = get_user_model().objects.create_user("bench-operator", password=None, is_staff=True)
+    client = Client()
+    client.force_login(user)
+    return client.cookies["sessionid"].value
+
+
+async def _watch(url: str, cookie: str, counts: list[int], index: int, stop: asyncio.Event) -> None:
+    from websockets.asyncio.client import connect
+
+    async with connect(url, additional_headers={"Cookie": f"sessionid={cookie}"}, compression=None) as ws:
+        while not stop.is_set():
+            try:
+                text = await asyncio.wait_for(ws.recv(), 0.5)
+            except TimeoutError:
+                continue
+            if '"type":"ops"' in text or json.loads(text).get("type") == "ops":
+                counts[index] += 1
+
+
+async def _measure(port: int, pid: int, cookie: str, sockets: int, warmup_s: float, seconds: float) -> dict:
+    url = f"ws://127.0.0.1:{port}/ws/ops/bosses/{SLUG}/"
+    counts = [0] * sockets
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(_watch(url, cookie, counts, i, stop)) for i in range(sockets)]
+    await asyncio.sleep(warmup_s)
+    start_counts, cpu0, t0 = sum(counts), _cpu_seconds(pid), time.monotonic()
+    await asyncio.sleep(seconds)
+    cpu1, t1, end_counts = _cpu_seconds(pid), time.monotonic(), sum(counts)
+    stop.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    connected = sum(1 for c in counts if c > 0)
+    elapsed = t1 - t0
+    return {
+        "sockets": sockets,
+        "connected": connected,
+        "seconds": round(elapsed, 1),
+        "server_cpu_s": round(cpu1 - cpu0, 2),
+        "cpu_share_of_one_core": round((cpu1 - cpu0) / elapsed, 4),
+        "ops_per_socket_s": round((end_counts - start_counts) / elapsed / max(1, sockets), 2),
+    }
+
+
+def ops_bench(*, mode: str, run_dir: Path, progress) -> dict[str, Any]:
+    """Both modes on the same boss; returns ``{"rows": [...], "target_cpu_share": 0.05}``."""
+    from tools.stack import Stack, free_port
+
+    sockets, warmup_s, seconds = SIZES[mode]
+    cookie = _prepare()
+    rows = []
+    for name, shared in (("per-socket", "0"), ("shared", "1")):
+        progress(f"ops: {sockets} operator sockets, {name} feed")
+        with Stack(run_dir=run_dir / f"ops-{name}", env={**os.environ, "OPS_FEED_SHARED": shared}) as stack:
+            port = free_port()
+            proc = stack.start_asgi(port=port)
+            row = asyncio.run(_measure(port, proc.pid, cookie, sockets, warmup_s, seconds))
+        rows.append({"feed": name, **row})
+    return {"rows": rows, "target_cpu_share": TARGET_CPU_SHARE, "loadavg_end": list(os.getloadavg())}
+
+
+def ops_lines(ops: dict[str, Any] | None) -> list[str]:
+    """The Markdown rows of the ``ops`` section."""
+    if not ops:
+        return []
+    lines = ["### Operator dashboards: one boss, many operator sockets (tools/bench/ops.py)", ""]
+    if "error" in ops:
+        return [*lines, f"error: {ops['error']}", ""]
+    lines += [
+        "| feed | sockets | connected | window | server CPU s | share of one core | ops msgs / socket / s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in ops["rows"]:
+        lines.append(
+            f"| {r['feed']} | {r['sockets']} | {r['connected']} | {r['seconds']} s | {r['server_cpu_s']} | "
+            f"{100 * r['cpu_share_of_one_core']:.1f} % | {r['ops_per_socket_s']} |"
+        )
+    return [*lines, "", f"Target: shared feed < {100 * ops['target_cpu_share']:.0f} % of one core.", ""]
