@@ -11,7 +11,13 @@ Shared by the game-server SDK (worldboss_sdk.client) and the platform-hosted sha
   discarded) is dropped from what is still held; seq restarts at 1 for the next epoch;
 * the buffer is bounded: past ``max_pending`` damage held (pending + in flight) or
   ``max_players`` players waiting it raises
-  :class:`BufferFull` (never a silent drop).
+  :class:`BufferFull` (never a silent drop);
+* acknowledged deltas are **kept** until the platform reports them durable (``durable_seq``
+  in ``heartbeat_ack``: in its SQL archive) once it has reported durability at all; if the
+  authority comes back behind what it acknowledged (a Redis rollback or loss), it answers
+  ``seq_gap`` with its ``last_seq`` and :meth:`LocalBuffer.realign` re-sends the kept deltas
+  after it under the same seqs, so every acknowledged hit lands exactly once
+  (docs/durability.md).
 
 No Django import here: the SDK runs inside game servers.
 """
@@ -27,6 +33,10 @@ from worldboss_sdk.protocol import MAX_BREAKDOWN_ENTRIES, MAX_DELTA_AMOUNT
 __all__ = ["DEFAULT_MAX_PLAYERS", "MAX_DELTA_AMOUNT", "BufferFull", "Delta", "LocalBuffer"]
 
 DEFAULT_MAX_PLAYERS = 50_000
+# Acknowledged deltas kept for a re-send (about 3 minutes of 100 ms ticks): the platform's
+# archive makes them durable every couple of seconds, so this is only reached when it stops
+# reporting; the oldest are then given up (counted in ``LocalBuffer.unkept``).
+DEFAULT_MAX_KEPT = 2_000
 
 
 @dataclass(frozen=True)
@@ -44,15 +54,27 @@ class LocalBuffer:
     __slots__ = (
         "dropped",
         "inflight",
+        "keeps",
+        "kept",
+        "max_kept",
         "max_pending",
         "max_players",
         "next_seq",
         "pending",
         "players",
+        "queued",
+        "replayed",
         "unattributed",
+        "unkept",
     )
 
-    def __init__(self, *, max_pending: int = MAX_DELTA_AMOUNT, max_players: int = DEFAULT_MAX_PLAYERS):
+    def __init__(
+        self,
+        *,
+        max_pending: int = MAX_DELTA_AMOUNT,
+        max_players: int = DEFAULT_MAX_PLAYERS,
+        max_kept: int = DEFAULT_MAX_KEPT,
+    ):
         self.pending = 0  # damage not in any delta yet
         self.unattributed = 0  # part of ``pending`` with no player
         self.players: dict[str, int] = {}  # player -> pending damage (rest of ``pending``)
@@ -61,6 +83,12 @@ class LocalBuffer:
         self.max_pending = min(max_pending, MAX_DELTA_AMOUNT)
         self.max_players = max_players
         self.dropped = 0  # damage given up on (boss over, or settled)
+        self.kept: list[Delta] = []  # acknowledged, not yet reported durable (seq order)
+        self.keeps = False  # the platform reports durability: keep acked deltas until then
+        self.max_kept = max_kept
+        self.queued: list[Delta] = []  # kept deltas to re-send after the in-flight one
+        self.replayed = 0  # deltas re-sent because the authority came back behind them
+        self.unkept = 0  # acked deltas given up past ``max_kept`` (no longer re-sendable)
 
     def add(self, amount: int, player: str | None = None) -> None:
         """Add one hit (O(1)); :class:`BufferFull` past the bound, nothing added then."""
@@ -88,8 +116,14 @@ class LocalBuffer:
 
     @property
     def unacked(self) -> int:
-        """Everything held: pending plus the in-flight delta."""
-        return self.pending + (self.inflight.amount if self.inflight else 0)
+        """Everything held: pending, the in-flight delta and those queued for a re-send."""
+        return self.waiting + (self.inflight.amount if self.inflight else 0)
+
+    @property
+    def waiting(self) -> int:
+        """Damage in no in-flight delta: pending plus the re-sends queued behind the in-flight
+        one (what a heartbeat reports as ``pending``)."""
+        return self.pending + sum(d.amount for d in self.queued)
 
     def take(self) -> Delta | None:
         """The delta to send now: the in-flight one again, else a new one (or None)."""
@@ -111,18 +145,57 @@ class LocalBuffer:
         return self.inflight
 
     def acked(self, seq: int) -> bool:
-        """Mark the in-flight delta accepted if ``seq`` is its seq (or older: a late ack)."""
+        """Mark the in-flight delta accepted if ``seq`` is its seq (or older: a late ack).
+
+        It is kept until reported durable (when the platform reports durability), and the
+        next queued re-send, if any, becomes the in-flight delta.
+        """
         if self.inflight is not None and seq >= self.inflight.seq:
-            self.inflight = None
+            if self.keeps:
+                self.kept.append(self.inflight)
+                if len(self.kept) > self.max_kept:
+                    self.unkept += 1
+                    del self.kept[0]
+            self.inflight = self.queued.pop(0) if self.queued else None
             return True
         return False
 
-    def realign(self, last_seq: int) -> None:
-        """The platform's last seq is behind ours (the boss was reset: its dedupe state is gone).
+    def behind(self, last_seq: int) -> bool:
+        """A heartbeat says the platform's last seq is ``last_seq``: if it lacks acknowledged
+        deltas we kept (a rollback), queue them for a re-send now rather than at the next
+        delta. Returns whether it did."""
+        if self.kept and self.kept[-1].seq > last_seq:
+            before = self.replayed
+            self.realign(last_seq)
+            return self.replayed > before
+        return False
 
-        An in-flight delta was never accepted under the new state, so it goes out again as
-        ``last_seq + 1`` and numbering continues from there.
+    def durable(self, seq: int) -> None:
+        """The platform holds every seq up to ``seq`` durably: stop keeping those."""
+        self.keeps = True
+        if self.kept and self.kept[0].seq <= seq:
+            self.kept = [d for d in self.kept if d.seq > seq]
+
+    def realign(self, last_seq: int) -> None:
+        """The platform's last seq is behind ours.
+
+        If we kept the acknowledged deltas right after ``last_seq``, the authority came back
+        behind what it acknowledged (a rollback or a restore from the archive): they are
+        re-sent first, under their own seqs, then the in-flight one. Otherwise (the boss was
+        reset: its dedupe state is gone) an in-flight delta was never accepted under the new
+        state, so it goes out again as ``last_seq + 1`` and numbering continues from there.
         """
+        replay = [d for d in self.kept if d.seq > last_seq]
+        if replay:
+            if replay[0].seq == last_seq + 1:
+                self.kept = [d for d in self.kept if d.seq <= last_seq]
+                chain = [*replay, *([self.inflight] if self.inflight else []), *self.queued]
+                self.inflight, self.queued = chain[0], chain[1:]
+                self.replayed += len(replay)
+            # Else the platform lacks seqs we stopped keeping because it had reported them
+            # durable: it is behind its own archive, and restoring from it brings it forward.
+            # Renumbering now would apply those seqs twice: wait for the restore.
+            return
         if self.inflight is not None:
             if last_seq >= self.inflight.seq:  # it had landed: only the ack was lost
                 self.inflight = None
@@ -143,7 +216,9 @@ class LocalBuffer:
                     self.players[player] = self.players.get(player, 0) + dmg
                 self.pending += self.inflight.amount
                 self.inflight = None
+        self._requeue()  # reported as pending by heartbeats: part of what ``settled`` covers
         self._drop(settled)
+        self.kept = []  # accepted under the fenced epoch: nothing to re-send there any more
         self.next_seq = 1
         return self.pending
 
@@ -151,8 +226,18 @@ class LocalBuffer:
         """Give up everything held (the boss is over); returns how much."""
         amount = self.unacked
         self.inflight = None
+        self.queued, self.kept = [], []
         self._drop(self.pending)
         return amount
+
+    def _requeue(self) -> None:
+        """Queued re-sends were never accepted under this epoch: back to pending."""
+        for delta in self.queued:
+            self.unattributed += delta.amount - sum(delta.breakdown.values())
+            for player, dmg in delta.breakdown.items():
+                self.players[player] = self.players.get(player, 0) + dmg
+            self.pending += delta.amount
+        self.queued = []
 
     def _drop(self, amount: int) -> None:
         amount = max(0, min(amount, self.pending))

@@ -114,6 +114,7 @@ class ShardClient:
         self._stopping = False
         self._fatal: str | None = None
         self._bye: asyncio.Future[dict[str, Any]] | None = None
+        self._keeps = False  # the platform reports durable_seq (its welcome said so)
         self.left: dict[str, Any] | None = None  # the bye_ack of a clean stop
 
     # --- the game's side: O(1), no I/O ----------------------------------------------------
@@ -125,6 +126,7 @@ class ShardClient:
         b = self._bosses.get(boss)
         if b is None:
             b = self._bosses[boss] = _Boss(self.max_pending, self.max_players)
+            b.buffer.keeps = self._keeps
         if b.ended:
             return  # the fight is over: there is nothing left to damage
         b.buffer.add(amount, player)
@@ -211,6 +213,7 @@ class ShardClient:
         """Follow ``boss``'s live state over ``/ws/bosses/<slug>/`` (reconnects on its own)."""
         if boss not in self._bosses:
             self._bosses[boss] = _Boss(self.max_pending, self.max_players)
+            self._bosses[boss].buffer.keeps = self._keeps
         if boss not in self._watchers:
             self._watchers[boss] = asyncio.get_running_loop().create_task(self._watch_loop(boss))
 
@@ -271,6 +274,12 @@ class ShardClient:
                             self._fatal = welcome.get("code")
                         raise ConnectionError(f"refused: {welcome.get('code')}: {welcome.get('detail')}")
                     epoch = int(welcome["epoch"])
+                    if welcome.get("durable") is True:
+                        # The platform reports durable_seq: keep acknowledged deltas until then,
+                        # for a re-send if its authority comes back behind them.
+                        self._keeps = True
+                        for b in self._bosses.values():
+                            b.buffer.keeps = True
                     if self.epoch is not None and epoch != self.epoch:
                         for b in self._bosses.values():  # a new epoch numbers its seqs from 1
                             if b.buffer.inflight is None:
@@ -342,6 +351,10 @@ class ShardClient:
             if inflight is not None and inflight.seq <= int(msg.get("last_seq", 0)):
                 b.buffer.acked(inflight.seq)  # it had landed; its ack was lost
                 self.stats.acked += inflight.amount
+            if isinstance(msg.get("durable_seq"), int):  # a platform that reports durability
+                b.buffer.durable(msg["durable_seq"])
+            if b.buffer.behind(int(msg.get("last_seq", 0))):
+                b.sent_at = 0.0  # the authority lost acknowledged deltas: re-send them now
         elif kind == "bye_ack" and self._bye is not None and not self._bye.done():
             self._bye.set_result(msg)
         elif kind == "error":
@@ -367,6 +380,7 @@ class ShardClient:
             b.buffer.drop_all()
         elif code == ErrorCode.SEQ_GAP and b is not None and b.buffer.inflight is not None:
             if msg.get("seq") == b.buffer.inflight.seq:  # not a late reply to an older send
+                # Behind us: a reset (renumber) or a rollback (re-send what was kept).
                 b.buffer.realign(int(msg.get("last_seq", 0)))
                 b.sent_at = 0.0
         elif code in (ErrorCode.INVALID, ErrorCode.INVALID_AMOUNT, ErrorCode.MALFORMED) and b is not None:
@@ -420,7 +434,7 @@ class ShardClient:
                         {
                             "type": "heartbeat",
                             "boss": slug,
-                            "pending": buf.pending,
+                            "pending": buf.waiting,
                             "inflight": {"seq": inflight.seq, "amount": inflight.amount}
                             if inflight
                             else None,

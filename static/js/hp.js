@@ -19,6 +19,7 @@ export class HpModel {
     this.maxHp = maxHp;
     this.truthHp = hp;
     this.version = version;
+    this.gen = 0;
     this.status = "";
     this.settleMs = settleMs;
     this.holdMs = Math.max(holdMs, settleMs);
@@ -34,7 +35,12 @@ export class HpModel {
   // a reset starts versions again). Returns true when it became the new truth.
   truth(msg, now, { force = false } = {}) {
     if (typeof msg.version !== "number" || typeof msg.hp !== "number") return false;
-    if (!force && msg.version <= this.version) return false;
+    // `gen` counts restores of the authority from the archive: a higher one is the truth even
+    // with a lower version (the restored authority counts versions from the archive's).
+    const gen = typeof msg.gen === "number" ? msg.gen : 0;
+    if (!force && gen <= this.gen && msg.version <= this.version) return false;
+    if (!force && gen < this.gen) return false;
+    this.gen = gen;
     this.truthHp = msg.hp;
     this.version = msg.version;
     if (typeof msg.max_hp === "number") this.maxHp = msg.max_hp;

@@ -59,6 +59,8 @@ async def main() -> None:
         dropped=b.buffer.dropped,
         fences=client.stats.fences,
         acked=client.stats.acked,
+        replayed=b.buffer.replayed,
+        errors=client.stats.errors,
         flushed=flushed,
         epoch=client.epoch,
     )

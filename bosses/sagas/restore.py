@@ -1,0 +1,338 @@
+"""The restore saga: rebuild a fight's authority from the SQL archive after Redis lost it or came
+back behind it (docs/durability.md).
+
+Detection (:func:`authority_check`) compares the authority in Redis with what SQL holds
+durably: the archived event log (its highest version), the fight's restore generation, and
+the completed crash sagas (each must still have its settlement). A Redis that is empty, or
+behind any of those, is rebuilt by the saga, on the shared runner (steps recorded and
+resumable, failpoints ``restore.<step>.before|inside``):
+
+1. ``rebuild``: one atomic restore.lua replaces every key of the boss with the state the
+   archive gives (HP, version, ledger counters, per-session seqs, settlements, contributions,
+   per-player totals; a *fair* settlement whose recovered damage the archive does not show
+   applied goes back into the buffer) as generation ``authority_gen + 1``, status
+   ``recovering``. Clients are refused as not live meanwhile and keep their deltas.
+2. ``reopen``: back to the fight's status (a logged version bump), state published. The
+   clients' next deltas get ``seq_gap`` (the restored seqs are the archive's) and they re-send
+   the acknowledged deltas they kept since (``LocalBuffer.realign``): the final HP is exact.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db.models import Max, Q
+
+from bosses.broadcast import messages_publish
+from bosses.models import BossEncounter, BossEvent, BossStatus, CrashPolicy, SagaKind, SagaRun, SagaStatus
+from bosses.sagas.runner import SagaStep, SagaUnrecoverable, saga_last_progress, saga_run
+from bosses.services import OPENING_PHASE_NAME, TICK_INTERVAL_SLACK
+from core import authority, keys
+from core.redis import REDIS_DOWN, get_redis
+from core.validation import parse_phases, phase_thresholds
+from shards.models import Shard, ShardStatus
+
+logger = logging.getLogger(__name__)
+
+RESTORE_STEPS = ("rebuild", "reopen")
+RESTORE_MAX_ATTEMPTS = 20
+# A restore saga still running this long after its last progress lost its process: resume it.
+RESTORE_RESUME_AFTER_MS = 2_000
+RECOVERING = "recovering"  # the authority's status between rebuild and reopen
+# Statuses a fight can be restored into (a draft has no authority to restore).
+RESTORABLE = (BossStatus.LIVE, BossStatus.PAUSED, BossStatus.DEFEATED, BossStatus.EXPIRED)
+
+
+def restore_saga_key(*, boss_id: int, fight: int, gen: int) -> str:
+    """One restore saga per (boss, fight, generation it writes)."""
+    return f"restore:{boss_id}:{fight}:{gen}"
+
+
+def authority_check(*, boss: BossEncounter) -> str:
+    """``ok``, or why the authority must be restored: ``lost`` (no state), ``behind`` (older than
+    the archive or the generation, its entry of the archive's newest version is another one,
+    or a settlement SQL recorded is missing); ``foreign`` (another
+    database's authority: never touched) and ``none`` (nothing to restore: a draft)."""
+    return _verdicts([boss])[boss.pk]
+
+
+def _verdicts(bosses: list[BossEncounter]) -> dict[int, str]:
+    """:func:`authority_check` for many bosses: one Redis pipeline and two SQL queries."""
+    out = {b.pk: "none" for b in bosses}
+    bosses = [b for b in bosses if b.status in RESTORABLE and b.incarnation]
+    if not bosses:
+        return out
+    r = get_redis()
+    pipe = r.pipeline(transaction=False)
+    for b in bosses:
+        pipe.hmget(keys.BossKeys(b.pk).state, ["incarnation", "version", "gen", "status"])
+    states = dict(zip((b.pk for b in bosses), pipe.execute(), strict=True))
+    fights = {b.pk: b.fight for b in bosses}
+    archived: dict[int, int] = {}
+    for boss_id, fight, top in (
+        BossEvent.objects.filter(boss_id__in=fights)
+        .values_list("boss_id", "fight")
+        .annotate(top=Max("version"))
+        .values_list("boss_id", "fight", "top")
+    ):
+        if fights[boss_id] == fight:
+            archived[boss_id] = top
+    # The archive's newest entry must still be the authority's entry of that version: a Redis
+    # that rolled back and ticked on re-issues versions with other contents (and may already be
+    # past the archive's version when this check runs).
+    tops = Q()
+    for boss_id, top in archived.items():
+        tops |= Q(boss_id=boss_id, fight=fights[boss_id], version=top)
+    archived_rows = (
+        {b: (hp, ts) for b, hp, ts in BossEvent.objects.filter(tops).values_list("boss_id", "hp", "ts_ms")}
+        if archived
+        else {}
+    )
+    pipe = r.pipeline(transaction=False)
+    for boss_id, top in archived.items():
+        entry_id = f"{top}-1"
+        pipe.xrange(keys.BossKeys(boss_id).log, min=entry_id, max=entry_id)
+    logged = dict(zip(archived, pipe.execute(), strict=True)) if archived else {}
+    diverged = set()
+    for boss_id, entries in logged.items():
+        if entries and boss_id in archived_rows:
+            fields = entries[0][1]
+            if (int(fields.get("hp", -1)), int(fields.get("ts", -1))) != archived_rows[boss_id]:
+                diverged.add(boss_id)
+    completed: dict[int, set[str]] = {}
+    for boss_id, fight, shard_key, epoch in SagaRun.objects.filter(
+        boss_id__in=fights, kind=SagaKind.CRASH, status=SagaStatus.COMPLETED
+    ).values_list("boss_id", "fight", "shard_key", "epoch"):
+        if fights[boss_id] == fight:
+            completed.setdefault(boss_id, set()).add(keys.session_id(shard_key, epoch))
+    pipe = r.pipeline(transaction=False)
+    for boss_id in completed:
+        pipe.hkeys(keys.BossKeys(boss_id).settled)
+    settled = dict(zip(completed, (set(v) for v in pipe.execute()), strict=True)) if completed else {}
+    for b in bosses:
+        incarnation, version, gen, status = states[b.pk]
+        if version is None:
+            out[b.pk] = "lost"
+        elif incarnation and incarnation != b.incarnation:
+            out[b.pk] = "foreign"
+        elif status == RECOVERING:
+            out[b.pk] = "ok"  # a restore is under way; its saga (or the resume) finishes it
+        elif int(gen or 0) < b.authority_gen or int(version) < archived.get(b.pk, 0) or b.pk in diverged:
+            out[b.pk] = "behind"
+        elif completed.get(b.pk, set()) - settled.get(b.pk, set()):
+            out[b.pk] = "behind"  # a crash saga SQL recorded lost its fence in Redis
+        else:
+            out[b.pk] = "ok"
+    return out
+
+
+def _phase_of(thresholds: list[tuple[int, str]], hp: int) -> tuple[int, str]:
+    phase, name = 0, OPENING_PHASE_NAME
+    for i, (at_hp, at_name) in enumerate(thresholds, start=1):
+        if hp <= at_hp:
+            phase, name = i, at_name
+    return phase, name
+
+
+def archive_snapshot(*, boss: BossEncounter, gen: int, now_ms: int) -> dict[str, Any]:
+    """What the archive and the saga records say the authority held (restore.lua's ARGV 4)."""
+    events = list(BossEvent.objects.filter(boss=boss, fight=boss.fight).order_by("version"))
+    thresholds = phase_thresholds(parse_phases(boss.phases), boss.max_hp)
+    seq: dict[str, int] = {}
+    contrib: dict[str, int] = {}
+    players: dict[str, int] = {}
+    recovered_applied: dict[str, int] = {}
+    applied = overkill = 0
+    for ev in events:
+        applied += ev.applied
+        overkill += ev.overkill
+        for session, s in ev.seqs.items():
+            seq[session] = max(seq.get(session, 0), int(s))
+        for field, amount in ev.deltas.items():
+            parsed = keys.parse_session(field)
+            if parsed is None:
+                continue
+            contrib[parsed.shard_key] = contrib.get(parsed.shard_key, 0) + int(amount)
+            if parsed.recovered:
+                recovered_applied[parsed.session] = recovered_applied.get(parsed.session, 0) + int(amount)
+        for player, amount in ev.players.items():
+            players[player] = players.get(player, 0) + int(amount)
+    settled: dict[str, str] = {}
+    buf: dict[str, int] = {}
+    recovered = discarded = 0
+    for saga in SagaRun.objects.filter(
+        boss=boss, fight=boss.fight, kind=SagaKind.CRASH, status=SagaStatus.COMPLETED
+    ):
+        session = keys.session_id(saga.shard_key, saga.epoch or 0)
+        settled[session] = f"{saga.policy}:{saga.amount}"
+        if saga.policy == CrashPolicy.FAIR:
+            recovered += saga.amount
+            # Recovered damage the archive does not show applied goes back into the buffer.
+            owed = saga.amount - recovered_applied.get(session, 0)
+            if owed > 0:
+                buf[keys.recovered_field(session)] = owed
+                contrib[saga.shard_key] = contrib.get(saga.shard_key, 0) + owed
+        else:
+            discarded += saga.amount
+    last = events[-1] if events else None
+    hp = last.hp if last else boss.max_hp
+    phase, phase_name = _phase_of(thresholds, hp)
+    state: dict[str, Any] = {
+        "hp": hp,
+        "max_hp": boss.max_hp,
+        "version": last.version if last else 1,
+        "status": RECOVERING,
+        "phase": phase,
+        "phase_name": phase_name,
+        "opening": OPENING_PHASE_NAME,
+        "phases": json.dumps([[h, n] for h, n in thresholds]),
+        "accepted": applied + overkill + sum(buf.values()),
+        "applied": applied,
+        "overkill": overkill,
+        "recovered": recovered,
+        "discarded": discarded,
+        "last_tick_ms": now_ms,
+        "changed_ms": now_ms,
+        "fight": boss.fight,
+        "slug": boss.slug,
+        "min_tick_ms": int(boss.tick_interval_ms * TICK_INTERVAL_SLACK),
+        "incarnation": boss.incarnation,
+        "gen": gen,
+    }
+    if last is not None and last.status == BossStatus.DEFEATED:
+        state["defeated_ms"] = last.ts_ms
+    first: list[Any] = []
+    if last is None:  # nothing archived yet: the fight restarts as go-live seeded it
+        first = ["v", 1, "kind", "status", "status", "live", "hp", boss.max_hp]
+        first += ["applied", 0, "overkill", 0, "d", "{}", "ts", now_ms]
+    floor = {
+        s.key: s.current_epoch + 1
+        for s in Shard.objects.filter(status=ShardStatus.RETIRED).only("key", "current_epoch")
+    }
+
+    def text(m: dict[str, Any]) -> dict[str, str]:
+        return {k: str(v) for k, v in m.items()}
+
+    return {
+        "state": text(state),
+        "seq": text(seq),
+        "settled": settled,
+        "floor": text(floor),
+        "contrib": text(contrib),
+        "players": text(players),
+        "buf": text(buf),
+        "first": [str(x) for x in first],
+        # for the saga record and the reopen step
+        "reopen_to": _reopen_status(boss, last),
+    }
+
+
+def _reopen_status(boss: BossEncounter, last: BossEvent | None) -> str:
+    if last is not None and last.status == BossStatus.DEFEATED:
+        return BossStatus.DEFEATED
+    return boss.status if boss.status in (BossStatus.LIVE, BossStatus.PAUSED, BossStatus.EXPIRED) else "live"
+
+
+def _rebuild(boss: BossEncounter, gen: int) -> Callable[[SagaRun], dict[str, Any]]:
+    def work(saga: SagaRun) -> dict[str, Any]:
+        now_ms = int(time.time() * 1000)
+        snap = archive_snapshot(boss=boss, gen=gen, now_ms=now_ms)
+        reopen_to = snap.pop("reopen_to")
+        r = get_redis()
+        out = authority.run(
+            r,
+            authority.restore_call(
+                boss_id=boss.pk, incarnation=boss.incarnation, gen=gen, snapshot=json.dumps(snap)
+            ),
+        )
+        if out.code == "foreign":
+            raise SagaUnrecoverable(f"the authority in Redis belongs to incarnation {out.detail}")
+        # SQL's shard epochs are durable: a rolled-back epoch counter would refuse live sessions.
+        epochs = dict(Shard.objects.values_list("key", "current_epoch"))
+        if epochs:
+            pipe = r.pipeline(transaction=False)
+            for key, epoch in epochs.items():
+                pipe.hset(keys.SHARD_EPOCHS, key, epoch)
+            pipe.execute()
+        BossEncounter.objects.filter(pk=boss.pk, fight=boss.fight).update(authority_gen=gen)
+        saga.detail = {**saga.detail, "reopen_to": reopen_to}
+        state = snap["state"]
+        return {
+            "outcome": out.code,
+            "version": int(state["version"]),
+            "hp": int(state["hp"]),
+            "gen": gen,
+            "sessions": len(snap["seq"]),
+            "settlements": len(snap["settled"]),
+            "owed_recovered": sum(int(v) for v in snap["buf"].values()),
+        }
+
+    return work
+
+
+def _reopen(boss: BossEncounter) -> Callable[[SagaRun], dict[str, Any]]:
+    def work(saga: SagaRun) -> dict[str, Any]:
+        r = get_redis()
+        to = saga.detail.get("reopen_to", BossStatus.LIVE)
+        out = authority.run(r, authority.transition_call(boss_id=boss.pk, to=to, allowed_from=(RECOVERING,)))
+        if out.code == "no_boss" or (out.code == "refused" and out.status != to):
+            raise RuntimeError(f"cannot reopen {boss.slug}: the authority is {out.status or 'gone'}")
+        if to in (BossStatus.LIVE, BossStatus.PAUSED, BossStatus.DEFEATED):
+            # The tick visits it again; a defeated one gets its victory saga checked there.
+            r.sadd(keys.LIVE_BOSSES, boss.pk)
+            if to == BossStatus.DEFEATED:
+                r.sadd(keys.BossKeys(boss.pk).dirty, boss.pk)
+        state = authority.read_state(r, boss.pk)
+        if state is not None:
+            messages_publish(boss_id=boss.pk, messages=[state.as_message()])
+        return {"status": to, "version": state.version if state else 0}
+
+    return work
+
+
+def authority_restore(*, boss: BossEncounter, reason: str, gen: int | None = None) -> SagaRun:
+    """Run (or resume) the restore saga that writes generation ``gen`` (default: the next)."""
+    gen = boss.authority_gen + 1 if gen is None else gen
+    logger.warning(
+        "authority of %s (fight %s) is %s: restoring generation %s", boss.slug, boss.fight, reason, gen
+    )
+    return saga_run(
+        key=restore_saga_key(boss_id=boss.pk, fight=boss.fight, gen=gen),
+        kind=SagaKind.RESTORE,
+        boss=boss,
+        fight=boss.fight,
+        steps=[SagaStep("rebuild", _rebuild(boss, gen)), SagaStep("reopen", _reopen(boss))],
+        max_attempts=RESTORE_MAX_ATTEMPTS,
+        defaults={"detail": {"reason": reason, "gen": gen}},
+    )
+
+
+def authority_check_all() -> list[SagaRun]:
+    """Check every fight's authority against SQL and restore what is lost or behind; resume
+    restore sagas a dead process left running (periodic, with the archive)."""
+    sagas: list[SagaRun] = []
+    bosses = list(BossEncounter.objects.filter(status__in=RESTORABLE))
+    try:
+        verdicts = _verdicts(bosses)
+    except REDIS_DOWN:
+        return sagas  # the authority is away: nothing can be checked or restored now
+    for boss in bosses:
+        verdict = verdicts[boss.pk]
+        if verdict in ("lost", "behind"):
+            sagas.append(authority_restore(boss=boss, reason=verdict))
+        elif verdict == "foreign":
+            logger.error("the authority of %s belongs to another database or fight: not touched", boss.slug)
+    stale = datetime.fromtimestamp(time.time() - RESTORE_RESUME_AFTER_MS / 1000, tz=UTC)
+    for saga in SagaRun.objects.filter(kind=SagaKind.RESTORE, status=SagaStatus.RUNNING).select_related(
+        "boss"
+    ):
+        if saga.fight == saga.boss.fight and saga_last_progress(saga=saga) < stale:
+            sagas.append(
+                authority_restore(boss=saga.boss, reason="resumed", gen=int(saga.detail.get("gen", 0)))
+            )
+    return sagas
