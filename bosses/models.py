@@ -34,6 +34,11 @@ class BossEncounter(models.Model):
     fight = models.PositiveIntegerField(
         default=1, help_text="Fight number; a reset starts the next one with a clean authority."
     )
+    authority_gen = models.PositiveIntegerField(
+        default=0,
+        editable=False,
+        help_text="Restores of this fight's authority from the SQL archive (docs/durability.md).",
+    )
     incarnation = models.CharField(
         max_length=32,
         blank=True,
@@ -100,6 +105,10 @@ class BossEvent(models.Model):
     applied = models.BigIntegerField(default=0)
     overkill = models.BigIntegerField(default=0)
     deltas = models.JSONField(default=dict, blank=True)
+    # What a restore from the archive needs (docs/durability.md): each drained session's last
+    # accepted seq, and the per-player damage this tick moved to the players' totals.
+    seqs = models.JSONField(default=dict, blank=True)
+    players = models.JSONField(default=dict, blank=True)
     ts_ms = models.BigIntegerField()
 
     class Meta:
@@ -115,6 +124,7 @@ class BossEvent(models.Model):
 class SagaKind(models.TextChoices):
     VICTORY = "victory", "Victory"
     CRASH = "crash", "Crash"
+    RESTORE = "restore", "Restore"
 
 
 class SagaStatus(models.TextChoices):

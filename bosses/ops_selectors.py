@@ -15,6 +15,7 @@ from typing import Any
 
 from bosses.models import BossEncounter, SagaRun
 from core import authority, keys
+from core.clients import slot_client
 from core.clock import Clock, RedisClock
 from core.redis import get_redis
 from shards.models import Shard
@@ -180,20 +181,17 @@ def _read_hashes(
 ) -> tuple[dict[str, dict[str, str]], int]:
     """The boss's session hashes in one MULTI, and "now" (see :func:`_now_ms`).
 
-    With no ``clock``, Redis ``TIME`` travels in the same MULTI: one round trip, and a "now"
-    taken at the very moment of the read.
+    With no ``clock``, "now" is Redis ``TIME`` of the node that holds the boss's keys (the
+    clock its scripts stamp heartbeats with), read right after the MULTI. Not inside it: a
+    Redis Cluster refuses a keyless command in a transaction bound to one slot.
     """
     k = keys.BossKeys(boss_id)
     names = ("buf", "seq", "held", "hb", "settled", "contrib")
-    pipe = client.pipeline(transaction=True)
+    pipe = slot_client(client, k.state).pipeline(transaction=True)
     for name in names:
         pipe.hgetall(getattr(k, name))
-    if clock is None:
-        pipe.time()
-        *values, (seconds, micros) = pipe.execute()
-        return dict(zip(names, values)), int(seconds) * 1000 + int(micros) // 1000
     values = pipe.execute()
-    return dict(zip(names, values)), clock.now_ms()
+    return dict(zip(names, values)), (clock or RedisClock(client, key=k.state)).now_ms()
 
 
 def _log_entry(entry_id: str, f: dict[str, str]) -> dict[str, Any]:
@@ -384,3 +382,143 @@ def ops_overview() -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+# --- the /ops/ overview: every boss in one read ---------------------------------------------
+
+# What the overview reads of each boss's state hash.
+OVERVIEW_STATE_FIELDS = (
+    "hp",
+    "max_hp",
+    "version",
+    "status",
+    "phase_name",
+    "applied",
+    "last_tick_ms",
+)
+
+
+class OverviewTracker:
+    """DPS of every boss from successive overview reads (no event-log scan per boss).
+
+    Each read records ``(now_ms, applied)`` per boss; the DPS is the applied damage over the
+    samples inside ``DPS_WINDOW_MS``. One tracker lives in each overview feed (one per ASGI
+    process), so the figure is shared by every open overview page.
+    """
+
+    def __init__(self, window_ms: int = DPS_WINDOW_MS) -> None:
+        self.window_ms = window_ms
+        self._samples: dict[int, list[tuple[int, int]]] = {}
+
+    def dps(self, boss_id: int, *, now_ms: int, applied: int) -> float | None:
+        samples = self._samples.setdefault(boss_id, [])
+        if samples and applied < samples[-1][1]:
+            samples.clear()  # a reset boss: a new fight's counters
+        samples.append((now_ms, applied))
+        while len(samples) > 2 and samples[1][0] <= now_ms - self.window_ms:
+            samples.pop(0)
+        first_ms, first_applied = samples[0]
+        if now_ms <= first_ms:
+            return None
+        return round((applied - first_applied) * 1000 / (now_ms - first_ms), 1)
+
+    def forget_except(self, boss_ids: set[int]) -> None:
+        for gone in set(self._samples) - boss_ids:
+            del self._samples[gone]
+
+
+def _overview_health(
+    *,
+    boss: BossEncounter,
+    hb: dict[str, str],
+    settled: dict[str, str],
+    status: str,
+    now_ms: int,
+    shards: dict,
+) -> dict[str, int]:
+    """``{ok, late, crashed}`` of the shards that have a session on ``boss`` (idle ones are
+    not counted), with the dashboard's rules (:func:`_shard_health`)."""
+    sessions: dict[str, list[SessionRow]] = {}
+    for sess in set(hb) | set(settled):
+        shard_key, _, epoch = sess.partition(":")
+        if not epoch.isdigit():
+            continue
+        age = max(0, now_ms - int(hb[sess])) if sess in hb else None
+        sessions.setdefault(shard_key, []).append(
+            SessionRow(epoch=int(epoch), heartbeat_age_ms=age, settled=settled.get(sess, ""))
+        )
+    counts = {ShardHealth.OK: 0, ShardHealth.LATE: 0, ShardHealth.CRASHED: 0}
+    for key, rows in sessions.items():
+        shard = shards.get(key)
+        row = ShardRow(key=key, name=key, region="", status=shard.status if shard else "unknown", health="")
+        row.sessions = rows
+        health = _shard_health(row=row, heartbeat_interval_ms=boss.heartbeat_interval_ms, boss_status=status)
+        if health in counts:
+            counts[health] += 1
+    return counts
+
+
+def ops_overview_live(
+    *, tracker: OverviewTracker | None = None, clock: Clock | None = None
+) -> dict[str, Any]:
+    """The ``overview`` message of ``/ws/ops/``: every boss's status, HP, DPS, shard health and
+    tick lag, from two SQL queries and one Redis pipeline whatever the number of bosses.
+
+    ``tick_lag_ms`` of a boss: how long its buffered damage has waited for a tick (time since
+    its last applied tick while something is buffered; 0 when nothing waits). ``beat_age_ms``:
+    since the newest sync tick started (the beat's heartbeat, as on the dashboard).
+    """
+    bosses = list(BossEncounter.objects.order_by("name", "pk"))
+    shards = {s.key: s for s in Shard.objects.all()}
+    client = get_redis()
+    pipe = client.pipeline(transaction=False)
+    pipe.time()
+    pipe.lindex(keys.TICK_TIMES, 0)
+    for boss in bosses:
+        k = keys.BossKeys(boss.pk)
+        pipe.hmget(k.state, OVERVIEW_STATE_FIELDS)
+        pipe.hvals(k.buf)
+        pipe.hgetall(k.hb)
+        pipe.hgetall(k.settled)
+    (seconds, micros), newest_tick, *replies = pipe.execute()
+    now_ms = clock.now_ms() if clock is not None else int(seconds) * 1000 + int(micros) // 1000
+    rows = []
+    for i, boss in enumerate(bosses):
+        values, buf, hb, settled = replies[4 * i : 4 * i + 4]
+        state = dict(zip(OVERVIEW_STATE_FIELDS, values))
+        has_authority = state["version"] is not None
+        status = state["status"] or boss.status
+        max_hp = int(state["max_hp"] or boss.max_hp)
+        hp = (
+            int(state["hp"])
+            if has_authority
+            else (boss.final_hp if boss.final_hp is not None else boss.max_hp)
+        )
+        buffered = sum(int(v) for v in buf)
+        last_tick = int(state["last_tick_ms"] or 0)
+        applied = int(state["applied"] or 0)
+        rows.append(
+            {
+                "slug": boss.slug,
+                "name": boss.name,
+                "status": status,
+                "hp": hp,
+                "max_hp": max_hp,
+                "version": int(state["version"] or boss.final_version or 0),
+                "phase": state["phase_name"] or "",
+                "dps": tracker.dps(boss.pk, now_ms=now_ms, applied=applied) if tracker is not None else None,
+                "buffered": buffered,
+                "tick_lag_ms": (max(0, now_ms - last_tick) if last_tick else None) if buffered else 0,
+                "shards": _overview_health(
+                    boss=boss, hb=hb, settled=settled, status=status, now_ms=now_ms, shards=shards
+                ),
+            }
+        )
+    if tracker is not None:
+        tracker.forget_except({b.pk for b in bosses})
+    return {
+        "type": "overview",
+        "server_ms": now_ms,
+        "beat_age_ms": max(0, now_ms - int(newest_tick)) if newest_tick else None,
+        "bosses": rows,
+    }

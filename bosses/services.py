@@ -10,6 +10,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -17,9 +18,10 @@ from celery import current_app
 from django.db import transaction
 from django.utils import timezone
 
-from bosses.broadcast import messages_publish
+from bosses.broadcast import messages_publish, messages_publish_many
 from bosses.models import BossEncounter, BossEvent, BossStatus
 from core import authority, keys
+from core.clients import Routed, execute_pipelined
 from core.errors import AuthorityUnavailable, InvalidInput, InvalidTransition
 from core.redis import REDIS_DOWN, get_redis
 from core.validation import parse_phases, phase_thresholds
@@ -39,6 +41,9 @@ LOG_TAIL_KEEP = 500
 VICTORY_RECOVERY_AFTER_MS = 2_000
 # The victory saga's Celery task (bosses.tasks), enqueued by name: tasks sit above services.
 VICTORY_SAGA_TASK = "bosses.victory_saga"
+# Bosses ticked per pipeline round trip: big enough to amortize the trip, small enough that
+# the first state messages go out while later batches are still being ticked.
+TICK_BATCH_SIZE = 500
 
 
 def _redis():
@@ -196,6 +201,7 @@ def boss_reset(*, boss: BossEncounter) -> BossEncounter:
             final_version=None,
             final_hp=None,
             incarnation="",
+            authority_gen=0,
         )
     return boss
 
@@ -208,28 +214,60 @@ def boss_tick(*, boss_id: int, force: bool = False) -> authority.TickOutcome:
 
     Safe to re-run at any point: the Lua step is atomic and drains what it applies, and the
     follow-up (broadcast, saga enqueue) is idempotent and repeated while the boss is defeated
-    but still in the live set.
+    but still marked dirty. Raises what the Redis call raised.
+    """
+    out = bosses_tick(boss_ids=[boss_id], force=force)[boss_id]
+    if isinstance(out, Exception):
+        raise out
+    return out
+
+
+def bosses_tick(
+    *, boss_ids: Sequence[int], force: bool = False
+) -> dict[int, authority.TickOutcome | Exception]:
+    """Tick ``boss_ids`` in one pipeline, publish every applied state in one more, then the
+    (rare) follow-ups: a death enqueues the victory saga; a defeated, ended or reset boss leaves
+    the live set and its bucket's dirty set. A boss whose call failed maps to its exception.
     """
     r = _redis()
-    out = authority.run(r, authority.tick_call(boss_id=boss_id, force=force))
-    if out.code == "applied":
-        state = authority.read_state(r, boss_id)
-        if state is not None and state.version == out.version:
-            messages_publish(boss_id=boss_id, messages=_state_messages(out, state))
-        elif state is not None:  # a newer change already landed; publish the newest truth
-            messages_publish(boss_id=boss_id, messages=[state.as_message()])
+    ids = list(boss_ids)
+    outcomes = authority.run_many(r, [authority.tick_call(boss_id=b, force=force) for b in ids])
+    results = dict(zip(ids, outcomes, strict=True))
+    batches = {
+        b: _state_messages(out, out.state())
+        for b, out in results.items()
+        if not isinstance(out, Exception) and out.code == "applied"
+    }
+    messages_publish_many(batches=batches)
+    for boss_id, out in results.items():
+        if not isinstance(out, Exception):
+            _tick_follow_up(r, boss_id, out)
+    return results
+
+
+def _tick_follow_up(r, boss_id: int, out: authority.TickOutcome) -> None:
+    k = keys.BossKeys(boss_id)
     if out.defeated:
-        # Only the tick that applied the death enqueues the saga (enqueue, then leave the set,
-        # so a crash in between is caught by the recovery branch below).
+        # Only the tick that applied the death enqueues the saga; the boss stays marked dirty
+        # until its follow-up is done, so a crash in between is retried by the branch below.
         victory_enqueue(boss_id=boss_id)
-        r.srem(keys.LIVE_BOSSES, boss_id)
+        _unmark(r, boss_id)
     elif out.status == BossStatus.DEFEATED:
-        if r.sismember(keys.LIVE_BOSSES, boss_id) and _death_left_behind(r, boss_id):
-            victory_enqueue(boss_id=boss_id)
-            r.srem(keys.LIVE_BOSSES, boss_id)
+        if _death_left_behind(r, boss_id):
+            if r.sismember(keys.LIVE_BOSSES, boss_id):
+                victory_enqueue(boss_id=boss_id)
+            _unmark(r, boss_id)
     elif out.code == "no_boss" or out.status == BossStatus.EXPIRED:
-        r.srem(keys.LIVE_BOSSES, boss_id)
-    return out
+        _unmark(r, boss_id)
+    elif out.code == "idle" and out.status not in (BossStatus.LIVE, BossStatus.PAUSED):
+        r.srem(k.dirty, boss_id)
+
+
+def _unmark(r, boss_id: int) -> None:
+    """The boss has nothing left for the tick: out of the live set, then out of its dirty set
+    (in this order, so a crash in between leaves it marked and the tick retries)."""
+    r.srem(keys.LIVE_BOSSES, boss_id)
+    r.srem(keys.BossKeys(boss_id).dirty, boss_id)
 
 
 def _death_left_behind(r, boss_id: int) -> bool:
@@ -240,23 +278,52 @@ def _death_left_behind(r, boss_id: int) -> bool:
     return (now_s * 1000 + now_us // 1000) - defeated_ms > VICTORY_RECOVERY_AFTER_MS
 
 
-def boss_tick_all() -> dict[int, authority.TickOutcome]:
-    """One sync tick over every live boss (the beat entry, every SYNC_TICK_INTERVAL_MS)."""
+def tick_partition_buckets(*, partition: int, partitions: int) -> list[int]:
+    """The buckets one partition of the tick pass owns (``bucket % partitions == partition``)."""
+    if not 0 <= partition < partitions:
+        raise InvalidInput(f"partition must be in [0, {partitions}), got {partition}", field="partition")
+    return [b for b in range(keys.TICK_BUCKETS) if b % partitions == partition]
+
+
+def boss_tick_all(
+    *, partition: int = 0, partitions: int = 1, force: bool = False
+) -> dict[int, authority.TickOutcome]:
+    """One sync tick pass over the dirty bosses of one partition (the beat entry: one task per
+    partition every SYNC_TICK_INTERVAL_MS, so more workers tick more partitions at once).
+
+    A boss costs something only when it is marked dirty (damage buffered, or a follow-up
+    pending): the pass reads its buckets' dirty sets in one pipeline and ticks the marked
+    bosses in pipelined batches of TICK_BATCH_SIZE. A boss belongs to exactly one bucket and
+    a bucket to one partition; two passes over the same boss are harmless anyway (the Lua
+    drain is atomic). ``force`` ignores each boss's minimum tick interval.
+    """
     r = _redis()
-    now_ms = int(time.time() * 1000)
-    pipe = r.pipeline(transaction=False)
-    pipe.lpush(keys.TICK_TIMES, now_ms)
-    pipe.ltrim(keys.TICK_TIMES, 0, keys.TICK_TIMES_KEEP - 1)
-    pipe.smembers(keys.LIVE_BOSSES)
-    ids = pipe.execute()[2]
-    results = {}
-    for boss_id in sorted(int(i) for i in ids):
-        try:
-            results[boss_id] = boss_tick(boss_id=boss_id)
-        except REDIS_DOWN:
-            raise
-        except Exception:  # one broken boss must not stop the others' ticks
-            logger.exception("tick of boss %s failed", boss_id)
+    buckets = tick_partition_buckets(partition=partition, partitions=partitions)
+    commands: list[Routed] = []
+    if partition == 0:  # one record per tick, not per partition
+        commands.append((keys.TICK_TIMES, ("LPUSH", keys.TICK_TIMES, int(time.time() * 1000))))
+        commands.append((keys.TICK_TIMES, ("LTRIM", keys.TICK_TIMES, 0, keys.TICK_TIMES_KEEP - 1)))
+    commands += [(keys.dirty_key(b), ("SMEMBERS", keys.dirty_key(b))) for b in buckets]
+    # One pipeline (one per master on a Redis Cluster: a master that is down fails only its
+    # own buckets, and the bosses of the others still tick; docs/topologies.md).
+    replies = execute_pipelined(r, commands)[-len(buckets) :]
+    down = [reply for reply in replies if isinstance(reply, Exception)]
+    if len(down) == len(replies):
+        raise down[0]
+    ids = sorted({int(i) for members in replies if not isinstance(members, Exception) for i in members})
+    results: dict[int, authority.TickOutcome] = {}
+    for start in range(0, len(ids), TICK_BATCH_SIZE):
+        batch = ids[start : start + TICK_BATCH_SIZE]
+        for boss_id, out in bosses_tick(boss_ids=batch, force=force).items():
+            if isinstance(out, REDIS_DOWN):
+                down.append(out)
+                continue
+            if isinstance(out, Exception):  # one broken boss must not stop the others' ticks
+                logger.error("tick of boss %s failed: %r", boss_id, out, extra={"boss": boss_id})
+                continue
+            results[boss_id] = out
+    if down:  # after every reachable boss was ticked: the task reports the outage
+        raise down[0]
     return results
 
 
@@ -304,16 +371,30 @@ def event_log_archive(*, boss: BossEncounter) -> int:
                 applied=int(f["applied"]),
                 overkill=int(f["overkill"]),
                 deltas=_json(f["d"]),
+                seqs=_json(f.get("s", "")),
+                players=_json(f.get("p", "")),
                 ts_ms=int(f["ts"]),
             )
             for _, f in entries
         ]
         BossEvent.objects.bulk_create(rows, ignore_conflicts=True)
+        _archived_seqs_record(r, boss.pk, rows)
         copied += len(rows)
         last = rows[-1].version
     if last > LOG_TAIL_KEEP:
         r.xtrim(log_key, minid=f"{last - LOG_TAIL_KEEP}-0", approximate=False)
     return copied
+
+
+def _archived_seqs_record(r, boss_id: int, rows: list[BossEvent]) -> None:
+    """Tell the authority which seqs the SQL archive now holds (heartbeats report them to the
+    clients as ``durable_seq``: they stop keeping those deltas for a re-send)."""
+    high: dict[str, int] = {}
+    for row in rows:
+        for session, seq in row.seqs.items():
+            high[session] = max(high.get(session, 0), int(seq))
+    if high:
+        r.hset(keys.BossKeys(boss_id).archived, mapping=high)
 
 
 def _json(text: str) -> dict:

@@ -6,17 +6,45 @@ Tasks are the top of this app: services enqueue a saga by its task *name*
 
 from __future__ import annotations
 
+import time
+
 from celery import shared_task
 
 from bosses.sagas.crash import crashed_sessions_scan
+from bosses.sagas.restore import authority_check_all
 from bosses.sagas.victory import boss_victory_run, victory_sagas_resume
 from bosses.services import VICTORY_SAGA_TASK, boss_schedules_apply, boss_tick_all, event_log_archive_all
+from core import keys, metrics
+from core.redis import REDIS_DOWN, get_redis
 
 
 @shared_task(name="bosses.tick_live_bosses", ignore_result=True)
-def tick_live_bosses() -> None:
-    """The sync tick: drain and apply every live boss (beat, every ~100 ms)."""
-    boss_tick_all()
+def tick_live_bosses(*, partition: int = 0, partitions: int = 1) -> None:
+    """The sync tick of one partition: drain and apply its dirty bosses (beat, every ~100 ms)."""
+    started = time.perf_counter()
+    try:
+        results = boss_tick_all(partition=partition, partitions=partitions)
+    except REDIS_DOWN:
+        metrics.AUTHORITY_ERRORS.labels(op="tick").inc()
+        raise
+    metrics.TICK_DURATION.observe(time.perf_counter() - started)
+    metrics.TICK_BOSSES.observe(len(results))
+    for out in results.values():
+        if out.code == "applied" and out.applied:
+            metrics.DAMAGE_APPLIED.labels(boss=out.slug).inc(out.applied)
+    if partition == 0:  # the pass that records its start in TICK_TIMES
+        _observe_tick_interval()
+
+
+def _observe_tick_interval() -> None:
+    """Interval between this pass's start and the previous one's, as TICK_TIMES recorded
+    them (whichever worker ran it), for ``worldboss_tick_interval_seconds``."""
+    try:
+        newest = [int(t) for t in get_redis().lrange(keys.TICK_TIMES, 0, 1)]
+    except REDIS_DOWN:
+        return
+    if len(newest) == 2 and newest[0] >= newest[1]:
+        metrics.TICK_INTERVAL.observe((newest[0] - newest[1]) / 1000)
 
 
 @shared_task(
@@ -39,7 +67,9 @@ def victory_saga(*, boss_id: int, fight: int) -> None:
 
 @shared_task(name="bosses.archive_event_logs", ignore_result=True)
 def archive_event_logs() -> None:
-    """Copy new event-log entries to SQL."""
+    """Check each fight's authority against the archive (restore what Redis lost or rolled
+    back), then copy new event-log entries to SQL."""
+    authority_check_all()
     event_log_archive_all()
 
 

@@ -12,16 +12,18 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, Literal, TypedDict, TypeVar
+from typing import Generic, Literal, TypedDict, TypeVar, cast
 
 import redis
 import redis.asyncio as aioredis
+from redis.cluster import RedisCluster
 from redis.commands.core import AsyncScript, Script
 
 from core import keys
+from core.clients import UNREACHABLE, AsyncClient, SyncClient, execute_pipelined
 
 LUA_DIR = Path(__file__).resolve().parent / "lua"
-SCRIPT_NAMES = ("seed", "ingest", "tick", "transition", "heartbeat", "fence")
+SCRIPT_NAMES = ("seed", "ingest", "tick", "transition", "heartbeat", "fence", "restore")
 _SOURCES = {name: (LUA_DIR / f"{name}.lua").read_text() for name in SCRIPT_NAMES}
 # Where a client keeps its registered scripts (one registration per client, not per call).
 _SCRIPTS_ATTR = "_liveops_scripts"
@@ -46,7 +48,7 @@ class Call(Generic[Outcome]):
     parse: Callable[[Reply], Outcome]
 
 
-def _sync_scripts(client: redis.Redis) -> dict[str, Script]:
+def _sync_scripts(client: SyncClient) -> dict[str, Script]:
     cached: dict[str, Script] | None = getattr(client, _SCRIPTS_ATTR, None)
     if cached is None:
         cached = {name: client.register_script(src) for name, src in _SOURCES.items()}
@@ -54,7 +56,7 @@ def _sync_scripts(client: redis.Redis) -> dict[str, Script]:
     return cached
 
 
-def _async_scripts(client: aioredis.Redis) -> dict[str, AsyncScript]:
+def _async_scripts(client: AsyncClient) -> dict[str, AsyncScript]:
     cached: dict[str, AsyncScript] | None = getattr(client, _SCRIPTS_ATTR, None)
     if cached is None:
         cached = {name: client.register_script(src) for name, src in _SOURCES.items()}
@@ -62,14 +64,137 @@ def _async_scripts(client: aioredis.Redis) -> dict[str, AsyncScript]:
     return cached
 
 
-def run(client: redis.Redis, call: Call[Outcome]) -> Outcome:
+def run(client: SyncClient, call: Call[Outcome]) -> Outcome:
     """Run ``call`` on a sync client."""
     return call.parse(_sync_scripts(client)[call.script](keys=call.keys, args=call.args))
 
 
-async def arun(client: aioredis.Redis, call: Call[Outcome]) -> Outcome:
+def run_many(client: SyncClient, calls: Sequence[Call[Outcome]]) -> list[Outcome | Exception]:
+    """Run ``calls`` in one pipeline (one round trip per node); each result is the parsed
+    outcome, or the exception that call raised, so one broken boss does not fail the batch.
+
+    The pipeline carries plain EVALSHA commands rather than redis-py ``Script`` objects:
+    a Redis Cluster pipeline refuses ``Script`` calls, and on one Redis a pipeline holding
+    scripts asks ``SCRIPT EXISTS`` first (an extra round trip on every call). A server that
+    lost a script (restart, SCRIPT FLUSH, a new cluster node) answers NOSCRIPT; the script
+    is loaded (on every master of a cluster) and only those calls are sent once more: a
+    NOSCRIPT call ran nothing, so re-sending it cannot apply anything twice. On a cluster a
+    node that is down fails only the calls of its slots (a connection error each).
+    """
+    if not calls:
+        return []
+    scripts = _sync_scripts(client)
+    replies = _evalsha_pipeline(client, scripts, calls)
+    missing = {
+        call.script
+        for call, reply in zip(calls, replies)
+        if isinstance(reply, redis.exceptions.NoScriptError)
+    }
+    if missing:
+        for name in missing:
+            _load_script(client, _SOURCES[name])
+        retry = [i for i, reply in enumerate(replies) if isinstance(reply, redis.exceptions.NoScriptError)]
+        for i, reply in zip(retry, _evalsha_pipeline(client, scripts, [calls[i] for i in retry])):
+            replies[i] = reply
+    results: list[Outcome | Exception] = []
+    for call, reply in zip(calls, replies, strict=True):
+        if isinstance(reply, Exception):
+            results.append(reply)
+            continue
+        try:
+            results.append(call.parse(cast(Reply, reply)))
+        except (ValueError, TypeError, IndexError) as exc:
+            results.append(exc)
+    return results
+
+
+def _load_script(client: SyncClient, source: str) -> None:
+    if not isinstance(client, RedisCluster):
+        client.script_load(source)
+        return
+    # On every master that answers: one that is down gets it after its restart, on the
+    # NOSCRIPT its first call then answers.
+    for node in client.get_primaries():  # type: ignore[no-untyped-call]
+        try:
+            client.execute_command("SCRIPT LOAD", source, target_nodes=node)  # type: ignore[no-untyped-call]
+        except UNREACHABLE:
+            continue
+
+
+def _evalsha_pipeline(
+    client: SyncClient, scripts: Mapping[str, Script], calls: Sequence[Call[Outcome]]
+) -> list[object]:
+    return execute_pipelined(
+        client,
+        [
+            (call.keys[0], ("EVALSHA", scripts[call.script].sha, len(call.keys), *call.keys, *call.args))
+            for call in calls
+        ],
+    )
+
+
+async def arun(client: AsyncClient, call: Call[Outcome]) -> Outcome:
     """Run ``call`` on an asyncio client."""
     return call.parse(await _async_scripts(client)[call.script](keys=call.keys, args=call.args))
+
+
+# A plain command sent after a script on the same connection (WAIT, WAITAOF): its words.
+Command = tuple[ScriptArg, ...]
+
+
+def _then_replies(call: Call[Outcome], replies: list[object]) -> tuple[Outcome, list[object]]:
+    """The parsed script reply and the raw replies of the commands after it.
+
+    A command's reply may be an exception (the pipeline runs with ``raise_on_error=False``):
+    the caller decides what an error there means. An error of the script itself is raised.
+    """
+    first = replies[0]
+    if isinstance(first, Exception):
+        raise first
+    return call.parse(cast(Reply, first)), replies[1:]
+
+
+def run_then(
+    client: redis.Redis, call: Call[Outcome], commands: Sequence[Command]
+) -> tuple[Outcome, list[object]]:
+    """Run ``call`` and then ``commands`` on ONE connection, in one round trip.
+
+    WAIT and WAITAOF count only the writes of the connection they are sent on, so they
+    must follow the script on its connection: a non-transactional pipeline gives exactly
+    that with a connection pool. Returns the parsed outcome and the commands' raw replies
+    (an exception object for one that failed). A server that lost the script (NOSCRIPT
+    after a restart or SCRIPT FLUSH) gets it loaded and everything is sent once more.
+    """
+    script = _sync_scripts(client)[call.script]
+    for attempt in range(2):
+        pipe = client.pipeline(transaction=False)
+        pipe.evalsha(script.sha, len(call.keys), *call.keys, *call.args)
+        for command in commands:
+            pipe.execute_command(*command)  # type: ignore[no-untyped-call]
+        replies: list[object] = pipe.execute(raise_on_error=False)
+        if attempt == 0 and isinstance(replies[0], redis.exceptions.NoScriptError):
+            client.script_load(script.script)
+            continue
+        break
+    return _then_replies(call, replies)
+
+
+async def arun_then(
+    client: aioredis.Redis, call: Call[Outcome], commands: Sequence[Command]
+) -> tuple[Outcome, list[object]]:
+    """Async :func:`run_then`."""
+    script = _async_scripts(client)[call.script]
+    for attempt in range(2):
+        pipe = client.pipeline(transaction=False)
+        pipe.evalsha(script.sha, len(call.keys), *call.keys, *call.args)
+        for command in commands:
+            pipe.execute_command(*command)
+        replies: list[object] = await pipe.execute(raise_on_error=False)
+        if attempt == 0 and isinstance(replies[0], redis.exceptions.NoScriptError):
+            await client.script_load(script.script)
+            continue
+        break
+    return _then_replies(call, replies)
 
 
 # --- results -----------------------------------------------------------------
@@ -95,6 +220,24 @@ class TickOutcome:
     ts_ms: int = 0
     phase_name: str = ""
     status: str = ""
+    max_hp: int = 0
+    slug: str = ""
+    gen: int = 0
+
+    def state(self) -> BossState:
+        """The state an ``applied`` tick left (the tick reads and returns every field of the
+        state message, so it is built where the tick runs, without another round trip)."""
+        return BossState(
+            self.hp,
+            self.max_hp,
+            self.version,
+            self.status,
+            self.phase,
+            self.phase_name,
+            self.ts_ms,
+            self.slug,
+            self.gen,
+        )
 
 
 @dataclass(frozen=True)
@@ -109,6 +252,7 @@ class HeartbeatOutcome:
     code: str  # ok | fenced | no_boss
     last_seq: int
     detail: str  # held amount (ok) or settlement (fenced)
+    durable_seq: int = 0  # highest seq of the session in the SQL archive (ok)
 
 
 @dataclass(frozen=True)
@@ -156,6 +300,9 @@ def _parse_tick(r: Reply) -> TickOutcome:
             int(r[8]),
             _text(r[9]),
             _text(r[10]),
+            int(r[11]),
+            _text(r[12] or ""),
+            int(r[13]),
         )
     if code == "no_boss":
         return TickOutcome(code)
@@ -169,7 +316,7 @@ def _parse_transition(r: Reply) -> TransitionOutcome:
 
 
 def _parse_heartbeat(r: Reply) -> HeartbeatOutcome:
-    return HeartbeatOutcome(_text(r[0]), int(r[1]), _text(r[2]))
+    return HeartbeatOutcome(_text(r[0]), int(r[1]), _text(r[2]), int(r[3]) if len(r) > 3 else 0)
 
 
 def parse_settlement(record: str) -> tuple[str, int]:
@@ -231,12 +378,12 @@ def ingest_call(
 ) -> Call[IngestOutcome]:
     """Add one delta to the (boss, session) buffer exactly once."""
     k = keys.BossKeys(boss_id)
-    args: list[ScriptArg] = [shard_key, epoch, seq, amount, keys.session_id(shard_key, epoch)]
+    args: list[ScriptArg] = [shard_key, epoch, seq, amount, keys.session_id(shard_key, epoch), boss_id]
     for player, dmg in (breakdown or {}).items():
         args += [player, dmg]
     return Call(
         "ingest",
-        [k.state, k.buf, k.seq, k.settled, k.floor, k.hb, k.held, k.hbase, k.contrib, k.players],
+        [k.state, k.buf, k.seq, k.settled, k.floor, k.hb, k.held, k.hbase, k.contrib, k.pbuf, k.dirty],
         args,
         _parse_ingest,
     )
@@ -245,7 +392,12 @@ def ingest_call(
 def tick_call(*, boss_id: int, force: bool = False) -> Call[TickOutcome]:
     """Drain and apply every buffer of a boss (``force`` ignores its tick interval)."""
     k = keys.BossKeys(boss_id)
-    return Call("tick", [k.state, k.buf, k.log], ["1" if force else "0"], _parse_tick)
+    return Call(
+        "tick",
+        [k.state, k.buf, k.log, k.dirty, k.seq, k.pbuf, k.players],
+        ["1" if force else "0", boss_id],
+        _parse_tick,
+    )
 
 
 def transition_call(*, boss_id: int, to: str, allowed_from: tuple[str, ...]) -> Call[TransitionOutcome]:
@@ -261,7 +413,7 @@ def heartbeat_call(
     k = keys.BossKeys(boss_id)
     return Call(
         "heartbeat",
-        [k.state, k.seq, k.settled, k.floor, k.hb, k.held, k.hbase],
+        [k.state, k.seq, k.settled, k.floor, k.hb, k.held, k.hbase, k.archived],
         [shard_key, epoch, pending, inflight_seq, inflight_amount, keys.session_id(shard_key, epoch)],
         _parse_heartbeat,
     )
@@ -273,15 +425,52 @@ def fence_call(*, boss_id: int, shard_key: str, epoch: int, policy: str) -> Call
     session = keys.session_id(shard_key, epoch)
     return Call(
         "fence",
-        [k.state, k.buf, k.seq, k.settled, k.held, k.hbase, k.contrib],
-        [shard_key, epoch, policy, session, keys.recovered_field(session)],
+        [k.state, k.buf, k.seq, k.settled, k.held, k.hbase, k.contrib, k.dirty],
+        [shard_key, epoch, policy, session, keys.recovered_field(session), boss_id],
         _parse_fence,
+    )
+
+
+@dataclass(frozen=True)
+class RestoreOutcome:
+    code: str  # restored | already | foreign
+    detail: str = ""  # the version written (restored, already) or the other incarnation
+
+
+def _parse_restore(r: Reply) -> RestoreOutcome:
+    return RestoreOutcome(_text(r[0]), _text(r[1]) if len(r) > 1 and r[1] is not None else "")
+
+
+def restore_call(*, boss_id: int, incarnation: str, gen: int, snapshot: str) -> Call[RestoreOutcome]:
+    """Replace the boss's whole authority with ``snapshot`` (JSON built from the SQL archive,
+    see restore.lua), as generation ``gen`` of fight ``incarnation``, status ``recovering``."""
+    k = keys.BossKeys(boss_id)
+    return Call(
+        "restore",
+        [
+            k.state,
+            k.buf,
+            k.seq,
+            k.settled,
+            k.floor,
+            k.hb,
+            k.held,
+            k.hbase,
+            k.contrib,
+            k.pbuf,
+            k.players,
+            k.archived,
+            k.log,
+            k.dirty,
+        ],
+        [incarnation, gen, boss_id, snapshot],
+        _parse_restore,
     )
 
 
 # --- plain reads -------------------------------------------------------------
 
-STATE_FIELDS = ("hp", "max_hp", "version", "status", "phase", "phase_name", "last_tick_ms", "slug")
+STATE_FIELDS = ("hp", "max_hp", "version", "status", "phase", "phase_name", "last_tick_ms", "slug", "gen")
 
 
 class StateMessage(TypedDict):
@@ -296,6 +485,7 @@ class StateMessage(TypedDict):
     phase: str
     phase_index: int
     ts: int
+    gen: int
 
 
 @dataclass(frozen=True)
@@ -310,6 +500,7 @@ class BossState:
     phase_name: str
     ts_ms: int
     slug: str
+    gen: int = 0  # restores of this fight's authority from the SQL archive (docs/durability.md)
 
     def as_message(self) -> StateMessage:
         """The ``state`` message of the protocol (docs/protocol.md)."""
@@ -323,6 +514,7 @@ class BossState:
             "phase": self.phase_name,
             "phase_index": self.phase,
             "ts": self.ts_ms,
+            "gen": self.gen,
         }
 
 
@@ -330,7 +522,7 @@ def parse_state(values: Sequence[str | bytes | None]) -> BossState | None:
     """Build a :class:`BossState` from ``HMGET state STATE_FIELDS`` (None if absent)."""
     if values[0] is None:
         return None
-    hp, max_hp, version, status, phase, phase_name, ts, slug = values
+    hp, max_hp, version, status, phase, phase_name, ts, slug, gen = values
     return BossState(
         _number(hp),
         _number(max_hp),
@@ -340,6 +532,7 @@ def parse_state(values: Sequence[str | bytes | None]) -> BossState | None:
         _text(phase_name or ""),
         _number(ts),
         _text(slug or ""),
+        int(gen or 0),
     )
 
 
@@ -351,11 +544,11 @@ def _number(v: str | bytes | None) -> int:
     return int(v)
 
 
-def read_state(client: redis.Redis, boss_id: int) -> BossState | None:
+def read_state(client: SyncClient, boss_id: int) -> BossState | None:
     """hp, max_hp, version, status and phase in one round trip."""
     return parse_state(client.hmget(keys.BossKeys(boss_id).state, STATE_FIELDS))
 
 
-async def aread_state(client: aioredis.Redis, boss_id: int) -> BossState | None:
+async def aread_state(client: AsyncClient, boss_id: int) -> BossState | None:
     """Async :func:`read_state`."""
     return parse_state(await client.hmget(keys.BossKeys(boss_id).state, STATE_FIELDS))

@@ -4,27 +4,43 @@
 anywhere else (Python, Lua, JS, templates, tools and tests alike); the Lua scripts get their
 key names as KEYS and the field names they write as ARGV from ``core/authority.py``.
 
-Layout (all keys of one boss share the hash tag ``{boss:<id>}``, so every script of a boss
-runs on one Redis Cluster node and different bosses spread across nodes):
+Layout. Bosses are grouped in ``TICK_BUCKETS`` buckets (``bucket = id % TICK_BUCKETS``), and
+every key of a boss carries its bucket's hash tag ``{bosses:<bucket>}``: every script of a
+boss runs on one Redis Cluster slot, the buckets spread bosses across nodes, and one *dirty*
+set per bucket, on the same slot, lets the scripts that fill a boss's buffer mark it for the
+next tick atomically (docs/sync-tick.md). ``<b>`` is the bucket, ``<id>`` the boss:
 
-    {boss:<id>}:state     HASH   the authority: hp, max_hp, version, status, phase,
-                                 phase_name, phases (JSON), accepted, applied, overkill,
-                                 recovered, discarded, last_tick_ms, fight, slug
-    {boss:<id>}:buf       HASH   session -> damage accepted but not yet ticked
-                                 (session = "<shard>:<epoch>", :func:`session_id`;
-                                 :func:`recovered_field` of a session holds what a fair
-                                 crash saga recovered for it)
-    {boss:<id>}:seq       HASH   session -> last accepted seq (dedupe, Kafka-style: seq must
-                                 be last+1; <= last is a duplicate; > last+1 is a gap)
-    {boss:<id>}:settled   HASH   session -> "<policy>:<amount>": the session was fenced
-                                 (crashed); amount is what its saga applied or discarded
-    {boss:<id>}:floor     HASH   shard -> lowest epoch still accepted (retired shards)
-    {boss:<id>}:hb        HASH   session -> last sign of life, ms (Redis TIME)
-    {boss:<id>}:held      HASH   session -> last known unacked damage (heartbeats)
-    {boss:<id>}:hbase     HASH   session -> first seq that may carry the held damage
-    {boss:<id>}:contrib   HASH   shard -> accepted damage (contribution)
-    {boss:<id>}:players   HASH   player -> accepted damage (per-player breakdown, rewards)
-    {boss:<id>}:log       STREAM one entry per version change; entry id "<version>-1"
+    {bosses:<b>}:dirty         SET    ids of this bucket's bosses the tick must visit: added
+                                      by ingest.lua and a fair fence.lua with the damage,
+                                      removed by tick.lua once the buffer is drained (or by
+                                      the tick's follow-up once a defeated, ended or reset
+                                      boss is settled)
+    {bosses:<b>}:<id>:state    HASH   the authority: hp, max_hp, version, status, phase,
+                                      phase_name, phases (JSON), accepted, applied, overkill,
+                                      recovered, discarded, last_tick_ms, fight, slug,
+                                      incarnation
+    {bosses:<b>}:<id>:buf      HASH   session -> damage accepted but not yet ticked
+                                      (session = "<shard>:<epoch>", :func:`session_id`;
+                                      :func:`recovered_field` of a session holds what a fair
+                                      crash saga recovered for it)
+    {bosses:<b>}:<id>:seq      HASH   session -> last accepted seq (dedupe, Kafka-style: seq
+                                      must be last+1; <= last is a duplicate; > last+1 a gap)
+    {bosses:<b>}:<id>:settled  HASH   session -> "<policy>:<amount>": the session was fenced
+                                      (crashed); amount is what its saga applied or discarded
+    {bosses:<b>}:<id>:floor    HASH   shard -> lowest epoch still accepted (retired shards)
+    {bosses:<b>}:<id>:hb       HASH   session -> last sign of life, ms (Redis TIME)
+    {bosses:<b>}:<id>:held     HASH   session -> last known unacked damage (heartbeats)
+    {bosses:<b>}:<id>:hbase    HASH   session -> first seq that may carry the held damage
+    {bosses:<b>}:<id>:contrib  HASH   shard -> accepted damage (contribution)
+    {bosses:<b>}:<id>:pbuf     HASH   player -> accepted damage not yet ticked (the tick moves
+                                      it to players and logs it)
+    {bosses:<b>}:<id>:players  HASH   player -> ticked damage (per-player breakdown, rewards)
+    {bosses:<b>}:<id>:archived HASH   session -> highest seq in the SQL archive (written by
+                                      the archive; heartbeats report it as durable_seq)
+    {bosses:<b>}:<id>:log      STREAM one entry per version change; entry id "<version>-1"
+    {bosses:<b>}:<id>:durable  STRING a counter bumped before a replica wait whose reply wrote
+                                      nothing (a duplicate's ack, a fence): WAIT covers only
+                                      the writes of its own connection (core/durability.py)
 
 Global keys (read by the tick loop, the crash scan and dashboards; never passed to a
 multi-key script; keys read together share a hash tag):
@@ -36,6 +52,10 @@ multi-key script; keys read together share a hash tag):
     liveops:{crashscan}:since_ms    STRING  since when the crash scan has watched without a gap
                                             (read with last_ms in one MGET: same slot)
     boss:<id>:state                 pub/sub channel: one JSON state message per changed tick
+                                    (PUBLISH/SUBSCRIBE on one Redis or behind Sentinel)
+    {bosses:<b>}:<id>:state         the same channel on a Redis Cluster, sharded pub/sub
+                                    (SPUBLISH/SSUBSCRIBE on the node of the boss's slot; a
+                                    channel name, not the key of the same spelling)
     bench:{<run>}:<name>            scratch keys of one benchmark run (tools/bench), deleted
                                     when the run ends
 """
@@ -60,7 +80,28 @@ GLOBAL_KEYS = (LIVE_BOSSES, TICK_TIMES, SHARD_EPOCHS, CRASH_SCAN_LAST, CRASH_SCA
 
 # --- one boss -------------------------------------------------------------------------------
 
-BOSS_TAG_PREFIX = "{boss:"
+# Buckets of bosses: the unit of hash-slot placement and of tick partitioning. Changing it
+# moves every boss's keys: only with no fight running (docs/sync-tick.md).
+TICK_BUCKETS = 256
+BOSS_TAG_PREFIX = "{bosses:"
+DIRTY_NAME = "dirty"
+
+
+def tick_bucket(boss_id: int) -> int:
+    """The bucket of a boss: its keys' hash tag and its tick partition."""
+    return boss_id % TICK_BUCKETS
+
+
+def bucket_tag(bucket: int) -> str:
+    """The hash tag of a bucket, ``{bosses:<bucket>}``."""
+    return f"{BOSS_TAG_PREFIX}{bucket}}}"
+
+
+def dirty_key(bucket: int) -> str:
+    """The set of a bucket's boss ids that have something for the tick to do."""
+    return f"{bucket_tag(bucket)}:{DIRTY_NAME}"
+
+
 BOSS_KEY_NAMES = (
     "state",
     "buf",
@@ -71,24 +112,32 @@ BOSS_KEY_NAMES = (
     "held",
     "hbase",
     "contrib",
+    "pbuf",
     "players",
+    "archived",
     "log",
+    "durable",
 )
 
 
 @dataclass(frozen=True)
 class BossKeys:
-    """The key names of one boss (all on the hash tag ``{boss:<id>}``)."""
+    """The key names of one boss (all on its bucket's hash tag ``{bosses:<bucket>}``)."""
 
     boss_id: int
 
     @property
     def tag(self) -> str:
-        """The boss's hash tag, ``{boss:<id>}``: the part of every key Redis Cluster hashes."""
-        return f"{BOSS_TAG_PREFIX}{self.boss_id}}}"
+        """The boss's hash tag, its bucket's: the part of every key Redis Cluster hashes."""
+        return bucket_tag(tick_bucket(self.boss_id))
 
     def _k(self, name: str) -> str:
-        return f"{self.tag}:{name}"
+        return f"{self.tag}:{self.boss_id}:{name}"
+
+    @property
+    def dirty(self) -> str:
+        """The dirty set of the boss's bucket (shared with the bucket's other bosses)."""
+        return dirty_key(tick_bucket(self.boss_id))
 
     @property
     def state(self) -> str:
@@ -136,17 +185,33 @@ class BossKeys:
         return self._k("contrib")
 
     @property
+    def pbuf(self) -> str:
+        """Player -> accepted damage the next tick moves to :attr:`players`."""
+        return self._k("pbuf")
+
+    @property
     def players(self) -> str:
-        """Player -> accepted damage."""
+        """Player -> ticked damage."""
         return self._k("players")
+
+    @property
+    def archived(self) -> str:
+        """Session -> highest seq the SQL archive holds."""
+        return self._k("archived")
 
     @property
     def log(self) -> str:
         """The event log stream (entry id ``<version>-1``)."""
         return self._k("log")
 
+    @property
+    def durable(self) -> str:
+        """A counter written only so that a replica wait covers earlier writes (docs/durability.md)."""
+        return self._k("durable")
+
     def all(self) -> list[str]:
-        """Every key of the boss (for reset), in :data:`BOSS_KEY_NAMES` order."""
+        """Every key of the boss alone (for reset), in :data:`BOSS_KEY_NAMES` order (not the
+        bucket's shared dirty set: the tick removes a reset boss from it)."""
         return [self._k(name) for name in BOSS_KEY_NAMES]
 
 
@@ -221,6 +286,40 @@ def state_channel_boss_id(channel: bytes | str) -> int | None:
     if not digits.isdigit() or len(digits) > _MAX_ID_DIGITS or (digits[:1] == b"0" and len(digits) > 1):
         return None
     return int(digits)
+
+
+def sharded_state_channel(boss_id: int) -> str:
+    """The boss's state channel for sharded pub/sub on a cluster: ``{bosses:<b>}:<id>:state``.
+
+    It carries the bucket's hash tag, so SPUBLISH and SSUBSCRIBE go to the master that owns
+    the boss's keys: the tick publishes on the node it just ran the script on, and a
+    failover or a slot move takes the channel along with the keys (docs/topologies.md).
+    """
+    return f"{bucket_tag(tick_bucket(boss_id))}:{boss_id}{STATE_CHANNEL_SUFFIX}"
+
+
+def sharded_state_channel_boss_id(channel: bytes | str) -> int | None:
+    """The boss id of a :func:`sharded_state_channel` name, else ``None``.
+
+    As strict as :func:`state_channel_boss_id`: the id must be canonical digits and the tag
+    must be the id's own bucket, so each boss has exactly one sharded channel name.
+    """
+    raw = channel.encode() if isinstance(channel, str) else channel
+    tag_head = BOSS_TAG_PREFIX.encode()
+    if not (raw.startswith(tag_head) and raw.endswith(_CHANNEL_TAIL)):
+        return None
+    bucket, sep, digits = raw[len(tag_head) : len(raw) - len(_CHANNEL_TAIL)].partition(b"}:")
+    if (
+        not sep
+        or not digits.isdigit()
+        or len(digits) > _MAX_ID_DIGITS
+        or (digits[:1] == b"0" and len(digits) > 1)
+    ):
+        return None
+    boss_id = int(digits)
+    if bucket != str(tick_bucket(boss_id)).encode():
+        return None
+    return boss_id
 
 
 # --- benchmark scratch keys -------------------------------------------------------------------

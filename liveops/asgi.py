@@ -9,6 +9,12 @@ django_asgi_app = get_asgi_application()
 
 from django.conf import settings  # noqa: E402
 
+from liveops.startup import authority_startup_check  # noqa: E402
+
+# The gateway acknowledges damage: check that the authority persists it before serving (a
+# loud warning, or a refusal to start under AUTHORITY_REQUIRE_PERSISTENCE: docs/durability.md).
+authority_startup_check("asgi")
+
 if settings.DEBUG:  # pages' CSS/JS under uvicorn without a collectstatic + web server
     from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 

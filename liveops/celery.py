@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
+from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from liveops.startup import authority_startup_check, exit_on_configuration_error
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "liveops.settings")
 
@@ -28,13 +32,21 @@ def _build_beat_schedule() -> dict:
     tick_s = settings.SYNC_TICK_INTERVAL_MS / 1000
     archive_s = settings.ARCHIVE_INTERVAL_MS / 1000
     crash_s = settings.CRASH_SCAN_INTERVAL_MS / 1000
-    return {
-        "sync-tick": {
+    partitions = settings.TICK_PARTITIONS
+    # One sync-tick entry per partition of the bosses' buckets: each is a task of its own, so
+    # N tick workers run N partitions at once (bosses/services.py boss_tick_all).
+    ticks = {
+        ("sync-tick" if partitions == 1 else f"sync-tick-{p}"): {
             "task": "bosses.tick_live_bosses",
             "schedule": timedelta(seconds=tick_s),
+            "kwargs": {"partition": p, "partitions": partitions},
             # A tick older than 5 intervals is useless: the next one drains it all.
             "options": {"queue": TICK_QUEUE, "expires": max(tick_s * 5, 0.5)},
-        },
+        }
+        for p in range(partitions)
+    }
+    return {
+        **ticks,
         "archive-event-log": {
             "task": "bosses.archive_event_logs",
             "schedule": timedelta(seconds=archive_s),
@@ -63,4 +75,16 @@ app.conf.task_routes = {
     "bosses.tick_live_bosses": {"queue": TICK_QUEUE},
     "bosses.*": {"queue": SAGA_QUEUE},
 }
-app.conf.beat_schedule = _build_beat_schedule() if os.environ.get("DJANGO_SETTINGS_MODULE") else {}
+try:
+    # The first read of the settings in every entry point (manage.py, uvicorn and Celery all
+    # import this package first): a bad value ends the process here with one line.
+    app.conf.beat_schedule = _build_beat_schedule() if os.environ.get("DJANGO_SETTINGS_MODULE") else {}
+except ImproperlyConfigured as exc:
+    exit_on_configuration_error(exc)
+
+
+@signals.worker_init.connect
+def _check_authority_at_worker_start(**_: Any) -> None:
+    """The worker applies damage: check the authority persists it before taking tasks
+    (a warning, or a refusal under AUTHORITY_REQUIRE_PERSISTENCE)."""
+    authority_startup_check("worker")

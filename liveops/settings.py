@@ -2,8 +2,20 @@
 
 DATABASE_URL   default: sqlite file db.sqlite3 next to manage.py
 REDIS_URL      authority (buffers, HP, event log)   default redis://127.0.0.1:6379/0
-BROKER_URL     Celery broker                        default: REDIS_URL with db + 1
-CHANNELS_URL   channel layer / state fan-out        default: REDIS_URL with db + 2
+BROKER_URL     Celery broker                        default: REDIS_URL with db + 1 (required
+               with Sentinel or Cluster)
+CHANNELS_URL   only the bench's stock-Channels rows default: BROKER_URL with db + 1
+REDIS_CLUSTER, REDIS_SENTINELS, REDIS_SENTINEL_MASTER, REDIS_SENTINEL_DB,
+REDIS_SENTINEL_PASSWORD, REDIS_SENTINEL_AUTH: the authority's topology (docs/topologies.md)
+DJANGO_ENV     development (default) | production: production turns on
+               AUTHORITY_REQUIRE_PERSISTENCE unless that variable says otherwise
+AUTHORITY_DURABILITY, AUTHORITY_REPLICA_TIMEOUT_MS, AUTHORITY_REQUIRE_PERSISTENCE:
+               what an ack waits for and whether to start on a Redis that does not
+               persist every write (docs/durability.md)
+
+A value these settings cannot take raises ImproperlyConfigured with one line naming the
+variable and what it accepts; liveops/celery.py turns it into that one line and exit status 1
+for every entry point (manage.py, uvicorn, Celery), before anything serves.
 """
 
 from __future__ import annotations
@@ -13,6 +25,11 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from core import durability
+from core import redis as core_redis
+from liveops.logformat import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -110,15 +127,33 @@ LOGIN_URL = "/admin/login/"
 
 # --- Redis -----------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
-BROKER_URL = os.environ.get("BROKER_URL") or redis_url_with_db_offset(REDIS_URL, 1)
-CHANNELS_URL = os.environ.get("CHANNELS_URL") or redis_url_with_db_offset(REDIS_URL, 2)
-
-CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [CHANNELS_URL]},
-    }
-}
+if problem := durability.redis_url_problem(REDIS_URL):
+    raise ImproperlyConfigured(f"REDIS_URL: {problem}")
+# One Redis (default), Sentinel (REDIS_SENTINELS + REDIS_SENTINEL_MASTER) or Redis Cluster
+# (REDIS_CLUSTER=1|auto): docs/topologies.md. Parsed here without network; the servers are
+# asked at start (core.redis.check_topology: `manage.py check`, the ASGI app, the worker).
+try:
+    REDIS_TOPOLOGY = core_redis.topology_from_env(os.environ)
+except core_redis.TopologyConfigError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
+if REDIS_TOPOLOGY.kind == "cluster" and (problem := core_redis.cluster_url_problem(REDIS_URL)):
+    raise ImproperlyConfigured(f"REDIS_URL={REDIS_URL!r}: {problem}")
+# Celery's broker: kombu has no Redis Cluster transport, and a db offset of a Sentinel
+# master's address would not follow a failover, so those topologies need a broker of their
+# own (a standalone Redis, or kombu's sentinel:// transport via BROKER_URL).
+_broker_env = os.environ.get("BROKER_URL", "").strip()
+if REDIS_TOPOLOGY.kind in ("cluster", "sentinel") and not _broker_env:
+    raise ImproperlyConfigured(
+        f"BROKER_URL is not set and the authority is a Redis {REDIS_TOPOLOGY.kind.title()}: "
+        "Celery's broker cannot live there; set BROKER_URL to a standalone Redis (redis://host:6379/0)"
+    )
+BROKER_URL = _broker_env or redis_url_with_db_offset(REDIS_URL, 1)
+# REDIS_CLUSTER=auto finds out only at start whether the default broker would be on a
+# cluster (shards.checks refuses that).
+BROKER_URL_DEFAULTED = not _broker_env
+# Only the bench's stock-Channels comparison rows use a channel layer (tools/bench): the
+# platform's fan-out is the hub (docs/fanout.md), so no CHANNEL_LAYERS is configured.
+CHANNELS_URL = os.environ.get("CHANNELS_URL") or redis_url_with_db_offset(BROKER_URL, 1)
 
 # --- Celery ----------------------------------------------------------------
 # Names are read by liveops/celery.py via config_from_object(namespace="CELERY").
@@ -134,6 +169,14 @@ CELERY_BEAT_MAX_LOOP_INTERVAL = 0.05
 
 # --- Platform defaults -----------------------------------------------------
 SYNC_TICK_INTERVAL_MS = int(os.environ.get("SYNC_TICK_INTERVAL_MS", "100"))
+# Tick tasks per interval, each over its share of the bosses' buckets (docs/sync-tick.md):
+# raise it with the number of tick worker threads/processes to add tick capacity.
+_tick_partitions = os.environ.get("TICK_PARTITIONS", "1").strip()
+TICK_PARTITIONS = int(_tick_partitions) if _tick_partitions.isdigit() else 0
+if not 1 <= TICK_PARTITIONS <= 256:
+    raise ImproperlyConfigured(
+        f"TICK_PARTITIONS must be a whole number from 1 to 256 (the boss buckets), got {_tick_partitions!r}"
+    )
 ARCHIVE_INTERVAL_MS = int(os.environ.get("ARCHIVE_INTERVAL_MS", "2000"))
 CRASH_SCAN_INTERVAL_MS = int(os.environ.get("CRASH_SCAN_INTERVAL_MS", "500"))
 # Victory sagas: a running saga without progress for SAGA_STALE_MS is re-enqueued (its worker
@@ -141,9 +184,43 @@ CRASH_SCAN_INTERVAL_MS = int(os.environ.get("CRASH_SCAN_INTERVAL_MS", "500"))
 SAGA_STALE_MS = int(os.environ.get("SAGA_STALE_MS", "5000"))
 SAGA_RESUME_INTERVAL_MS = int(os.environ.get("SAGA_RESUME_INTERVAL_MS", "2000"))
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING")},
-}
+# --- Durability of the authority (docs/durability.md) ---------------------------
+# DJANGO_ENV picks the defaults of a deployment: "production" refuses to start on an
+# authority that does not fsync every write; "development" (the demo, the tests) only warns.
+DJANGO_ENVIRONMENTS = ("development", "production")
+DJANGO_ENV = os.environ.get("DJANGO_ENV", "development").strip().lower() or "development"
+if DJANGO_ENV not in DJANGO_ENVIRONMENTS:
+    raise ImproperlyConfigured(
+        f"DJANGO_ENV={os.environ.get('DJANGO_ENV')!r} is not an environment; accepted values: "
+        + ", ".join(DJANGO_ENVIRONMENTS)
+    )
+try:
+    # local: an ack means the primary's AOF has it (appendfsync always); replica: a replica
+    # confirmed it too (WAITAOF, else WAIT) within AUTHORITY_REPLICA_TIMEOUT_MS.
+    AUTHORITY_DURABILITY = durability.parse_durability_mode(os.environ.get(durability.MODE_ENV))
+    AUTHORITY_REPLICA_TIMEOUT_MS = durability.parse_replica_timeout_ms(
+        os.environ.get(durability.REPLICA_TIMEOUT_ENV)
+    )
+    # The ASGI app and the Celery worker check the authority's persistence at start
+    # (liveops/startup.py): a warning, or with this on, a refusal to start.
+    AUTHORITY_REQUIRE_PERSISTENCE = durability.parse_flag(
+        durability.REQUIRE_PERSISTENCE_ENV,
+        os.environ.get(durability.REQUIRE_PERSISTENCE_ENV),
+        default=DJANGO_ENV == "production",
+    )
+except durability.DurabilityConfigError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
+
+# LOG_FORMAT=json: one JSON object per line, with boss/shard/epoch fields; secrets redacted
+# either way (liveops/logformat.py, docs/deploy.md).
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "text").strip().lower()
+LOGGING = logging_config(log_format=LOG_FORMAT, level=os.environ.get("LOG_LEVEL", "WARNING"))
+
+# --- Operations: /metrics, /readyz (docs/deploy.md) ---------------------------------------
+# Bearer token for /metrics; empty: only loopback and private (internal) addresses may scrape.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+# /readyz fails when the newest sync tick started longer ago than this (beat or worker down).
+READY_TICK_MAX_AGE_MS = int(os.environ.get("READY_TICK_MAX_AGE_MS", "5000"))
+# Operator dashboards: one shared poll per boss per ASGI process (0: one per socket, the
+# previous behaviour, kept for the bench's comparison; transport/ops_feed.py).
+OPS_FEED_SHARED = _env_bool("OPS_FEED_SHARED", True)

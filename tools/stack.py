@@ -66,7 +66,13 @@ def redis_server_argv(
     """The command line of every Redis server the demo, the bench and the tests start.
 
     Loopback only, in the foreground, data in ``data_dir``; ``extra`` adds options (a
-    cluster node's, a log file). Persistence is off: these servers hold throwaway data.
+    cluster node's, a replica's, a log file; a later option overrides an earlier one, so
+    the bench can turn persistence down for its comparison rows). Persistence is on, as the
+    authority needs it in production (docs/durability.md): an append-only file fsynced
+    before every reply (``appendfsync always``), so what the platform acknowledged survives
+    a crash of the server or the host, and the tests and the demo run on the same
+    configuration. No RDB snapshots (``save ""``): the AOF alone restores everything, and a
+    snapshot's fork would only add latency spikes.
     """
     return [
         binary,
@@ -77,7 +83,9 @@ def redis_server_argv(
         "--save",
         "",
         "--appendonly",
-        "no",
+        "yes",
+        "--appendfsync",
+        "always",
         "--dir",
         str(Path(data_dir).resolve()),
         "--daemonize",
@@ -225,6 +233,12 @@ class Stack:
         self.env.setdefault("PYTHONUNBUFFERED", "1")
         self.env.setdefault("DJANGO_SETTINGS_MODULE", "liveops.settings")
         self.procs: list[ManagedProcess] = []
+        # /metrics in multiprocess mode: every child writes its values here; wiped per run
+        # before any child starts (docs/deploy.md).
+        metrics_dir = self.run_dir / "prometheus"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        self.env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
 
     def __enter__(self) -> Stack:
         return self
@@ -347,7 +361,6 @@ def settings_use_redis(url: str) -> None:
     settings.BROKER_URL = env["BROKER_URL"]
     settings.CHANNELS_URL = env["CHANNELS_URL"]
     settings.CELERY_BROKER_URL = env["BROKER_URL"]
-    settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [env["CHANNELS_URL"]]
     try:
         from liveops.celery import app
 
@@ -355,3 +368,23 @@ def settings_use_redis(url: str) -> None:
     except Exception:  # celery app import problems must not break non-Celery use
         pass
     reset_clients()
+
+
+def wait_ready(base_url: str, *, timeout_s: float = START_TIMEOUT_S) -> dict:
+    """Poll ``<base_url>/readyz`` until it answers 200 (database, Redis, broker, a fresh tick);
+    returns its checks, or raises TimeoutError with the last answer."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    deadline, last = time.monotonic() + timeout_s, "no answer"
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{base_url}/readyz", timeout=5) as resp:
+                return json.loads(resp.read())["checks"]
+        except urllib.error.HTTPError as err:
+            last = err.read().decode(errors="replace")[:500]
+        except OSError as exc:
+            last = str(exc)
+        time.sleep(0.1)
+    raise TimeoutError(f"{base_url}/readyz not ready after {timeout_s:.0f}s: {last}")

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 
 from channels.db import database_sync_to_async
 
-from core import keys
+from bosses.models import BossEncounter
+from core import keys, metrics
 from core.errors import (
     AuthorityUnavailable,
     BossNotLive,
@@ -65,10 +66,15 @@ class _BossSession:
         self.boss = boss
         self.epoch: int | None = None
         self.buffer = LocalBuffer(max_pending=GATEWAY_MAX_PENDING_DAMAGE, max_players=GATEWAY_MAX_PLAYERS)
+        self.buffer.keeps = True  # the archive reports durable seqs: keep acked deltas until then
         self.last_heartbeat = 0.0
         self.status = "live"
         self.accepted = 0
         self.fences = 0
+
+
+def _sql_status_sync(boss_id: int) -> str | None:
+    return BossEncounter.objects.filter(pk=boss_id).values_list("status", flat=True).first()
 
 
 def _open_session_sync(shard_key: str) -> int:
@@ -162,7 +168,9 @@ class HostedShard:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                logger.exception("hosted shard %s: tick failed", self.shard_key)
+                logger.exception(
+                    "hosted shard %s: tick failed", self.shard_key, extra={"shard": self.shard_key}
+                )
             await asyncio.sleep(max(0.0, self.tick_s - (time.monotonic() - started)))
 
     async def tick(self) -> None:
@@ -179,6 +187,13 @@ class HostedShard:
         now = time.monotonic()
         for boss_id, sess in list(self.sessions.items()):
             status = await self._read_status(boss_id)
+            if status is None and await database_sync_to_async(_sql_status_sync)(boss_id) not in (
+                None,
+                "draft",
+            ):
+                # A fight with no authority in Redis that SQL still runs: it is being restored
+                # from the archive. Keep everything (acked attacks too) for the re-send.
+                status = "recovering"
             if status is None or status in ENDED_STATUSES:
                 sess.status = status or "gone"
                 sess.buffer.drop_all()
@@ -223,22 +238,26 @@ class HostedShard:
             sess.buffer.realign(int(err.extra.get("last_seq", 0)))
             return
         except UnknownBoss:
-            sess.buffer.drop_all()
-            return
+            if await database_sync_to_async(_sql_status_sync)(sess.boss.id) in (None, "draft"):
+                sess.buffer.drop_all()  # reset or deleted: the damage has no fight to go to
+            return  # else the authority is being restored: same seq next tick
         sess.buffer.acked(delta.seq)
         sess.accepted += delta.amount
+        metrics.DAMAGE_ACCEPTED.labels(boss=sess.boss.slug).inc(delta.amount)
 
     async def _heartbeat(self, sess: _BossSession) -> None:
         inflight = sess.buffer.inflight
         try:
-            await aheartbeat_record(
+            beat = await aheartbeat_record(
                 boss_id=sess.boss.id,
                 shard_key=self.shard_key,
                 epoch=sess.epoch,
-                pending=sess.buffer.pending,
+                pending=sess.buffer.waiting,
                 inflight_seq=inflight.seq if inflight else 0,
                 inflight_amount=inflight.amount if inflight else 0,
             )
+            sess.buffer.durable(beat.durable_seq)
+            sess.buffer.behind(beat.last_seq)  # a rollback lost acked deltas: re-send them
         except Fenced as err:
             await self._refence(sess, err)
         except (AuthorityUnavailable, UnknownBoss):
@@ -253,7 +272,11 @@ class HostedShard:
         try:
             sess.epoch = await database_sync_to_async(_open_session_sync)(self.shard_key)
         except Exception:
-            logger.exception("hosted shard %s: could not open a new session", self.shard_key)
+            logger.exception(
+                "hosted shard %s: could not open a new session",
+                self.shard_key,
+                extra={"shard": self.shard_key, "boss": sess.boss.slug, "epoch": sess.epoch},
+            )
 
     def stats(self) -> dict:
         """Per-boss buffer figures (for the ops view and tests)."""

@@ -39,6 +39,7 @@ from django.utils import timezone
 from bosses.broadcast import messages_publish
 from bosses.models import (
     BossEncounter,
+    BossEvent,
     BossStatus,
     Contribution,
     ContributionKind,
@@ -48,8 +49,9 @@ from bosses.models import (
     SagaStatus,
 )
 from bosses.sagas.runner import SagaStep, SagaUnrecoverable, saga_last_progress, saga_run, steps_done
-from bosses.services import victory_enqueue
+from bosses.services import event_log_archive, victory_enqueue
 from core import authority, keys
+from core.clients import slot_client
 from core.errors import InvalidTransition, UnknownBoss
 from core.redis import get_redis
 
@@ -87,8 +89,12 @@ def _ranked(damage: dict[str, int]) -> list[tuple[int, str, int]]:
 
 def _freeze(boss: BossEncounter) -> Callable[[SagaRun], dict[str, Any]]:
     def work(saga: SagaRun) -> dict[str, Any]:
+        # The death must be in the SQL archive before anything is granted: an authority that
+        # rolls back behind it is then restored from the archive as defeated (docs/durability.md).
+        event_log_archive(boss=boss)
         k = keys.BossKeys(boss.pk)
-        pipe = get_redis().pipeline(transaction=True)  # one consistent snapshot
+        # one consistent snapshot (keys of one slot: on a cluster, on the boss's master)
+        pipe = slot_client(get_redis(), k.state).pipeline(transaction=True)
         pipe.hgetall(k.state)
         pipe.hgetall(k.contrib)
         pipe.hgetall(k.players)
@@ -109,6 +115,8 @@ def _freeze(boss: BossEncounter) -> Callable[[SagaRun], dict[str, Any]]:
             for f in ("hp", "version", "applied", "overkill", "accepted", "recovered", "discarded")
         }
         final["defeated_ms"] = int(state.get("defeated_ms") or state.get("last_tick_ms") or 0)
+        if not BossEvent.objects.filter(boss=boss, fight=saga.fight, version__gte=final["version"]).exists():
+            raise InvalidTransition(f"victory saga for {boss.slug}: the death is not archived yet")
         saga.detail = {
             **saga.detail,
             "final": final,

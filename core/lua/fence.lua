@@ -1,8 +1,9 @@
 -- Fence a shard session (crash saga): retire its epoch and settle its last known buffer.
--- KEYS: 1 state, 2 buf, 3 seq, 4 settled, 5 held, 6 hbase, 7 contrib
+-- KEYS: 1 state, 2 buf, 3 seq, 4 settled, 5 held, 6 hbase, 7 contrib, 8 the bucket's dirty set
 -- ARGV: 1 shard, 2 epoch, 3 policy ('fair' applies the held damage at the next tick,
 --       'harsh' records it as discarded), 4 session field, 5 the buffer field its recovered
---       damage goes to (both named by core/keys.py, which owns every key and field layout)
+--       damage goes to (both named by core/keys.py, which owns every key and field layout),
+--       6 boss id
 -- Returns {'fenced', '<policy>:<amount>', last_seq} the first time, {'already', same,
 -- last_seq} on a re-run (idempotent), {'no_boss'} without an authority.
 local function I(n) return string.format('%d', n) end
@@ -19,6 +20,7 @@ if policy == 'fair' then
     redis.call('HINCRBY', KEYS[1], 'accepted', I(held))
     redis.call('HINCRBY', KEYS[1], 'recovered', I(held))
     redis.call('HINCRBY', KEYS[7], ARGV[1], I(held))
+    redis.call('SADD', KEYS[8], ARGV[6])  -- the next tick applies it
   end
 else
   redis.call('HINCRBY', KEYS[1], 'discarded', I(held))

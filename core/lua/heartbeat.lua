@@ -1,9 +1,11 @@
 -- Record a shard session's sign of life and what it still holds unacknowledged.
--- KEYS: 1 state, 2 seq, 3 settled, 4 floor, 5 hb, 6 held, 7 hbase
+-- KEYS: 1 state, 2 seq, 3 settled, 4 floor, 5 hb, 6 held, 7 hbase, 8 archived
 -- ARGV: 1 shard, 2 epoch, 3 pending (local buffer not yet in any delta),
 --       4 in-flight seq (0: none), 5 in-flight amount, 6 session field (core/keys.py
 --       session_id)
--- Returns {'ok', last_seq, held} or {'fenced', last_seq, detail} or {'no_boss', 0, ''}.
+-- Returns {'ok', last_seq, held, durable_seq} or {'fenced', last_seq, detail} or
+-- {'no_boss', 0, ''}; durable_seq: the session's highest seq in the SQL archive (the
+-- archive writes it), so a client may stop keeping deltas up to it.
 -- The in-flight delta counts as held only if it was not accepted yet; later accepted
 -- deltas shrink 'held' again (ingest.lua), so a crash saga recovers exactly the damage
 -- the platform knows of and never accepted.
@@ -28,4 +30,4 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HSET', KEYS[5], sess, I(now))
 redis.call('HSET', KEYS[6], sess, I(held))
 redis.call('HSET', KEYS[7], sess, I(base))
-return {'ok', last, held}
+return {'ok', last, held, tonumber(redis.call('HGET', KEYS[8], sess) or '0')}

@@ -1,7 +1,8 @@
 -- Accept one shard delta exactly once per (shard, epoch, seq).
--- KEYS: 1 state, 2 buf, 3 seq, 4 settled, 5 floor, 6 hb, 7 held, 8 hbase, 9 contrib, 10 players
+-- KEYS: 1 state, 2 buf, 3 seq, 4 settled, 5 floor, 6 hb, 7 held, 8 hbase, 9 contrib,
+--       10 pbuf (per-player damage until the tick moves it to players), 11 the bucket's dirty set
 -- ARGV: 1 shard, 2 epoch, 3 seq, 4 amount, 5 session field (core/keys.py session_id),
---       6.. pairs (player, amount) of the breakdown
+--       6 boss id, 7.. pairs (player, amount) of the breakdown
 -- Returns {code, last_seq, detail}:
 --   ok       accepted now (last_seq = this seq)
 --   dup      seq <= last accepted: already accepted, nothing changes (the caller acks it)
@@ -35,7 +36,9 @@ redis.call('HSET', KEYS[6], sess, I(now))
 redis.call('HINCRBY', KEYS[2], sess, ARGV[4])
 redis.call('HINCRBY', KEYS[1], 'accepted', ARGV[4])
 redis.call('HINCRBY', KEYS[9], shard, ARGV[4])
-for i = 6, #ARGV, 2 do
+-- Marked in the same atomic step as the damage: the tick visits only marked bosses.
+redis.call('SADD', KEYS[11], ARGV[6])
+for i = 7, #ARGV, 2 do
   redis.call('HINCRBY', KEYS[10], ARGV[i], ARGV[i + 1])
 end
 -- What the last heartbeat reported as held shrinks by what this delta carries, so a

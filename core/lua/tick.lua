@@ -1,13 +1,22 @@
 -- The sync tick of one boss: drain every buffer, apply the total, log, bump the version.
--- KEYS: 1 state, 2 buf, 3 log
--- ARGV: 1 '1' to ignore the boss's minimum tick interval (state field min_tick_ms)
+-- KEYS: 1 state, 2 buf, 3 log, 4 the bucket's dirty set, 5 seq, 6 pbuf, 7 players
+-- ARGV: 1 '1' to ignore the boss's minimum tick interval (state field min_tick_ms), 2 boss id
 -- Returns {'applied', version, hp, applied, overkill, old_phase, phase, defeated(0/1),
---          ts_ms, phase_name, status} or {'idle'|'early', version, status} or {'no_boss'}.
+--          ts_ms, phase_name, status, max_hp, slug, gen} or {'idle'|'early', version, status}
+--          or {'no_boss'}.
+-- The log entry carries what a restore from the SQL archive needs (docs/durability.md):
+-- 'd' per-session damage, 's' each drained session's last accepted seq (every seq up to it
+-- is in this or an earlier entry: ingest adds to the buffer and the seq in one step), 'p'
+-- per-player damage drained from pbuf into players.
 -- Drain and apply are one atomic step: a re-run tick finds the buffers empty, so no
 -- delta is ever applied twice, and a skipped tick leaves everything for the next one.
+-- The boss leaves its bucket's dirty set here only while live: once drained (unless this
+-- tick killed it) or found empty. A paused boss keeps its mark (its buffer waits for
+-- resume); a defeated, ended or reset one is unmarked by the caller after its follow-up
+-- (victory saga enqueued, live set left), so a caller that dies first is retried.
 local function I(n) return string.format('%d', n) end
 local s = redis.call('HMGET', KEYS[1], 'status', 'hp', 'version', 'phase', 'phases',
-  'last_tick_ms', 'opening', 'min_tick_ms')
+  'last_tick_ms', 'opening', 'min_tick_ms', 'max_hp', 'slug', 'gen')
 local status = s[1]
 if not status then return {'no_boss'} end
 if status ~= 'live' then return {'idle', s[3], status} end
@@ -15,16 +24,37 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if ARGV[1] ~= '1' and now - tonumber(s[6]) < tonumber(s[8] or '0') then return {'early', s[3], status} end
 local entries = redis.call('HGETALL', KEYS[2])
-if #entries == 0 then return {'idle', s[3], status} end
+if #entries == 0 then
+  redis.call('SREM', KEYS[4], ARGV[2])
+  return {'idle', s[3], status}
+end
 redis.call('DEL', KEYS[2])
 
 local total = 0
 local parts = {}
+local sessions = {}
 for i = 1, #entries, 2 do
   total = total + tonumber(entries[i + 1])
   -- field names are session fields (core/keys.py: validated shard key and epoch, or the
   -- recovered twin of one): JSON-safe, tests/core/test_keys.py checks it
   parts[#parts + 1] = '"' .. entries[i] .. '":' .. entries[i + 1]
+  if not string.find(entries[i], '#', 1, true) then sessions[#sessions + 1] = entries[i] end
+end
+local seqs = {}
+if #sessions > 0 then
+  local last = redis.call('HMGET', KEYS[5], unpack(sessions))
+  for i, sess in ipairs(sessions) do seqs[#seqs + 1] = '"' .. sess .. '":' .. (last[i] or '0') end
+end
+-- Per-player damage moves from pbuf to players with the tick, so the log can rebuild it.
+local pentries = redis.call('HGETALL', KEYS[6])
+local pparts = {}
+if #pentries > 0 then
+  redis.call('DEL', KEYS[6])
+  for i = 1, #pentries, 2 do
+    redis.call('HINCRBY', KEYS[7], pentries[i], pentries[i + 1])
+    -- player ids are validated (core/validation.py PLAYER_ID_RE): JSON-safe
+    pparts[#pparts + 1] = '"' .. pentries[i] .. '":' .. pentries[i + 1]
+  end
 end
 local hp = tonumber(s[2])
 local applied = math.min(total, hp)
@@ -45,6 +75,8 @@ local defeated = 0
 if new_hp == 0 then
   new_status = 'defeated'
   defeated = 1
+else
+  redis.call('SREM', KEYS[4], ARGV[2])
 end
 redis.call('HSET', KEYS[1], 'hp', I(new_hp), 'version', I(version), 'phase', phase,
   'phase_name', phase_name, 'status', new_status, 'last_tick_ms', I(now), 'changed_ms', I(now))
@@ -53,6 +85,7 @@ if overkill > 0 then redis.call('HINCRBY', KEYS[1], 'overkill', I(overkill)) end
 if defeated == 1 then redis.call('HSET', KEYS[1], 'defeated_ms', I(now)) end
 redis.call('XADD', KEYS[3], I(version) .. '-1', 'v', I(version), 'kind', 'tick',
   'status', new_status, 'hp', I(new_hp), 'applied', I(applied), 'overkill', I(overkill),
-  'd', '{' .. table.concat(parts, ',') .. '}', 'ts', I(now))
+  'd', '{' .. table.concat(parts, ',') .. '}', 'ts', I(now),
+  's', '{' .. table.concat(seqs, ',') .. '}', 'p', '{' .. table.concat(pparts, ',') .. '}')
 return {'applied', version, new_hp, applied, overkill, old_phase, phase, defeated, now,
-  phase_name, new_status}
+  phase_name, new_status, s[9], s[10], s[11] or '0'}

@@ -127,14 +127,24 @@ def test_no_key_or_channel_name_is_spelled_outside_core_keys() -> None:
 @pytest.mark.parametrize("boss_id", [0, 1, 7, 11, 123_456_789_012])
 def test_every_key_of_a_boss_is_on_its_hash_tag(boss_id: int) -> None:
     k = keys.BossKeys(boss_id)
-    assert k.tag == f"{keys.BOSS_TAG_PREFIX}{boss_id}}}"
+    assert k.tag == f"{keys.BOSS_TAG_PREFIX}{boss_id % keys.TICK_BUCKETS}}}"
     names = k.all()
     assert names == [getattr(k, name) for name in keys.BOSS_KEY_NAMES]
     assert len(set(names)) == len(keys.BOSS_KEY_NAMES)
     for name in keys.BOSS_KEY_NAMES:
-        assert getattr(k, name) == f"{k.tag}:{name}"
-    # The tag is the first {...} of each key, so it is what Redis Cluster hashes.
-    assert {key.split("}", 1)[0] + "}" for key in names} == {k.tag}
+        assert getattr(k, name) == f"{k.tag}:{boss_id}:{name}"
+    # The tag is the first {...} of each key, so it is what Redis Cluster hashes; the bucket's
+    # dirty set, which the scripts write with the boss's keys, has the same one.
+    assert {key.split("}", 1)[0] + "}" for key in [*names, k.dirty]} == {k.tag}
+    assert k.dirty == keys.dirty_key(keys.tick_bucket(boss_id)) and k.dirty not in names
+
+
+def test_bosses_of_one_bucket_share_a_tag_and_never_a_key() -> None:
+    same = [3, 3 + keys.TICK_BUCKETS, 3 + 5 * keys.TICK_BUCKETS]
+    assert len({keys.BossKeys(b).tag for b in same}) == 1
+    assert len({keys.BossKeys(b).dirty for b in same}) == 1
+    all_keys = [key for b in same for key in keys.BossKeys(b).all()]
+    assert len(set(all_keys)) == len(all_keys)
 
 
 def test_keys_of_different_bosses_never_collide() -> None:
@@ -252,6 +262,7 @@ def _calls(boss_id: int) -> dict[str, authority.Call[object]]:
         "fence": authority.fence_call(boss_id=boss_id, shard_key="eu-2", epoch=1, policy="fair"),
         "tick": authority.tick_call(boss_id=boss_id, force=True),
         "transition": authority.transition_call(boss_id=boss_id, to="paused", allowed_from=("live",)),
+        "restore": authority.restore_call(boss_id=boss_id, incarnation="", gen=1, snapshot="{}"),
     }
 
 
@@ -272,8 +283,9 @@ def test_all_keys_of_a_boss_hash_to_one_slot(boss_id: int) -> None:
 
 
 def test_bosses_spread_across_slots() -> None:
-    slots = {_slot(keys.BossKeys(boss_id).state) for boss_id in range(1, 201)}
-    assert len(slots) >= 190  # CRC16 of distinct tags: a handful of collisions at most
+    slots = {_slot(keys.BossKeys(boss_id).state) for boss_id in range(1, 10_001)}
+    # one slot per bucket (CRC16 of distinct tags: a handful of collisions at most)
+    assert keys.TICK_BUCKETS - 5 <= len(slots) <= keys.TICK_BUCKETS
 
 
 def test_keys_read_together_share_a_slot() -> None:
@@ -341,6 +353,12 @@ def test_a_cluster_node_runs_every_multi_key_command_of_a_fight(cluster_node: re
     last = r.xrevrange(keys.BossKeys(9).log, count=2)[-1][1]
     recovered = keys.recovered_field(keys.session_id("eu-2", 1))
     assert json.loads(last["d"]) == {keys.session_id("eu-1", 1): 100, recovered: 40}
+    # a restore from the archive rewrites every key of the boss (and its dirty mark) at once
+    snap = {"state": {"version": "7", "hp": "3", "gen": "1"}, "seq": {"eu-1:1": "1"}, "settled": {}}
+    snap |= {"floor": {}, "contrib": {}, "players": {}, "buf": {recovered: "5"}, "first": []}
+    restore = authority.restore_call(boss_id=9, incarnation="", gen=1, snapshot=json.dumps(snap))
+    assert authority.run(r, restore).code == "restored"
+    assert r.sismember(keys.BossKeys(9).dirty, "9") and r.hget(keys.BossKeys(9).buf, recovered) == "5"
 
     # a transactional read of several hashes (selectors, victory saga) and a reset's DEL
     pipe = r.pipeline(transaction=True)

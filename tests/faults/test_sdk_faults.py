@@ -143,7 +143,9 @@ async def test_sdk_keeps_hitting_while_redis_is_paused_then_catches_up(settings,
             await play(OUTAGE_S)
         finally:
             own.resume()
-        assert worst_hit < 0.01 and worst_lag < 0.25  # the game loop never waited on the platform
+        # The game loop never waited on the platform: a hit that did would take at least the
+        # client's socket timeout (seconds). The bounds leave room for a loaded machine.
+        assert worst_hit < 0.2 and worst_lag < 0.5
         assert refused > 0 and client._bosses[boss.slug].buffer.pending <= bound
         assert await client.flush(30)
         last_seq = int(get_redis().hget(keys.BossKeys(boss.pk).seq, f"sdk-outage:{client.epoch}"))

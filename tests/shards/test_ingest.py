@@ -57,7 +57,8 @@ def test_accepts_each_seq_once_and_acks_duplicates(live_boss, make_session):
     assert ledger.number("accepted") == 100
     from core.redis import get_redis
 
-    assert get_redis().hgetall(keys.BossKeys(live_boss.pk).players) == {"alice": "60", "bob": "40"}
+    # per-player damage waits in pbuf with the buffer; the tick moves it to players (and logs it)
+    assert get_redis().hgetall(keys.BossKeys(live_boss.pk).pbuf) == {"alice": "60", "bob": "40"}
 
 
 def test_gap_is_refused_and_resend_in_order_is_exact(live_boss, make_session):

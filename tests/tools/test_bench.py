@@ -18,6 +18,7 @@ from django.conf import settings
 
 from core import keys
 from tests.support import processes
+from tools.bench import bosses as bench_bosses
 from tools.bench import suite
 from tools.bench.freshness import FreshnessTracker
 from tools.stack import url_with_db
@@ -75,8 +76,14 @@ def test_bench_produces_every_row_on_its_own_redis_dbs():
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout)
 
-    for section in ("lockstorm", "scaling", "ticks", "fanout", "e2e"):
+    for section in suite.SECTIONS:
         assert "error" not in report[section], (section, report[section])
+    bosses = report["bosses"]
+    assert [(r["active"], r["idle"]) for r in bosses["passes"]] == [
+        (a, i) for a, i in bench_bosses.SMOKE_SCENARIOS
+    ]
+    assert all(r["per_boss_p50_ms"] > 0 and r["dirty_p50_ms"] > 0 for r in bosses["passes"])
+    assert all(r["ticks"] > 3 and r["probes"] > 0 for r in bosses["cadence"])
     rows = {r["approach"].split(" ")[0]: r for r in report["lockstorm"]["rows"]}
     assert (
         set(rows) == {"delta-sync", "Redis", "PostgreSQL", "per-hit"}

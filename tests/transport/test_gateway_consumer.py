@@ -91,10 +91,16 @@ async def test_header_auth_damage_ack_and_duplicate(live_boss):
     hb = await send(
         comm, type="heartbeat", boss=live_boss.slug, pending=70, inflight={"seq": 2, "amount": 30}
     )
-    assert hb == {"type": "heartbeat_ack", "boss": live_boss.slug, "last_seq": 1, "held": 100}
+    assert hb == {
+        "type": "heartbeat_ack",
+        "boss": live_boss.slug,
+        "last_seq": 1,
+        "held": 100,
+        "durable_seq": 0,
+    }
     ledger = await sync_to_async(boss_ledger)(boss_id=live_boss.pk)
     assert ledger.number("accepted") == 500 and ledger.buffers == {"eu-1:1": 500}
-    assert await sync_to_async(get_redis().hget)(keys.BossKeys(live_boss.pk).players, "alice") == "300"
+    assert await sync_to_async(get_redis().hget)(keys.BossKeys(live_boss.pk).pbuf, "alice") == "300"
     await comm.disconnect()
 
 
@@ -282,10 +288,11 @@ async def test_player_attacks_are_buffered_ticked_and_attributed(make_boss, gate
             assert ack["type"] == "attack_ack" and ack["id"] == i and 20 <= ack["damage"] <= 30
             dealt[name] += ack["damage"]
     total = sum(dealt.values())
-    players_key = keys.BossKeys(boss.pk).players
     await wait_for(lambda: boss_ledger(boss_id=boss.pk).number("accepted") == total)
-    assert await sync_to_async(get_redis().hgetall)(players_key) == {k: str(v) for k, v in dealt.items()}
+    waiting = {k: str(v) for k, v in dealt.items()}
+    assert await sync_to_async(get_redis().hgetall)(keys.BossKeys(boss.pk).pbuf) == waiting
     await sync_to_async(boss_tick)(boss_id=boss.pk, force=True)
+    assert await sync_to_async(get_redis().hgetall)(keys.BossKeys(boss.pk).players) == waiting
     report = await sync_to_async(boss_verify)(boss=boss)
     assert report.ok, report.problems
     assert report.applied == total
@@ -321,7 +328,7 @@ async def test_player_rate_limit_then_close_on_abuse(make_boss, gateways):
     assert all(f["code"] == "rate_limited" for f in frames)
     dealt = sum(o["damage"] for o in outs[:3])
     await wait_for(lambda: boss_ledger(boss_id=boss.pk).number("accepted") >= dealt)
-    contrib = await sync_to_async(get_redis().hget)(keys.BossKeys(boss.pk).players, "spammer")
+    contrib = await sync_to_async(get_redis().hget)(keys.BossKeys(boss.pk).pbuf, "spammer")
     assert int(contrib) == dealt  # refused attacks added nothing
 
 

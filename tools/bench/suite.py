@@ -7,7 +7,11 @@ Sections (each can be run alone with ``--only``):
 - ``ticks``: sync-tick interval and freshness with the real beat + worker (tools/bench/freshness.py);
 - ``fanout``: viewers at 10 Hz over real sockets (tools/bench/fanout.py);
 - ``e2e``: hosted-player attacks/s and SDK-aggregated hits/s one boss sustains over real
-  sockets, HP exact (tools/simulator.py).
+  sockets, HP exact (tools/simulator.py);
+- ``bosses``: one sync tick pass over many live bosses, per-boss loop vs dirty pass, and the
+  dirty pass on a 100 ms cadence under load (tools/bench/bosses.py);
+- ``durability``: the ingest path under each durability mode, side by side: no persistence,
+  AOF everysec, AOF always, replica (tools/bench/durability.py).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from django.conf import settings
 
 SCALING_PLAYERS = [10_000, 100_000, 1_000_000]
 HITS_PER_PLAYER_S = 1.0
-SECTIONS = ("lockstorm", "scaling", "ticks", "fanout", "e2e")
+SECTIONS = ("lockstorm", "scaling", "ticks", "fanout", "e2e", "bosses", "durability", "ops")
 BENCH_DBS = (13, 14, 15)  # authority, broker, fan-out: never a user's 0-7
 MIN_BENCH_DB = 8
 BOSS_ID_BASE = 900_000_000  # authority-only bosses (no SQL row) far above real ids
@@ -38,9 +42,33 @@ BOSS_ID_BASE = 900_000_000  # authority-only bosses (no SQL row) far above real 
 # works end to end (what the test suite runs) and measures nothing worth reporting.
 MODES = ("full", "quick", "smoke")
 DURATIONS = {
-    "full": {"lockstorm": 8.0, "scaling": 5.0, "ticks": 20.0, "fanout": 10.0, "e2e": 15.0},
-    "quick": {"lockstorm": 1.0, "scaling": 1.0, "ticks": 3.0, "fanout": 1.0, "e2e": 3.0},
-    "smoke": {"lockstorm": 0.3, "scaling": 0.3, "ticks": 1.5, "fanout": 0.5, "e2e": 1.0},
+    "full": {
+        "lockstorm": 8.0,
+        "scaling": 5.0,
+        "ticks": 20.0,
+        "fanout": 10.0,
+        "e2e": 15.0,
+        "bosses": 10.0,
+        "durability": 5.0,
+    },
+    "quick": {
+        "lockstorm": 1.0,
+        "scaling": 1.0,
+        "ticks": 3.0,
+        "fanout": 1.0,
+        "e2e": 3.0,
+        "bosses": 3.0,
+        "durability": 1.0,
+    },
+    "smoke": {
+        "lockstorm": 0.3,
+        "scaling": 0.3,
+        "ticks": 1.5,
+        "fanout": 0.5,
+        "e2e": 1.0,
+        "bosses": 1.0,
+        "durability": 0.3,
+    },
 }
 FANOUT_VIEWERS = {"full": [500, 1_000, 2_000], "quick": [500, 1_000, 2_000], "smoke": [20, 40, 60]}
 TARGETS = {
@@ -161,6 +189,12 @@ def bench_run(*, mode: str, sections: list[str], progress: Callable[[str], None]
         _section(report, "lockstorm", progress, lambda: _lockstorm(redis_url, d["lockstorm"], progress))
     if "scaling" in sections:
         _section(report, "scaling", progress, lambda: _scaling(d["scaling"]))
+    if "bosses" in sections:
+        _section(report, "bosses", progress, lambda: _bosses(mode, d["bosses"], progress))
+    if "durability" in sections:
+        _section(report, "durability", progress, lambda: _durability(d["durability"], progress))
+    if "ops" in sections:  # operator sockets: per-socket polling vs the shared feed (tools/bench/ops.py)
+        _section(report, "ops", progress, lambda: _ops(mode, progress))
     needs_stack = {"ticks", "fanout", "e2e"} & set(sections)
     if needs_stack:
         with Stack(run_dir=Path(settings.BASE_DIR) / ".bench" / "run") as stack:
@@ -181,6 +215,30 @@ def bench_run(*, mode: str, sections: list[str], progress: Callable[[str], None]
     report["total_seconds"] = round(time.monotonic() - started, 1)
     report["summary"] = summarize(report)
     return report
+
+
+def _ops(mode: str, progress) -> dict[str, Any]:
+    from tools.bench.ops import ops_bench
+
+    return ops_bench(mode=mode, run_dir=Path(settings.BASE_DIR) / ".bench", progress=progress)
+
+
+def _durability(seconds: float, progress) -> dict[str, Any]:
+    from tools.bench.durability import durability_rows
+
+    return durability_rows(seconds=seconds, run_dir=Path(settings.BASE_DIR) / ".bench", progress=progress)
+
+
+def _bosses(mode: str, seconds: float, progress) -> dict[str, Any]:
+    from tools.bench.bosses import bosses_bench
+
+    return bosses_bench(
+        mode=mode,
+        seconds=seconds,
+        interval_ms=settings.SYNC_TICK_INTERVAL_MS,
+        id_base=BOSS_ID_BASE + 10_000,
+        progress=progress,
+    )
 
 
 def _lockstorm(redis_url: str, seconds: float, progress) -> dict[str, Any]:
@@ -398,6 +456,16 @@ def report_markdown(report: dict[str, Any]) -> str:
                 "shard per 100 ms shard tick + one sync tick per 100 ms, whatever the players do).",
                 "",
             ]
+    lines += _bosses_markdown(report.get("bosses"))
+    from tools.bench.ops import ops_lines
+
+    lines += ops_lines(report.get("ops"))
+    dur = report.get("durability")
+    if dur:
+        from tools.bench.durability import durability_lines
+
+        lines += ["### Durability modes: the ingest path (tools/bench/durability.py)", ""]
+        lines += durability_lines(dur)
     tk = report.get("ticks")
     if tk:
         lines += ["### Sync tick (real Celery beat + worker, 100 ms) and freshness", ""]
@@ -497,3 +565,39 @@ def _e2e_lines(e2e: dict[str, Any]) -> list[str]:
     if e2e.get("note"):
         out += [e2e["note"], ""]
     return out
+
+
+def _bosses_markdown(bs: dict[str, Any] | None) -> list[str]:
+    if not bs:
+        return []
+    lines = ["### Many live bosses: one sync tick pass (tools/bench/bosses.py)", ""]
+    if "error" in bs:
+        return [*lines, f"error: {bs['error']}", ""]
+    lines += [
+        "| active bosses | idle live bosses | per-boss loop p50 / p99 | dirty pass p50 / p99 | x faster (p50) |",
+        "|---|---|---|---|---|",
+    ]
+    for r in bs["passes"]:
+        lines.append(
+            f"| {_n(r['active'])} | {_n(r['idle'])} | {_ms(r['per_boss_p50_ms'])} / {_ms(r['per_boss_p99_ms'])} | "
+            f"{_ms(r['dirty_p50_ms'])} / {_ms(r['dirty_p99_ms'])} | {_ratio(r['ratio_p50'])} |"
+        )
+    lines += [
+        "",
+        "Each pass after one delta per active boss; both implementations alternate on the same bosses.",
+        "",
+        "| active bosses | idle live bosses | ticks | pass p99 | tick interval p99 | freshness p50 / p99 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in bs["cadence"]:
+        lines.append(
+            f"| {_n(r['active'])} | {_n(r['idle'])} | {r['ticks']} | {_ms(r['pass_p99_ms'])} | "
+            f"{_ms(r['interval_p99_ms'])} | {_ms(r['freshness_p50_ms'])} / {_ms(r['freshness_p99_ms'])} |"
+        )
+    lines += [
+        "",
+        "Dirty pass every 100 ms in one process while another process sends one delta per active "
+        "boss per interval; freshness: a probe's ingest ack to the state message on its subscriber.",
+        "",
+    ]
+    return lines

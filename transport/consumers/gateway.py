@@ -26,6 +26,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from bosses.sagas.crash import session_end
+from core import metrics
 from core.errors import (
     AuthorityUnavailable,
     InvalidInput,
@@ -43,7 +44,7 @@ from core.validation import PLAYER_ID_RE
 from core.wire import encode, error_frame, parse_frame
 from shards.models import SHARD_KEY_RE, Shard, ShardStatus
 from shards.services import adelta_ingest, aheartbeat_record, shard_authenticate, shard_session_open
-from transport.consumers.base import DirectDispatchMixin
+from transport.consumers.base import DirectDispatchMixin, SocketGaugeMixin
 from transport.consumers.state import boss_ref_get
 from transport.fastpath import text_frame, writer_for
 from transport.hosted import hosted_shard_get
@@ -97,6 +98,16 @@ def _end_sync(shard_key: str, epoch: int, boss_ids: list[int], reason: str) -> d
         raise AuthorityUnavailable(f"Redis is unreachable: {exc}") from exc
 
 
+async def _unless_being_restored(slug: str) -> None:
+    """The authority has no such boss. If SQL runs the fight, Redis lost it and it is being
+    restored from the archive (docs/durability.md): answer ``authority_unavailable`` (re-send
+    the same frame later; nothing was applied) rather than ``unknown_boss``, which tells a
+    client the boss is gone and its damage can be dropped."""
+    fresh = await boss_ref_get(slug=slug, fresh=True)
+    if fresh.status != "draft":
+        raise AuthorityUnavailable(f"the authority of {slug} is being restored; re-send the same frame")
+
+
 def _bearer(scope) -> str | None:
     for name, value in scope.get("headers", ()):
         if name == b"authorization":
@@ -126,9 +137,10 @@ def _scalar(value):
     return value if isinstance(value, (int, str)) and not isinstance(value, bool) else None
 
 
-class ShardGatewayConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
+class ShardGatewayConsumer(SocketGaugeMixin, DirectDispatchMixin, AsyncWebsocketConsumer):
     """One game-server or player connection to a shard (see the module docstring)."""
 
+    metrics_endpoint = "shard"
     shard_key = ""
     epoch: int | None = None
     player: str | None = None
@@ -242,6 +254,8 @@ class ShardGatewayConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
                     "shard": self.shard_key,
                     "epoch": self.epoch,
                     "resumed": resumed,
+                    # heartbeat_ack reports durable_seq: keep acked deltas until then (v1 extension)
+                    "durable": True,
                 }
             )
         )
@@ -269,6 +283,8 @@ class ShardGatewayConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
             await self._refuse(err, frame)
 
     async def _refuse(self, err: LiveOpsError, frame: dict) -> None:
+        if frame.get("type") == "attack":
+            metrics.HOSTED_ATTACKS.labels(outcome=err.code).inc()
         if err.code == "too_large":
             return await self._close_with(err, CloseCode.TOO_LARGE)
         await self.send_text(
@@ -315,15 +331,21 @@ class ShardGatewayConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
                 f"epoch {frame['epoch']!r} is not this connection's epoch {epoch}", epoch=epoch
             )
         boss = await self._boss(frame)
-        result = await adelta_ingest(
-            boss_id=boss.id,
-            shard_key=self.shard_key,
-            epoch=epoch,
-            seq=frame.get("seq"),
-            amount=frame.get("amount"),
-            breakdown=frame.get("breakdown"),
-        )
+        try:
+            result = await adelta_ingest(
+                boss_id=boss.id,
+                shard_key=self.shard_key,
+                epoch=epoch,
+                seq=frame.get("seq"),
+                amount=frame.get("amount"),
+                breakdown=frame.get("breakdown"),
+            )
+        except UnknownBoss:
+            await _unless_being_restored(boss.slug)
+            raise
         self._touch(boss)
+        if not result.duplicate:
+            metrics.DAMAGE_ACCEPTED.labels(boss=boss.slug).inc(int(frame["amount"]))
         await self.send_text(
             encode({"type": "ack", "boss": boss.slug, "seq": result.seq, "duplicate": result.duplicate})
         )
@@ -335,18 +357,28 @@ class ShardGatewayConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
         inflight = frame.get("inflight") or {}
         if not isinstance(inflight, dict):
             raise MalformedFrame("'inflight' must be an object {seq, amount}", field="inflight")
-        result = await aheartbeat_record(
-            boss_id=boss.id,
-            shard_key=self.shard_key,
-            epoch=epoch,
-            pending=frame.get("pending"),
-            inflight_seq=inflight.get("seq", 0),
-            inflight_amount=inflight.get("amount", 0),
-        )
+        try:
+            result = await aheartbeat_record(
+                boss_id=boss.id,
+                shard_key=self.shard_key,
+                epoch=epoch,
+                pending=frame.get("pending"),
+                inflight_seq=inflight.get("seq", 0),
+                inflight_amount=inflight.get("amount", 0),
+            )
+        except UnknownBoss:
+            await _unless_being_restored(boss.slug)
+            raise
         self._touch(boss)
         await self.send_text(
             encode(
-                {"type": "heartbeat_ack", "boss": boss.slug, "last_seq": result.last_seq, "held": result.held}
+                {
+                    "type": "heartbeat_ack",
+                    "boss": boss.slug,
+                    "last_seq": result.last_seq,
+                    "held": result.held,
+                    "durable_seq": result.durable_seq,
+                }
             )
         )
 
@@ -383,6 +415,7 @@ class ShardGatewayConsumer(DirectDispatchMixin, AsyncWebsocketConsumer):
                 )
                 return
             raise
+        metrics.HOSTED_ATTACKS.labels(outcome="accepted").inc()
         await self.send_text(
             encode(
                 {"type": "attack_ack", "boss": boss.slug, "damage": damage, "id": _scalar(frame.get("id"))}

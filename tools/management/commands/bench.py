@@ -39,7 +39,9 @@ class Command(BaseCommand):
             help="Redis to use (its db number is ignored: the bench uses dbs 13-15)",
         )
         parser.add_argument(
-            "--only", default="", help="comma-separated sections: lockstorm,scaling,ticks,fanout,e2e"
+            "--only",
+            default="",
+            help="comma-separated sections: lockstorm,scaling,ticks,fanout,e2e,bosses,durability",
         )
 
     def handle(
