@@ -253,6 +253,7 @@ def redis_url_db(url: str, db: int) -> str:
 
 
 async def _fight(opts: DemoOptions, stack, boss, specs, base: str, say, out: TextIO) -> DemoResult:
+    from core.redis import REDIS_DOWN
     from tools.simsetup import fight_settle
     from tools.simulator import Fight, FightPlan
 
@@ -300,7 +301,10 @@ async def _fight(opts: DemoOptions, stack, boss, specs, base: str, say, out: Tex
                 reason["why"] = f"the simulator failed: {exc!r}"
                 break
         hits = (fight.stats.attacks_acked + fight.stats.sdk_hits) if fight else 0
-        line, status = await asyncio.to_thread(demo_progress_line, boss.pk, hits, rates)
+        try:
+            line, status = await asyncio.to_thread(demo_progress_line, boss.pk, hits, rates)
+        except REDIS_DOWN as exc:  # the authority restarts or fails over: the fight goes on
+            line = f"authority unreachable ({type(exc).__name__}); the fight resumes when it is back"
         print(("\r" + line + "   ") if tty else line, end="" if tty else "\n", file=out, flush=True)
         if status in ("defeated", "expired"):
             reason["why"] = f"the boss is {status}"

@@ -245,3 +245,36 @@ def test_demo_without_simulation_serves_the_fight_for_real_players(clone):
     assert all(r[2] == 0 for r in _progress(output)) and _progress(output)
     assert "verify_boss: OK" in output
     _assert_nothing_running(clone, output, port)
+
+
+def test_demo_rides_through_a_kill_9_of_its_redis(clone):
+    """The demo on a Redis it did not start (AOF, fsync always): that Redis is killed with
+    ``kill -9`` mid-fight and restarted 3 s later on the same data. The progress line says the
+    authority is away instead of dying, the fight resumes, and verify_boss holds at the end."""
+    from tests.support.redis_servers import RedisServer, redis_server_binary
+
+    server = RedisServer(redis_server_binary())
+    port = processes.free_port()
+    proc = _manage_demo(clone, ["--duration", "14", "--port", str(port), "--players", "6"], _env(server.port))
+    lines: list[str] = []
+    try:
+        _wait_for(proc, "hits/s", 90, lines)
+        argv = server.popen.args
+        server.popen.kill()
+        server.popen.wait(timeout=10)
+        time.sleep(3)
+        server.popen = subprocess.Popen(
+            argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+        rest, _ = proc.communicate(timeout=DEMO_TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        server.stop()
+    output = "".join(lines) + rest
+    assert "authority unreachable" in output, output
+    assert proc.returncode == 0, output
+    rows = _progress(rest.split("authority unreachable")[-1])
+    assert rows and rows[-1][1] > 1, output  # progress again after the outage
+    assert "verify_boss: OK" in output
+    _assert_nothing_running(clone, output, port)
