@@ -21,5 +21,7 @@ __all__ = [
 
 MAX_HP = 2**50
 MAX_DAMAGE_PER_ATTACK = 10**9
-# What a heartbeat may report as held (pending or in flight).
-MAX_HELD_AMOUNT = 2**50
+# What a heartbeat may report as held (pending, or in flight), and what heartbeat.lua keeps as
+# one session's held damage: one delta's worth. A fair crash settlement is applied like a
+# delta, so it may not exceed one; and 2^40 per session keeps every sum exact below 2^53.
+MAX_HELD_AMOUNT = MAX_DELTA_AMOUNT

@@ -2,7 +2,7 @@
 -- KEYS: 1 state, 2 seq, 3 settled, 4 floor, 5 hb, 6 held, 7 hbase, 8 archived
 -- ARGV: 1 shard, 2 epoch, 3 pending (local buffer not yet in any delta),
 --       4 in-flight seq (0: none), 5 in-flight amount, 6 session field (core/keys.py
---       session_id)
+--       session_id), 7 the most a session may hold (core/limits.py MAX_HELD_AMOUNT)
 -- Returns {'ok', last_seq, held, durable_seq} or {'fenced', last_seq, detail} or
 -- {'no_boss', 0, ''}; durable_seq: the session's highest seq in the SQL archive (the
 -- archive writes it), so a client may stop keeping deltas up to it.
@@ -25,6 +25,10 @@ if iseq > last then
   held = held + tonumber(ARGV[5])
   base = iseq
 end
+-- What a crash saga may settle for one session is capped like one delta (ARGV 7): a fair
+-- settlement then never applies more than a shard could have sent, and sums stay exact.
+local cap = tonumber(ARGV[7])
+if held > cap then held = cap end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HSET', KEYS[5], sess, I(now))

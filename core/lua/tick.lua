@@ -23,6 +23,9 @@ if status ~= 'live' then return {'idle', s[3], status} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if ARGV[1] ~= '1' and now - tonumber(s[6]) < tonumber(s[8] or '0') then return {'early', s[3], status} end
+-- Everything that can fail (a damaged phases field) comes before the first write: Redis does
+-- not undo a script's writes when it fails half way, and a deleted buffer would be lost.
+local thresholds = cjson.decode(s[5])
 local entries = redis.call('HGETALL', KEYS[2])
 if #entries == 0 then
   redis.call('SREM', KEYS[4], ARGV[2])
@@ -64,7 +67,7 @@ local version = tonumber(s[3]) + 1
 local old_phase = tonumber(s[4])
 local phase = 0
 local phase_name = s[7]
-for i, p in ipairs(cjson.decode(s[5])) do
+for i, p in ipairs(thresholds) do
   if new_hp <= p[1] then
     phase = i
     phase_name = p[2]

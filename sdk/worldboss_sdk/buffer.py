@@ -122,8 +122,9 @@ class LocalBuffer:
     @property
     def waiting(self) -> int:
         """Damage in no in-flight delta: pending plus the re-sends queued behind the in-flight
-        one (what a heartbeat reports as ``pending``)."""
-        return self.pending + sum(d.amount for d in self.queued)
+        one (what a heartbeat reports as ``pending``; the platform accepts at most one delta's
+        worth, ``MAX_DELTA_AMOUNT``, which is also the most a crash saga settles for a session)."""
+        return min(self.pending + sum(d.amount for d in self.queued), MAX_DELTA_AMOUNT)
 
     def take(self) -> Delta | None:
         """The delta to send now: the in-flight one again, else a new one (or None)."""
