@@ -67,27 +67,27 @@ def _run_action(modeladmin, request, queryset, fn, verb: str) -> None:
             modeladmin.message_user(request, f"{boss.slug}: {verb} done", messages.SUCCESS)
 
 
-@admin.action(description="Go live (seed the authority)")
+@admin.action(description="Go live (seed the authority)", permissions=["operate"])
 def go_live(modeladmin, request, queryset):
     _run_action(modeladmin, request, queryset, services.boss_go_live, "go live")
 
 
-@admin.action(description="Pause")
+@admin.action(description="Pause", permissions=["operate"])
 def pause(modeladmin, request, queryset):
     _run_action(modeladmin, request, queryset, services.boss_pause, "pause")
 
 
-@admin.action(description="Resume")
+@admin.action(description="Resume", permissions=["operate"])
 def resume(modeladmin, request, queryset):
     _run_action(modeladmin, request, queryset, services.boss_resume, "resume")
 
 
-@admin.action(description="End (expire undefeated)")
+@admin.action(description="End (expire undefeated)", permissions=["operate"])
 def end(modeladmin, request, queryset):
     _run_action(modeladmin, request, queryset, services.boss_end, "end")
 
 
-@admin.action(description="Reset to draft (not while live)")
+@admin.action(description="Reset to draft (not while live)", permissions=["operate"])
 def reset(modeladmin, request, queryset):
     _run_action(modeladmin, request, queryset, services.boss_reset, "reset")
 
@@ -144,6 +144,11 @@ class BossEncounterAdmin(admin.ModelAdmin):
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
     actions = [go_live, pause, resume, end, reset]
+
+    def has_operate_permission(self, request):
+        """The lifecycle actions need ``bosses.operate_boss``: staff alone is not a role."""
+        return request.user.has_perm("bosses.operate_boss")
+
     inlines = [SagaRunInline]
     readonly_fields = (
         "live_hp",
@@ -360,7 +365,7 @@ class RewardGrantAdmin(admin.ModelAdmin):
 # --- shards ------------------------------------------------------------------------------
 
 
-@admin.action(description="Rotate token (shown once)")
+@admin.action(description="Rotate token (shown once)", permissions=["manage"])
 def rotate_token(modeladmin, request, queryset):
     for shard in queryset:
         token = shard_token_rotate(shard=shard)
@@ -369,7 +374,7 @@ def rotate_token(modeladmin, request, queryset):
         )
 
 
-@admin.action(description="Retire (refuse and fence every session)")
+@admin.action(description="Retire (refuse and fence every session)", permissions=["manage"])
 def retire(modeladmin, request, queryset):
     for shard in queryset:
         try:
@@ -387,6 +392,15 @@ class ShardAdmin(admin.ModelAdmin):
     search_fields = ("key", "name", "region")
     readonly_fields = ("status", "current_epoch", "token_rotated_at", "created_at")
     actions = [rotate_token, retire]
+
+    def has_manage_permission(self, request):
+        """Rotating a token (it is shown once, to whoever rotates it) and retiring need
+        ``shards.manage_shard``: a view-only staff user can do neither."""
+        return request.user.has_perm("shards.manage_shard")
+
+    def has_add_permission(self, request):
+        # adding a shard issues its token (shown once): the same permission as rotating
+        return super().has_add_permission(request) and self.has_manage_permission(request)
 
     def get_readonly_fields(self, request, obj=None):
         return self.readonly_fields + (("key",) if obj else ())

@@ -88,6 +88,9 @@ class BossEncounter(models.Model):
 
     class Meta:
         ordering = ["name"]
+        # Staff is not a role: running a fight needs this (admin actions, the ops dashboard's
+        # pause/resume/end); watching it needs view_bossencounter (docs/dashboard.md).
+        permissions = [("operate_boss", "Can operate a fight: go live, pause, resume, end, reset")]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.slug})"

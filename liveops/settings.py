@@ -8,7 +8,10 @@ CHANNELS_URL   only the bench's stock-Channels rows default: BROKER_URL with db 
 REDIS_CLUSTER, REDIS_SENTINELS, REDIS_SENTINEL_MASTER, REDIS_SENTINEL_DB,
 REDIS_SENTINEL_PASSWORD, REDIS_SENTINEL_AUTH: the authority's topology (docs/topologies.md)
 DJANGO_ENV     development (default) | production: production turns on
-               AUTHORITY_REQUIRE_PERSISTENCE unless that variable says otherwise
+               AUTHORITY_REQUIRE_PERSISTENCE unless that variable says otherwise, turns DEBUG
+               off by default, requires SECRET_KEY and ALLOWED_HOSTS and turns on the HTTPS
+               settings of `check --deploy` (SECURE_SSL_REDIRECT, SESSION_COOKIE_SECURE,
+               CSRF_COOKIE_SECURE, SECURE_HSTS_*; SECURE_PROXY_SSL_HEADER behind a TLS proxy)
 AUTHORITY_DURABILITY, AUTHORITY_REPLICA_TIMEOUT_MS, AUTHORITY_REQUIRE_PERSISTENCE:
                what an ack waits for and whether to start on a Redis that does not
                persist every write (docs/durability.md)
@@ -49,10 +52,50 @@ def redis_url_with_db_offset(url: str, offset: int) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"/{db + offset}", parts.query, parts.fragment))
 
 
-SECRET_KEY = os.environ.get("SECRET_KEY", "dev-only-insecure-key-change-me")
-DEBUG = _env_bool("DEBUG", True)
-ALLOWED_HOSTS = [h for h in os.environ.get("ALLOWED_HOSTS", "*").split(",") if h]
+DJANGO_ENVIRONMENTS = ("development", "production")
+DJANGO_ENV = os.environ.get("DJANGO_ENV", "development").strip().lower() or "development"
+if DJANGO_ENV not in DJANGO_ENVIRONMENTS:
+    raise ImproperlyConfigured(
+        f"DJANGO_ENV={os.environ.get('DJANGO_ENV')!r} is not an environment; accepted values: "
+        + ", ".join(DJANGO_ENVIRONMENTS)
+    )
+PRODUCTION = DJANGO_ENV == "production"
+
+# --- Secrets, hosts, HTTPS (docs/deploy.md, "Production settings") -------------------------
+# Development: zero setup (a public dev key, DEBUG on, any Host). Production: DEBUG off unless
+# asked, and no default for the key or the hosts: a missing one refuses to start (one line).
+DEV_SECRET_KEY = "dev-only-insecure-key-change-me"
+SECRET_KEY = os.environ.get("SECRET_KEY", "" if PRODUCTION else DEV_SECRET_KEY)
+if PRODUCTION and (not SECRET_KEY or SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 50):
+    raise ImproperlyConfigured(
+        "SECRET_KEY must be set to a random string of at least 50 characters with DJANGO_ENV=production "
+        "(not the development key), e.g. python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+    )
+DEBUG = _env_bool("DEBUG", not PRODUCTION)
+ALLOWED_HOSTS = [
+    h.strip() for h in os.environ.get("ALLOWED_HOSTS", "" if PRODUCTION else "*").split(",") if h.strip()
+]
+if PRODUCTION and (not ALLOWED_HOSTS or "*" in ALLOWED_HOSTS):
+    raise ImproperlyConfigured(
+        "ALLOWED_HOSTS must list this deployment's host names (comma-separated, no '*') with DJANGO_ENV=production"
+    )
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+# Behind a TLS-terminating proxy that sets X-Forwarded-Proto: SECURE_PROXY_SSL_HEADER=
+# HTTP_X_FORWARDED_PROTO (only if the proxy always sets or strips that header).
+if _proxy_header := os.environ.get("SECURE_PROXY_SSL_HEADER", "").strip():
+    SECURE_PROXY_SSL_HEADER = (_proxy_header, "https")
+# Production turns every HTTPS setting of `check --deploy` on; each can be turned off (e.g.
+# SECURE_SSL_REDIRECT=0 where the proxy redirects, or on a plain-HTTP test rig).
+SECURE_SSL_REDIRECT = _env_bool("SECURE_SSL_REDIRECT", PRODUCTION)
+# Load balancers probe over plain HTTP: health and metrics answer without the redirect.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+SESSION_COOKIE_SECURE = _env_bool("SESSION_COOKIE_SECURE", PRODUCTION)
+CSRF_COOKIE_SECURE = _env_bool("CSRF_COOKIE_SECURE", PRODUCTION)
+SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "31536000" if PRODUCTION else "0"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", PRODUCTION)
+SECURE_HSTS_PRELOAD = _env_bool("SECURE_HSTS_PRELOAD", PRODUCTION)
+# The debug page (development only) shows settings: hide the passwords inside *_URL values.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "transport.views.RedactingExceptionReporterFilter"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -184,16 +227,13 @@ CRASH_SCAN_INTERVAL_MS = int(os.environ.get("CRASH_SCAN_INTERVAL_MS", "500"))
 SAGA_STALE_MS = int(os.environ.get("SAGA_STALE_MS", "5000"))
 SAGA_RESUME_INTERVAL_MS = int(os.environ.get("SAGA_RESUME_INTERVAL_MS", "2000"))
 
+# Hosted players' rate limit shared by every ASGI process through the authority (rate.lua,
+# transport/hosted.py); off: per process only (one process, or sticky sessions per player).
+HOSTED_SHARED_RATE_LIMIT = _env_bool("HOSTED_SHARED_RATE_LIMIT", True)
+
 # --- Durability of the authority (docs/durability.md) ---------------------------
-# DJANGO_ENV picks the defaults of a deployment: "production" refuses to start on an
+# DJANGO_ENV (above) picks the defaults of a deployment: "production" refuses to start on an
 # authority that does not fsync every write; "development" (the demo, the tests) only warns.
-DJANGO_ENVIRONMENTS = ("development", "production")
-DJANGO_ENV = os.environ.get("DJANGO_ENV", "development").strip().lower() or "development"
-if DJANGO_ENV not in DJANGO_ENVIRONMENTS:
-    raise ImproperlyConfigured(
-        f"DJANGO_ENV={os.environ.get('DJANGO_ENV')!r} is not an environment; accepted values: "
-        + ", ".join(DJANGO_ENVIRONMENTS)
-    )
 try:
     # local: an ack means the primary's AOF has it (appendfsync always); replica: a replica
     # confirmed it too (WAITAOF, else WAIT) within AUTHORITY_REPLICA_TIMEOUT_MS.

@@ -34,6 +34,8 @@ class Shard(models.Model):
 
     class Meta:
         ordering = ["key"]
+        # Issuing a token (add, rotate) and retiring need this, not only staff (bosses/admin.py).
+        permissions = [("manage_shard", "Can create a shard, rotate its token and retire it")]
 
     def __str__(self) -> str:
         return self.key

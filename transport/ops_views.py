@@ -7,6 +7,8 @@ it the view shows a confirmation page, so an operator never acts by a stray clic
 
 from __future__ import annotations
 
+from functools import wraps
+
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse
@@ -17,10 +19,11 @@ from django.views.decorators.http import require_http_methods
 from bosses import services
 from bosses.ops_selectors import ops_overview_live, ops_snapshot
 from bosses.selectors import boss_get
-from core.errors import AuthorityUnavailable, LiveOpsError, UnknownBoss
+from core.errors import AuthorityUnavailable, Forbidden, LiveOpsError, UnknownBoss
 from core.redis import REDIS_DOWN
 from shards.models import Shard, ShardStatus
 from transport.hosted import GATEWAY_TICK_MS
+from transport.permissions import OPERATE_BOSS, WATCH_BOSS, can_operate, can_watch
 from transport.views import render_page
 from worldboss_sdk.protocol import Status
 
@@ -60,7 +63,26 @@ def _authority_down(request: HttpRequest, exc: Exception) -> HttpResponse:
     )
 
 
-@staff_member_required
+def _requires(check, permission: str):
+    """Staff login (else the admin's login page), then ``check(user)`` (else HTTP 403 with
+    code ``forbidden`` naming the permission; nothing runs)."""
+
+    def decorator(view):
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            if not check(request.user):
+                err = Forbidden(f"this needs the {permission} permission; ask an administrator")
+                return render_page(
+                    request, "ops/not_found.html", {"error": err, "title": "Forbidden"}, status=403
+                )
+            return view(request, *args, **kwargs)
+
+        return staff_member_required(wrapped)
+
+    return decorator
+
+
+@_requires(can_watch, WATCH_BOSS)
 def ops_index(request: HttpRequest) -> HttpResponse:
     """``/ops/``: every boss at a glance (status, HP, DPS, shard health, tick lag), kept live
     by one ``/ws/ops/`` socket that gets one summary of all bosses per second."""
@@ -75,7 +97,7 @@ def ops_index(request: HttpRequest) -> HttpResponse:
     )
 
 
-@staff_member_required
+@_requires(can_watch, WATCH_BOSS)
 def ops_boss(request: HttpRequest, slug: str) -> HttpResponse:
     """``/ops/bosses/<slug>/``: the live fight dashboard (filled by /ws/ops/bosses/<slug>/)."""
     try:
@@ -109,7 +131,7 @@ def ops_boss(request: HttpRequest, slug: str) -> HttpResponse:
     )
 
 
-@staff_member_required
+@_requires(can_operate, OPERATE_BOSS)
 @require_http_methods(["GET", "POST"])
 def ops_boss_action(request: HttpRequest, slug: str, action: str) -> HttpResponse:
     """Confirm (GET, or POST without ``confirm``) then run pause / resume / end (POST)."""

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.views.debug import SafeExceptionReporterFilter
 
 from bosses.models import BossEncounter
 from bosses.selectors import boss_get, boss_state
 from core.errors import UnknownBoss
+from core.redaction import redact
 from shards.models import Shard
 from worldboss_sdk.protocol import as_dict as protocol_as_dict
+
+
+class RedactingExceptionReporterFilter(SafeExceptionReporterFilter):
+    """Django's filter (hides settings named like keys, tokens, passwords) plus the password
+    inside any string value, e.g. ``REDIS_URL=redis://:s3cret@host`` (``DEFAULT_EXCEPTION_REPORTER_FILTER``)."""
+
+    def cleanse_setting(self, key, value):
+        value = super().cleanse_setting(key, value)
+        return redact(value) if isinstance(value, str) else value
 
 
 def protocol_constants(request: HttpRequest | None = None) -> dict[str, object]:

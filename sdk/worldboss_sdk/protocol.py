@@ -33,6 +33,7 @@ class CloseCode:
 
     NORMAL: Final = 1000
     TOO_LARGE: Final = 1009  # RFC 6455 "message too big" (also what uvicorn sends)
+    INTERNAL_ERROR: Final = 1011  # RFC 6455 "unexpected condition": a server fault, after an error frame
     TRY_AGAIN: Final = 1013  # RFC 6455 "try again later": Redis unreachable right now
     MALFORMED: Final = 4400  # too many malformed frames (each one also got an error frame)
     UNAUTHORIZED: Final = 4401  # missing/wrong/rotated token, or auth timeout

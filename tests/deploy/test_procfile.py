@@ -181,6 +181,7 @@ def test_procfile_roles_serve_a_fight_with_metrics_and_readiness(pg_database, tm
         "DEBUG": "0",
         "SECRET_KEY": secrets.token_hex(32),
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "SECURE_SSL_REDIRECT": "0",  # plain HTTP on loopback: no TLS proxy in front of this rig
         "DATABASE_URL": pg_database,
         "REDIS_URL": redis.url,
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),

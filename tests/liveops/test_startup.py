@@ -37,6 +37,9 @@ def _env(redis_url: str, **extra: str) -> dict[str, str]:
         CHANNELS_URL=f"{base}/2",
         PYTHONUNBUFFERED="1",
         LOG_LEVEL="INFO",
+        # what DJANGO_ENV=production requires (liveops/settings.py)
+        SECRET_KEY="startup-test-" + "k" * 40 + "0123456789",
+        ALLOWED_HOSTS="127.0.0.1,localhost",
     )
     env.update(extra)
     return env

@@ -9,6 +9,7 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.testing.websocket import WebsocketCommunicator
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.test import Client
 
 from bosses.ops_selectors import LATE_AFTER_INTERVALS
@@ -24,8 +25,12 @@ from transport.hub import get_hub
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
 
-def _cookie(*, staff: bool, name: str) -> bytes:
+def _cookie(*, staff: bool, name: str, perms: tuple[str, ...] = ("view_bossencounter",)) -> bytes:
     user = get_user_model().objects.create_user(name, password="pw", is_staff=staff)
+    if staff:  # staff is not a role: watching needs bosses.view_bossencounter
+        user.user_permissions.add(
+            *Permission.objects.filter(content_type__app_label="bosses", codename__in=perms)
+        )
     client = Client()
     client.force_login(user)
     return f"sessionid={client.cookies['sessionid'].value}".encode()

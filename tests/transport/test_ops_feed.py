@@ -110,6 +110,8 @@ async def test_overview_pushes_every_boss_in_one_message(make_boss, make_session
     staff = await database_sync_to_async(_cookie)(staff=True, name="ops")
     pages = [await overview_socket(staff) for _ in range(4)]
     first = await until(pages[0], lambda m: m["type"] == "overview")
+    for page in pages[1:]:  # each socket joins the feed once its permission check is done
+        await until(page, lambda m: m["type"] == "overview")
     rows = {r["slug"]: r for r in first["bosses"]}
     assert set(rows) == {b.slug for b in bosses}
     assert rows[bosses[11].slug]["status"] == "draft" and rows[bosses[0].slug]["status"] == "live"

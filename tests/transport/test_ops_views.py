@@ -7,6 +7,7 @@ import re
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.test import Client
 
 from bosses.selectors import boss_state
@@ -15,9 +16,20 @@ from shards.services import shard_create
 pytestmark = pytest.mark.django_db
 
 
+def operator(name: str):
+    """A staff account with the operator's permissions (staff alone is not a role)."""
+    user = get_user_model().objects.create_user(name, password="pw", is_staff=True)
+    user.user_permissions.add(
+        *Permission.objects.filter(
+            codename__in=("operate_boss", "view_bossencounter"), content_type__app_label="bosses"
+        )
+    )
+    return user
+
+
 @pytest.fixture
 def staff_client():
-    user = get_user_model().objects.create_user("ops", password="pw", is_staff=True)
+    user = operator("ops")
     client = Client()
     client.force_login(user)
     return client
@@ -85,9 +97,8 @@ def test_pause_needs_confirmation_then_goes_through_the_service(live_boss, staff
 
 
 def test_actions_need_csrf_and_known_action(live_boss):
-    from django.contrib.auth import get_user_model
 
-    user = get_user_model().objects.create_user("ops2", password="pw", is_staff=True)
+    user = operator("ops2")
     client = Client(enforce_csrf_checks=True)
     client.force_login(user)
     assert client.post(f"/ops/bosses/{live_boss.slug}/pause/", {"confirm": "yes"}).status_code == 403

@@ -67,7 +67,9 @@ def _prepare() -> str:
         heartbeat_record(boss_id=boss.pk, shard_key=sess.shard_key, epoch=sess.epoch, pending=0)
     user = get_user_model().objects.filter(username="bench-operator").first()
     if user is None:
-        user = get_user_model().objects.create_user("bench-operator", password=None, is_staff=True)
+        user = get_user_model().objects.create_user(
+            "bench-operator", password=None, is_staff=True, is_superuser=True
+        )
     client = Client()
     client.force_login(user)
     return client.cookies["sessionid"].value

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 from channels.exceptions import StopConsumer
 
 from core import metrics
+from core.errors import LiveOpsError
+from core.wire import error_frame
+from worldboss_sdk.protocol import CloseCode
+
+logger = logging.getLogger(__name__)
 
 
 class DirectDispatchMixin:
@@ -57,3 +64,39 @@ class SocketGaugeMixin:
             self._gauge_counted = False
             metrics.SOCKETS_OPEN.labels(endpoint=self.metrics_endpoint).dec()
         await super().websocket_disconnect(message)
+
+
+class GuardedSocketMixin:
+    """No exception escapes a consumer's connect or receive path.
+
+    An exception that left the consumer would end the ASGI app: the client sees 1006 and
+    ``disconnect`` never runs (a hub subscription, an auth timer or a flush left behind).
+    Here it is logged, the client gets an ``error`` frame (code ``error``) and close 1011
+    (``CloseCode.INTERNAL_ERROR``); the server's ``websocket.disconnect`` that follows runs
+    the consumer's cleanup as for any close. Put it first among the bases.
+    """
+
+    async def websocket_connect(self, message: dict) -> None:
+        try:
+            await super().websocket_connect(message)  # type: ignore[misc]
+        except StopConsumer:
+            raise
+        except Exception:
+            await self._internal_error("connect")
+
+    async def websocket_receive(self, message: dict) -> None:
+        try:
+            await super().websocket_receive(message)  # type: ignore[misc]
+        except StopConsumer:
+            raise
+        except Exception:
+            await self._internal_error("receive")
+
+    async def _internal_error(self, where: str) -> None:
+        logger.exception("unexpected error in %s of %s", where, type(self).__name__)
+        err = LiveOpsError("internal error; the server closed this socket (reconnect)")
+        try:
+            await self.send(text_data=error_frame(err, close=CloseCode.INTERNAL_ERROR))  # type: ignore[attr-defined]
+            await self.close(code=CloseCode.INTERNAL_ERROR)  # type: ignore[attr-defined]
+        except Exception:  # the socket is already gone: the disconnect still cleans up
+            logger.debug("could not report the error", exc_info=True)

@@ -29,6 +29,7 @@ from bosses.sagas.crash import session_end
 from core import metrics
 from core.errors import (
     AuthorityUnavailable,
+    Forbidden,
     InvalidInput,
     LiveOpsError,
     MalformedFrame,
@@ -44,10 +45,11 @@ from core.validation import PLAYER_ID_RE
 from core.wire import encode, error_frame, parse_frame
 from shards.models import SHARD_KEY_RE, Shard, ShardStatus
 from shards.services import adelta_ingest, aheartbeat_record, shard_authenticate, shard_session_open
-from transport.consumers.base import DirectDispatchMixin, SocketGaugeMixin
+from transport.consumers.base import DirectDispatchMixin, GuardedSocketMixin, SocketGaugeMixin
 from transport.consumers.state import boss_ref_get
 from transport.fastpath import text_frame, writer_for
 from transport.hosted import hosted_shard_get
+from transport.permissions import origin_problem
 from worldboss_sdk.protocol import PROTOCOL_VERSION, CloseCode
 
 AUTH_TIMEOUT_S = 10.0  # a connection that is neither a player nor authenticated by then
@@ -118,8 +120,25 @@ def _bearer(scope) -> str | None:
     return None
 
 
+_RESUME = re.compile(r"[0-9]{1,16}")  # ASCII digits only: str.isdigit() takes '²' too
+
+
+def _resume_from_scope(scope) -> int | None:
+    """``?resume=<epoch>``: absent or empty -> None; else 1-16 ASCII digits, or ``invalid``."""
+    values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("resume")
+    if not values:
+        return None
+    if not _RESUME.fullmatch(values[0]) or int(values[0]) < 1:
+        raise InvalidInput("resume must be an epoch number (ASCII digits)", field="resume")
+    return int(values[0])
+
+
+def _query(scope) -> dict[str, list[str]]:
+    return parse_qs(scope.get("query_string", b"").decode("latin-1"))
+
+
 def _player_from_scope(scope) -> str | None:
-    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    query = _query(scope)
     if "player" in query:
         player = query["player"][0]
         if not PLAYER_ID_RE.match(player):
@@ -137,7 +156,7 @@ def _scalar(value):
     return value if isinstance(value, (int, str)) and not isinstance(value, bool) else None
 
 
-class ShardGatewayConsumer(SocketGaugeMixin, DirectDispatchMixin, AsyncWebsocketConsumer):
+class ShardGatewayConsumer(GuardedSocketMixin, SocketGaugeMixin, DirectDispatchMixin, AsyncWebsocketConsumer):
     """One game-server or player connection to a shard (see the module docstring)."""
 
     metrics_endpoint = "shard"
@@ -170,13 +189,21 @@ class ShardGatewayConsumer(SocketGaugeMixin, DirectDispatchMixin, AsyncWebsocket
             return await self._close_with(err, CloseCode.UNKNOWN_BOSS)
         token = _bearer(self.scope)
         if token is not None:
-            resume = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get("resume")
-            await self._authenticate(token, int(resume[0]) if resume and resume[0].isdigit() else None)
+            try:
+                resume = _resume_from_scope(self.scope)
+            except InvalidInput as err:
+                return await self._close_with(err, CloseCode.MALFORMED)
+            await self._authenticate(token, resume)
             return
         try:
             self.player = _player_from_scope(self.scope)
         except InvalidInput as err:
             return await self._close_with(err, CloseCode.MALFORMED)
+        # identified by the session cookie (no ?player=): only pages of this site may use it
+        session_player = self.player is not None and "player" not in _query(self.scope)
+        if session_player and (problem := origin_problem(self.scope)):
+            self.player = None
+            return await self._close_with(Forbidden(problem), CloseCode.FORBIDDEN)
         if self.player is not None:
             if status == "retired":
                 return await self._close_with(

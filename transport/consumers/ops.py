@@ -15,8 +15,9 @@ ledger, latest sagas and events, and the HP series for the chart). After that:
 ``overview`` message per ``OVERVIEW_REFRESH_INTERVAL_MS`` with every boss, one feed per
 process whatever the number of open overview pages.
 
-Staff only: an anonymous socket is closed with 4401, a signed-in non-staff one with 4403,
-an unknown boss with 4404 (each after an ``error`` frame). The only client frame is
+Operators only: an anonymous socket is closed with 4401; a signed-in account that is not
+active staff with ``bosses.view_bossencounter`` (or ``bosses.operate_boss``), or a page of a
+foreign ``Origin``, with 4403; an unknown boss with 4404 (each after an ``error`` frame). The only client frame is
 ``ping`` (and ``refresh``, which sends an ``ops`` message at once).
 """
 
@@ -44,9 +45,10 @@ from core.errors import (
 )
 from core.redis import REDIS_DOWN
 from core.wire import FrameWindow, encode, error_frame, parse_frame
-from transport.consumers.base import SocketGaugeMixin
+from transport.consumers.base import GuardedSocketMixin, SocketGaugeMixin
 from transport.hub import Subscriber, get_hub
 from transport.ops_feed import feed_join, feed_leave
+from transport.permissions import WATCH_BOSS, can_watch, origin_problem
 from worldboss_sdk.protocol import PROTOCOL_VERSION, CloseCode, ErrorCode
 
 logger = logging.getLogger(__name__)
@@ -70,20 +72,28 @@ def _feed_shared() -> bool:
 
 
 async def _staff_or_refuse(consumer: Any) -> bool:
-    """True for an active staff user; otherwise the socket is refused (4401 / 4403)."""
+    """True for an account allowed to watch (transport/permissions.py) on a page of this site;
+    otherwise the socket is refused (4403 for a foreign Origin or a missing permission, 4401
+    for no account)."""
+    if problem := origin_problem(consumer.scope):
+        await consumer._refuse(Forbidden(problem), CloseCode.FORBIDDEN)
+        return False
     user = consumer.scope.get("user")
     if user is None or not user.is_authenticated:
         await consumer._refuse(
             Unauthorized("sign in as staff (/admin/login/) to watch a fight"), CloseCode.UNAUTHORIZED
         )
         return False
-    if not (user.is_active and user.is_staff):
-        await consumer._refuse(Forbidden("the operator feed is for staff accounts only"), CloseCode.FORBIDDEN)
+    if not await database_sync_to_async(can_watch)(user):
+        await consumer._refuse(
+            Forbidden(f"the operator feed needs a staff account with the {WATCH_BOSS} permission"),
+            CloseCode.FORBIDDEN,
+        )
         return False
     return True
 
 
-class OpsBossConsumer(SocketGaugeMixin, AsyncWebsocketConsumer):
+class OpsBossConsumer(GuardedSocketMixin, SocketGaugeMixin, AsyncWebsocketConsumer):
     """Staff-only live feed of one boss; see the module docstring."""
 
     metrics_endpoint = "ops"
@@ -224,7 +234,10 @@ class OpsBossConsumer(SocketGaugeMixin, AsyncWebsocketConsumer):
                 )
             return
         if frame["type"] == "refresh":
-            await self._send_ops()
+            try:
+                await self._send_ops()
+            except REDIS_DOWN as exc:
+                await self.send(text_data=error_frame(AuthorityUnavailable(f"Redis is unreachable: {exc}")))
         else:
             await self.send(text_data=encode({"type": "pong", "version": self.subscriber.version}))
 
@@ -233,7 +246,7 @@ def _overview_sync(tracker: OverviewTracker, clock: Clock | None) -> dict:
     return ops_overview_live(tracker=tracker, clock=clock)
 
 
-class OpsOverviewConsumer(SocketGaugeMixin, AsyncWebsocketConsumer):
+class OpsOverviewConsumer(GuardedSocketMixin, SocketGaugeMixin, AsyncWebsocketConsumer):
     """``/ws/ops/``: every boss at a glance for the ``/ops/`` page (staff only).
 
     ``hello``, then an ``overview`` message at once and every ``OVERVIEW_REFRESH_INTERVAL_MS``

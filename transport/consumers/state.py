@@ -25,7 +25,7 @@ from core import authority
 from core.errors import AuthorityUnavailable, LiveOpsError, RateLimited, UnknownBoss, UnknownType
 from core.redis import REDIS_DOWN
 from core.wire import FrameWindow, encode, error_frame, parse_frame
-from transport.consumers.base import DirectDispatchMixin, SocketGaugeMixin
+from transport.consumers.base import DirectDispatchMixin, GuardedSocketMixin, SocketGaugeMixin
 from transport.fastpath import writer_for
 from transport.hub import Subscriber, get_hub
 from worldboss_sdk.protocol import PROTOCOL_VERSION, CloseCode
@@ -125,7 +125,7 @@ async def boss_snapshot(ref: BossRef) -> dict:
     return snapshot_message(ref, await get_hub().snapshot(ref.id))
 
 
-class BossStateConsumer(SocketGaugeMixin, DirectDispatchMixin, AsyncWebsocketConsumer):
+class BossStateConsumer(GuardedSocketMixin, SocketGaugeMixin, DirectDispatchMixin, AsyncWebsocketConsumer):
     """Read-only live state of one boss; see the module docstring (no channel layer: the hub
     does the fan-out)."""
 
