@@ -51,8 +51,34 @@ def execute_pipelined(client: SyncClient, commands: Sequence[Routed]) -> list[ob
             node = None
         groups.setdefault(node.name if node is not None else "", []).append(i)
     out: list[object] = [None] * len(commands)
-    for indexes in groups.values():
-        for i, reply in zip(indexes, _send(client, [commands[i] for i in indexes]), strict=True):
+    moved: list[int] = []
+    stale = False
+    for name, indexes in groups.items():
+        node = client.get_node(node_name=name) if name else None  # type: ignore[no-untyped-call]
+        conn = node.redis_connection if node is not None else None
+        # The node's own client: a plain pipeline costs no per-command slot work (the cluster
+        # pipeline's costs ~3x the pass on 2,000 bosses). A slot that moved meanwhile answers
+        # MOVED/ASK for its commands, which go again through the cluster pipeline below.
+        replies = _send(conn, [commands[i] for i in indexes]) if conn is not None else None
+        if replies is None:
+            moved += indexes
+            continue
+        if replies and isinstance(replies[0], UNREACHABLE):
+            stale = True  # a dead master, or one replaced by a failover: re-read the slot map
+        for i, reply in zip(indexes, replies, strict=True):
+            if isinstance(reply, (redis.exceptions.MovedError, redis.exceptions.AskError)) or (
+                isinstance(reply, redis.exceptions.ResponseError) and str(reply).startswith(("MOVED", "ASK"))
+            ):
+                moved.append(i)
+            else:
+                out[i] = reply
+    if moved or stale:
+        try:
+            client.nodes_manager.initialize()
+        except redis.exceptions.RedisError:
+            pass  # the cluster is unreachable: these commands fail with their own errors
+    if moved:
+        for i, reply in zip(moved, _send(client, [commands[i] for i in moved]), strict=True):
             out[i] = reply
     return out
 

@@ -45,7 +45,8 @@ def _seed(r, ids: list[int]) -> None:
         batch = ids[start : start + SEED_BATCH]
         pipe = r.pipeline(transaction=False)
         for boss_id in batch:
-            pipe.delete(*keys.BossKeys(boss_id).all())
+            for key in keys.BossKeys(boss_id).all():  # one key per DEL: a cluster pipeline needs it
+                pipe.delete(key)
             pipe.srem(keys.BossKeys(boss_id).dirty, boss_id)
         pipe.execute()
         calls = [
@@ -73,7 +74,8 @@ def _drop(r, ids: list[int]) -> None:
         batch = ids[start : start + SEED_BATCH]
         pipe = r.pipeline(transaction=False)
         for boss_id in batch:
-            pipe.delete(*keys.BossKeys(boss_id).all())
+            for key in keys.BossKeys(boss_id).all():  # one key per DEL: a cluster pipeline needs it
+                pipe.delete(key)
             pipe.srem(keys.BossKeys(boss_id).dirty, boss_id)
         pipe.srem(keys.LIVE_BOSSES, *batch)
         pipe.execute()
@@ -273,8 +275,11 @@ SCENARIOS = [(100, 0), (1_000, 0), (2_000, 0), (0, 10_000), (2_000, 10_000)]
 SMOKE_SCENARIOS = [(20, 0), (0, 50), (20, 50)]
 
 
-def bosses_bench(*, mode: str, seconds: float, interval_ms: int, id_base: int, progress) -> dict[str, Any]:
-    """Both tables for every scenario (smaller ones in smoke mode)."""
+def bosses_bench(
+    *, mode: str, seconds: float, interval_ms: int, id_base: int, progress, run_dir=None
+) -> dict[str, Any]:
+    """Both tables for every scenario (smaller ones in smoke mode), and the dirty pass on a
+    3-master cluster side by side with one Redis (when ``run_dir`` is given)."""
     scenarios = SMOKE_SCENARIOS if mode == "smoke" else SCENARIOS
     rounds = {"full": 20, "quick": 6, "smoke": 2}[mode]
     passes, cadences = [], []
@@ -290,4 +295,108 @@ def bosses_bench(*, mode: str, seconds: float, interval_ms: int, id_base: int, p
                     )
                 )
             )
-    return {"passes": passes, "cadence": cadences}
+    cluster = None
+    if run_dir is not None:
+        cluster = asdict(
+            cluster_compare(
+                active=20 if mode == "smoke" else 2_000,
+                rounds=rounds,
+                id_base=id_base,
+                run_dir=run_dir,
+                progress=progress,
+            )
+        )
+    return {"passes": passes, "cadence": cadences, "cluster": cluster}
+
+
+@dataclass
+class ClusterRow:
+    """The dirty pass on one Redis and on a 3-master Redis Cluster, side by side."""
+
+    active: int
+    rounds: int
+    single_p50_ms: float
+    single_boss_ticks_per_s: float
+    cluster_masters: int
+    cluster_p50_ms: float
+    cluster_boss_ticks_per_s: float
+    cluster_boss_ticks_per_s_per_master: float
+    ratio: float
+
+
+def _dirty_pass_p50(*, active: int, rounds: int, id_base: int) -> float:
+    from bosses.services import boss_tick_all
+    from core.redis import get_redis
+
+    r = get_redis()
+    ids = list(range(id_base, id_base + active))
+    _seed(r, ids)
+    seqs: dict[int, int] = {}
+    took: list[float] = []
+    try:
+        for _ in range(rounds):
+            _damage(r, ids, seqs)
+            started = time.perf_counter()
+            boss_tick_all()
+            took.append((time.perf_counter() - started) * 1000)
+    finally:
+        _drop(r, ids)
+    return statistics.median(took)
+
+
+def cluster_compare(*, active: int, rounds: int, id_base: int, run_dir, progress) -> ClusterRow:
+    """The same dirty pass (``active`` bosses, one delta each per round) on the bench's Redis
+    and on a local 3-master cluster started here (AOF on, loopback), in one run."""
+    import shutil
+
+    from core import redis as core_redis
+    from tools.cluster import CLUSTER_NODE_OPTIONS, cluster_create, cluster_port
+    from tools.stack import START_TIMEOUT_S, Stack, port_open, redis_binary, redis_server_argv
+
+    single = _dirty_pass_p50(active=active, rounds=rounds, id_base=id_base)
+    found = redis_binary()
+    if found is None:
+        raise RuntimeError("no redis-server to start a cluster with")
+    masters = 3
+    # The providers themselves: handing back authority_url/topology would make them call
+    # themselves once configured.
+    saved_url, saved_topology = core_redis._url_provider, core_redis._topology_provider
+    with Stack(run_dir=run_dir) as stack:
+        ports = []
+        for n in range(masters):
+            data = run_dir / f"bench-cluster-{n}"
+            shutil.rmtree(data, ignore_errors=True)
+            data.mkdir(parents=True)
+            port = cluster_port()
+            stack.start(
+                f"bench-cluster-{n}",
+                redis_server_argv(found[0], port=port, data_dir=data, extra=CLUSTER_NODE_OPTIONS),
+            )
+            ports.append(port)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not all(port_open("127.0.0.1", p) for p in ports):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the bench's cluster nodes did not start")
+            time.sleep(0.05)
+        cluster_create(ports)
+        seed_url = f"redis://127.0.0.1:{ports[0]}/0"
+        progress(f"bosses: {active} active on a {masters}-master cluster")
+        core_redis.configure(
+            url_provider=lambda: seed_url, topology_provider=lambda: core_redis.Topology("cluster")
+        )
+        try:
+            clustered = _dirty_pass_p50(active=active, rounds=rounds, id_base=id_base)
+        finally:
+            core_redis.configure(url_provider=saved_url, topology_provider=saved_topology)
+    per_s = active / (clustered / 1000)
+    return ClusterRow(
+        active,
+        rounds,
+        round(single, 2),
+        round(active / (single / 1000)),
+        masters,
+        round(clustered, 2),
+        round(per_s),
+        round(per_s / masters),
+        round(single / clustered, 2),
+    )
