@@ -21,9 +21,10 @@ from redis.commands.core import AsyncScript, Script
 
 from core import keys
 from core.clients import UNREACHABLE, AsyncClient, SyncClient, execute_pipelined
+from core.limits import MAX_HELD_AMOUNT
 
 LUA_DIR = Path(__file__).resolve().parent / "lua"
-SCRIPT_NAMES = ("seed", "ingest", "tick", "transition", "heartbeat", "fence", "restore")
+SCRIPT_NAMES = ("seed", "ingest", "tick", "transition", "heartbeat", "fence", "restore", "rate")
 _SOURCES = {name: (LUA_DIR / f"{name}.lua").read_text() for name in SCRIPT_NAMES}
 # Where a client keeps its registered scripts (one registration per client, not per call).
 _SCRIPTS_ATTR = "_liveops_scripts"
@@ -414,7 +415,15 @@ def heartbeat_call(
     return Call(
         "heartbeat",
         [k.state, k.seq, k.settled, k.floor, k.hb, k.held, k.hbase, k.archived],
-        [shard_key, epoch, pending, inflight_seq, inflight_amount, keys.session_id(shard_key, epoch)],
+        [
+            shard_key,
+            epoch,
+            pending,
+            inflight_seq,
+            inflight_amount,
+            keys.session_id(shard_key, epoch),
+            MAX_HELD_AMOUNT,
+        ],
         _parse_heartbeat,
     )
 
@@ -429,6 +438,19 @@ def fence_call(*, boss_id: int, shard_key: str, epoch: int, policy: str) -> Call
         [shard_key, epoch, policy, session, keys.recovered_field(session), boss_id],
         _parse_fence,
     )
+
+
+def _parse_rate(r: Reply) -> list[int]:
+    return [int(v) for v in r]
+
+
+def rate_call(*, boss_id: int, players: Sequence[str], attacks_per_second: int) -> Call[list[int]]:
+    """Judge a batch of hosted attacks against each player's rate on this boss, across every
+    ASGI process (rate.lua, GCRA with a burst of one second's attacks). One result per
+    attack, in order: 0 = allowed, else the ms to wait before a retry would pass."""
+    prefix = keys.BossKeys(boss_id).rate("")  # built once per batch, not once per attack
+    rate = max(1, attacks_per_second)
+    return Call("rate", [prefix + p for p in players], [1_000_000 // rate, rate], _parse_rate)
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,11 @@ next tick atomically (docs/sync-tick.md). ``<b>`` is the bucket, ``<id>`` the bo
     {bosses:<b>}:<id>:durable  STRING a counter bumped before a replica wait whose reply wrote
                                       nothing (a duplicate's ack, a fence): WAIT covers only
                                       the writes of its own connection (core/durability.py)
+    {bosses:<b>}:<id>:rate:<player>  STRING  the hosted shard's rate limit of one player on
+                                      this boss, across every ASGI process (rate.lua, GCRA:
+                                      the theoretical arrival time, us); expires with it, so
+                                      an idle player costs nothing. Not in BOSS_KEY_NAMES (one
+                                      per player, never listed; a reset leaves them to expire)
 
 Global keys (read by the tick loop, the crash scan and dashboards; never passed to a
 multi-key script; keys read together share a hash tag):
@@ -102,6 +107,9 @@ def dirty_key(bucket: int) -> str:
     return f"{bucket_tag(bucket)}:{DIRTY_NAME}"
 
 
+# Prefix of the per-player rate-limit keys (:meth:`BossKeys.rate`); not one of the
+# BOSS_KEY_NAMES, which are one key each per boss.
+RATE_NAME = "rate"
 BOSS_KEY_NAMES = (
     "state",
     "buf",
@@ -208,6 +216,10 @@ class BossKeys:
     def durable(self) -> str:
         """A counter written only so that a replica wait covers earlier writes (docs/durability.md)."""
         return self._k("durable")
+
+    def rate(self, player: str) -> str:
+        """The cross-process rate-limit state of one hosted player on this boss (rate.lua)."""
+        return f"{self._k(RATE_NAME)}:{player}"
 
     def all(self) -> list[str]:
         """Every key of the boss alone (for reset), in :data:`BOSS_KEY_NAMES` order (not the

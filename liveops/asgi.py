@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP through Django, WebSockets through Channels routing."""
+"""ASGI entry point: HTTP through Django, WebSockets through Channels routing, and the lifespan
+scope (the hosted shards' bye on shutdown, transport.hosted.hosted_lifespan)."""
 
 import os
 
@@ -23,11 +24,17 @@ if settings.DEBUG:  # pages' CSS/JS under uvicorn without a collectstatic + web 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from transport.hosted import hosted_lifespan  # noqa: E402
 from transport.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
+        # Channels has no lifespan handler of its own. Ours ends this process's hosted-shard
+        # sessions with a bye when the server shuts down gracefully (uvicorn on SIGTERM runs
+        # it in every worker process after closing the sockets): run uvicorn with
+        # ``--lifespan on`` (or the default ``auto``), not ``off``.
+        "lifespan": hosted_lifespan,
     }
 )

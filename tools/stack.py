@@ -301,8 +301,9 @@ class Stack:
             *UVICORN_WS_ARGS,
             "--log-level",
             "warning",
+            # on: the hosted shards' bye at shutdown runs in the lifespan scope (liveops/asgi.py)
             "--lifespan",
-            "off",
+            "on",
         ]
         if workers > 1:
             argv += ["--workers", str(workers)]

@@ -12,8 +12,17 @@ breakdown, the same seq re-sent until accepted, and a heartbeat every boss
 ``heartbeat_interval_ms`` with ``pending`` and the in-flight delta. When the authority is
 away the buffer grows up to its bound, past which attacks get ``buffer_full``; nothing blocks.
 
-Limitation (docs/protocol.md): the rate limit is per process; behind a load balancer
-without sticky sessions a player opening sockets on N processes gets up to N times the rate.
+The rate limit holds across processes: a per-process token bucket is a cheap first gate,
+then every attack it lets through is judged by the authority Redis (``rate.lua``, GCRA on a
+per-player key with an expiry), batched: one script call per boss carries every attack that
+arrived while the previous call was in flight. When the authority does not answer within
+``RATE_CHECK_TIMEOUT_S`` the per-process bucket alone decides for ``RATE_DOWN_S`` (attacks
+never wait on a Redis that is away; they buffer like the rest).
+
+Shutdown (:func:`hosted_lifespan`, the ASGI ``lifespan`` scope, liveops/asgi.py): after the
+server closed every socket, each hosted shard of the process flushes what it holds, heartbeats
+``pending`` 0 and ends its sessions with reason ``left``, as a game server's ``bye`` does. A
+process killed without it leaves its sessions to the crash scan (reason ``crashed``).
 """
 
 from __future__ import annotations
@@ -26,9 +35,11 @@ import weakref
 from dataclasses import dataclass
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 
 from bosses.models import BossEncounter
-from core import keys, metrics
+from bosses.sagas.crash import session_end
+from core import authority, keys, metrics
 from core.errors import (
     AuthorityUnavailable,
     BossNotLive,
@@ -50,6 +61,17 @@ GATEWAY_TICK_MS = 100
 GATEWAY_MAX_PENDING_DAMAGE = 2**40
 GATEWAY_MAX_PLAYERS = 20_000  # distinct players waiting in one boss buffer
 LIMITER_IDLE_S = 10.0  # forget a player's bucket after this long
+# The cross-process check (rate.lua): attacks per script call at most, how long a batch may
+# take before the per-process bucket decides alone, and for how long it then does.
+RATE_BATCH_MAX = 500
+RATE_LINGER_S = 0.005
+RATE_CHECK_TIMEOUT_S = 0.1
+RATE_DOWN_S = 1.0
+SHUTDOWN_FLUSH_TRIES = 5
+CLOSE_TRIES = 10  # cancellations of the loop task, CLOSE_WAIT_S apart, before giving up on it
+CLOSE_WAIT_S = 0.5
+SHUTDOWN_TIMEOUT_S = 20.0  # the whole lifespan shutdown of a process's hosted shards
+SHUTDOWN_END_TRIES = 5  # the saga is idempotent: a retry after a failed attempt settles once
 _rng = random.Random()  # uniform damage; not a secret, so no syscall per attack
 
 
@@ -96,6 +118,11 @@ class HostedShard:
         self._opening: dict[int, asyncio.Future] = {}
         self._last_prune = time.monotonic()
         self._tick_lock = asyncio.Lock()
+        # boss id -> attacks waiting for the cross-process check: (player, future of its verdict)
+        self._rate_waiting: dict[int, list[tuple[str, asyncio.Future[int | None]]]] = {}
+        self._rate_tasks: dict[int, asyncio.Task] = {}
+        self._rate_down_until = 0.0
+        self._stopping = False
 
     # --- attacks ------------------------------------------------------------------------
 
@@ -104,7 +131,12 @@ class HostedShard:
         sess = await self._session(boss)
         if sess.status != "live":
             raise BossNotLive(f"the boss is {sess.status}; attacks are refused", status=sess.status)
-        self._take_token(boss, player)
+        self._take_token(boss, player)  # the cheap first gate: over the rate here is over it everywhere
+        wait_ms = await self._global_verdict(boss, player)
+        if wait_ms:
+            self._give_token_back(boss, player)
+            rate = max(1, boss.attacks_per_second)
+            raise RateLimited(f"at most {rate} attacks per second", retry_after_ms=wait_ms)
         damage = _rng.randint(boss.min_damage, max(boss.min_damage, boss.max_damage))
         sess.buffer.add(damage, player)
         return damage, sess.epoch or 0
@@ -123,6 +155,60 @@ class HostedShard:
             retry_ms = int((1.0 - bucket.tokens) / rate * 1000) + 1
             raise RateLimited(f"at most {rate} attacks per second", retry_after_ms=retry_ms)
         bucket.tokens -= 1.0
+
+    def _give_token_back(self, boss, player: str) -> None:
+        # refused by the shared limit: this process's bucket must not count it as taken,
+        # or it would later refuse attacks the shared limit allows
+        bucket = self._buckets.get((boss.id, player))
+        if bucket is not None:
+            bucket.tokens = min(float(max(1, boss.attacks_per_second)), bucket.tokens + 1.0)
+
+    async def _global_verdict(self, boss, player: str) -> int | None:
+        """The shared limit's verdict on one attack: 0 allowed, ms to wait, or None (the
+        authority did not answer in time: the per-process bucket decided alone)."""
+        if not settings.HOSTED_SHARED_RATE_LIMIT or time.monotonic() < self._rate_down_until:
+            return None
+        fut: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        self._rate_waiting.setdefault(boss.id, []).append((player, fut))
+        task = self._rate_tasks.get(boss.id)
+        if task is None or task.done():
+            self._rate_tasks[boss.id] = asyncio.get_running_loop().create_task(self._rate_flush(boss))
+        return await fut
+
+    async def _rate_flush(self, boss) -> None:
+        # One script call in flight per boss; what arrives meanwhile goes in the next one, so
+        # the calls grow with the load instead of their number (one round trip per batch).
+        waiting = self._rate_waiting.get(boss.id, [])
+        # Linger a moment before the first call: under load the batch fills (one round trip
+        # for many attacks, a fraction of the per-call cost each); idle, an attack waits 5 ms.
+        await asyncio.sleep(RATE_LINGER_S)
+        while waiting:
+            batch = waiting[:RATE_BATCH_MAX]
+            del waiting[:RATE_BATCH_MAX]
+            call = authority.rate_call(
+                boss_id=boss.id, players=[p for p, _ in batch], attacks_per_second=boss.attacks_per_second
+            )
+            verdicts: list[int | None]
+            try:
+                verdicts = list(
+                    await asyncio.wait_for(authority.arun(get_async_redis(), call), RATE_CHECK_TIMEOUT_S)
+                )
+            except Exception as exc:  # away or slow: never make an attack wait on it
+                if time.monotonic() >= self._rate_down_until:
+                    logger.warning(
+                        "hosted shard %s: shared rate limit unavailable (%s: %s); per-process "
+                        "limit only for %.0f s",
+                        self.shard_key,
+                        type(exc).__name__,
+                        exc,
+                        RATE_DOWN_S,
+                        extra={"shard": self.shard_key, "boss": boss.slug},
+                    )
+                self._rate_down_until = time.monotonic() + RATE_DOWN_S
+                verdicts = [None] * len(batch)
+            for (_, fut), verdict in zip(batch, verdicts, strict=True):
+                if not fut.done():
+                    fut.set_result(verdict)
 
     async def _session(self, boss) -> _BossSession:
         sess = self.sessions.get(boss.id)
@@ -158,10 +244,11 @@ class HostedShard:
 
     def _ensure_running(self) -> None:
         if self._task is None or self._task.done():
+            self._stopping = False
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             started = time.monotonic()
             try:
                 await self.tick()
@@ -292,15 +379,67 @@ class HostedShard:
             for boss_id, s in self.sessions.items()
         }
 
+    async def shutdown(self) -> dict[str, int]:
+        """End this process's sessions cleanly, as a game server's ``bye`` does: stop the loop,
+        flush what is held, heartbeat ``pending`` 0, then end each session with reason
+        ``left`` (a crash saga that settles nothing when nothing is held). Returns
+        ``{boss slug: amount settled}``. Called after the server closed every socket (no attack
+        arrives meanwhile); :func:`hosted_shards_shutdown` also forgets the shard."""
+        await self.close(flush=False)
+        for _ in range(SHUTDOWN_FLUSH_TRIES):
+            if not any(s.buffer.pending for s in self.sessions.values()):
+                break
+            await self.tick()
+        settled: dict[str, int] = {}
+        for sess in list(self.sessions.values()):
+            if sess.epoch is None:
+                continue
+            if sess.buffer.pending:
+                # the authority would not take it: the session's policy settles what is held
+                logger.warning(
+                    "hosted shard %s: ending a session that still holds %d damage",
+                    self.shard_key,
+                    sess.buffer.pending,
+                    extra={"shard": self.shard_key, "boss": sess.boss.slug, "epoch": sess.epoch},
+                )
+            await self._heartbeat(sess)  # pending 0 once flushed: nothing left to settle
+            for attempt in range(SHUTDOWN_END_TRIES):
+                try:
+                    settled.update(
+                        await database_sync_to_async(session_end)(
+                            shard_key=self.shard_key, epoch=sess.epoch, reason="left", boss_ids=[sess.boss.id]
+                        )
+                    )
+                    break
+                except Exception:  # e.g. a busy database; at last the crash scan ends it (crashed)
+                    if attempt + 1 < SHUTDOWN_END_TRIES:
+                        await asyncio.sleep(0.2 * (attempt + 1))
+                        continue
+                    logger.exception(
+                        "hosted shard %s: could not end its session",
+                        self.shard_key,
+                        extra={"shard": self.shard_key, "boss": sess.boss.slug, "epoch": sess.epoch},
+                    )
+        self.sessions.clear()
+        return settled
+
     async def close(self, *, flush: bool = True) -> None:
         """Stop the loop (after one last tick when ``flush``)."""
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
-            self._task = None
+        task, self._task = self._task, None
+        if task is not None:
+            # The flag ends the loop even when a cancellation is swallowed on its way (seen
+            # under load: one cancel was lost inside a Redis or database call, the loop slept
+            # on and a bare ``await task`` never returned, hanging uvicorn's shutdown).
+            self._stopping = True
+            for _ in range(CLOSE_TRIES):
+                task.cancel()
+                done, _ = await asyncio.wait({task}, timeout=CLOSE_WAIT_S)
+                if done:
+                    if not task.cancelled():
+                        task.exception()  # retrieved: a failed loop was logged by _run already
+                    break
+            else:
+                logger.error("hosted shard %s: its loop did not stop", self.shard_key)
         if flush:
             for _ in range(3):
                 await self.tick()
@@ -319,3 +458,44 @@ def hosted_shard_get(*, shard_key: str) -> HostedShard:
     if shard is None:
         shard = shards[shard_key] = HostedShard(shard_key)
     return shard
+
+
+async def hosted_shards_shutdown() -> dict[str, dict[str, int]]:
+    """End every hosted session of this process (event loop): :meth:`HostedShard.shutdown`
+    for each hosted shard, concurrently. Returns ``{shard key: {boss slug: settled}}``."""
+    shards = _gateways.pop(asyncio.get_running_loop(), {})
+    results = await asyncio.gather(*(s.shutdown() for s in shards.values()), return_exceptions=True)
+    out: dict[str, dict[str, int]] = {}
+    for key, result in zip(shards, results, strict=True):
+        if isinstance(result, BaseException):
+            logger.error("hosted shard %s: shutdown failed: %r", key, result, extra={"shard": key})
+        else:
+            out[key] = result
+    return out
+
+
+async def hosted_lifespan(scope, receive, send) -> None:
+    """The ASGI ``lifespan`` protocol for the platform (liveops/asgi.py routes it here).
+
+    Startup has nothing to do. Shutdown comes after the server closed every socket (uvicorn's
+    graceful shutdown on SIGTERM, in every worker process): it ends this process's hosted
+    sessions with a ``bye`` (:func:`hosted_shards_shutdown`), so they are not left for the
+    crash scan to declare crashed, and nothing they held waits for a heartbeat timeout.
+    """
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            started = time.monotonic()
+            try:
+                # bounded: a process must exit; what is not ended by then the crash scan ends
+                ended = await asyncio.wait_for(hosted_shards_shutdown(), SHUTDOWN_TIMEOUT_S)
+                if ended:
+                    logger.info(
+                        "hosted shards ended on shutdown in %.2f s: %s", time.monotonic() - started, ended
+                    )
+            except Exception:
+                logger.exception("hosted shards: shutdown failed")
+            await send({"type": "lifespan.shutdown.complete"})
+            return

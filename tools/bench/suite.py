@@ -7,7 +7,8 @@ Sections (each can be run alone with ``--only``):
 - ``ticks``: sync-tick interval and freshness with the real beat + worker (tools/bench/freshness.py);
 - ``fanout``: viewers at 10 Hz over real sockets (tools/bench/fanout.py);
 - ``e2e``: hosted-player attacks/s and SDK-aggregated hits/s one boss sustains over real
-  sockets, HP exact (tools/simulator.py);
+  sockets on 2 uvicorn processes, HP exact, per durability mode of the authority
+  (tools/bench/endtoend.py, tools/simulator.py);
 - ``bosses``: one sync tick pass over many live bosses, per-boss loop vs dirty pass, and the
   dirty pass on a 100 ms cadence under load (tools/bench/bosses.py);
 - ``durability``: the ingest path under each durability mode, side by side: no persistence,
@@ -238,6 +239,7 @@ def _bosses(mode: str, seconds: float, progress) -> dict[str, Any]:
         interval_ms=settings.SYNC_TICK_INTERVAL_MS,
         id_base=BOSS_ID_BASE + 10_000,
         progress=progress,
+        run_dir=Path(settings.BASE_DIR) / ".bench" / "run",
     )
 
 
@@ -490,7 +492,10 @@ def report_markdown(report: dict[str, Any]) -> str:
         lines += _fanout_lines(fo)
     e2e = report.get("e2e")
     if e2e:
-        lines += ["### End to end over real sockets (uvicorn + Celery worker/beat + simulator)", ""]
+        lines += [
+            "### End to end over real sockets (2 uvicorn processes + Celery worker/beat + simulator)",
+            "",
+        ]
         lines += _e2e_lines(e2e)
     if report.get("section_seconds"):
         lines += [
@@ -546,10 +551,10 @@ def _e2e_lines(e2e: dict[str, Any]) -> list[str]:
         return [f"error: {e2e['error']}", ""]
     out = [
         "| scenario | sent/s | acked/s | applied/s (rate) | HP exact (verify_boss) | freshness p50 / p99 | "
-        "tick p99 | states/s received |",
-        "|---|---|---|---|---|---|---|---|",
+        "tick p99 | states/s received | CPU per unit: uvicorn / Redis |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for name in ("hosted", "sdk", "hosted_2proc"):
+    for name in ("hosted", "sdk", "hosted_ceiling", "hosted_ceiling_process_limit"):
         r = e2e.get(name)
         if not isinstance(r, dict):
             continue
@@ -559,11 +564,46 @@ def _e2e_lines(e2e: dict[str, Any]) -> list[str]:
         out.append(
             f"| {r.get('label', name)} | {_n(r.get('sent_per_s'))} | {_n(r.get('acked_per_s'))} | "
             f"{_n(r.get('rate'))} | {_n(r.get('hp_exact'))} | {_ms(r.get('freshness_p50_ms'))} / "
-            f"{_ms(r.get('freshness_p99_ms'))} | {_ms(r.get('tick_p99_ms'))} | {_n(r.get('states_per_s'))} |"
+            f"{_ms(r.get('freshness_p99_ms'))} | {_ms(r.get('tick_p99_ms'))} | {_n(r.get('states_per_s'))} | "
+            f"{_us(r.get('server_cpu_us_per_unit'))} / {_us(r.get('redis_cpu_us_per_unit'))} |"
         )
     out.append("")
     if e2e.get("note"):
         out += [e2e["note"], ""]
+    if e2e.get("modes"):
+        out += _e2e_modes_lines(e2e["modes"])
+    return out
+
+
+def _us(v: Any) -> str:
+    return "-" if v is None else f"{v:,.2f} us"
+
+
+def _x(v: Any) -> str:
+    return "-" if v is None else f"{v:.2f}x"
+
+
+def _e2e_modes_lines(modes: dict[str, Any]) -> list[str]:
+    """The durability modes side by side (tools/bench/endtoend.py DURABILITY_MODES)."""
+    out = [
+        "#### End to end per durability mode of the authority (2 uvicorn processes each)",
+        "",
+        "| mode | server | hosted attacks/s | x none | SDK hits/s | x none | hosted freshness p99 | "
+        "SDK freshness p99 | x none (SDK p99) | HP exact (hosted / SDK) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for m in modes.values():
+        if "error" in m:
+            out.append(f"| {m.get('label')} | error: {m['error']} | | | | | | | | |")
+            continue
+        h, d = m.get("hosted") or {}, m.get("sdk") or {}
+        out.append(
+            f"| {m.get('label')} | {m.get('server', '-')} | {h.get('error') or _n(h.get('rate'))} | "
+            f"{_x(h.get('x_rate'))} | {d.get('error') or _n(d.get('rate'))} | {_x(d.get('x_rate'))} | "
+            f"{_ms(h.get('freshness_p99_ms'))} | {_ms(d.get('freshness_p99_ms'))} | "
+            f"{_x(d.get('x_freshness_p99'))} | {_n(h.get('hp_exact'))} / {_n(d.get('hp_exact'))} |"
+        )
+    out.append("")
     return out
 
 
@@ -600,4 +640,17 @@ def _bosses_markdown(bs: dict[str, Any] | None) -> list[str]:
         "boss per interval; freshness: a probe's ingest ack to the state message on its subscriber.",
         "",
     ]
+    c = bs.get("cluster")
+    if c:
+        lines += [
+            f"| {_n(c['active'])} bosses damaged per pass | pass p50 | boss-ticks/s | per master |",
+            "|---|---|---|---|",
+            f"| one Redis | {_ms(c['single_p50_ms'])} | {_n(c['single_boss_ticks_per_s'])} | "
+            f"{_n(c['single_boss_ticks_per_s'])} |",
+            f"| Redis Cluster, {c['cluster_masters']} masters | {_ms(c['cluster_p50_ms'])} | "
+            f"{_n(c['cluster_boss_ticks_per_s'])} | {_n(c['cluster_boss_ticks_per_s_per_master'])} |",
+            "",
+            f"One run, the same pass and bosses; one Redis / cluster pass time: {c['ratio']}x.",
+            "",
+        ]
     return lines
