@@ -353,7 +353,7 @@ def seed_call(
     ``incarnation`` is the fight's identity, kept in SQL too: an authority that exists with
     another one was seeded by another database or fight (docs/authority.md).
     """
-    k = keys.BossKeys(boss_id)
+    k = keys.boss_keys(boss_id)
     args: list[ScriptArg] = [
         max_hp,
         json.dumps([[hp, name] for hp, name in phases]),
@@ -378,7 +378,7 @@ def ingest_call(
     breakdown: Mapping[str, int] | None = None,
 ) -> Call[IngestOutcome]:
     """Add one delta to the (boss, session) buffer exactly once."""
-    k = keys.BossKeys(boss_id)
+    k = keys.boss_keys(boss_id)
     args: list[ScriptArg] = [shard_key, epoch, seq, amount, keys.session_id(shard_key, epoch), boss_id]
     for player, dmg in (breakdown or {}).items():
         args += [player, dmg]
@@ -392,7 +392,7 @@ def ingest_call(
 
 def tick_call(*, boss_id: int, force: bool = False) -> Call[TickOutcome]:
     """Drain and apply every buffer of a boss (``force`` ignores its tick interval)."""
-    k = keys.BossKeys(boss_id)
+    k = keys.boss_keys(boss_id)
     return Call(
         "tick",
         [k.state, k.buf, k.log, k.dirty, k.seq, k.pbuf, k.players],
@@ -403,7 +403,7 @@ def tick_call(*, boss_id: int, force: bool = False) -> Call[TickOutcome]:
 
 def transition_call(*, boss_id: int, to: str, allowed_from: tuple[str, ...]) -> Call[TransitionOutcome]:
     """Change the status if it is one of ``allowed_from``."""
-    k = keys.BossKeys(boss_id)
+    k = keys.boss_keys(boss_id)
     return Call("transition", [k.state, k.log], [to, *allowed_from], _parse_transition)
 
 
@@ -411,7 +411,7 @@ def heartbeat_call(
     *, boss_id: int, shard_key: str, epoch: int, pending: int, inflight_seq: int = 0, inflight_amount: int = 0
 ) -> Call[HeartbeatOutcome]:
     """Record a session's sign of life and its unacknowledged damage."""
-    k = keys.BossKeys(boss_id)
+    k = keys.boss_keys(boss_id)
     return Call(
         "heartbeat",
         [k.state, k.seq, k.settled, k.floor, k.hb, k.held, k.hbase, k.archived],
@@ -430,7 +430,7 @@ def heartbeat_call(
 
 def fence_call(*, boss_id: int, shard_key: str, epoch: int, policy: str) -> Call[FenceOutcome]:
     """Retire a session's epoch and settle its held damage under ``policy``."""
-    k = keys.BossKeys(boss_id)
+    k = keys.boss_keys(boss_id)
     session = keys.session_id(shard_key, epoch)
     return Call(
         "fence",
@@ -466,7 +466,7 @@ def _parse_restore(r: Reply) -> RestoreOutcome:
 def restore_call(*, boss_id: int, incarnation: str, gen: int, snapshot: str) -> Call[RestoreOutcome]:
     """Replace the boss's whole authority with ``snapshot`` (JSON built from the SQL archive,
     see restore.lua), as generation ``gen`` of fight ``incarnation``, status ``recovering``."""
-    k = keys.BossKeys(boss_id)
+    k = keys.boss_keys(boss_id)
     return Call(
         "restore",
         [

@@ -43,12 +43,7 @@ def _seed(r, ids: list[int]) -> None:
 
     for start in range(0, len(ids), SEED_BATCH):
         batch = ids[start : start + SEED_BATCH]
-        pipe = r.pipeline(transaction=False)
-        for boss_id in batch:
-            for key in keys.BossKeys(boss_id).all():  # one key per DEL: a cluster pipeline needs it
-                pipe.delete(key)
-            pipe.srem(keys.BossKeys(boss_id).dirty, boss_id)
-        pipe.execute()
+        _forget(r, batch).execute()
         calls = [
             authority.seed_call(
                 boss_id=b,
@@ -67,16 +62,24 @@ def _seed(r, ids: list[int]) -> None:
         r.hset(keys.SHARD_EPOCHS, SHARD, EPOCH)
 
 
+def _forget(r, batch: list[int]):
+    """A pipeline deleting every key and dirty mark of ``batch`` (not yet executed)."""
+    from core import keys
+
+    pipe = r.pipeline(transaction=False)
+    for boss_id in batch:
+        for key in keys.BossKeys(boss_id).all():  # one key per DEL: a cluster pipeline needs it
+            pipe.delete(key)
+        pipe.srem(keys.BossKeys(boss_id).dirty, boss_id)
+    return pipe
+
+
 def _drop(r, ids: list[int]) -> None:
     from core import keys
 
     for start in range(0, len(ids), SEED_BATCH):
         batch = ids[start : start + SEED_BATCH]
-        pipe = r.pipeline(transaction=False)
-        for boss_id in batch:
-            for key in keys.BossKeys(boss_id).all():  # one key per DEL: a cluster pipeline needs it
-                pipe.delete(key)
-            pipe.srem(keys.BossKeys(boss_id).dirty, boss_id)
+        pipe = _forget(r, batch)
         pipe.srem(keys.LIVE_BOSSES, *batch)
         pipe.execute()
 

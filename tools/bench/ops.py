@@ -65,11 +65,10 @@ def _prepare() -> str:
         boss_tick(boss_id=boss.pk, force=True)
     for sess in sessions:
         heartbeat_record(boss_id=boss.pk, shard_key=sess.shard_key, epoch=sess.epoch, pending=0)
-    user = get_user_model().objects.filter(username="bench-operator").first()
-    if user is None:
-        user = get_user_model().objects.create_user(
-            "bench-operator", password=None, is_staff=True, is_superuser=True
-        )
+    # an operator: staff with every permission (a bench database may hold an older plain one)
+    user, _ = get_user_model().objects.update_or_create(
+        username="bench-operator", defaults={"is_staff": True, "is_superuser": True}
+    )
     client = Client()
     client.force_login(user)
     return client.cookies["sessionid"].value
@@ -113,7 +112,7 @@ async def _measure(port: int, pid: int, cookie: str, sockets: int, warmup_s: flo
 
 def ops_bench(*, mode: str, run_dir: Path, progress) -> dict[str, Any]:
     """Both modes on the same boss; returns ``{"rows": [...], "target_cpu_share": 0.05}``."""
-    from tools.stack import Stack, free_port
+    from tools.stack import START_TIMEOUT_S, Stack, free_port, port_open
 
     sockets, warmup_s, seconds = SIZES[mode]
     cookie = _prepare()
@@ -123,6 +122,13 @@ def ops_bench(*, mode: str, run_dir: Path, progress) -> dict[str, Any]:
         with Stack(run_dir=run_dir / f"ops-{name}", env={**os.environ, "OPS_FEED_SHARED": shared}) as stack:
             port = free_port()
             proc = stack.start_asgi(port=port)
+            # uvicorn takes a moment to serve (its startup checks the authority): sockets opened
+            # before that were refused and never counted
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while not port_open("127.0.0.1", port):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"uvicorn did not listen on {port}; log: {proc.log_path}")
+                time.sleep(0.05)
             row = asyncio.run(_measure(port, proc.pid, cookie, sockets, warmup_s, seconds))
         rows.append({"feed": name, **row})
     return {"rows": rows, "target_cpu_share": TARGET_CPU_SHARE, "loadavg_end": list(os.getloadavg())}
