@@ -100,13 +100,22 @@ def _end_sync(shard_key: str, epoch: int, boss_ids: list[int], reason: str) -> d
         raise AuthorityUnavailable(f"Redis is unreachable: {exc}") from exc
 
 
+SQL_STATUS_RECHECK_S = 1.0
+_sql_status_seen: dict[str, tuple[float, str]] = {}  # slug -> (when read, status in SQL)
+
+
 async def _unless_being_restored(slug: str) -> None:
     """The authority has no such boss. If SQL runs the fight, Redis lost it and it is being
     restored from the archive (docs/durability.md): answer ``authority_unavailable`` (re-send
     the same frame later; nothing was applied) rather than ``unknown_boss``, which tells a
     client the boss is gone and its damage can be dropped."""
-    fresh = await boss_ref_get(slug=slug, fresh=True)
-    if fresh.status != "draft":
+    now = time.monotonic()
+    seen = _sql_status_seen.get(slug)
+    if seen is None or now - seen[0] >= SQL_STATUS_RECHECK_S:
+        # At most one database read per boss per second and process: every frame of a client
+        # sending to a boss without an authority lands here (a draft one, or a lost one).
+        seen = _sql_status_seen[slug] = (now, (await boss_ref_get(slug=slug, fresh=True)).status)
+    if seen[1] != "draft":
         raise AuthorityUnavailable(f"the authority of {slug} is being restored; re-send the same frame")
 
 

@@ -213,25 +213,8 @@ class OpsBossConsumer(GuardedSocketMixin, SocketGaugeMixin, AsyncWebsocketConsum
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.subscriber is None:
             return
-        if self._window.add() > OPS_FRAMES_PER_S:
-            await self._refuse(
-                RateLimited(f"more than {OPS_FRAMES_PER_S} frames per second"), CloseCode.RATE_LIMITED
-            )
-            return
-        try:
-            frame = parse_frame(text_data, bytes_data)
-            if frame["type"] not in ("ping", "refresh"):
-                raise UnknownType(
-                    f"unknown frame type {frame['type'][:40]!r}; this endpoint takes 'ping' and 'refresh'",
-                    field="type",
-                )
-        except LiveOpsError as err:
-            self._bad += 1
-            await self.send(text_data=error_frame(err))
-            if self._bad >= OPS_MAX_BAD_FRAMES or err.code == "too_large":
-                await self.close(
-                    code=CloseCode.TOO_LARGE if err.code == ErrorCode.TOO_LARGE else CloseCode.MALFORMED
-                )
+        frame = await _ops_frame(self, text_data, bytes_data, accepts=("ping", "refresh"))
+        if frame is None:
             return
         if frame["type"] == "refresh":
             try:
@@ -240,6 +223,32 @@ class OpsBossConsumer(GuardedSocketMixin, SocketGaugeMixin, AsyncWebsocketConsum
                 await self.send(text_data=error_frame(AuthorityUnavailable(f"Redis is unreachable: {exc}")))
         else:
             await self.send(text_data=encode({"type": "pong", "version": self.subscriber.version}))
+
+
+async def _ops_frame(consumer, text_data: str | None, bytes_data: bytes | None, *, accepts: tuple[str, ...]):
+    """The client frame of an operator socket, or None when it was refused: past the frame rate
+    the socket closes; a bad frame gets an error frame and counts, and enough of them close it."""
+    if consumer._window.add() > OPS_FRAMES_PER_S:
+        await consumer._refuse(
+            RateLimited(f"more than {OPS_FRAMES_PER_S} frames per second"), CloseCode.RATE_LIMITED
+        )
+        return None
+    try:
+        frame = parse_frame(text_data, bytes_data)
+        if frame["type"] not in accepts:
+            takes = " and ".join(f"'{t}'" for t in accepts)
+            raise UnknownType(
+                f"unknown frame type {frame['type'][:40]!r}; this endpoint takes {takes}", field="type"
+            )
+    except LiveOpsError as err:
+        consumer._bad += 1
+        await consumer.send(text_data=error_frame(err))
+        if consumer._bad >= OPS_MAX_BAD_FRAMES or err.code == "too_large":
+            await consumer.close(
+                code=CloseCode.TOO_LARGE if err.code == ErrorCode.TOO_LARGE else CloseCode.MALFORMED
+            )
+        return None
+    return frame
 
 
 def _overview_sync(tracker: OverviewTracker, clock: Clock | None) -> dict:
@@ -328,23 +337,5 @@ class OpsOverviewConsumer(GuardedSocketMixin, SocketGaugeMixin, AsyncWebsocketCo
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.subscriber is None:
             return
-        if self._window.add() > OPS_FRAMES_PER_S:
-            await self._refuse(
-                RateLimited(f"more than {OPS_FRAMES_PER_S} frames per second"), CloseCode.RATE_LIMITED
-            )
-            return
-        try:
-            frame = parse_frame(text_data, bytes_data)
-            if frame["type"] != "ping":
-                raise UnknownType(
-                    f"unknown frame type {frame['type'][:40]!r}; this endpoint takes 'ping'", field="type"
-                )
-        except LiveOpsError as err:
-            self._bad += 1
-            await self.send(text_data=error_frame(err))
-            if self._bad >= OPS_MAX_BAD_FRAMES or err.code == "too_large":
-                await self.close(
-                    code=CloseCode.TOO_LARGE if err.code == ErrorCode.TOO_LARGE else CloseCode.MALFORMED
-                )
-            return
-        await self.send(text_data=encode({"type": "pong"}))
+        if await _ops_frame(self, text_data, bytes_data, accepts=("ping",)) is not None:
+            await self.send(text_data=encode({"type": "pong"}))
