@@ -61,7 +61,12 @@ class BossSetup:
 def sim_boss_prepare(
     *, slug: str, name: str, max_hp: int, attacks_per_second: int = 10, fresh: bool = True
 ) -> BossSetup:
-    """Create (or reset, when ``fresh``) a boss and take it live."""
+    """Create (or reset, when ``fresh``) a boss and take it live.
+
+    A simulated boss owns its keys on its Redis: an authority there that another database
+    seeded for the same boss id (another checkout's demo, a deleted db.sqlite3) is dropped
+    first, where go-live of a real fight would refuse it.
+    """
     boss = BossEncounter.objects.filter(slug=slug).first()
     created = reset = False
     if boss is None:
@@ -69,7 +74,8 @@ def sim_boss_prepare(
             slug=slug, name=name, max_hp=max_hp, attacks_per_second=attacks_per_second
         )
         created = True
-    elif fresh:
+    _drop_foreign_authority(boss)
+    if not created and fresh:
         state = get_redis().hget(keys.BossKeys(boss.pk).state, "status")
         if state in (BossStatus.LIVE, BossStatus.PAUSED):
             boss_end(boss=boss)
@@ -87,6 +93,19 @@ def sim_boss_prepare(
         boss_go_live(boss=boss)
         boss.refresh_from_db()
     return BossSetup(boss, created, reset)
+
+
+def _drop_foreign_authority(boss: BossEncounter) -> None:
+    r = get_redis()
+    k = keys.BossKeys(boss.pk)
+    theirs = r.hget(k.state, "incarnation")
+    if theirs and theirs != boss.incarnation:
+        r.delete(*k.all())
+        r.srem(keys.LIVE_BOSSES, boss.pk)
+        r.srem(k.dirty, boss.pk)
+        if boss.status in (BossStatus.LIVE, BossStatus.PAUSED):  # its own authority is gone
+            BossEncounter.objects.filter(pk=boss.pk).update(status=BossStatus.EXPIRED)
+            boss.refresh_from_db()
 
 
 def boss_accepted(*, boss_id: int) -> int:
