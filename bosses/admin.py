@@ -11,6 +11,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.utils.html import format_html, format_html_join
 
+from audit.services import audit_record_request
 from bosses import services
 from bosses.models import BossEncounter, BossEvent, BossStatus, Contribution, RewardGrant, SagaRun
 from bosses.sagas.crash import shard_retire
@@ -58,12 +59,15 @@ class BossEncounterForm(forms.ModelForm):
 
 
 def _run_action(modeladmin, request, queryset, fn, verb: str) -> None:
+    action = f"boss.{fn.__name__.removeprefix('boss_')}"
     for boss in queryset:
         try:
             fn(boss=boss)
         except LiveOpsError as exc:
+            audit_record_request(request=request, action=action, target=f"boss:{boss.slug}", outcome=exc.code)
             modeladmin.message_user(request, f"{boss.slug}: could not {verb}: {exc}", messages.ERROR)
         else:
+            audit_record_request(request=request, action=action, target=f"boss:{boss.slug}")
             modeladmin.message_user(request, f"{boss.slug}: {verb} done", messages.SUCCESS)
 
 
@@ -369,6 +373,7 @@ class RewardGrantAdmin(admin.ModelAdmin):
 def rotate_token(modeladmin, request, queryset):
     for shard in queryset:
         token = shard_token_rotate(shard=shard)
+        audit_record_request(request=request, action="shard.rotate_token", target=f"shard:{shard.key}")
         modeladmin.message_user(
             request, f"{shard.key}: new token {token} (shown once; store it now)", messages.WARNING
         )
@@ -380,8 +385,14 @@ def retire(modeladmin, request, queryset):
         try:
             n = shard_retire(shard=shard)
         except LiveOpsError as exc:
+            audit_record_request(
+                request=request, action="shard.retire", target=f"shard:{shard.key}", outcome=exc.code
+            )
             modeladmin.message_user(request, f"{shard.key}: {exc}", messages.ERROR)
         else:
+            audit_record_request(
+                request=request, action="shard.retire", target=f"shard:{shard.key}", detail={"fenced": n}
+            )
             modeladmin.message_user(request, f"{shard.key}: retired, {n} session(s) fenced", messages.SUCCESS)
 
 
@@ -409,6 +420,7 @@ class ShardAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
         if not change:
             token = shard_token_rotate(shard=obj)
+            audit_record_request(request=request, action="shard.create", target=f"shard:{obj.key}")
             self.message_user(
                 request, f"{obj.key}: token {token} (shown once; store it now)", messages.WARNING
             )

@@ -202,7 +202,13 @@ class RewardGrant(models.Model):
     saga = models.ForeignKey(
         SagaRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="rewards"
     )
+    # What the game grants for this tier (the reward table's payload, copied at grant time).
+    payload = models.JSONField(default=dict, blank=True)
     granted_at = models.DateTimeField(auto_now_add=True)
+    # The game's claim (the backend API, docs/integration.md): set once, by the first claim;
+    # a retried claim with the same claim_id gets the same answer, another claim_id a refusal.
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    claim_id = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
         ordering = ["boss", "fight", "rank"]

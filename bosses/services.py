@@ -18,8 +18,10 @@ from celery import current_app
 from django.db import transaction
 from django.utils import timezone
 
+from bosses import signals
 from bosses.broadcast import messages_publish, messages_publish_many
 from bosses.models import BossEncounter, BossEvent, BossStatus
+from bosses.signals import fight_event_send
 from core import authority, keys
 from core.clients import Routed, execute_pipelined
 from core.errors import AuthorityUnavailable, InvalidInput, InvalidTransition
@@ -142,6 +144,14 @@ def boss_go_live(*, boss: BossEncounter) -> authority.BossState:
     _set_db_status(boss, BossStatus.LIVE)
     state = boss_publish_state(boss_id=boss.pk)
     assert state is not None
+    fight_event_send(
+        boss_id=boss.pk,
+        slug=boss.slug,
+        fight=boss.fight,
+        event=signals.WENT_LIVE,
+        key=f"{signals.WENT_LIVE}:{boss.pk}:{boss.fight}",
+        payload={"max_hp": boss.max_hp, "hp": state.hp, "version": state.version},
+    )
     return state
 
 
@@ -181,6 +191,14 @@ def boss_end(*, boss: BossEncounter) -> authority.BossState:
         boss, to=BossStatus.EXPIRED, allowed_from=(BossStatus.LIVE, BossStatus.PAUSED), verb="end"
     )
     _redis().srem(keys.LIVE_BOSSES, boss.pk)
+    fight_event_send(
+        boss_id=boss.pk,
+        slug=boss.slug,
+        fight=boss.fight,
+        event=signals.EXPIRED,
+        key=f"{signals.EXPIRED}:{boss.pk}:{boss.fight}",
+        payload={"hp": state.hp, "max_hp": state.max_hp, "version": state.version},
+    )
     return state
 
 
@@ -242,7 +260,29 @@ def bosses_tick(
     for boss_id, out in results.items():
         if not isinstance(out, Exception):
             _tick_follow_up(r, boss_id, out)
+            if out.code == "applied" and out.phase != out.old_phase:
+                _phase_event_send(r, boss_id, out.state())
     return results
+
+
+def _phase_event_send(r, boss_id: int, state: authority.BossState) -> None:
+    # rare (a few per fight): one more read for the fight number; listeners only enqueue,
+    # so the tick pass never waits on a game's endpoint
+    fight = int(r.hget(keys.BossKeys(boss_id).state, "fight") or 0)
+    fight_event_send(
+        boss_id=boss_id,
+        slug=state.slug,
+        fight=fight,
+        event=signals.PHASE,
+        key=f"{signals.PHASE}:{boss_id}:{fight}:{state.phase}",
+        payload={
+            "phase": state.phase_name,
+            "phase_index": state.phase,
+            "hp": state.hp,
+            "max_hp": state.max_hp,
+            "version": state.version,
+        },
+    )
 
 
 def _tick_follow_up(r, boss_id: int, out: authority.TickOutcome) -> None:

@@ -105,8 +105,11 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "audit",
     "shards",
     "bosses",
+    "webhooks",
+    "api",
     "tools",
 ]
 

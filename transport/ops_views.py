@@ -16,6 +16,7 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
+from audit.services import audit_record_request
 from bosses import services
 from bosses.ops_selectors import ops_overview_live, ops_snapshot
 from bosses.selectors import boss_get
@@ -72,6 +73,13 @@ def _requires(check, permission: str):
         def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
             if not check(request.user):
                 err = Forbidden(f"this needs the {permission} permission; ask an administrator")
+                if request.method == "POST":  # a refused attempt to change something is audited
+                    audit_record_request(
+                        request=request,
+                        action=f"ops.{view.__name__}",
+                        target=request.path[:200],
+                        outcome=err.code,
+                    )
                 return render_page(
                     request, "ops/not_found.html", {"error": err, "title": "Forbidden"}, status=403
                 )
@@ -164,11 +172,16 @@ def ops_boss_action(request: HttpRequest, slug: str, action: str) -> HttpRespons
                 "confirm_value": CONFIRM_VALUE,
             },
         )
+    target = f"boss:{boss.slug}"
     try:
         state = service(boss=boss)
     except LiveOpsError as exc:
+        audit_record_request(request=request, action=f"boss.{action}", target=target, outcome=exc.code)
         messages.error(request, f"Could not {label.lower()} {boss.name}: {exc} [{exc.code}]")
         return redirect(dashboard)
+    audit_record_request(
+        request=request, action=f"boss.{action}", target=target, detail={"version": state.version}
+    )
     messages.success(request, f"{label}: {boss.name} is now {state.status} (version {state.version}).")
     return redirect(dashboard)
 

@@ -16,8 +16,10 @@ from typing import Any
 import redis
 from django.conf import settings
 
+from bosses import signals
 from bosses.models import BossEncounter, BossStatus, CrashPolicy, SagaKind, SagaRun, SagaStatus
 from bosses.sagas.runner import SagaStep, saga_last_progress, saga_run
+from bosses.signals import fight_event_send
 from core import authority, keys
 from core.clock import Clock, RedisClock
 from core.redis import get_redis
@@ -115,6 +117,21 @@ def _settle(saga: SagaRun) -> dict[str, Any]:
     saga.policy = fence["policy"] or saga.policy
     saga.amount = fence["amount"]
     outcome = "recovered" if fence["policy"] == CrashPolicy.FAIR else "discarded"
+    fight_event_send(
+        boss_id=saga.boss_id,
+        slug=saga.boss.slug,
+        fight=saga.fight,
+        event=signals.CRASH_SETTLED,
+        key=f"{signals.CRASH_SETTLED}:{saga.key}",
+        payload={
+            "shard": saga.shard_key,
+            "epoch": saga.epoch,
+            "policy": saga.policy,
+            "outcome": outcome,
+            "amount": saga.amount,
+            "reason": saga.detail.get("reason"),
+        },
+    )
     return {"outcome": outcome, "policy": saga.policy, "amount": saga.amount}
 
 

@@ -36,6 +36,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from bosses import signals
 from bosses.broadcast import messages_publish
 from bosses.models import (
     BossEncounter,
@@ -50,6 +51,7 @@ from bosses.models import (
 )
 from bosses.sagas.runner import SagaStep, SagaUnrecoverable, saga_last_progress, saga_run, steps_done
 from bosses.services import event_log_archive, victory_enqueue
+from bosses.signals import fight_event_send
 from core import authority, keys
 from core.clients import slot_client
 from core.errors import InvalidTransition, UnknownBoss
@@ -204,6 +206,14 @@ def _rewards(boss: BossEncounter) -> Callable[[SagaRun], dict[str, Any]]:
             batch_size=1_000,
         )
         after = RewardGrant.objects.filter(boss=boss, fight=saga.fight).count()
+        fight_event_send(
+            boss_id=boss.pk,
+            slug=boss.slug,
+            fight=saga.fight,
+            event=signals.REWARDS_GRANTED,
+            key=f"{signals.REWARDS_GRANTED}:{boss.pk}:{saga.fight}",
+            payload={"grants": after},
+        )
         return {"granted": after - before, "total": after}
 
     return work
@@ -228,7 +238,16 @@ def _announce(boss: BossEncounter) -> Callable[[SagaRun], dict[str, Any]]:
     def work(saga: SagaRun) -> dict[str, Any]:
         state = authority.read_state(get_redis(), boss.pk)
         messages = [state.as_message()] if state is not None else []
-        messages_publish(boss_id=boss.pk, messages=[*messages, defeated_message(boss=boss, saga=saga)])
+        defeated = defeated_message(boss=boss, saga=saga)
+        messages_publish(boss_id=boss.pk, messages=[*messages, defeated])
+        fight_event_send(
+            boss_id=boss.pk,
+            slug=boss.slug,
+            fight=saga.fight,
+            event=signals.DEFEATED,
+            key=f"{signals.DEFEATED}:{boss.pk}:{saga.fight}",
+            payload={k: v for k, v in defeated.items() if k not in ("type", "boss", "fight")},
+        )
         return {"version": saga.detail["final"]["version"]}
 
     return work

@@ -1,0 +1,1 @@
+"""Reward tables in the admin (docs/rewards.md)."""
