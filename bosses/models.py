@@ -80,6 +80,10 @@ class BossEncounter(models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(100)],
         help_text="Rate limit per platform-hosted player.",
     )
+    allow_guests = models.BooleanField(
+        default=True,
+        help_text="Players without a game ticket or an account may fight (opaque guest ids; docs/security.md).",
+    )
     defeated_at = models.DateTimeField(null=True, blank=True)
     final_version = models.BigIntegerField(null=True, blank=True)
     final_hp = models.BigIntegerField(null=True, blank=True)
