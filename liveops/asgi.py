@@ -26,11 +26,13 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from transport.hosted import hosted_lifespan  # noqa: E402
 from transport.routing import websocket_urlpatterns  # noqa: E402
+from transport.socket_caps import SocketCapMiddleware  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
+        # outermost: a socket over its address's cap costs no session or user lookup
+        "websocket": SocketCapMiddleware(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
         # Channels has no lifespan handler of its own. Ours ends this process's hosted-shard
         # sessions with a bye when the server shuts down gracefully (uvicorn on SIGTERM runs
         # it in every worker process after closing the sockets): run uvicorn with

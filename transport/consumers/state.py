@@ -14,6 +14,7 @@ boss per process.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from dataclasses import dataclass
 
@@ -29,6 +30,9 @@ from transport.consumers.base import DirectDispatchMixin, GuardedSocketMixin, So
 from transport.fastpath import writer_for
 from transport.hub import Subscriber, get_hub
 from worldboss_sdk.protocol import PROTOCOL_VERSION, CloseCode
+
+# What BossEncounter.slug can hold (Django's SlugField, max_length 64)
+SLUG_RE = re.compile(r"[-a-zA-Z0-9_]{1,64}")
 
 # A viewer has nothing to say but "ping"; more than this many frames per second is abuse.
 VIEWER_FRAMES_PER_S = 20
@@ -78,8 +82,9 @@ def _boss_ref_sync(slug: str) -> BossRef:
 
 async def boss_ref_get(*, slug: str, fresh: bool = False) -> BossRef:
     """The boss with ``slug`` (cached ~5 s per process) or :class:`UnknownBoss`."""
-    if not isinstance(slug, str) or not slug or len(slug) > 64:
-        raise UnknownBoss(f"no boss with slug {slug!r}")
+    if not isinstance(slug, str) or not SLUG_RE.fullmatch(slug):
+        # checked before any query: a NUL byte would make PostgreSQL raise, not miss
+        raise UnknownBoss(f"no boss with slug {slug[:80] if isinstance(slug, str) else slug!r}")
     now = time.monotonic()
     hit = _boss_cache.get(slug)
     if hit is not None and not fresh and now - hit[0] < BOSS_CACHE_TTL_S:
