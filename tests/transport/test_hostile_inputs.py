@@ -22,8 +22,24 @@ from worldboss_sdk.protocol import CloseCode
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
 
 NUL_SLUGS = ["a\x00b", "\x00", "boss\x00" + "x" * 10]
-# numbers a client might send for an integer field: none of them is one
-ODD_NUMBERS = ["１２", "١٢", "²", "12", 12.5, 1e3, -0.0, True, None, [], {}, 2**64, -5, 0]
+# numbers a client might send for an integer field (fullwidth and Arabic-Indic digits that
+# Python's int() would take, a superscript, floats, a bool...): none of them is one
+ODD_NUMBERS = [
+    "\uff11\uff12",
+    "\u0661\u0662",
+    "\u00b2",
+    "12",
+    12.5,
+    1e3,
+    -0.0,
+    True,
+    None,
+    [],
+    {},
+    2**64,
+    -5,
+    0,
+]
 
 
 @pytest.fixture
@@ -81,7 +97,7 @@ async def test_game_server_frames_with_nul_slugs_and_odd_numbers_change_nothing(
     bad += [{"type": "damage", "boss": live_boss.slug, "seq": n, "amount": 5} for n in ODD_NUMBERS]
     bad += [{"type": "heartbeat", "boss": live_boss.slug, "pending": n} for n in ODD_NUMBERS if n != 0]
     texts = [json.dumps(frame) for frame in bad] + [
-        '{"type":"damage","boss":"%s","seq":1,"amount":%s}' % (live_boss.slug, word)
+        f'{{"type":"damage","boss":"{live_boss.slug}","seq":1,"amount":{word}}}'
         for word in ("NaN", "Infinity", "-Infinity", "1" * 400)
     ]
     # a few per socket: a socket that sends MAX_BAD_FRAMES bad frames is closed by design
