@@ -61,7 +61,9 @@ class SocketCapMiddleware:
         message = await receive()
         if message["type"] != "websocket.connect":
             return
-        err = RateLimited(f"too many sockets from this address on this server (at most {cap}); close some first")
+        err = RateLimited(
+            f"too many sockets from this address on this server (at most {cap}); close some first"
+        )
         await send({"type": "websocket.accept"})
         await send({"type": "websocket.send", "text": error_frame(err, close=CloseCode.RATE_LIMITED)})
         await send({"type": "websocket.close", "code": CloseCode.RATE_LIMITED})
