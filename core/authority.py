@@ -254,6 +254,7 @@ class HeartbeatOutcome:
     last_seq: int
     detail: str  # held amount (ok) or settlement (fenced)
     durable_seq: int = 0  # highest seq of the session in the SQL archive (ok)
+    attributed: int = 0  # the part of held stored per player (ok; <= held)
 
 
 @dataclass(frozen=True)
@@ -262,6 +263,8 @@ class FenceOutcome:
     policy: str = ""
     amount: int = 0
     last_seq: int = 0
+    credited_players: int = 0  # players a fair fence credited from the held breakdown
+    credited_amount: int = 0  # their total (<= amount; the rest stays the shard's only)
 
 
 def _text(v: ReplyItem | None) -> str:
@@ -317,7 +320,13 @@ def _parse_transition(r: Reply) -> TransitionOutcome:
 
 
 def _parse_heartbeat(r: Reply) -> HeartbeatOutcome:
-    return HeartbeatOutcome(_text(r[0]), int(r[1]), _text(r[2]), int(r[3]) if len(r) > 3 else 0)
+    return HeartbeatOutcome(
+        _text(r[0]),
+        int(r[1]),
+        _text(r[2]),
+        int(r[3]) if len(r) > 3 else 0,
+        int(r[4]) if len(r) > 4 else 0,
+    )
 
 
 def parse_settlement(record: str) -> tuple[str, int]:
@@ -330,7 +339,8 @@ def _parse_fence(r: Reply) -> FenceOutcome:
     if _text(r[0]) == "no_boss":
         return FenceOutcome("no_boss")
     policy, amount = parse_settlement(_text(r[1]))
-    return FenceOutcome(_text(r[0]), policy, amount, int(r[2]))
+    credited = (int(r[3]), int(r[4])) if len(r) > 4 else (0, 0)
+    return FenceOutcome(_text(r[0]), policy, amount, int(r[2]), *credited)
 
 
 # --- calls -------------------------------------------------------------------
@@ -384,7 +394,20 @@ def ingest_call(
         args += [player, dmg]
     return Call(
         "ingest",
-        [k.state, k.buf, k.seq, k.settled, k.floor, k.hb, k.held, k.hbase, k.contrib, k.pbuf, k.dirty],
+        [
+            k.state,
+            k.buf,
+            k.seq,
+            k.settled,
+            k.floor,
+            k.hb,
+            k.held,
+            k.hbase,
+            k.contrib,
+            k.pbuf,
+            k.dirty,
+            k.heldby,
+        ],
         args,
         _parse_ingest,
     )
@@ -408,33 +431,52 @@ def transition_call(*, boss_id: int, to: str, allowed_from: tuple[str, ...]) -> 
 
 
 def heartbeat_call(
-    *, boss_id: int, shard_key: str, epoch: int, pending: int, inflight_seq: int = 0, inflight_amount: int = 0
+    *,
+    boss_id: int,
+    shard_key: str,
+    epoch: int,
+    pending: int,
+    inflight_seq: int = 0,
+    inflight_amount: int = 0,
+    breakdown: Mapping[str, int] | None = None,
 ) -> Call[HeartbeatOutcome]:
-    """Record a session's sign of life and its unacknowledged damage."""
+    """Record a session's sign of life and its unacknowledged damage.
+
+    ``breakdown`` (validated: :func:`core.validation.held_breakdown_map`) is the per-player
+    part of what is held; it replaces the one stored before (none clears it) and is cut to
+    fit the capped held amount (heartbeat.lua).
+    """
     k = keys.boss_keys(boss_id)
+    args: list[ScriptArg] = [
+        shard_key,
+        epoch,
+        pending,
+        inflight_seq,
+        inflight_amount,
+        keys.session_id(shard_key, epoch),
+        MAX_HELD_AMOUNT,
+    ]
+    for player, dmg in (breakdown or {}).items():
+        args += [player, dmg]
     return Call(
         "heartbeat",
-        [k.state, k.seq, k.settled, k.floor, k.hb, k.held, k.hbase, k.archived],
-        [
-            shard_key,
-            epoch,
-            pending,
-            inflight_seq,
-            inflight_amount,
-            keys.session_id(shard_key, epoch),
-            MAX_HELD_AMOUNT,
-        ],
+        [k.state, k.seq, k.settled, k.floor, k.hb, k.held, k.hbase, k.archived, k.heldby],
+        args,
         _parse_heartbeat,
     )
 
 
 def fence_call(*, boss_id: int, shard_key: str, epoch: int, policy: str) -> Call[FenceOutcome]:
-    """Retire a session's epoch and settle its held damage under ``policy``."""
+    """Retire a session's epoch and settle its held damage under ``policy``.
+
+    Under ``fair`` the held breakdown's players are credited through ``pbuf`` (exactly once:
+    a re-run returns the first settlement and its credited count and amount).
+    """
     k = keys.boss_keys(boss_id)
     session = keys.session_id(shard_key, epoch)
     return Call(
         "fence",
-        [k.state, k.buf, k.seq, k.settled, k.held, k.hbase, k.contrib, k.dirty],
+        [k.state, k.buf, k.seq, k.settled, k.held, k.hbase, k.contrib, k.dirty, k.heldby, k.pbuf],
         [shard_key, epoch, policy, session, keys.recovered_field(session), boss_id],
         _parse_fence,
     )
@@ -444,13 +486,27 @@ def _parse_rate(r: Reply) -> list[int]:
     return [int(v) for v in r]
 
 
-def rate_call(*, boss_id: int, players: Sequence[str], attacks_per_second: int) -> Call[list[int]]:
+def rate_call(
+    *, boss_id: int, players: Sequence[str], attacks_per_second: int, max_players: int = 0
+) -> Call[list[int]]:
     """Judge a batch of hosted attacks against each player's rate on this boss, across every
     ASGI process (rate.lua, GCRA with a burst of one second's attacks). One result per
-    attack, in order: 0 = allowed, else the ms to wait before a retry would pass."""
-    prefix = keys.BossKeys(boss_id).rate("")  # built once per batch, not once per attack
+    attack, in order: 0 = allowed, else the ms to wait before a retry would pass, or
+    ``RATE_TOO_MANY_PLAYERS``: a new id while the boss's roster holds ``max_players`` (0: no cap)."""
+    k = keys.BossKeys(boss_id)
+    prefix = k.rate("")  # built once per batch, not once per attack
     rate = max(1, attacks_per_second)
-    return Call("rate", [prefix + p for p in players], [1_000_000 // rate, rate], _parse_rate)
+    if max_players <= 0:
+        return Call("rate", [prefix + p for p in players], [1_000_000 // rate, rate, 0], _parse_rate)
+    return Call(
+        "rate",
+        [*(prefix + p for p in players), k.roster],
+        [1_000_000 // rate, rate, max_players, *players],
+        _parse_rate,
+    )
+
+
+RATE_TOO_MANY_PLAYERS = -1  # a rate_call verdict: the boss accepts no new player id
 
 
 @dataclass(frozen=True)

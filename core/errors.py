@@ -23,11 +23,15 @@ __all__ = [
     "MalformedFrame",
     "RateLimited",
     "SeqGap",
+    "TicketExpired",
+    "TicketInvalid",
+    "TooManyPlayers",
     "Unauthorized",
     "UnknownBoss",
     "UnknownEpoch",
     "UnknownShard",
     "UnknownType",
+    "WrongShardKind",
 ]
 
 
@@ -110,3 +114,53 @@ class FrameTooLarge(InvalidInput):
     """A frame over ``MAX_FRAME_BYTES``."""
 
     code = ErrorCode.TOO_LARGE
+
+
+# Player identity and shard kinds (docs/security.md).
+
+
+class TicketInvalid(Unauthorized):
+    """A player ticket that is malformed, signed by an unknown key or with a bad signature,
+    names another shard or boss, or names an id a ticket may not carry."""
+
+    code = ErrorCode.TICKET_INVALID
+
+
+class TicketExpired(Unauthorized):
+    """A player ticket past its ``exp`` (or issued in the future beyond the clock skew)."""
+
+    code = ErrorCode.TICKET_EXPIRED
+
+
+class WrongShardKind(Forbidden):
+    """Players on a game server's shard, or a game server's token on a hosted shard."""
+
+    code = ErrorCode.WRONG_SHARD_KIND
+
+
+class TooManyPlayers(LiveOpsError):
+    """The boss reached ``MAX_PLAYERS_PER_BOSS`` distinct player ids: a new id is refused
+    (players it already accepted keep playing)."""
+
+    code = ErrorCode.TOO_MANY_PLAYERS
+
+
+# Errors of the game backend's HTTP API (api/, docs/api.md).
+
+
+class NotFound(LiveOpsError):
+    """No such resource (a fight, a player's contribution, a reward grant, a route)."""
+
+    code = ErrorCode.NOT_FOUND
+
+
+class MethodNotAllowed(LiveOpsError):
+    """The route exists, but not with this HTTP method."""
+
+    code = ErrorCode.METHOD_NOT_ALLOWED
+
+
+class AlreadyClaimed(LiveOpsError):
+    """A reward grant was already claimed with another ``claim_id``."""
+
+    code = ErrorCode.ALREADY_CLAIMED

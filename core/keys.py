@@ -31,6 +31,11 @@ next tick atomically (docs/sync-tick.md). ``<b>`` is the bucket, ``<id>`` the bo
     {bosses:<b>}:<id>:hb       HASH   session -> last sign of life, ms (Redis TIME)
     {bosses:<b>}:<id>:held     HASH   session -> last known unacked damage (heartbeats)
     {bosses:<b>}:<id>:hbase    HASH   session -> first seq that may carry the held damage
+    {bosses:<b>}:<id>:heldby   HASH   session -> per-player part of its held damage, JSON
+                                      ``["<player>",<damage>,...]`` (sum <= held; heartbeat.lua
+                                      writes it with held, ingest.lua subtracts accepted
+                                      deltas' breakdowns, a fair fence.lua credits it to pbuf
+                                      and leaves what it credited here; docs/faults.md)
     {bosses:<b>}:<id>:contrib  HASH   shard -> accepted damage (contribution)
     {bosses:<b>}:<id>:pbuf     HASH   player -> accepted damage not yet ticked (the tick moves
                                       it to players and logs it)
@@ -41,6 +46,8 @@ next tick atomically (docs/sync-tick.md). ``<b>`` is the bucket, ``<id>`` the bo
     {bosses:<b>}:<id>:durable  STRING a counter bumped before a replica wait whose reply wrote
                                       nothing (a duplicate's ack, a fence): WAIT covers only
                                       the writes of its own connection (core/durability.py)
+    {bosses:<b>}:<id>:roster   SET    player ids hosted attacks were accepted from (rate.lua):
+                                      a new id past MAX_PLAYERS_PER_BOSS is refused
     {bosses:<b>}:<id>:rate:<player>  STRING  the hosted shard's rate limit of one player on
                                       this boss, across every ASGI process (rate.lua, GCRA:
                                       the theoretical arrival time, us); expires with it, so
@@ -126,6 +133,8 @@ BOSS_KEY_NAMES = (
     "archived",
     "log",
     "durable",
+    "heldby",
+    "roster",
 )
 
 
@@ -218,6 +227,11 @@ class BossKeys:
         """A counter written only so that a replica wait covers earlier writes (docs/durability.md)."""
         return self._k("durable")
 
+    @cached_property
+    def roster(self) -> str:
+        """Every player id hosted attacks were accepted from (rate.lua, MAX_PLAYERS_PER_BOSS)."""
+        return self._k("roster")
+
     def rate(self, player: str) -> str:
         """The cross-process rate-limit state of one hosted player on this boss (rate.lua)."""
         return f"{self._k(RATE_NAME)}:{player}"
@@ -226,6 +240,11 @@ class BossKeys:
         """Every key of the boss alone (for reset), in :data:`BOSS_KEY_NAMES` order (not the
         bucket's shared dirty set: the tick removes a reset boss from it)."""
         return [self._k(name) for name in BOSS_KEY_NAMES]
+
+    @cached_property
+    def heldby(self) -> str:
+        """Session -> per-player part of its held damage (JSON ``[player, damage, ...]``)."""
+        return self._k("heldby")
 
 
 @lru_cache(maxsize=65_536)

@@ -116,3 +116,42 @@ def parse_phases(text: str, *, max_hp: int | None = None) -> list[tuple[float, s
 def phase_thresholds(phases: list[tuple[float, str]], max_hp: int) -> list[tuple[int, str]]:
     """Percent phases -> HP thresholds (a phase starts when hp <= threshold)."""
     return [(max_hp * int(round(pct * 1000)) // 100_000, name) for pct, name in phases]
+
+
+def held_breakdown_map(value: Any, *, held: int) -> dict[str, int]:
+    """A heartbeat's per-player breakdown of what it holds: ``{player_id: damage}``.
+
+    Optional (``None`` -> ``{}``); at most ``MAX_BREAKDOWN_ENTRIES`` players with valid ids,
+    each a whole number from 1 to ``MAX_DELTA_AMOUNT`` (``== MAX_HELD_AMOUNT``), summing to at most ``held`` (pending
+    plus the in-flight amount as reported; the rest of held stays unattributed).
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidInput(
+            f"heartbeat breakdown must be an object of player -> damage, got {_describe(value)}",
+            field="breakdown",
+        )
+    if len(value) > MAX_BREAKDOWN_ENTRIES:
+        raise InvalidInput(
+            f"heartbeat breakdown has {len(value)} players; at most {MAX_BREAKDOWN_ENTRIES}",
+            field="breakdown",
+        )
+    out: dict[str, int] = {}
+    for player, dmg in value.items():
+        if not isinstance(player, str) or not PLAYER_ID_RE.match(player):
+            raise InvalidInput(
+                f"heartbeat breakdown player id {_describe(player)} is not 1-{MAX_PLAYER_ID_LENGTH} "
+                "characters of letters, digits and _.:@-",
+                field="breakdown",
+            )
+        out[player] = whole_number(
+            dmg, field=f"breakdown[{player}]", minimum=1, maximum=MAX_DELTA_AMOUNT, error=InvalidAmount
+        )
+    total = sum(out.values())
+    if total > held:
+        raise InvalidAmount(
+            f"heartbeat breakdown sums to {total}, more than the {held} held (pending + in flight)",
+            field="breakdown",
+        )
+    return out

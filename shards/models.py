@@ -14,6 +14,13 @@ class ShardStatus(models.TextChoices):
     RETIRED = "retired", "Retired"
 
 
+class ShardKind(models.TextChoices):
+    """Who feeds a shard (docs/security.md, "Shard kinds"): never both."""
+
+    HOSTED = "hosted", "Hosted (players connect to the platform)"
+    GAME_SERVER = "game_server", "Game server (authenticates with its token)"
+
+
 class Shard(models.Model):
     """A shard's identity. Its token is stored only as a SHA-256 hash (tokens are random)."""
 
@@ -25,6 +32,14 @@ class Shard(models.Model):
     name = models.CharField(max_length=120)
     region = models.CharField(max_length=32, blank=True, default="")
     status = models.CharField(max_length=16, choices=ShardStatus.choices, default=ShardStatus.ONLINE)
+    # A game server's shard refuses players, a hosted one refuses tokens: a player attack on a
+    # game server's key can neither open a session under it nor bump its epoch or status.
+    kind = models.CharField(
+        max_length=16,
+        choices=ShardKind.choices,
+        default=ShardKind.GAME_SERVER,
+        help_text="Hosted: players attack through the platform. Game server: only its token connects.",
+    )
     current_epoch = models.BigIntegerField(
         default=0, help_text="Last epoch handed out; each (re)connection gets the next one."
     )

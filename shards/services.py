@@ -35,7 +35,14 @@ from core.errors import (
 from core.keys import SHARD_EPOCHS, BossKeys
 from core.limits import MAX_HELD_AMOUNT, MAX_SEQ
 from core.redis import REDIS_DOWN, get_async_redis, get_redis
-from core.validation import breakdown_map, damage_amount, epoch_number, seq_number, whole_number
+from core.validation import (
+    breakdown_map,
+    damage_amount,
+    epoch_number,
+    held_breakdown_map,
+    seq_number,
+    whole_number,
+)
 from shards.models import SHARD_KEY_RE, Shard, ShardStatus
 
 TOKEN_BYTES = 32
@@ -52,13 +59,14 @@ def _hash_token(token: str) -> str:
 # --- identity --------------------------------------------------------------------------
 
 
-def shard_create(*, key: str, name: str, region: str = "") -> tuple[Shard, str]:
-    """Create a shard and return it with its token (shown once, stored only as a hash)."""
+def shard_create(*, key: str, name: str, region: str = "", kind: str = "game_server") -> tuple[Shard, str]:
+    """Create a shard (``kind``: ``game_server`` or ``hosted``, see ShardKind) and return it
+    with its token (shown once, stored only as a hash)."""
     if not isinstance(key, str) or not _SHARD_KEY.match(key):
         raise InvalidInput(f"shard key {key!r} must be lowercase letters, digits, '-' or '_' (max 64)")
     if Shard.objects.filter(key=key).exists():
         raise InvalidInput(f"shard {key!r} already exists")
-    shard = Shard.objects.create(key=key, name=name or key, region=region)
+    shard = Shard.objects.create(key=key, name=name or key, region=region, kind=kind)
     return shard, shard_token_rotate(shard=shard)
 
 
@@ -248,9 +256,10 @@ class HeartbeatResult:
     last_seq: int
     held: int
     durable_seq: int = 0  # the session's highest seq in the SQL archive
+    attributed: int = 0  # the part of ``held`` stored per player (the breakdown, cut to fit)
 
 
-def _heartbeat_call(boss_id, shard_key, epoch, pending, inflight_seq, inflight_amount):
+def _heartbeat_call(boss_id, shard_key, epoch, pending, inflight_seq, inflight_amount, breakdown=None):
     if not isinstance(shard_key, str) or not _SHARD_KEY.match(shard_key):
         raise UnknownShard(f"unknown shard {shard_key!r}")
     epoch = epoch_number(epoch)
@@ -259,6 +268,7 @@ def _heartbeat_call(boss_id, shard_key, epoch, pending, inflight_seq, inflight_a
     inflight_amount = whole_number(
         inflight_amount, field="inflight.amount", minimum=0, maximum=MAX_HELD_AMOUNT
     )
+    players = held_breakdown_map(breakdown, held=pending + inflight_amount)
     return authority.heartbeat_call(
         boss_id=boss_id,
         shard_key=shard_key,
@@ -266,6 +276,7 @@ def _heartbeat_call(boss_id, shard_key, epoch, pending, inflight_seq, inflight_a
         pending=pending,
         inflight_seq=inflight_seq,
         inflight_amount=inflight_amount,
+        breakdown=players,
     )
 
 
@@ -280,18 +291,27 @@ def _heartbeat_result(out: authority.HeartbeatOutcome, boss_id: int) -> Heartbea
         )
     if out.code == "no_boss":
         raise UnknownBoss(f"boss {boss_id} has no live authority")
-    return HeartbeatResult(out.last_seq, int(out.detail), out.durable_seq)
+    return HeartbeatResult(out.last_seq, int(out.detail), out.durable_seq, out.attributed)
 
 
 def heartbeat_record(
-    *, boss_id: int, shard_key: str, epoch: int, pending: int, inflight_seq: int = 0, inflight_amount: int = 0
+    *,
+    boss_id: int,
+    shard_key: str,
+    epoch: int,
+    pending: int,
+    inflight_seq: int = 0,
+    inflight_amount: int = 0,
+    breakdown: Mapping[str, int] | None = None,
 ) -> HeartbeatResult:
     """Record a session's sign of life and the damage it still holds unacknowledged.
 
-    In ``replica`` durability the reply waits for a replica too: its ``last_seq`` tells the
-    client which in-flight delta was accepted, an acknowledgement like an ingest's.
+    ``breakdown`` is the optional per-player part of what it holds (pending + in flight):
+    a fair crash saga credits it to those players (docs/faults.md). In ``replica``
+    durability the reply waits for a replica too: its ``last_seq`` tells the client which
+    in-flight delta was accepted, an acknowledgement like an ingest's.
     """
-    call = _heartbeat_call(boss_id, shard_key, epoch, pending, inflight_seq, inflight_amount)
+    call = _heartbeat_call(boss_id, shard_key, epoch, pending, inflight_seq, inflight_amount, breakdown)
     try:
         out = durability.heartbeat_acknowledged(
             get_redis(), call, ack_durability(), mark_key=BossKeys(boss_id).durable
@@ -303,10 +323,17 @@ def heartbeat_record(
 
 
 async def aheartbeat_record(
-    *, boss_id: int, shard_key: str, epoch: int, pending: int, inflight_seq: int = 0, inflight_amount: int = 0
+    *,
+    boss_id: int,
+    shard_key: str,
+    epoch: int,
+    pending: int,
+    inflight_seq: int = 0,
+    inflight_amount: int = 0,
+    breakdown: Mapping[str, int] | None = None,
 ) -> HeartbeatResult:
     """Async :func:`heartbeat_record`."""
-    call = _heartbeat_call(boss_id, shard_key, epoch, pending, inflight_seq, inflight_amount)
+    call = _heartbeat_call(boss_id, shard_key, epoch, pending, inflight_seq, inflight_amount, breakdown)
     try:
         out = await durability.aheartbeat_acknowledged(
             get_async_redis(), call, ack_durability(), mark_key=BossKeys(boss_id).durable

@@ -148,6 +148,9 @@ def demo_run(opts: DemoOptions, *, out: TextIO = sys.stdout, err: TextIO = sys.s
             f'port {opts.port} is taken; choose another with --port (make demo ARGS="--port 8001")'
         )
     with Stack(run_dir=DEMO_DIR) as stack:
+        # The simulated players connect with ?player=<id>: simulator mode, for the processes
+        # the demo starts only (docs/security.md, "Player identity"; refused in production).
+        stack.env["LIVEOPS_SIMULATOR_PLAYERS"] = "1"
         if opts.redis == "cluster":
             say(demo_cluster_start(stack))
         else:

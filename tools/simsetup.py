@@ -14,7 +14,7 @@ from bosses.selectors import boss_sagas_running
 from bosses.services import boss_end, boss_go_live, boss_reset
 from core import keys
 from core.redis import get_redis
-from shards.models import Shard, ShardStatus
+from shards.models import Shard, ShardKind, ShardStatus
 from shards.services import shard_create, shard_token_rotate
 from tools.simulator import ShardSpec
 
@@ -32,9 +32,11 @@ def sim_shards_ensure(*, prefix: str, hosted: int, sdk: int) -> list[ShardSpec]:
         key = f"{prefix}-h{n}"
         shard = Shard.objects.filter(key=key).first()
         if shard is None:
-            shard, _ = shard_create(key=key, name=f"{prefix} hosted {n}", region="sim")
+            shard, _ = shard_create(key=key, name=f"{prefix} hosted {n}", region="sim", kind=ShardKind.HOSTED)
         elif shard.status == ShardStatus.RETIRED:
             raise ValueError(f"shard {key} is retired; use another --prefix")
+        elif shard.kind != ShardKind.HOSTED:  # made before shards had kinds (migrated to game_server)
+            Shard.objects.filter(pk=shard.pk).update(kind=ShardKind.HOSTED)
         specs.append(ShardSpec(key))
     for n in range(1, sdk + 1):
         key = f"{prefix}-s{n}"
@@ -44,6 +46,8 @@ def sim_shards_ensure(*, prefix: str, hosted: int, sdk: int) -> list[ShardSpec]:
         elif shard.status == ShardStatus.RETIRED:
             raise ValueError(f"shard {key} is retired; use another --prefix")
         else:
+            if shard.kind != ShardKind.GAME_SERVER:
+                Shard.objects.filter(pk=shard.pk).update(kind=ShardKind.GAME_SERVER)
             token = shard_token_rotate(shard=shard)
         specs.append(ShardSpec(key, token))
     return specs

@@ -2,7 +2,9 @@
 
 Everything goes over real WebSockets to a running ASGI server (docs/protocol.md):
 
-- **hosted players** connect to ``/ws/shards/<shard>/?player=<id>`` and send
+- **hosted players** connect to ``/ws/shards/<shard>/?player=<id>`` (the server must run in
+  simulator mode, ``LIVEOPS_SIMULATOR_PLAYERS=1``, as ``demo`` and ``bench`` start it; the
+  shards must be hosted ones, docs/security.md) and send
   ``attack {boss, id}`` at a steady rate (the server draws the damage, rate-limits and
   buffers it in its hosted shard); ``attack_ack`` carries the damage;
 - **SDK game servers** authenticate on ``/ws/shards/<shard>/`` with their shard token, add

@@ -19,6 +19,11 @@ arrived while the previous call was in flight. When the authority does not answe
 ``RATE_CHECK_TIMEOUT_S`` the per-process bucket alone decides for ``RATE_DOWN_S`` (attacks
 never wait on a Redis that is away; they buffer like the rest).
 
+The same script call holds the boss's cap on distinct player ids (``MAX_PLAYERS_PER_BOSS``,
+the boss's roster set): a new id past it is refused with ``too_many_players``, players
+already in the roster keep playing. Only hosted shards (``Shard.kind == hosted``) get a
+hosted session: a game server's shard key never has its epoch or status moved by players.
+
 Shutdown (:func:`hosted_lifespan`, the ASGI ``lifespan`` scope, liveops/asgi.py): after the
 server closed every socket, each hosted shard of the process flushes what it holds, heartbeats
 ``pending`` 0 and ends its sessions with reason ``left``, as a game server's ``bye`` does. A
@@ -46,11 +51,13 @@ from core.errors import (
     Fenced,
     RateLimited,
     SeqGap,
+    TooManyPlayers,
     UnknownBoss,
     UnknownShard,
+    WrongShardKind,
 )
 from core.redis import get_async_redis
-from shards.models import Shard
+from shards.models import Shard, ShardKind
 from shards.services import adelta_ingest, aheartbeat_record, shard_session_open
 from worldboss_sdk.buffer import LocalBuffer
 from worldboss_sdk.protocol import ENDED_STATUSES
@@ -59,7 +66,10 @@ logger = logging.getLogger(__name__)
 
 GATEWAY_TICK_MS = 100
 GATEWAY_MAX_PENDING_DAMAGE = 2**40
-GATEWAY_MAX_PLAYERS = 20_000  # distinct players waiting in one boss buffer
+# Distinct players waiting in one boss buffer: the boss's cap on player ids
+# (settings.MAX_PLAYERS_PER_BOSS), so the table can hold every id the roster admitted and a
+# flood of new ids is refused by the roster (too_many_players), never by this table
+# (buffer_full for players already fighting). Read per session: tests lower the cap.
 LIMITER_IDLE_S = 10.0  # forget a player's bucket after this long
 # The cross-process check (rate.lua): attacks per script call at most, how long a batch may
 # take before the per-process bucket decides alone, and for how long it then does.
@@ -87,7 +97,9 @@ class _BossSession:
     def __init__(self, boss) -> None:
         self.boss = boss
         self.epoch: int | None = None
-        self.buffer = LocalBuffer(max_pending=GATEWAY_MAX_PENDING_DAMAGE, max_players=GATEWAY_MAX_PLAYERS)
+        self.buffer = LocalBuffer(
+            max_pending=GATEWAY_MAX_PENDING_DAMAGE, max_players=max(1, settings.MAX_PLAYERS_PER_BOSS)
+        )
         self.buffer.keeps = True  # the archive reports durable seqs: keep acked deltas until then
         self.last_heartbeat = 0.0
         self.status = "live"
@@ -103,6 +115,9 @@ def _open_session_sync(shard_key: str) -> int:
     shard = Shard.objects.filter(key=shard_key).first()
     if shard is None:
         raise UnknownShard(f"unknown shard {shard_key!r}")
+    if shard.kind != ShardKind.HOSTED:
+        # a game server's epoch and status belong to the game server alone
+        raise WrongShardKind(f"shard {shard_key} belongs to a game server; players cannot attack on it")
     return shard_session_open(shard=shard).epoch
 
 
@@ -133,6 +148,12 @@ class HostedShard:
             raise BossNotLive(f"the boss is {sess.status}; attacks are refused", status=sess.status)
         self._take_token(boss, player)  # the cheap first gate: over the rate here is over it everywhere
         wait_ms = await self._global_verdict(boss, player)
+        if wait_ms == authority.RATE_TOO_MANY_PLAYERS:
+            self._give_token_back(boss, player)
+            raise TooManyPlayers(
+                f"this boss accepts no new players (at most {settings.MAX_PLAYERS_PER_BOSS:,}); "
+                "players already in the fight keep playing"
+            )
         if wait_ms:
             self._give_token_back(boss, player)
             rate = max(1, boss.attacks_per_second)
@@ -164,8 +185,9 @@ class HostedShard:
             bucket.tokens = min(float(max(1, boss.attacks_per_second)), bucket.tokens + 1.0)
 
     async def _global_verdict(self, boss, player: str) -> int | None:
-        """The shared limit's verdict on one attack: 0 allowed, ms to wait, or None (the
-        authority did not answer in time: the per-process bucket decided alone)."""
+        """The shared limit's verdict on one attack: 0 allowed, ms to wait,
+        ``RATE_TOO_MANY_PLAYERS`` (a new id past the boss's cap), or None (the authority did
+        not answer in time: the per-process bucket decided alone)."""
         if not settings.HOSTED_SHARED_RATE_LIMIT or time.monotonic() < self._rate_down_until:
             return None
         fut: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
@@ -186,7 +208,10 @@ class HostedShard:
             batch = waiting[:RATE_BATCH_MAX]
             del waiting[:RATE_BATCH_MAX]
             call = authority.rate_call(
-                boss_id=boss.id, players=[p for p, _ in batch], attacks_per_second=boss.attacks_per_second
+                boss_id=boss.id,
+                players=[p for p, _ in batch],
+                attacks_per_second=boss.attacks_per_second,
+                max_players=settings.MAX_PLAYERS_PER_BOSS,
             )
             verdicts: list[int | None]
             try:
@@ -342,6 +367,7 @@ class HostedShard:
                 pending=sess.buffer.waiting,
                 inflight_seq=inflight.seq if inflight else 0,
                 inflight_amount=inflight.amount if inflight else 0,
+                breakdown=sess.buffer.held_breakdown(),  # a fair crash saga credits these players
             )
             sess.buffer.durable(beat.durable_seq)
             sess.buffer.behind(beat.last_seq)  # a rollback lost acked deltas: re-send them

@@ -8,7 +8,9 @@ it the view shows a confirmation page, so an operator never acts by a stray clic
 from __future__ import annotations
 
 from functools import wraps
+from urllib.parse import quote
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse
@@ -22,9 +24,17 @@ from bosses.ops_selectors import ops_overview_live, ops_snapshot
 from bosses.selectors import boss_get
 from core.errors import AuthorityUnavailable, Forbidden, LiveOpsError, UnknownBoss
 from core.redis import REDIS_DOWN
-from shards.models import Shard, ShardStatus
+from shards.models import Shard, ShardKind, ShardStatus
 from transport.hosted import GATEWAY_TICK_MS
-from transport.permissions import OPERATE_BOSS, WATCH_BOSS, can_operate, can_watch
+from transport.permissions import (
+    OPERATE_BOSS,
+    WATCH_BOSS,
+    can_operate,
+    can_watch,
+    guest_cookie_set,
+    guest_id_from_cookie,
+    guest_id_new,
+)
 from transport.views import render_page
 from worldboss_sdk.protocol import Status
 
@@ -172,7 +182,7 @@ def ops_boss_action(request: HttpRequest, slug: str, action: str) -> HttpRespons
                 "confirm_value": CONFIRM_VALUE,
             },
         )
-    target = f"boss:{boss.slug}"
+    target = f"boss/{boss.slug}"
     try:
         state = service(boss=boss)
     except LiveOpsError as exc:
@@ -187,12 +197,19 @@ def ops_boss_action(request: HttpRequest, slug: str, action: str) -> HttpRespons
 
 
 def play(request: HttpRequest, slug: str) -> HttpResponse:
-    """``/play/<slug>/?shard=<key>``: the player page (a guest session is enough)."""
+    """``/play/<slug>/?shard=<key>``: the player page, on a hosted shard.
+
+    Who plays (docs/security.md, "Player identity"): a signed-in user as ``user:<pk>``; a
+    visitor, where the boss allows guests, as the guest id of a signed cookie issued here
+    when the page needs one (no session row is written); else the page asks to sign in.
+    """
     try:
         boss = boss_get(slug=slug)
     except UnknownBoss as exc:
         return render_page(request, "play/not_found.html", {"error": exc}, status=404)
-    shards = list(Shard.objects.exclude(status=ShardStatus.RETIRED).order_by("key"))
+    shards = list(
+        Shard.objects.filter(kind=ShardKind.HOSTED).exclude(status=ShardStatus.RETIRED).order_by("key")
+    )
     shard_key = request.GET.get("shard", "")
     shard = next((s for s in shards if s.key == shard_key), None)
     if shard is None:
@@ -203,8 +220,16 @@ def play(request: HttpRequest, slug: str) -> HttpResponse:
             {"boss": boss, "shards": shards, "error": error},
             status=404 if shard_key else 200,
         )
-    if not request.session.session_key:
-        request.session.save()  # the guest identity the gateway rate-limits and credits
+    guest_id = new_guest = None
+    if request.user.is_authenticated:
+        identity = "user"
+    elif boss.allow_guests:
+        identity = "guest"
+        guest_id = guest_id_from_cookie(request.COOKIES.get(settings.GUEST_COOKIE_NAME))
+        if guest_id is None:
+            guest_id = new_guest = guest_id_new()  # the identity the gateway rate-limits and credits
+    else:
+        identity = None
     config = {
         "boss": boss.slug,
         "name": boss.name,
@@ -219,5 +244,11 @@ def play(request: HttpRequest, slug: str) -> HttpResponse:
         "state_path": f"/ws/bosses/{boss.slug}/",
         "shard_path": f"/ws/shards/{shard.key}/",
         "snapshot_url": reverse("boss-state-api", kwargs={"slug": boss.slug}),
+        # null: a visitor on a boss that admits no guests watches, and is asked to sign in
+        "identity": identity,
+        "login_url": f"{settings.LOGIN_URL}?next={quote(request.get_full_path())}",
     }
-    return render_page(request, "play/boss.html", {"boss": boss, "shard": shard, "config": config})
+    response = render_page(request, "play/boss.html", {"boss": boss, "shard": shard, "config": config})
+    if new_guest is not None:
+        guest_cookie_set(response, guest_id=new_guest)
+    return response

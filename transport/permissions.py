@@ -1,4 +1,5 @@
-"""Who may watch and who may run a fight, and which pages may open a cookie-authenticated socket.
+"""Who may watch and who may run a fight, which pages may open a cookie-authenticated socket,
+and the guest identity of the player page (docs/security.md, "Player identity").
 
 Staff is not a role (docs/dashboard.md): the operator pages and sockets need the model
 permission ``bosses.view_bossencounter`` (or ``bosses.operate_boss``), and every action that
@@ -8,11 +9,14 @@ check too. Superusers have every permission.
 
 from __future__ import annotations
 
+import re
+import secrets
 from typing import Any
 from urllib.parse import urlsplit
 
 from channels.security.websocket import OriginValidator
 from django.conf import settings
+from django.core import signing
 
 OPERATE_BOSS = "bosses.operate_boss"
 WATCH_BOSS = "bosses.view_bossencounter"
@@ -63,3 +67,43 @@ def origin_problem(scope: dict) -> str | None:
     if parsed.hostname and OriginValidator(None, hosts).validate_origin(parsed):
         return None
     return f"origin {origin[:100]!r} may not open this socket (not this site, ALLOWED_HOSTS or CSRF_TRUSTED_ORIGINS)"
+
+
+GUEST_PREFIX = "guest:"
+GUEST_ID_RE = re.compile(r"^guest:[A-Za-z0-9_-]{22}$")  # secrets.token_urlsafe(16): 128 bits
+
+
+def guest_id_new() -> str:
+    """A fresh guest id: opaque, random (128 bits), never a session key or anything stored."""
+    return GUEST_PREFIX + secrets.token_urlsafe(16)
+
+
+def _guest_signer() -> signing.TimestampSigner:
+    # SECRET_KEY (and SECRET_KEY_FALLBACKS) with a salt of its own: a guest cookie is no
+    # other signed value of the site; timestamped, so GUEST_COOKIE_MAX_AGE_S holds
+    return signing.TimestampSigner(salt=f"{settings.GUEST_COOKIE_NAME}:{settings.GUEST_COOKIE_SALT}")
+
+
+def guest_id_from_cookie(value: str | None) -> str | None:
+    """The guest id inside a guest cookie the player page signed, or None: absent, tampered
+    with, older than ``GUEST_COOKIE_MAX_AGE_S`` or not a guest id."""
+    if not value:
+        return None
+    try:
+        guest = _guest_signer().unsign(value, max_age=settings.GUEST_COOKIE_MAX_AGE_S)
+    except signing.BadSignature:  # SignatureExpired too
+        return None
+    return guest if GUEST_ID_RE.match(guest) else None
+
+
+def guest_cookie_set(response: Any, *, guest_id: str) -> None:
+    """Give the browser its guest id: signed (the gateway checks it), HttpOnly (no script
+    reads it), SameSite=Lax, Secure in production (``GUEST_COOKIE_SECURE``)."""
+    response.set_cookie(
+        settings.GUEST_COOKIE_NAME,
+        _guest_signer().sign(guest_id),
+        max_age=settings.GUEST_COOKIE_MAX_AGE_S,
+        httponly=True,
+        samesite="Lax",
+        secure=settings.GUEST_COOKIE_SECURE,
+    )

@@ -105,8 +105,18 @@ def _fence(boss: BossEncounter, shard_key: str, epoch: int) -> Callable[[SagaRun
             get_redis(),
             authority.fence_call(boss_id=boss.pk, shard_key=shard_key, epoch=epoch, policy=saga.policy),
         )
-        saga.detail = {**saga.detail, "last_seq": out.last_seq}
-        return {"outcome": out.code, "policy": out.policy, "amount": out.amount, "last_seq": out.last_seq}
+        # Under fair, the held breakdown's players were credited in the same step (a re-run
+        # reports the first credit): the rest of the amount is the shard's only.
+        credited = {"players": out.credited_players, "amount": out.credited_amount}
+        saga.detail = {**saga.detail, "last_seq": out.last_seq, "credited": credited}
+        return {
+            "outcome": out.code,
+            "policy": out.policy,
+            "amount": out.amount,
+            "last_seq": out.last_seq,
+            "credited_players": out.credited_players,
+            "credited_amount": out.credited_amount,
+        }
 
     return work
 

@@ -1,6 +1,7 @@
 -- Accept one shard delta exactly once per (shard, epoch, seq).
 -- KEYS: 1 state, 2 buf, 3 seq, 4 settled, 5 floor, 6 hb, 7 held, 8 hbase, 9 contrib,
---       10 pbuf (per-player damage until the tick moves it to players), 11 the bucket's dirty set
+--       10 pbuf (per-player damage until the tick moves it to players), 11 the bucket's dirty set,
+--       12 heldby (session -> per-player part of held, JSON, heartbeat.lua)
 -- ARGV: 1 shard, 2 epoch, 3 seq, 4 amount, 5 session field (core/keys.py session_id),
 --       6 boss id, 7.. pairs (player, amount) of the breakdown
 -- Returns {code, last_seq, detail}:
@@ -29,6 +30,37 @@ if seq <= last then return {'dup', last, ''} end
 if status ~= 'live' then return {'not_live', last, status} end
 if seq ~= last + 1 then return {'gap', last, ''} end
 
+-- What the last heartbeat reported as held shrinks by what this delta carries, so a
+-- crash saga never re-applies damage that arrived after the heartbeat; its breakdown loses
+-- this delta's players' damage, then is cut to fit the smaller held (heartbeat.lua's rule).
+-- Worked out before the first write: decoding can fail, and Redis keeps a failed script's
+-- earlier writes.
+local new_held, new_by
+local held = redis.call('HGET', KEYS[7], sess)
+if held and seq >= tonumber(redis.call('HGET', KEYS[8], sess) or '0') then
+  new_held = tonumber(held) - amount
+  if new_held < 0 then new_held = 0 end
+  local raw = redis.call('HGET', KEYS[12], sess)
+  if raw then
+    new_by = ''
+    if new_held > 0 then
+      local minus = {}
+      for i = 7, #ARGV, 2 do minus[ARGV[i]] = (minus[ARGV[i]] or 0) + tonumber(ARGV[i + 1]) end
+      local list = cjson.decode(raw)
+      local parts, sum = {}, 0
+      for i = 1, #list, 2 do
+        local a = list[i + 1] - (minus[list[i]] or 0)
+        if sum + a > new_held then a = new_held - sum end
+        if a > 0 then
+          parts[#parts + 1] = '"' .. list[i] .. '",' .. I(a)
+          sum = sum + a
+        end
+      end
+      if #parts > 0 then new_by = '[' .. table.concat(parts, ',') .. ']' end
+    end
+  end
+end
+
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HSET', KEYS[3], sess, ARGV[3])
@@ -41,15 +73,10 @@ redis.call('SADD', KEYS[11], ARGV[6])
 for i = 7, #ARGV, 2 do
   redis.call('HINCRBY', KEYS[10], ARGV[i], ARGV[i + 1])
 end
--- What the last heartbeat reported as held shrinks by what this delta carries, so a
--- crash saga never re-applies damage that arrived after the heartbeat.
-local held = redis.call('HGET', KEYS[7], sess)
-if held then
-  local base = tonumber(redis.call('HGET', KEYS[8], sess) or '0')
-  if seq >= base then
-    local h = tonumber(held) - amount
-    if h < 0 then h = 0 end
-    redis.call('HSET', KEYS[7], sess, I(h))
-  end
+if new_held then redis.call('HSET', KEYS[7], sess, I(new_held)) end
+if new_by == '' then
+  redis.call('HDEL', KEYS[12], sess)
+elseif new_by then
+  redis.call('HSET', KEYS[12], sess, new_by)
 end
 return {'ok', seq, ''}

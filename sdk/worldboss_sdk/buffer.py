@@ -9,6 +9,9 @@ Shared by the game-server SDK (worldboss_sdk.client) and the platform-hosted sha
 * :meth:`LocalBuffer.fenced` applies a ``fenced`` error's settlement: an in-flight delta with
   ``seq <= last_seq`` was accepted and is dropped; ``settled`` (what the crash saga applied or
   discarded) is dropped from what is still held; seq restarts at 1 for the next epoch;
+* :meth:`LocalBuffer.held_breakdown` is the per-player part of what a heartbeat reports held
+  (pending, queued re-sends and the in-flight delta): a fair crash saga credits it to those
+  players (docs/sdk.md);
 * the buffer is bounded: past ``max_pending`` damage held (pending + in flight) or
   ``max_players`` players waiting it raises
   :class:`BufferFull` (never a silent drop);
@@ -64,6 +67,7 @@ class LocalBuffer:
         "players",
         "queued",
         "replayed",
+        "reported",
         "unattributed",
         "unkept",
     )
@@ -89,6 +93,9 @@ class LocalBuffer:
         self.queued: list[Delta] = []  # kept deltas to re-send after the in-flight one
         self.replayed = 0  # deltas re-sent because the authority came back behind them
         self.unkept = 0  # acked deltas given up past ``max_kept`` (no longer re-sendable)
+        # The last heartbeat's breakdown less the deltas accepted since (the platform's rule,
+        # ingest.lua): what a fair crash saga would credit to players now.
+        self.reported: dict[str, int] = {}
 
     def add(self, amount: int, player: str | None = None) -> None:
         """Add one hit (O(1)); :class:`BufferFull` past the bound, nothing added then."""
@@ -126,6 +133,49 @@ class LocalBuffer:
         worth, ``MAX_DELTA_AMOUNT``, which is also the most a crash saga settles for a session)."""
         return min(self.pending + sum(d.amount for d in self.queued), MAX_DELTA_AMOUNT)
 
+    def held_breakdown(self) -> dict[str, int]:
+        """The per-player part of what a heartbeat reports held (``waiting`` + the in-flight
+        amount): at most ``MAX_BREAKDOWN_ENTRIES`` players, summing to at most that. Call it
+        to send a heartbeat: it is remembered as :attr:`reported`.
+
+        Pending players come first, then the queued re-sends', then the in-flight delta's:
+        the platform cuts a breakdown to fit from its end, and when the in-flight delta was
+        accepted just before the heartbeat, its players (already credited) are the ones cut.
+        Unattributed damage and players past the bound stay the shard's only.
+        """
+        inflight = self.inflight
+        held = self.waiting + (inflight.amount if inflight else 0)
+        merged: dict[str, int] = dict(itertools.islice(self.players.items(), MAX_BREAKDOWN_ENTRIES))
+        for source in [*(d.breakdown for d in self.queued), *([inflight.breakdown] if inflight else [])]:
+            for player, dmg in source.items():
+                if player in merged:
+                    merged[player] += dmg
+                elif len(merged) < MAX_BREAKDOWN_ENTRIES:
+                    merged[player] = dmg
+        out: dict[str, int] = {}
+        total = 0
+        for player, dmg in merged.items():
+            if total >= held:
+                break
+            part = min(dmg, held - total)
+            if part > 0:
+                out[player] = part
+                total += part
+        self.reported = dict(out)
+        return out
+
+    def _unreport(self, breakdown: dict[str, int]) -> None:
+        """An accepted delta's players no longer hold that damage (the platform subtracts
+        it from the stored breakdown the same way)."""
+        if not self.reported:
+            return
+        for player, dmg in breakdown.items():
+            left = self.reported.get(player, 0) - dmg
+            if left > 0:
+                self.reported[player] = left
+            else:
+                self.reported.pop(player, None)
+
     def take(self) -> Delta | None:
         """The delta to send now: the in-flight one again, else a new one (or None)."""
         if self.inflight is not None:
@@ -152,6 +202,7 @@ class LocalBuffer:
         next queued re-send, if any, becomes the in-flight delta.
         """
         if self.inflight is not None and seq >= self.inflight.seq:
+            self._unreport(self.inflight.breakdown)
             if self.keeps:
                 self.kept.append(self.inflight)
                 if len(self.kept) > self.max_kept:
@@ -210,6 +261,7 @@ class LocalBuffer:
         """Apply a fence settlement and start a new epoch's numbering; returns what remains held."""
         if self.inflight is not None:
             if self.inflight.seq <= last_seq:
+                self._unreport(self.inflight.breakdown)
                 self.inflight = None  # it was accepted before the fence
             else:  # never accepted: back to pending, to go out under the new epoch
                 self.unattributed += self.inflight.amount - sum(self.inflight.breakdown.values())
@@ -218,7 +270,10 @@ class LocalBuffer:
                 self.pending += self.inflight.amount
                 self.inflight = None
         self._requeue()  # reported as pending by heartbeats: part of what ``settled`` covers
-        self._drop(settled)
+        # A fair saga credited the reported players: their damage goes first, so what is sent
+        # again under the new epoch is not credited to them a second time.
+        self._drop(settled, first=self.reported)
+        self.reported = {}
         self.kept = []  # accepted under the fenced epoch: nothing to re-send there any more
         self.next_seq = 1
         return self.pending
@@ -229,6 +284,7 @@ class LocalBuffer:
         self.inflight = None
         self.queued, self.kept = [], []
         self._drop(self.pending)
+        self.reported = {}
         return amount
 
     def _requeue(self) -> None:
@@ -240,10 +296,19 @@ class LocalBuffer:
             self.pending += delta.amount
         self.queued = []
 
-    def _drop(self, amount: int) -> None:
+    def _drop(self, amount: int, first: dict[str, int] | None = None) -> None:
         amount = max(0, min(amount, self.pending))
         self.dropped += amount
         self.pending -= amount
+        for player, credited in (first or {}).items():
+            if amount <= 0:
+                break
+            take = min(amount, credited, self.players.get(player, 0))
+            if take > 0:
+                self.players[player] -= take
+                amount -= take
+                if self.players[player] == 0:
+                    del self.players[player]
         take = min(amount, self.unattributed)
         self.unattributed -= take
         amount -= take

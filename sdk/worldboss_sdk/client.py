@@ -15,7 +15,8 @@ What it does for you:
   ``BufferFull`` (the platform has been away long enough to fill it), never drops silently;
 * a tick loop (``tick_ms``, default 100) sends one ``damage`` per boss per tick with the
   per-player breakdown and re-sends the SAME seq until it is acknowledged;
-* a heartbeat loop reports ``pending`` and the in-flight delta every ``heartbeat_ms``;
+* a heartbeat loop reports ``pending``, the in-flight delta and who holds that damage
+  (``LocalBuffer.held_breakdown``) every ``heartbeat_ms``;
 * on a lost connection it reconnects with backoff and RESUMES its epoch, so an in-flight seq
   that had landed is acked as a duplicate and never applied twice (exactly-once);
 * on ``fenced`` (the platform declared this session crashed) it drops an in-flight delta with
@@ -429,19 +430,17 @@ class ShardClient:
                 continue  # leaving this epoch: its sessions were told they hold nothing
             if now - b.last_heartbeat >= self.heartbeat_s and (buf.next_seq > 1 or buf.unacked):
                 inflight = buf.inflight
-                frames.append(
-                    json.dumps(
-                        {
-                            "type": "heartbeat",
-                            "boss": slug,
-                            "pending": buf.waiting,
-                            "inflight": {"seq": inflight.seq, "amount": inflight.amount}
-                            if inflight
-                            else None,
-                        },
-                        separators=(",", ":"),
-                    )
-                )
+                beat: dict[str, object] = {
+                    "type": "heartbeat",
+                    "boss": slug,
+                    "pending": buf.waiting,
+                    "inflight": {"seq": inflight.seq, "amount": inflight.amount} if inflight else None,
+                }
+                # Who the held damage belongs to: a fair crash saga credits these players.
+                held_by = buf.held_breakdown()
+                if held_by:
+                    beat["breakdown"] = held_by
+                frames.append(json.dumps(beat, separators=(",", ":")))
                 b.last_heartbeat = now
         for text in frames:
             await ws.send(text)

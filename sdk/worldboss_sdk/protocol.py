@@ -22,6 +22,8 @@ MAX_FRAME_BYTES: Final = 64 * 1024
 # leaves room for thousands of maximal deltas in one tick before a sum could lose precision.
 MAX_DELTA_AMOUNT: Final = 2**40
 MAX_SEQ: Final = 2**53 - 1
+# Players one breakdown may name: a delta's, and a heartbeat's optional ``breakdown`` of the
+# damage it reports held (sum <= pending + in-flight amount; a fair crash saga credits it).
 MAX_BREAKDOWN_ENTRIES: Final = 1_000
 MAX_PLAYER_ID_LENGTH: Final = 64
 # Shard keys: lowercase letters, digits, '-' and '_', at most 64 characters.
@@ -69,6 +71,15 @@ class ErrorCode:
     AUTHORITY_UNAVAILABLE: Final = "authority_unavailable"
     RATE_LIMITED: Final = "rate_limited"
     BUFFER_FULL: Final = "buffer_full"
+    # player identity (docs/security.md, "Player identity")
+    TICKET_INVALID: Final = "ticket_invalid"  # malformed, unknown key, bad signature, wrong shard/boss
+    TICKET_EXPIRED: Final = "ticket_expired"  # past exp (or not valid yet): sign a fresh one
+    WRONG_SHARD_KIND: Final = "wrong_shard_kind"  # a player on a game server's shard, or the reverse
+    TOO_MANY_PLAYERS: Final = "too_many_players"  # the boss accepts no new player ids (cap reached)
+    # the backend API (docs/api.md)
+    NOT_FOUND: Final = "not_found"  # no such route or object
+    METHOD_NOT_ALLOWED: Final = "method_not_allowed"
+    ALREADY_CLAIMED: Final = "already_claimed"  # a reward grant claimed with another claim_id
 
 
 class Status:

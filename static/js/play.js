@@ -1,6 +1,9 @@
 // Player page: state from /ws/bosses/<slug>/, attacks over the shard gateway /ws/shards/<key>/.
 // A click predicts at once (the bar drops by the expected damage), the ack corrects it to
 // the real damage, and every state message is the truth the bar eases to (hp.js).
+// The shard socket carries the visitor's identity in its cookies (the session of a signed-in
+// user, or the signed guest cookie the page set): `cfg.identity` null means neither (a boss
+// that admits no guests), so the page only watches and asks to sign in.
 import { HpModel, drawBar, formatHp } from "./hp.js";
 import { LiveSocket, setConn } from "./live.js";
 import { isEnded, readProtocol } from "./protocol.js";
@@ -76,7 +79,7 @@ export function startPlayer(cfg, protocol = readProtocol()) {
     const id = nextAttack++;
     const hitId = model.predict(cfg.expected_damage, now);
     sent.set(id, hitId);
-    if (!shard.send({ type: "attack", boss: cfg.boss, id })) {
+    if (!shard || !shard.send({ type: "attack", boss: cfg.boss, id })) {
       model.reject(hitId);
       sent.delete(id);
     }
@@ -114,7 +117,7 @@ export function startPlayer(cfg, protocol = readProtocol()) {
     },
     onStatus: (st, attempt) => setConn($("conn"), st, attempt),
   });
-  const shard = new LiveSocket(cfg.shard_path, {
+  const shard = cfg.identity === null ? null : new LiveSocket(cfg.shard_path, {
     protocol,
     onOpen: () => { welcomed = false; },
     onClose: () => {

@@ -116,7 +116,7 @@ def test_player_bar_drops_before_the_ack_then_settles_on_the_truth(asgi_server, 
 
     boss = make_boss(name="Frost Wyrm", slug="frost-wyrm", max_hp=100_000, min_damage=80, max_damage=120)
     boss_go_live(boss=boss)
-    shard_create(key="eu-1", name="Europe 1", region="eu")
+    shard_create(key="eu-1", name="Europe 1", region="eu", kind="hosted")
     page = browser.new_context(viewport={"width": 1000, "height": 800}).new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))

@@ -58,7 +58,7 @@ def fight(make_boss):
     """A live boss and an open shard: what the player page needs."""
     boss = make_boss(name="Protocol Golem", slug="protocol-golem", max_hp=50_000)
     boss_go_live(boss=boss)
-    shard_create(key="eu-1", name="Europe 1", region="eu")
+    shard_create(key="eu-1", name="Europe 1", region="eu", kind="hosted")
     return boss
 
 

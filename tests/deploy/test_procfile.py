@@ -126,13 +126,18 @@ from shards.services import shard_create
 boss = BossEncounter.objects.create(name="Deploy Drake", slug="{BOSS}", max_hp=5_000_000,
                                     min_damage=10, max_damage=20, attacks_per_second=20)
 boss_go_live(boss=boss)
-shard_create(key="{SHARD_HOSTED}", name="Europe 1", region="eu")
+shard_create(key="{SHARD_HOSTED}", name="Europe 1", region="eu", kind="hosted")
 print("TOKEN", shard_create(key="{SHARD_SDK}", name="Game server 1", region="gs")[1])
 """
 
 
+# Production refuses simulator mode: the hosted player carries a ticket its game signed.
+TICKET_SECRET = secrets.token_urlsafe(32)
+
+
 async def fight(ws_base: str, token: str) -> dict:
     """A viewer, an SDK game server and a hosted player, until the viewer sees the damage."""
+    from worldboss_sdk import player_ticket_sign
     from worldboss_sdk.client import ShardClient
 
     seen: dict = {"versions": []}
@@ -141,8 +146,9 @@ async def fight(ws_base: str, token: str) -> dict:
         await client.start()
         client.watch(BOSS)
         await client.wait_connected()
-        async with connect(f"{ws_base}/ws/shards/{SHARD_HOSTED}/?player=p1") as player:
-            assert json.loads(await player.recv())["type"] == "welcome"
+        ticket = player_ticket_sign(secret=TICKET_SECRET, key_id="game", player="p1", shard=SHARD_HOSTED)
+        async with connect(f"{ws_base}/ws/shards/{SHARD_HOSTED}/?ticket={ticket}") as player:
+            assert json.loads(await player.recv())["player"] == "p1"
             for n in range(5):
                 await player.send(json.dumps({"type": "attack", "boss": BOSS, "id": n}))
                 assert json.loads(await player.recv())["type"] in ("attack_ack", "error")
@@ -174,7 +180,11 @@ def test_procfile_roles_serve_a_fight_with_metrics_and_readiness(pg_database, tm
     metrics_dir.mkdir()
     port = free_port()
     env = {
-        **{k: v for k, v in os.environ.items() if k not in ("BROKER_URL", "CHANNELS_URL", "TEST_DB_NAME")},
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("BROKER_URL", "CHANNELS_URL", "TEST_DB_NAME", "LIVEOPS_SIMULATOR_PLAYERS")
+        },
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "DJANGO_SETTINGS_MODULE": "liveops.settings",
         "DJANGO_ENV": "production",
@@ -186,6 +196,7 @@ def test_procfile_roles_serve_a_fight_with_metrics_and_readiness(pg_database, tm
         "REDIS_URL": redis.url,
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         "METRICS_TOKEN": metrics_token,
+        "PLAYER_TICKET_KEYS": f"game:{TICKET_SECRET}",
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "INFO",
         "WEB_CONCURRENCY": "2",

@@ -83,10 +83,10 @@ def test_full_fight_on_a_three_master_cluster(on_cluster, make_boss):
     )
     tokens = {}
     for boss in bosses:
-        shard_create(key=f"h{boss.pk}", name=f"hosted {boss.pk}")
+        shard_create(key=f"h{boss.pk}", name=f"hosted {boss.pk}", kind="hosted")
         tokens[boss.slug] = (f"g{boss.pk}", shard_create(key=f"g{boss.pk}", name=f"gs {boss.pk}")[1])
     procs = [processes.start_worker(), processes.start_beat()]
-    server, port = processes.start_server()
+    server, port = processes.start_server(**processes.SIMULATOR_ENV)  # players use ?player=
     procs.append(server)
     try:
         for boss in bosses:

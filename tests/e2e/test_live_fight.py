@@ -30,6 +30,7 @@ from core import keys
 from core.redis import get_redis
 from shards.services import shard_create
 from tests.browser.support import CHROMIUM, CHROMIUM_ARGS, SCREENSHOT_DIR, staff_session_cookie, start_uvicorn
+from tests.support import processes
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -136,10 +137,10 @@ def test_live_fight_players_sdk_servers_dashboard_agree(celery_stack, make_boss,
         attacks_per_second=20,
     )
     for key in HOSTED:
-        shard_create(key=key, name=key.upper(), region=key[:2])
+        shard_create(key=key, name=key.upper(), region=key[:2], kind="hosted")
     tokens = {key: shard_create(key=key, name=key, region="gs")[1] for key in ("gs-1", "gs-2")}
     cookie = staff_session_cookie()
-    proc, base = start_uvicorn()
+    proc, base = start_uvicorn(**processes.SIMULATOR_ENV)  # the scripted players use ?player=
     try:
         boss_go_live(boss=boss)
         ws_base = base.replace("http://", "ws://")
@@ -225,7 +226,7 @@ def test_live_fight_players_sdk_servers_dashboard_agree(celery_stack, make_boss,
         assert 0 < players.get(pid, 0) <= damage, (pid, players.get(pid), damage)
     hosted_players = {p: v for p, v in players.items() if not p.endswith("-hero")}  # not SDK heroes
     assert sum(contrib[k] for k in HOSTED) == sum(hosted_players.values())
-    if CHROMIUM.exists():  # the browser player: a guest session, credited at most what was acked
+    if CHROMIUM.exists():  # the browser player: a guest (signed cookie), credited at most what was acked
         guest = [v for p, v in hosted_players.items() if p.startswith("guest:")]
         assert len(guest) == 1 and 0 < guest[0] <= browser_damage, (guest, browser_damage)
     for key, amount in sdk_acked.items():

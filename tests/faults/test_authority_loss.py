@@ -81,7 +81,8 @@ def platform_on(**topology: str):
     procs: list[processes.Proc] = []
     with use_topology(env):
         try:
-            server, port = processes.start_server(**ENV, **env)
+            # the hosted players connect with ?player=<id>: simulator mode on the server
+            server, port = processes.start_server(**ENV, **env, **processes.SIMULATOR_ENV)
             procs.append(server)
             procs += [processes.start_worker(**ENV, **env), processes.start_beat(**ENV, **env)]
             yield f"ws://127.0.0.1:{port}", procs
@@ -132,7 +133,7 @@ def start_fight(make_boss, url: str, sdk_procs, servers: int = 2):
         max_hp=10**12, crash_policy="fair", heartbeat_interval_ms=200, heartbeat_timeout_ms=3_000
     )
     boss_go_live(boss=boss)
-    shard_create(key=HOSTED_SHARD, name="Hosted")
+    shard_create(key=HOSTED_SHARD, name="Hosted", kind="hosted")
     sdks = []
     for i in range(servers):
         _, token = shard_create(key=f"loss-s{i}", name=f"SDK {i}")

@@ -157,7 +157,7 @@ async def test_gateway_keeps_accepting_hits_while_redis_is_away(own_redis, make_
         max_hp=10_000_000, min_damage=100, max_damage=100, attacks_per_second=100
     )
     await sync_to_async(boss_go_live)(boss=boss)
-    await sync_to_async(shard_create)(key=f"hosted-{outage}", name="hosted")
+    await sync_to_async(shard_create)(key=f"hosted-{outage}", name="hosted", kind="hosted")
     hosted = gateway.HostedShard(f"hosted-{outage}", tick_ms=50)
     r = aioredis.Redis(port=own_redis.port, decode_responses=True)
     k = keys.BossKeys(boss.pk)

@@ -27,9 +27,15 @@ def test_database_url() -> str:
     return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
+# Simulator mode (free-form ?player=<id>, docs/security.md): off in a child process unless a
+# test asks for it, ``start_server(**SIMULATOR_ENV)``, whatever the developer's shell says.
+SIMULATOR_ENV = {"LIVEOPS_SIMULATOR_PLAYERS": "1"}
+
+
 def subprocess_env(**extra: str) -> dict[str, str]:
     """The environment of a child process: same Redis dbs and test database as this test."""
     env = dict(os.environ)
+    env.pop("LIVEOPS_SIMULATOR_PLAYERS", None)
     env.update(
         DJANGO_SETTINGS_MODULE="liveops.settings",
         REDIS_URL=settings.REDIS_URL,

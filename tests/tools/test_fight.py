@@ -13,13 +13,14 @@ from core import keys
 from core.redis import get_redis
 from shards.models import Shard
 from tests.browser.support import start_uvicorn
+from tests.support import processes
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
 def server(celery_stack):
-    proc, base = start_uvicorn()
+    proc, base = start_uvicorn(**processes.SIMULATOR_ENV)  # the simulator's players use ?player=
     try:
         yield base
     finally:

@@ -40,6 +40,16 @@ def new_shard(key: str):
     return shard_create(key=key, name=key.upper())
 
 
+def hosted_shard(key: str):
+    return shard_create(key=key, name=key.upper(), kind="hosted")
+
+
+@pytest.fixture
+def simulator(settings):
+    """Simulator mode: the players below connect with ?player=<id> (docs/security.md)."""
+    settings.SIMULATOR_PLAYER_IDS = True
+
+
 async def ws(path: str, token: str | None = None) -> WebsocketCommunicator:
     headers = [(b"authorization", f"Bearer {token}".encode())] if token is not None else []
     comm = WebsocketCommunicator(application, path, headers=headers)
@@ -274,12 +284,12 @@ async def wait_for(predicate, timeout_s=5.0):
     raise AssertionError("condition not reached")
 
 
-async def test_player_attacks_are_buffered_ticked_and_attributed(make_boss, gateways):
+async def test_player_attacks_are_buffered_ticked_and_attributed(make_boss, gateways, simulator):
     from bosses.services import boss_go_live
 
     boss = await sync_to_async(make_boss)(min_damage=20, max_damage=30, attacks_per_second=50)
     await sync_to_async(boss_go_live)(boss=boss)
-    await sync_to_async(new_shard)("web-1")
+    await sync_to_async(hosted_shard)("web-1")
     alice, bob = await player("web-1", "alice"), await player("web-1", "bob")
     dealt = {"alice": 0, "bob": 0}
     for i in range(10):
@@ -301,12 +311,12 @@ async def test_player_attacks_are_buffered_ticked_and_attributed(make_boss, gate
     assert len(hb) == 1 and hb[0].startswith("web-1:")
 
 
-async def test_player_rate_limit_then_close_on_abuse(make_boss, gateways):
+async def test_player_rate_limit_then_close_on_abuse(make_boss, gateways, simulator):
     from bosses.services import boss_go_live
 
     boss = await sync_to_async(make_boss)(attacks_per_second=3)
     await sync_to_async(boss_go_live)(boss=boss)
-    await sync_to_async(new_shard)("web-2")
+    await sync_to_async(hosted_shard)("web-2")
     comm = await player("web-2", "spammer")
     honest = await player("web-2", "honest")
     outs = []
@@ -332,8 +342,8 @@ async def test_player_rate_limit_then_close_on_abuse(make_boss, gateways):
     assert int(contrib) == dealt  # refused attacks added nothing
 
 
-async def test_player_attack_on_paused_boss_and_bad_player_id(live_boss, gateways):
-    await sync_to_async(new_shard)("web-3")
+async def test_player_attack_on_paused_boss_and_bad_player_id(live_boss, gateways, simulator):
+    await sync_to_async(hosted_shard)("web-3")
     await sync_to_async(boss_pause)(boss=live_boss)
     comm = await player("web-3", "carol")
     err = await send(comm, type="attack", boss=live_boss.slug)
@@ -344,13 +354,13 @@ async def test_player_attack_on_paused_boss_and_bad_player_id(live_boss, gateway
     await expect_close(bad, 4400, "invalid")
 
 
-async def test_hosted_shard_survives_being_fenced(make_boss, gateways):
+async def test_hosted_shard_survives_being_fenced(make_boss, gateways, simulator):
     from bosses.models import BossEncounter
     from bosses.services import boss_go_live
 
     boss = await sync_to_async(make_boss)(min_damage=10, max_damage=10, attacks_per_second=100)
     await sync_to_async(boss_go_live)(boss=boss)
-    await sync_to_async(new_shard)("web-4")
+    await sync_to_async(hosted_shard)("web-4")
     comm = await player("web-4", "dave")
     for _ in range(5):
         await send(comm, type="attack", boss=boss.slug)
@@ -368,13 +378,15 @@ async def test_hosted_shard_survives_being_fenced(make_boss, gateways):
     assert report.ok and report.applied == 100, report.problems
 
 
-async def test_hosted_buffer_is_bounded_while_the_authority_is_away(make_boss, gateways, monkeypatch):
+async def test_hosted_buffer_is_bounded_while_the_authority_is_away(
+    make_boss, gateways, monkeypatch, simulator
+):
     from bosses.services import boss_go_live
 
     monkeypatch.setattr(gateway, "GATEWAY_MAX_PENDING_DAMAGE", 25)
     boss = await sync_to_async(make_boss)(min_damage=10, max_damage=10, attacks_per_second=100)
     await sync_to_async(boss_go_live)(boss=boss)
-    await sync_to_async(new_shard)("web-5")
+    await sync_to_async(hosted_shard)("web-5")
     comm = await player("web-5", "erin")
     assert (await send(comm, type="attack", boss=boss.slug))["damage"] == 10
     await wait_for(lambda: boss_ledger(boss_id=boss.pk).number("accepted") == 10)

@@ -106,11 +106,13 @@ async def test_viewer_survives_hostile_frames_and_others_are_unaffected(live_bos
     assert get_hub().subscriber_count(live_boss.pk) == 0
 
 
-async def test_gateway_survives_hostile_frames_and_nothing_changes(live_boss, cleanup):
+async def test_gateway_survives_hostile_frames_and_nothing_changes(live_boss, cleanup, settings):
+    settings.SIMULATOR_PLAYER_IDS = True  # the player connects with ?player=
     _, token = await sync_to_async(shard_create)(key="hx-1", name="HX")
+    await sync_to_async(shard_create)(key="hx-p", name="HX players", kind="hosted")
     srv = await open_ws("/ws/shards/hx-1/", [(b"authorization", f"Bearer {token}".encode())])
     assert (await recv(srv))["type"] == "welcome"
-    player = await open_ws("/ws/shards/hx-1/?player=p1")
+    player = await open_ws("/ws/shards/hx-p/?player=p1")
     assert (await recv(player))["role"] == "player"
     for comm in (srv, player):
         for text in HOSTILE:

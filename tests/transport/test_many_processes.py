@@ -45,9 +45,10 @@ def two_servers(transactional_db):
     """Two uvicorn processes (ports A and B), a worker and beat with a 200 ms crash scan."""
     started: list[processes.Proc] = []
     try:
-        a, port_a = processes.start_server(**FAST)
+        # the players connect with ?player=<id>: simulator mode on the servers
+        a, port_a = processes.start_server(**FAST, **processes.SIMULATOR_ENV)
         started.append(a)
-        b, port_b = processes.start_server(**FAST)
+        b, port_b = processes.start_server(**FAST, **processes.SIMULATOR_ENV)
         started.append(b)
         started += [processes.start_worker(**FAST), processes.start_beat(**FAST)]
         yield (a, f"ws://127.0.0.1:{port_a}"), (b, f"ws://127.0.0.1:{port_b}")
@@ -139,7 +140,7 @@ def test_a_player_on_two_processes_gets_at_most_its_rate(two_servers, make_boss)
     rate = 10
     boss = make_boss(max_hp=10**12, min_damage=1, max_damage=1, attacks_per_second=rate)
     boss_go_live(boss=boss)
-    shard_create(key="mp-1", name="MP 1", region="eu")
+    shard_create(key="mp-1", name="MP 1", region="eu", kind="hosted")
     stop = threading.Event()
     players = Players()
     # one player, one socket per process, each offering 1.5x the rate: 3x the rate in all
@@ -172,7 +173,7 @@ def test_kill9_fences_one_process_and_sigterm_ends_the_other_with_left(two_serve
     )
     boss_go_live(boss=boss)
     for key in ("mp-a", "mp-b"):
-        shard_create(key=key, name=key.upper(), region="eu")
+        shard_create(key=key, name=key.upper(), region="eu", kind="hosted")
     players = Players()
     stop_a, stop_b = threading.Event(), threading.Event()
     on_a = [players.start(url_a, "mp-a", f"a{i}", boss.slug, 20, stop=stop_a) for i in range(3)]

@@ -156,8 +156,9 @@ async def test_ops_sockets_check_the_permission_and_the_origin(live_boss, hub_cl
             await comm.disconnect()
 
 
-async def test_gateway_checks_the_origin_of_session_players_only(live_boss, hub_cleanup):
-    await sync_to_async(shard_create)(key="og-1", name="OG")
+async def test_gateway_checks_the_origin_of_session_players_only(live_boss, hub_cleanup, settings):
+    settings.SIMULATOR_PLAYER_IDS = True  # for the ?player= connection below
+    await sync_to_async(shard_create)(key="og-1", name="OG", kind="hosted")
     player = await sync_to_async(lambda: cookie_of(account("gamer", (), staff=False)))()
     evil = [(b"origin", b"https://evil.example"), (b"host", b"game.example"), (b"cookie", player)]
     await _refused("/ws/shards/og-1/", evil, "forbidden", CloseCode.FORBIDDEN)

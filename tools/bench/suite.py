@@ -113,6 +113,8 @@ def bench_environment(*, stack, redis_url: str, run_dir: Path) -> dict[str, str]
         "TEST_DB_NAME": "",
         "SYNC_TICK_INTERVAL_MS": "100",
         "LOG_LEVEL": "WARNING",
+        # the load generator's players connect with ?player=<id> (simulator mode, bench only)
+        "LIVEOPS_SIMULATOR_PLAYERS": "1",
     }
     parent_db = os.environ.get("DATABASE_URL", "")
     env["BENCH_POSTGRES_URL"] = os.environ.get("BENCH_POSTGRES_URL") or (

@@ -6,10 +6,16 @@ Two kinds of client share the endpoint:
   header, or a first ``{"type": "auth", "token": ...}`` frame), gets a ``welcome`` with its
   epoch, then sends ``damage`` (acked with its seq; a re-sent seq is acked with
   ``duplicate: true`` and not applied twice) and ``heartbeat`` frames;
-* a **platform-hosted player** connects with ``?player=<id>`` (or, without it, is identified
-  by their Django session: ``user:<pk>`` or ``guest:<session key>``) and sends
-  ``attack {boss}``; the process's :class:`~transport.hosted.HostedShard` computes the damage,
-  rate-limits and buffers it; the ack carries the damage.
+* a **platform-hosted player** is identified (docs/security.md, "Player identity") by a
+  ticket its game's backend signed (``?ticket=<ticket>``: the ticket's ``sub``), else by the
+  Django session (``user:<pk>``), else by the signed guest cookie the player page issued
+  (``guest:<random>``, only for bosses that allow guests); ``?player=<id>`` is taken at its
+  word only in simulator mode (``LIVEOPS_SIMULATOR_PLAYERS=1``). It sends ``attack {boss}``;
+  the process's :class:`~transport.hosted.HostedShard` computes the damage, rate-limits and
+  buffers it; the ack carries the damage.
+
+A shard has one kind (``Shard.kind``): players only on ``hosted`` shards, a game server's
+token only on ``game_server`` shards; the other is refused with ``wrong_shard_kind`` (4403).
 
 Every problem is an ``error`` frame with a code from core/errors.py (or worldboss_sdk/protocol.py)
 and changes nothing; repeated abuse closes with a documented close code.
@@ -24,7 +30,9 @@ from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
+from bosses.models import BossEncounter
 from bosses.sagas.crash import session_end
 from core import metrics
 from core.errors import (
@@ -34,22 +42,25 @@ from core.errors import (
     LiveOpsError,
     MalformedFrame,
     RateLimited,
+    TicketInvalid,
     Unauthorized,
     UnknownBoss,
     UnknownEpoch,
     UnknownShard,
     UnknownType,
+    WrongShardKind,
 )
 from core.redis import REDIS_DOWN
+from core.tickets import player_ticket_verify
 from core.validation import PLAYER_ID_RE
 from core.wire import encode, error_frame, parse_frame
-from shards.models import SHARD_KEY_RE, Shard, ShardStatus
+from shards.models import SHARD_KEY_RE, Shard, ShardKind, ShardStatus
 from shards.services import adelta_ingest, aheartbeat_record, shard_authenticate, shard_session_open
 from transport.consumers.base import DirectDispatchMixin, GuardedSocketMixin, SocketGaugeMixin
 from transport.consumers.state import boss_ref_get
 from transport.fastpath import text_frame, writer_for
 from transport.hosted import hosted_shard_get
-from transport.permissions import origin_problem
+from transport.permissions import guest_id_from_cookie, origin_problem
 from worldboss_sdk.protocol import PROTOCOL_VERSION, CloseCode
 
 AUTH_TIMEOUT_S = 10.0  # a connection that is neither a player nor authenticated by then
@@ -63,7 +74,8 @@ _SHARD_KEY = re.compile(SHARD_KEY_RE)
 
 
 def _shard_sync(shard_key: str) -> tuple[str, str]:
-    row = Shard.objects.filter(key=shard_key).values_list("key", "status").first()
+    """``(status, kind)`` of a shard, or :class:`UnknownShard`."""
+    row = Shard.objects.filter(key=shard_key).values_list("status", "kind").first()
     if row is None:
         raise UnknownShard(f"unknown shard {shard_key!r}")
     return row
@@ -77,6 +89,11 @@ def _auth_sync(shard_key: str, token: str, resume) -> tuple[int, bool]:
     can be resumed, but every delta under it is then refused with ``fenced``.
     """
     shard = shard_authenticate(shard_key=shard_key, token=token)
+    if shard.kind != ShardKind.GAME_SERVER:
+        # checked after the token: who does not hold it learns nothing about the shard
+        raise WrongShardKind(
+            f"shard {shard.key} is hosted by the platform: game servers cannot connect to it"
+        )
     if resume is not None:
         if isinstance(resume, bool) or not isinstance(resume, int) or resume < 1:
             raise InvalidInput(f"resume must be an epoch number, got {resume!r}", field="resume")
@@ -146,19 +163,61 @@ def _query(scope) -> dict[str, list[str]]:
     return parse_qs(scope.get("query_string", b"").decode("latin-1"))
 
 
-def _player_from_scope(scope) -> str | None:
+class PlayerSource:
+    """How a player socket was identified (docs/security.md, "Player identity")."""
+
+    TICKET = "ticket"
+    SIMULATOR = "simulator"
+    USER = "user"
+    GUEST = "guest"
+
+
+def _player_from_scope(scope, *, shard_key: str) -> tuple[str, str, str | None] | None:
+    """``(player id, PlayerSource, boss slug the ticket is limited to)``, or None (no player).
+
+    Raises :class:`Unauthorized` (``?player=`` outside simulator mode), a ticket error, or
+    :class:`InvalidInput` (a simulator id that is not a player id).
+    """
     query = _query(scope)
+    if "ticket" in query:
+        if not settings.PLAYER_TICKET_KEYS:
+            raise Unauthorized("this platform accepts no player tickets (PLAYER_TICKET_KEYS is not set)")
+        ticket = player_ticket_verify(
+            ticket=query["ticket"][0], keys=settings.PLAYER_TICKET_KEYS, now_s=time.time(), shard=shard_key
+        )
+        return ticket.player, PlayerSource.TICKET, ticket.boss
     if "player" in query:
+        if not settings.SIMULATOR_PLAYER_IDS:
+            raise Unauthorized(
+                "?player=<id> is accepted in simulator mode only (LIVEOPS_SIMULATOR_PLAYERS=1); "
+                "connect with ?ticket=<a ticket your game signed>, signed in, or as a guest of the player page"
+            )
         player = query["player"][0]
         if not PLAYER_ID_RE.match(player):
             raise InvalidInput("player must be 1-64 characters of letters, digits and _.:@-", field="player")
-        return player
+        return player, PlayerSource.SIMULATOR, None
     user = scope.get("user")
     if user is not None and getattr(user, "is_authenticated", False):
-        return f"user:{user.pk}"
-    session = scope.get("session")
-    key = getattr(session, "session_key", None) if session is not None else None
-    return f"guest:{key}" if key else None
+        return f"user:{user.pk}", PlayerSource.USER, None
+    guest = guest_id_from_cookie((scope.get("cookies") or {}).get(settings.GUEST_COOKIE_NAME))
+    return (guest, PlayerSource.GUEST, None) if guest else None
+
+
+GUEST_POLICY_RECHECK_S = 5.0
+_guest_policy_seen: dict[int, tuple[float, bool]] = {}  # boss id -> (when read, allow_guests)
+
+
+def _allow_guests_sync(boss_id: int) -> bool:
+    return bool(BossEncounter.objects.filter(pk=boss_id).values_list("allow_guests", flat=True).first())
+
+
+async def _guests_allowed(boss_id: int) -> bool:
+    """The boss's ``allow_guests``, read at most once per ``GUEST_POLICY_RECHECK_S`` per process."""
+    now = time.monotonic()
+    seen = _guest_policy_seen.get(boss_id)
+    if seen is None or now - seen[0] >= GUEST_POLICY_RECHECK_S:
+        seen = _guest_policy_seen[boss_id] = (now, await database_sync_to_async(_allow_guests_sync)(boss_id))
+    return seen[1]
 
 
 def _scalar(value):
@@ -170,8 +229,11 @@ class ShardGatewayConsumer(GuardedSocketMixin, SocketGaugeMixin, DirectDispatchM
 
     metrics_endpoint = "shard"
     shard_key = ""
+    shard_kind = ""
     epoch: int | None = None
     player: str | None = None
+    player_source: str | None = None  # PlayerSource
+    ticket_boss: str | None = None  # the boss slug a ticket is limited to
     _auth_timer: asyncio.Task | None = None
     _touched: dict[int, str] | None = None  # boss id -> slug this session sent damage/heartbeats to
 
@@ -193,7 +255,7 @@ class ShardGatewayConsumer(GuardedSocketMixin, SocketGaugeMixin, DirectDispatchM
         try:
             if not _SHARD_KEY.match(self.shard_key):
                 raise UnknownShard(f"unknown shard {self.shard_key[:64]!r}")
-            _, status = await database_sync_to_async(_shard_sync)(self.shard_key)
+            status, self.shard_kind = await database_sync_to_async(_shard_sync)(self.shard_key)
         except UnknownShard as err:
             return await self._close_with(err, CloseCode.UNKNOWN_BOSS)
         token = _bearer(self.scope)
@@ -204,13 +266,37 @@ class ShardGatewayConsumer(GuardedSocketMixin, SocketGaugeMixin, DirectDispatchM
                 return await self._close_with(err, CloseCode.MALFORMED)
             await self._authenticate(token, resume)
             return
+        if self.shard_kind != ShardKind.HOSTED:
+            query = _query(self.scope)
+            if "player" in query or "ticket" in query:
+                return await self._close_with(
+                    WrongShardKind(
+                        f"shard {self.shard_key} belongs to a game server: players cannot connect to it"
+                    ),
+                    CloseCode.FORBIDDEN,
+                )
+            # a game server without an Authorization header: its auth frame follows (cookies
+            # a browser may carry identify no one here)
+            self._auth_timer = asyncio.get_running_loop().create_task(self._auth_deadline())
+            return
         try:
-            self.player = _player_from_scope(self.scope)
+            identity = _player_from_scope(self.scope, shard_key=self.shard_key)
         except InvalidInput as err:
             return await self._close_with(err, CloseCode.MALFORMED)
-        # identified by the session cookie (no ?player=): only pages of this site may use it
-        session_player = self.player is not None and "player" not in _query(self.scope)
-        if session_player and (problem := origin_problem(self.scope)):
+        except Unauthorized as err:  # ticket errors too
+            return await self._close_with(err, CloseCode.UNAUTHORIZED)
+        if identity is None:
+            return await self._close_with(
+                Unauthorized(
+                    "players need an identity: ?ticket=<a ticket your game signed>, a signed-in "
+                    "session, or the guest cookie of the player page (for bosses that allow guests)"
+                ),
+                CloseCode.UNAUTHORIZED,
+            )
+        self.player, self.player_source, self.ticket_boss = identity
+        # identified by a cookie (session or guest): only pages of this site may use it
+        cookie_player = self.player_source in (PlayerSource.USER, PlayerSource.GUEST)
+        if cookie_player and (problem := origin_problem(self.scope)):
             self.player = None
             return await self._close_with(Forbidden(problem), CloseCode.FORBIDDEN)
         if self.player is not None:
@@ -229,8 +315,6 @@ class ShardGatewayConsumer(GuardedSocketMixin, SocketGaugeMixin, DirectDispatchM
                     }
                 )
             )
-        else:
-            self._auth_timer = asyncio.get_running_loop().create_task(self._auth_deadline())
 
     async def disconnect(self, code: int) -> None:
         if self._auth_timer is not None:
@@ -262,6 +346,8 @@ class ShardGatewayConsumer(GuardedSocketMixin, SocketGaugeMixin, DirectDispatchM
         previous = self.epoch
         try:
             self.epoch, resumed = await database_sync_to_async(_auth_sync)(self.shard_key, token, resume)
+        except WrongShardKind as err:
+            return await self._close_with(err, CloseCode.FORBIDDEN)
         except Unauthorized as err:
             retired = "retired" in err.detail
             return await self._close_with(err, CloseCode.FORBIDDEN if retired else CloseCode.UNAUTHORIZED)
@@ -387,7 +473,7 @@ class ShardGatewayConsumer(GuardedSocketMixin, SocketGaugeMixin, DirectDispatchM
         )
 
     async def on_heartbeat(self, frame: dict) -> None:
-        """``heartbeat {boss, pending, inflight?: {seq, amount}}`` -> ``heartbeat_ack``."""
+        """``heartbeat {boss, pending, inflight?: {seq, amount}, breakdown?}`` -> ``heartbeat_ack``."""
         epoch = self._server()
         boss = await self._boss(frame)
         inflight = frame.get("inflight") or {}
@@ -401,6 +487,7 @@ class ShardGatewayConsumer(GuardedSocketMixin, SocketGaugeMixin, DirectDispatchM
                 pending=frame.get("pending"),
                 inflight_seq=inflight.get("seq", 0),
                 inflight_amount=inflight.get("amount", 0),
+                breakdown=frame.get("breakdown"),
             )
         except UnknownBoss:
             await _unless_being_restored(boss.slug)
@@ -439,8 +526,14 @@ class ShardGatewayConsumer(GuardedSocketMixin, SocketGaugeMixin, DirectDispatchM
     async def on_attack(self, frame: dict) -> None:
         """``attack {boss, id?}`` (players) -> ``attack_ack {boss, damage, id}``."""
         if self.player is None:
-            raise Unauthorized("attacks need a player: connect with ?player=<id> or a session")
+            raise Unauthorized(
+                "attacks need a player: connect with ?ticket=<ticket>, a session or a guest cookie"
+            )
         boss = await self._boss(frame)
+        if self.ticket_boss is not None and boss.slug != self.ticket_boss:
+            raise TicketInvalid(f"this connection's ticket is for the boss {self.ticket_boss!r} only")
+        if self.player_source == PlayerSource.GUEST and not await _guests_allowed(boss.id):
+            raise Forbidden(f"{boss.name} does not admit guests: sign in to fight it")
         try:
             damage, _ = await hosted_shard_get(shard_key=self.shard_key).attack(boss=boss, player=self.player)
         except RateLimited:
