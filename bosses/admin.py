@@ -64,10 +64,10 @@ def _run_action(modeladmin, request, queryset, fn, verb: str) -> None:
         try:
             fn(boss=boss)
         except LiveOpsError as exc:
-            audit_record_request(request=request, action=action, target=f"boss:{boss.slug}", outcome=exc.code)
+            audit_record_request(request=request, action=action, target=f"boss/{boss.slug}", outcome=exc.code)
             modeladmin.message_user(request, f"{boss.slug}: could not {verb}: {exc}", messages.ERROR)
         else:
-            audit_record_request(request=request, action=action, target=f"boss:{boss.slug}")
+            audit_record_request(request=request, action=action, target=f"boss/{boss.slug}")
             modeladmin.message_user(request, f"{boss.slug}: {verb} done", messages.SUCCESS)
 
 
@@ -173,6 +173,7 @@ class BossEncounterAdmin(admin.ModelAdmin):
         ),
         ("Schedule", {"fields": ("starts_at", "ends_at")}),
         ("Platform-hosted players", {"fields": ("min_damage", "max_damage", "attacks_per_second")}),
+        ("Rewards", {"fields": ("reward_table",)}),
     )
 
     def get_prepopulated_fields(self, request, obj=None):
@@ -373,7 +374,7 @@ class RewardGrantAdmin(admin.ModelAdmin):
 def rotate_token(modeladmin, request, queryset):
     for shard in queryset:
         token = shard_token_rotate(shard=shard)
-        audit_record_request(request=request, action="shard.rotate_token", target=f"shard:{shard.key}")
+        audit_record_request(request=request, action="shard.rotate_token", target=f"shard/{shard.key}")
         modeladmin.message_user(
             request, f"{shard.key}: new token {token} (shown once; store it now)", messages.WARNING
         )
@@ -386,20 +387,20 @@ def retire(modeladmin, request, queryset):
             n = shard_retire(shard=shard)
         except LiveOpsError as exc:
             audit_record_request(
-                request=request, action="shard.retire", target=f"shard:{shard.key}", outcome=exc.code
+                request=request, action="shard.retire", target=f"shard/{shard.key}", outcome=exc.code
             )
             modeladmin.message_user(request, f"{shard.key}: {exc}", messages.ERROR)
         else:
             audit_record_request(
-                request=request, action="shard.retire", target=f"shard:{shard.key}", detail={"fenced": n}
+                request=request, action="shard.retire", target=f"shard/{shard.key}", detail={"fenced": n}
             )
             modeladmin.message_user(request, f"{shard.key}: retired, {n} session(s) fenced", messages.SUCCESS)
 
 
 @admin.register(Shard)
 class ShardAdmin(admin.ModelAdmin):
-    list_display = ("key", "name", "region", "status", "current_epoch", "token_rotated_at")
-    list_filter = ("status", "region")
+    list_display = ("key", "name", "kind", "region", "status", "current_epoch", "token_rotated_at")
+    list_filter = ("kind", "status", "region")
     search_fields = ("key", "name", "region")
     readonly_fields = ("status", "current_epoch", "token_rotated_at", "created_at")
     actions = [rotate_token, retire]
@@ -420,7 +421,7 @@ class ShardAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
         if not change:
             token = shard_token_rotate(shard=obj)
-            audit_record_request(request=request, action="shard.create", target=f"shard:{obj.key}")
+            audit_record_request(request=request, action="shard.create", target=f"shard/{obj.key}")
             self.message_user(
                 request, f"{obj.key}: token {token} (shown once; store it now)", messages.WARNING
             )

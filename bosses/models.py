@@ -21,6 +21,66 @@ class CrashPolicy(models.TextChoices):
     HARSH = "harsh", "Harsh: discard a crashed shard's last known buffer"
 
 
+class RewardTable(models.Model):
+    """What a won fight grants: ordered tiers, a minimum contribution, an optional last-hit bonus.
+
+    A boss without a table grants the default tiers (``core.rewards.DEFAULT_TABLE``: rank 1
+    ``champion``, ranks 2-10 ``elite``, every other contributor ``participant``). docs/rewards.md.
+    """
+
+    name = models.CharField(max_length=120, unique=True)
+    description = models.TextField(blank=True, default="")
+    min_damage = models.PositiveBigIntegerField(
+        default=1,
+        validators=[MinValueValidator(1)],
+        help_text="Minimum total damage of a player to get anything (tiers and the last-hit bonus).",
+    )
+    last_hit_payload = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="What the player credited with the killing blow gets on top (tier last_hit); "
+        "empty: no last-hit reward.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        # Viewing (and previewing) needs view_rewardtable; changing a table needs this.
+        permissions = [("design_rewards", "Can design reward tables")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RewardTierKind(models.TextChoices):
+    RANK = "rank", "Rank from..to"
+    PERCENTILE = "percentile", "Top X % of contributors"
+    DAMAGE = "damage", "Damage at least"
+
+
+class RewardTier(models.Model):
+    """One tier of a table; the first matching tier (by ``position``) is the player's reward."""
+
+    table = models.ForeignKey(RewardTable, on_delete=models.CASCADE, related_name="tiers")
+    position = models.PositiveIntegerField(default=0, help_text="Tiers are tried in this order.")
+    name = models.CharField(max_length=16, help_text="The tier code the game sees.")
+    kind = models.CharField(max_length=12, choices=RewardTierKind.choices)
+    rank_from = models.PositiveIntegerField(null=True, blank=True)
+    rank_to = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: no upper bound.")
+    percent = models.DecimalField(
+        max_digits=6, decimal_places=3, null=True, blank=True, help_text="Top X %, X in (0, 100]."
+    )
+    damage_min = models.PositiveBigIntegerField(null=True, blank=True)
+    payload = models.JSONField(default=dict, blank=True, help_text="What the game grants (a JSON object).")
+
+    class Meta:
+        ordering = ["table", "position", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.table_id}#{self.position} {self.name} ({self.kind})"
+
+
 class BossEncounter(models.Model):
     """A World Boss as a designer configures it; status mirrors the authority in Redis."""
 
@@ -83,6 +143,14 @@ class BossEncounter(models.Model):
     allow_guests = models.BooleanField(
         default=True,
         help_text="Players without a game ticket or an account may fight (opaque guest ids; docs/security.md).",
+    )
+    reward_table = models.ForeignKey(
+        RewardTable,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="bosses",
+        help_text="What a victory grants; empty: the default tiers (docs/rewards.md).",
     )
     defeated_at = models.DateTimeField(null=True, blank=True)
     final_version = models.BigIntegerField(null=True, blank=True)
@@ -189,13 +257,19 @@ class Contribution(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["boss", "fight", "kind", "name"], name="uniq_contribution"),
         ]
+        # The saga streams players by rank (rewards) and reads the top N (leaderboard).
+        indexes = [models.Index(fields=["boss", "fight", "kind", "rank"], name="contribution_rank_idx")]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.name}: {self.damage}"
 
 
 class RewardGrant(models.Model):
-    """The one reward of one player for one won fight; the unique constraint makes it idempotent."""
+    """One reward of one player for one won fight; the unique constraint makes it idempotent.
+
+    A player gets at most one tier of the table, plus the ``last_hit`` extra when credited with
+    the killing blow: unique per (boss, fight, player, tier).
+    """
 
     boss = models.ForeignKey(BossEncounter, on_delete=models.CASCADE, related_name="rewards")
     fight = models.PositiveIntegerField()
@@ -217,7 +291,9 @@ class RewardGrant(models.Model):
     class Meta:
         ordering = ["boss", "fight", "rank"]
         constraints = [
-            models.UniqueConstraint(fields=["boss", "fight", "player"], name="uniq_reward_per_player"),
+            models.UniqueConstraint(
+                fields=["boss", "fight", "player", "tier"], name="uniq_reward_per_player_tier"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 
-from bosses.models import BossEncounter, BossEvent, SagaRun, SagaStatus
-from core import authority, keys
+from bosses.models import (
+    BossEncounter,
+    BossEvent,
+    BossStatus,
+    Contribution,
+    ContributionKind,
+    RewardTable,
+    SagaRun,
+    SagaStatus,
+)
+from core import authority, keys, rewards
 from core.clients import slot_client
 from core.errors import UnknownBoss
 from core.redis import get_redis
@@ -67,3 +78,123 @@ def boss_archived_events(*, boss: BossEncounter) -> list[BossEvent]:
 def boss_tick_times_ms(*, limit: int = keys.TICK_TIMES_KEEP) -> list[int]:
     """Start times of the most recent sync ticks, oldest first (for measurements)."""
     return [int(v) for v in reversed(get_redis().lrange(keys.TICK_TIMES, 0, limit - 1))]
+
+
+# --- rewards (docs/rewards.md) ----------------------------------------------------------------
+
+# Players read per HSCAN call and per SQL chunk: memory stays bounded by one batch.
+PLAYERS_BATCH = 5_000
+
+
+def reward_table_spec(*, table: RewardTable | None) -> rewards.Table:
+    """The pure form of ``table`` (its tiers in order); :data:`core.rewards.DEFAULT_TABLE` for None."""
+    if table is None:
+        return rewards.DEFAULT_TABLE
+    return rewards.Table(
+        tiers=tuple(
+            rewards.Tier(
+                name=t.name,
+                kind=t.kind,
+                payload=t.payload,
+                rank_from=t.rank_from,
+                rank_to=t.rank_to,
+                percent=None if t.percent is None else Fraction(t.percent),
+                damage_min=t.damage_min,
+            )
+            for t in table.tiers.order_by("position", "id")
+        ),
+        min_damage=table.min_damage,
+        last_hit_payload=table.last_hit_payload,
+    )
+
+
+def boss_live_players(*, boss_id: int, batch: int = PLAYERS_BATCH) -> Iterator[list[tuple[str, int]]]:
+    """The boss's per-player damage in Redis, in HSCAN batches of about ``batch``.
+
+    HSCAN may return a field twice (a rehash during the scan): callers dedupe (the saga's
+    unique constraint does). Memory is one batch, whatever the number of players.
+    """
+    k = keys.BossKeys(boss_id)
+    client = slot_client(get_redis(), k.players)
+    cursor = 0
+    while True:
+        cursor, fields = client.hscan(k.players, cursor, count=batch)
+        if fields:
+            yield [(name, int(dmg)) for name, dmg in fields.items()]
+        if cursor == 0:
+            return
+
+
+def fight_defeating_breakdown(*, boss: BossEncounter, fight: int) -> dict[str, int]:
+    """Per-player damage of the tick that killed the boss in ``fight`` (the archived event)."""
+    event = (
+        BossEvent.objects.filter(boss=boss, fight=fight, kind="tick", status=BossStatus.DEFEATED)
+        .order_by("version")
+        .first()
+    )
+    return {p: int(d) for p, d in (event.players if event else {}).items()}
+
+
+def fight_players_ranked(
+    *, boss: BossEncounter, fight: int, min_damage: int = 1
+) -> Iterator[tuple[int, str, int]]:
+    """``(rank, player, damage)`` of a fight's ranked player contributions with at least
+    ``min_damage``, best first, streamed in chunks."""
+    return (
+        Contribution.objects.filter(
+            boss=boss, fight=fight, kind=ContributionKind.PLAYER, damage__gte=min_damage
+        )
+        .order_by("rank")
+        .values_list("rank", "name", "damage")
+        .iterator(chunk_size=PLAYERS_BATCH)
+    )
+
+
+def fight_players_eligible(*, boss: BossEncounter, fight: int, min_damage: int) -> int:
+    """How many players of a fight's contributions have at least ``min_damage`` (and more than 0)."""
+    return Contribution.objects.filter(
+        boss=boss, fight=fight, kind=ContributionKind.PLAYER, damage__gte=max(min_damage, 1)
+    ).count()
+
+
+@dataclass(frozen=True)
+class RewardPreview:
+    """What a table would grant for a boss now: the source read and the pure preview."""
+
+    source: str  # "contributions" (a finished fight) or "live" (the Redis players hash)
+    fight: int
+    preview: rewards.Preview
+    last_hit_damage: int | None
+
+
+def reward_preview(*, table: RewardTable | None, boss: BossEncounter, first_rows: int = 20) -> RewardPreview:
+    """What ``table`` would grant against ``boss``'s current leaderboard.
+
+    A fight with contributions (its victory saga ran) is read from them, streamed by rank;
+    otherwise the live Redis ``players`` hash is read and ranked here (an admin page, not the
+    saga: this holds one ``(name, damage)`` per player in memory).
+    """
+    spec = reward_table_spec(table=table)
+    fight = boss.fight
+    breakdown = fight_defeating_breakdown(boss=boss, fight=fight)
+    last = rewards.last_hit_player(breakdown)
+    has_rows = Contribution.objects.filter(boss=boss, fight=fight, kind=ContributionKind.PLAYER).exists()
+    if has_rows:
+        eligible = fight_players_eligible(boss=boss, fight=fight, min_damage=spec.min_damage)
+        ranked = fight_players_ranked(boss=boss, fight=fight)
+        last_damage = (
+            Contribution.objects.filter(boss=boss, fight=fight, kind=ContributionKind.PLAYER, name=last)
+            .values_list("damage", flat=True)
+            .first()
+        )
+        source = "contributions"
+    else:
+        damage = {name: dmg for chunk in boss_live_players(boss_id=boss.pk) for name, dmg in chunk}
+        eligible = rewards.eligible_count(spec, damage.values())
+        ranked = iter(rewards.ranking(damage))
+        last_damage = damage.get(last) if last else None
+        source = "live"
+    if last is not None and not rewards.is_eligible(spec, last_damage or 0):
+        last = None
+    preview = rewards.preview_build(spec, ranked, eligible=eligible, last_hit=last, first_rows=first_rows)
+    return RewardPreview(source=source, fight=fight, preview=preview, last_hit_damage=last_damage)

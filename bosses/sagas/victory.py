@@ -6,17 +6,24 @@ inside a step leaves nothing of it behind and a re-run does it again; a recorded
 done twice. The unique constraints on :class:`Contribution` and :class:`RewardGrant` are a
 second guard (``ignore_conflicts``), so even two concurrent runs grant once.
 
+It streams: no step holds more than one batch of players (``PLAYERS_BATCH``) in memory, and
+``SagaRun.detail`` stays small whatever the number of players (docs/rewards.md).
+
 Steps (docs/sagas.md):
 
 1. ``freeze``               the authority is ``defeated`` (ingest refuses damage since the
-                            defeating tick); snapshot the final state, the per-shard and the
-                            per-player contributions from Redis into ``SagaRun.detail``. Every
-                            later step reads this snapshot, never Redis again, so a re-run
+                            defeating tick); snapshot the final state and the per-shard totals
+                            into ``SagaRun.detail``, and copy the per-player totals from Redis
+                            (HSCAN, in batches) straight into unranked :class:`Contribution`
+                            rows. Every later step reads SQL, never Redis again, so a re-run
                             computes exactly the same rows.
 2. ``persist_final_state``  the encounter row: status, final hp/version, defeat time.
-3. ``contributions``        one :class:`Contribution` per shard and per player, ranked.
+3. ``contributions``        one :class:`Contribution` per shard; every player row ranked in SQL
+                            (``ROW_NUMBER() OVER (ORDER BY damage DESC, name)``).
 4. ``leaderboard``          the top ``LEADERBOARD_SIZE`` players, stored on the saga.
-5. ``rewards``              one :class:`RewardGrant` per player (unique per boss, fight, player).
+5. ``rewards``              the boss's reward table (or the default tiers) evaluated row by
+                            row in rank order: at most one tier per player plus the ``last_hit``
+                            extra (unique per boss, fight, player, tier).
 6. ``announce``             one ``defeated`` message with the leaderboard (a crash between the
                             PUBLISH and its record repeats the same message, same version:
                             clients drop a version they already show).
@@ -34,6 +41,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import connection
+from django.db.models import Count, Sum
 from django.utils import timezone
 
 from bosses import signals
@@ -50,9 +59,17 @@ from bosses.models import (
     SagaStatus,
 )
 from bosses.sagas.runner import SagaStep, SagaUnrecoverable, saga_last_progress, saga_run, steps_done
+from bosses.selectors import (
+    PLAYERS_BATCH,
+    boss_live_players,
+    fight_defeating_breakdown,
+    fight_players_eligible,
+    fight_players_ranked,
+    reward_table_spec,
+)
 from bosses.services import event_log_archive, victory_enqueue
 from bosses.signals import fight_event_send
-from core import authority, keys
+from core import authority, keys, rewards
 from core.clients import slot_client
 from core.errors import InvalidTransition, UnknownBoss
 from core.redis import get_redis
@@ -62,8 +79,8 @@ VICTORY_STEPS = ("freeze", "persist_final_state", "contributions", "leaderboard"
 # Runs of one victory saga before it is failed: more than the task's 21 tries (autoretry,
 # max_retries=20), so a burst of transient errors leaves the resume sweep a few runs more.
 VICTORY_MAX_ATTEMPTS = 25
-# Reward tiers by player rank (1 = most damage).
-TIER_CHAMPION, TIER_ELITE, TIER_PARTICIPANT = "champion", "elite", "participant"
+# The default tiers (a boss without a reward table): core.rewards.DEFAULT_TABLE.
+TIER_CHAMPION, TIER_ELITE, TIER_PARTICIPANT = (t.name for t in rewards.DEFAULT_TABLE.tiers)
 
 
 def victory_saga_key(*, boss_id: int, fight: int) -> str:
@@ -72,18 +89,58 @@ def victory_saga_key(*, boss_id: int, fight: int) -> str:
 
 
 def reward_tier(rank: int) -> str:
-    """The reward of the player ranked ``rank`` (1 = most damage)."""
-    if rank == 1:
-        return TIER_CHAMPION
-    if rank <= LEADERBOARD_SIZE:
-        return TIER_ELITE
-    return TIER_PARTICIPANT
+    """The default tier (no reward table) of the player ranked ``rank`` (1 = most damage)."""
+    tier = rewards.tier_for(rewards.DEFAULT_TABLE, rank=rank, damage=1, eligible=rank)
+    assert tier is not None  # the default table matches every rank
+    return tier.name
 
 
 def _ranked(damage: dict[str, int]) -> list[tuple[int, str, int]]:
     """``[(rank, name, damage)]``: most damage first, ties by name (deterministic)."""
-    order = sorted(((n, d) for n, d in damage.items() if d > 0), key=lambda x: (-x[1], x[0]))
-    return [(i + 1, n, d) for i, (n, d) in enumerate(order)]
+    return rewards.ranking(damage)
+
+
+def _name_order_sql() -> str:
+    """``name`` ordered by code point on every backend (Python's order; PostgreSQL's default
+    collation would follow the locale): ties by name rank the same in SQL and in Python."""
+    return 'name COLLATE "C"' if connection.vendor == "postgresql" else "name"
+
+
+def _players_rank(*, boss: BossEncounter, fight: int) -> int:
+    """Rank a fight's player contributions in SQL (1 = most damage, ties by name); returns rows."""
+    # Only identifiers of the model and fixed SQL are formatted in; the values are parameters.
+    table = connection.ops.quote_name(Contribution._meta.db_table)
+    sql = (
+        f'UPDATE {table} SET "rank" = ranked.rn FROM ('
+        f"  SELECT id, ROW_NUMBER() OVER (ORDER BY damage DESC, {_name_order_sql()}) AS rn"
+        f"  FROM {table} WHERE boss_id = %s AND fight = %s AND kind = %s"
+        f") AS ranked WHERE {table}.id = ranked.id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [boss.pk, fight, ContributionKind.PLAYER])
+        return cursor.rowcount
+
+
+def _rows_insert(model: type[Any], rows: list[dict[str, Any]]) -> None:
+    """INSERT ``rows`` (attname -> database value) skipping conflicts, in one ``executemany``.
+
+    ``bulk_create(ignore_conflicts=True)`` builds a model instance and prepares every value of
+    every row: most of a saga's time at 200,000 players. Here the caller prepares each constant
+    once (a tier's payload, the grant time) and every other column gets its field's default.
+    """
+    if not rows:
+        return
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    given = rows[0].keys()
+    defaults = {
+        f.attname: f.get_db_prep_save(f.get_default(), connection) for f in fields if f.attname not in given
+    }
+    qn = connection.ops.quote_name
+    columns = ", ".join(qn(f.column) for f in fields)
+    marks = ", ".join(["%s"] * len(fields))
+    sql = f"INSERT INTO {qn(model._meta.db_table)} ({columns}) VALUES ({marks}) ON CONFLICT DO NOTHING"
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, [[{**defaults, **row}[f.attname] for f in fields] for row in rows])
 
 
 # --- steps -------------------------------------------------------------------------------
@@ -95,12 +152,12 @@ def _freeze(boss: BossEncounter) -> Callable[[SagaRun], dict[str, Any]]:
         # rolls back behind it is then restored from the archive as defeated (docs/durability.md).
         event_log_archive(boss=boss)
         k = keys.BossKeys(boss.pk)
-        # one consistent snapshot (keys of one slot: on a cluster, on the boss's master)
+        # one consistent snapshot of the small hashes (keys of one slot: on a cluster, on the
+        # boss's master); the players hash is scanned below, in batches
         pipe = slot_client(get_redis(), k.state).pipeline(transaction=True)
         pipe.hgetall(k.state)
         pipe.hgetall(k.contrib)
-        pipe.hgetall(k.players)
-        state, contrib, players = pipe.execute()
+        state, contrib = pipe.execute()
         current_fight = max(int(state.get("fight") or 0), boss.fight)
         if current_fight > saga.fight:
             # A reset started a later fight: this one can never be frozen (not a retry case).
@@ -119,19 +176,46 @@ def _freeze(boss: BossEncounter) -> Callable[[SagaRun], dict[str, Any]]:
         final["defeated_ms"] = int(state.get("defeated_ms") or state.get("last_tick_ms") or 0)
         if not BossEvent.objects.filter(boss=boss, fight=saga.fight, version__gte=final["version"]).exists():
             raise InvalidTransition(f"victory saga for {boss.slug}: the death is not archived yet")
+        # Damage is already refused (ingest.lua accepts only while the status is 'live', and the
+        # defeating tick set 'defeated' atomically with the last applied damage), so the players
+        # hash no longer changes and a scan in batches reads the same totals as one HGETALL.
+        # A field returned twice by HSCAN is dropped by the unique constraint.
+        scanned = 0
+        for chunk in boss_live_players(boss_id=boss.pk):
+            scanned += len(chunk)
+            _rows_insert(
+                Contribution,
+                [
+                    {
+                        "boss_id": boss.pk,
+                        "fight": saga.fight,
+                        "kind": ContributionKind.PLAYER.value,
+                        "name": n,
+                        "damage": d,
+                        "rank": 0,
+                    }
+                    for n, d in chunk
+                    if d > 0
+                ],
+            )
+        totals = Contribution.objects.filter(
+            boss=boss, fight=saga.fight, kind=ContributionKind.PLAYER
+        ).aggregate(n=Count("id"), damage=Sum("damage"))
+        breakdown = fight_defeating_breakdown(boss=boss, fight=saga.fight)
+        last = rewards.last_hit_player(breakdown)
         saga.detail = {
             **saga.detail,
             "final": final,
             "shards": {n: int(v) for n, v in contrib.items()},
-            "players": {n: int(v) for n, v in players.items()},
+            "players_count": totals["n"],
+            "last_hit": {"player": last, "damage": breakdown[last]} if last else None,
         }
-        # Damage is already refused: ingest.lua accepts only while the status is 'live', and
-        # the defeating tick set 'defeated' atomically with the last applied damage.
         return {
             "status": state["status"],
             "version": final["version"],
             "shards": len(contrib),
-            "players": len(players),
+            "players": totals["n"],
+            "scanned": scanned,
         }
 
     return work
@@ -155,17 +239,21 @@ def _persist_final_state(boss: BossEncounter) -> Callable[[SagaRun], dict[str, A
 
 def _contributions(boss: BossEncounter) -> Callable[[SagaRun], dict[str, Any]]:
     def work(saga: SagaRun) -> dict[str, Any]:
-        rows = []
-        for kind, field in ((ContributionKind.SHARD, "shards"), (ContributionKind.PLAYER, "players")):
-            rows += [
-                Contribution(boss=boss, fight=saga.fight, kind=kind, name=name, damage=dmg, rank=rank)
-                for rank, name, dmg in _ranked(saga.detail[field])
-            ]
-        Contribution.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1_000)
+        shards = [
+            Contribution(
+                boss=boss, fight=saga.fight, kind=ContributionKind.SHARD, name=name, damage=dmg, rank=rank
+            )
+            for rank, name, dmg in _ranked(saga.detail["shards"])
+        ]
+        Contribution.objects.bulk_create(shards, ignore_conflicts=True, batch_size=1_000)
+        ranked = _players_rank(boss=boss, fight=saga.fight)
+        players = Contribution.objects.filter(
+            boss=boss, fight=saga.fight, kind=ContributionKind.PLAYER
+        ).aggregate(damage=Sum("damage"))
         return {
             "shards": sum(saga.detail["shards"].values()),
-            "players": sum(saga.detail["players"].values()),
-            "rows": len(rows),
+            "players": players["damage"] or 0,
+            "rows": len(shards) + ranked,
         }
 
     return work
@@ -187,24 +275,61 @@ def _leaderboard(boss: BossEncounter) -> Callable[[SagaRun], dict[str, Any]]:
 
 def _rewards(boss: BossEncounter) -> Callable[[SagaRun], dict[str, Any]]:
     def work(saga: SagaRun) -> dict[str, Any]:
-        players = Contribution.objects.filter(boss=boss, fight=saga.fight, kind=ContributionKind.PLAYER)
+        # The table as it is when this step runs (the step is one transaction: a re-run after
+        # a crash inside it grants from scratch, never half from one table, half from another).
+        fresh = BossEncounter.objects.select_related("reward_table").get(pk=boss.pk)
+        table = reward_table_spec(table=fresh.reward_table)
+        eligible = fight_players_eligible(boss=boss, fight=saga.fight, min_damage=table.min_damage)
         before = RewardGrant.objects.filter(boss=boss, fight=saga.fight).count()
-        RewardGrant.objects.bulk_create(
-            [
-                RewardGrant(
-                    boss=boss,
-                    fight=saga.fight,
-                    player=c.name,
-                    rank=c.rank,
-                    damage=c.damage,
-                    tier=reward_tier(c.rank),
-                    saga=saga,
+        per_tier: dict[str, int] = {}
+        batch: list[dict[str, Any]] = []
+        # Constants prepared once for the database (JSON payloads, the grant time).
+        payload_field = RewardGrant._meta.get_field("payload")
+        granted_at = RewardGrant._meta.get_field("granted_at").get_db_prep_save(timezone.now(), connection)
+        prepared: dict[str, Any] = {}
+
+        def grant(*, name: str, rank: int, dmg: int, tier: str, payload: Any) -> None:
+            if tier not in prepared:
+                prepared[tier] = payload_field.get_db_prep_save(dict(payload), connection)
+            per_tier[tier] = per_tier.get(tier, 0) + 1
+            batch.append(
+                {
+                    "boss_id": boss.pk,
+                    "fight": saga.fight,
+                    "player": name,
+                    "rank": rank,
+                    "damage": dmg,
+                    "tier": tier,
+                    "payload": prepared[tier],
+                    "saga_id": saga.pk,
+                    "granted_at": granted_at,
+                }
+            )
+            if len(batch) >= PLAYERS_BATCH:
+                _rows_insert(RewardGrant, batch)
+                batch.clear()
+
+        match = rewards.tier_matcher(table, eligible=eligible)
+        for rank, name, dmg in fight_players_ranked(boss=boss, fight=saga.fight, min_damage=table.min_damage):
+            tier = match(rank, dmg)
+            if tier is not None:
+                grant(name=name, rank=rank, dmg=dmg, tier=tier.name, payload=tier.payload)
+        last = (saga.detail.get("last_hit") or {}).get("player")
+        last_hit = None
+        if last and table.last_hit_payload is not None:
+            row = Contribution.objects.filter(
+                boss=boss, fight=saga.fight, kind=ContributionKind.PLAYER, name=last
+            ).first()
+            if row is not None and rewards.is_eligible(table, row.damage):
+                last_hit = last
+                grant(
+                    name=last,
+                    rank=row.rank,
+                    dmg=row.damage,
+                    tier=rewards.LAST_HIT,
+                    payload=table.last_hit_payload,
                 )
-                for c in players
-            ],
-            ignore_conflicts=True,
-            batch_size=1_000,
-        )
+        _rows_insert(RewardGrant, batch)
         after = RewardGrant.objects.filter(boss=boss, fight=saga.fight).count()
         fight_event_send(
             boss_id=boss.pk,
@@ -214,7 +339,15 @@ def _rewards(boss: BossEncounter) -> Callable[[SagaRun], dict[str, Any]]:
             key=f"{signals.REWARDS_GRANTED}:{boss.pk}:{saga.fight}",
             payload={"grants": after},
         )
-        return {"granted": after - before, "total": after}
+        return {
+            "granted": after - before,
+            "total": after,
+            "table": fresh.reward_table.name if fresh.reward_table else "",
+            "eligible": eligible,
+            # step records hold scalars only: "mvp:1 heavy:3 last_hit:1"
+            "tiers": " ".join(f"{name}:{n}" for name, n in per_tier.items()),
+            "last_hit": last_hit or "",
+        }
 
     return work
 
@@ -229,7 +362,7 @@ def defeated_message(*, boss: BossEncounter, saga: SagaRun) -> dict[str, Any]:
         "ts": final["defeated_ms"],
         "fight": saga.fight,
         "leaderboard": saga.detail.get("leaderboard", []),
-        "players": len(saga.detail.get("players", {})),
+        "players": saga.detail.get("players_count", 0),
         "shards": len(saga.detail.get("shards", {})),
     }
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from bosses.models import RewardGrant, SagaRun, SagaStatus
+from bosses.models import RewardGrant, RewardTable, RewardTier, SagaRun, SagaStatus
 from bosses.sagas.victory import VICTORY_STEPS, boss_victory_run, steps_done
 from bosses.services import boss_go_live, boss_tick
 from core import keys
@@ -26,8 +26,29 @@ RUN_SAGA = (
 )
 
 
-def defeated_boss(make_boss, make_session):
-    boss = make_boss(max_hp=1_000)
+def designed_table() -> RewardTable:
+    """Three tiers and a last-hit bonus: each kill must end with PLAYERS + 1 grants, once."""
+    table = RewardTable.objects.create(
+        name=f"t{RewardTable.objects.count()}", last_hit_payload={"title": "Slayer"}
+    )
+    RewardTier.objects.create(table=table, position=0, name="top", kind="rank", rank_from=1, rank_to=3)
+    RewardTier.objects.create(table=table, position=1, name="half", kind="percentile", percent=50)
+    RewardTier.objects.create(table=table, position=2, name="rest", kind="damage", damage_min=1)
+    return table
+
+
+# All players deal 90 in the one defeating tick: ranks and the last hit go by name.
+EXPECTED_GRANTS = sorted(
+    [
+        (f"player-{j}", t)
+        for j, t in zip(sorted(range(PLAYERS), key=str), ["top"] * 3 + ["half"] * 4 + ["rest"] * 6)
+    ]
+    + [("player-0", "last_hit")]
+)
+
+
+def defeated_boss(make_boss, make_session, *, table: RewardTable | None = None):
+    boss = make_boss(max_hp=1_000, reward_table=table)
     boss_go_live(boss=boss)
     s = make_session()
     for seq in range(1, 4):
@@ -63,7 +84,7 @@ def test_saga_killed_at_every_step_then_rerun_grants_every_reward_once(
 ):
     pubsub = get_redis().pubsub()
     for point in FAILPOINTS:
-        boss = defeated_boss(make_boss, make_session)
+        boss = defeated_boss(make_boss, make_session, table=designed_table())
         pubsub.subscribe(keys.state_channel(boss.pk))
         step, where = point.split(".")[1:]
         killed = run_saga_process(boss, point)
@@ -74,14 +95,14 @@ def test_saga_killed_at_every_step_then_rerun_grants_every_reward_once(
         assert steps_done(saga) == done_before, point
         assert saga.status == SagaStatus.RUNNING
         granted = RewardGrant.objects.filter(boss=boss).count()
-        assert granted == (PLAYERS if "rewards" in done_before else 0), point
+        assert granted == (len(EXPECTED_GRANTS) if "rewards" in done_before else 0), point
 
         boss_victory_run(boss_id=boss.pk, fight=boss.fight)  # the re-run (a retry, the sweep)
         saga.refresh_from_db()
         assert saga.status == SagaStatus.COMPLETED and steps_done(saga) == list(VICTORY_STEPS), point
         assert saga.attempts == 2
-        rewards = list(RewardGrant.objects.filter(boss=boss).values_list("player", flat=True))
-        assert sorted(rewards) == sorted(f"player-{j}" for j in range(PLAYERS)), point
+        rewards = list(RewardGrant.objects.filter(boss=boss).values_list("player", "tier"))
+        assert sorted(rewards) == EXPECTED_GRANTS, point
         boss.refresh_from_db()
         assert boss.status == "defeated" and boss.final_hp == 0
 
