@@ -1,0 +1,206 @@
+"""Typed request and response bodies of /api/v1/ (the OpenAPI document is built from these)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from ninja import Schema
+from pydantic import ConfigDict, Field
+
+SLUG_PATTERN = r"^[-a-zA-Z0-9_]+$"
+
+
+class ErrorDetail(Schema):
+    code: str = Field(description="Stable machine-readable code (docs/api.md lists them).")
+    detail: str = Field(description="What went wrong, for humans.")
+    field: str | None = Field(None, description="The input field at fault, when there is one.")
+
+
+class Error(Schema):
+    """Every refusal: ``{"error": {"code", "detail", "field"?}}``."""
+
+    error: ErrorDetail
+
+
+class BossLiveState(Schema):
+    hp: int
+    max_hp: int
+    version: int
+    status: str
+    phase: str
+    phase_index: int
+    ts_ms: int
+
+
+class BossOut(Schema):
+    slug: str
+    name: str
+    status: str
+    fight: int
+    max_hp: int
+    phases: str
+    tick_interval_ms: int
+    crash_policy: str
+    heartbeat_interval_ms: int
+    heartbeat_timeout_ms: int
+    min_damage: int
+    max_damage: int
+    attacks_per_second: int
+    allow_guests: bool
+    starts_at: datetime | None
+    ends_at: datetime | None
+    defeated_at: datetime | None
+    final_hp: int | None
+    final_version: int | None
+    created_at: datetime
+    updated_at: datetime
+    live: BossLiveState | None = Field(None, description="The authority in Redis (absent for a draft).")
+
+
+class BossPage(Schema):
+    count: int
+    offset: int
+    limit: int
+    items: list[BossOut]
+
+
+class _BossFields(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    phases: str | None = Field(None, max_length=400, examples=["75:Enraged, 50:Frenzy, 25:Last stand"])
+    tick_interval_ms: int | None = None
+    crash_policy: Literal["fair", "harsh"] | None = None
+    heartbeat_interval_ms: int | None = None
+    heartbeat_timeout_ms: int | None = None
+    min_damage: int | None = None
+    max_damage: int | None = None
+    attacks_per_second: int | None = None
+    allow_guests: bool | None = None
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+
+
+class BossCreate(_BossFields):
+    """A new draft; unset optional fields take the platform's defaults."""
+
+    name: str = Field(min_length=1, max_length=120)
+    slug: str = Field(min_length=1, max_length=64, pattern=SLUG_PATTERN)
+    max_hp: int
+
+
+class BossPatch(_BossFields):
+    """Fields to change on a draft; absent fields stay as they are."""
+
+    name: str | None = Field(None, min_length=1, max_length=120)
+    slug: str | None = Field(None, min_length=1, max_length=64, pattern=SLUG_PATTERN)
+    max_hp: int | None = None
+
+
+class Schedule(Schema):
+    """When the boss goes live and when it expires; null clears one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    starts_at: datetime | None
+    ends_at: datetime | None
+
+
+class Totals(Schema):
+    applied: int | None = Field(description="Damage applied to HP.")
+    overkill: int | None
+    accepted: int | None = Field(description="Damage the authority accepted from shards.")
+    players: int = Field(description="Ranked players (once the fight is settled).")
+    player_damage: int
+
+
+class VictoryInfo(Schema):
+    status: str
+    finished_at: datetime | None
+
+
+class Results(Schema):
+    boss: str
+    fight: int
+    max_hp: int
+    status: str | None
+    hp: int | None
+    version: int | None
+    defeated_at: datetime | None
+    final: bool = Field(description="True once the fight is over (defeated, expired or a past fight).")
+    totals: Totals
+    victory: VictoryInfo | None
+
+
+class LeaderRow(Schema):
+    rank: int
+    player: str
+    damage: int
+
+
+class Leaderboard(Schema):
+    source: Literal["live", "final"] = Field(
+        description="live: ranked from the running fight's authority; final: the settled ranking."
+    )
+    count: int
+    offset: int
+    limit: int
+    truncated: bool
+    items: list[LeaderRow]
+
+
+class Grant(Schema):
+    id: int
+    boss: str
+    fight: int
+    player: str
+    tier: str
+    rank: int
+    damage: int
+    payload: dict[str, Any]
+    granted_at: datetime
+    claimed_at: datetime | None
+    claim_id: str | None
+
+
+class PlayerResult(Schema):
+    player: str
+    rank: int
+    damage: int
+    source: Literal["live", "final"]
+    reward: Grant | None
+
+
+class TimelineItem(Schema):
+    kind: Literal["status", "phase", "crash", "restore"]
+    ts_ms: int
+    version: int | None
+    status: str | None = None
+    phase: str | None = None
+    hp: int | None = None
+    shard: str | None = None
+    policy: str | None = None
+    amount: int | None = None
+
+
+class Timeline(Schema):
+    count: int
+    offset: int
+    limit: int
+    items: list[TimelineItem]
+
+
+class GrantPage(Schema):
+    items: list[Grant]
+    next: int = Field(description="The cursor for the next call (?after=next): the last id returned.")
+
+
+class Claim(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    claim_id: str = Field(
+        min_length=1,
+        max_length=64,
+        description="Chosen by the game (e.g. its own transaction id): a retry with the same id "
+        "gets the same answer.",
+    )

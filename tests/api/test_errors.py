@@ -1,0 +1,160 @@
+"""Every refusal is JSON with a stable code, and nothing is written by a refused call."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+WRITES = [
+    ("POST", "/bosses"),
+    ("PATCH", "/bosses/draft-1"),
+    ("PUT", "/bosses/draft-1/schedule"),
+    ("POST", "/rewards/1/claim"),
+]
+
+
+def _draft(api, key, slug="draft-1"):
+    reply = api.post("/bosses", key=key, body={"name": "Draft", "slug": slug, "max_hp": 1000})
+    assert reply.status == 201, reply
+
+
+def _snapshot():
+    from audit.models import AuditEntry
+    from bosses.models import BossEncounter
+
+    return (
+        list(BossEncounter.objects.order_by("pk").values()),
+        AuditEntry.objects.exclude(outcome="ok").count(),
+    )
+
+
+def test_bad_json_wrong_types_and_oversized_bodies_on_every_write(api, key):
+    _draft(api, key)
+    for method, path in WRITES:
+        before = _snapshot()[0]
+        bad_json = api.call(method, path, key=key, raw=b"{not json")
+        assert (bad_json.status, bad_json.code) == (400, "malformed"), (path, bad_json)
+        not_object = api.call(method, path, key=key, body=[1, 2])
+        assert (not_object.status, not_object.code) == (422, "invalid"), (path, not_object)
+        big = api.call(method, path, key=key, raw=b"{" + b" " * 70_000 + b"}")
+        assert (big.status, big.code) == (413, "too_large"), (path, big)
+        unknown = api.call(method, path, key=key, body={"surprise": 1})
+        assert (unknown.status, unknown.code) == (422, "invalid"), (path, unknown)
+        assert _snapshot()[0] == before
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": "N", "slug": "bad slug", "max_hp": 10}, "slug"),
+        ({"name": "", "slug": "s", "max_hp": 10}, "name"),
+        ({"name": "N", "slug": "s", "max_hp": 0}, "max_hp"),
+        ({"name": "N", "slug": "s", "max_hp": 2**60}, "max_hp"),
+        ({"name": "N", "slug": "s", "max_hp": "many"}, "max_hp"),
+        ({"name": "N", "slug": "s", "max_hp": 10, "phases": "50:A, 70:B"}, "phases"),
+        ({"name": "N", "slug": "s", "max_hp": 10, "min_damage": 9, "max_damage": 3}, "min_damage"),
+        ({"name": "N", "slug": "s", "max_hp": 10, "tick_interval_ms": 5}, "tick_interval_ms"),
+        ({"name": "N", "slug": "s", "max_hp": 10, "crash_policy": "lenient"}, "crash_policy"),
+        ({"name": "N", "slug": "draft-1", "max_hp": 10}, "slug"),
+        ({"slug": "s", "max_hp": 10}, "name"),
+    ],
+)
+def test_create_refusals_name_the_field(api, key, body, field):
+    _draft(api, key)
+    before = _snapshot()[0]
+    reply = api.post("/bosses", key=key, body=body)
+    assert (reply.status, reply.code) == (422, "invalid"), reply
+    assert reply.body["error"]["field"] == field, reply.body
+    assert _snapshot()[0] == before
+
+
+def test_patch_refusals_write_nothing(api, key):
+    _draft(api, key)
+    before = _snapshot()[0]
+    for body, field in (
+        ({"max_hp": -5}, "max_hp"),
+        ({"min_damage": 500, "max_damage": 100}, "min_damage"),
+        ({"name": "Fine", "phases": "nonsense"}, "phases"),  # a good field with a bad one: neither
+        ({"heartbeat_interval_ms": 5000, "heartbeat_timeout_ms": 4000}, "heartbeat_timeout_ms"),
+    ):
+        reply = api.call("PATCH", "/bosses/draft-1", key=key, body=body)
+        assert (reply.status, reply.code, reply.body["error"].get("field")) == (422, "invalid", field), reply
+    assert _snapshot()[0] == before
+    assert api.call("PATCH", "/bosses/ghost", key=key, body={"name": "x"}).code == "unknown_boss"
+
+
+def test_claim_and_feed_refusals(api, key):
+    assert api.post("/rewards/1/claim", key=key, body={"claim_id": ""}).code == "invalid"
+    assert api.post("/rewards/1/claim", key=key, body={"claim_id": "x" * 65}).code == "invalid"
+    assert api.post("/rewards/0/claim", key=key, body={"claim_id": "a"}).code == "invalid"
+    assert api.post("/rewards/abc/claim", key=key, body={"claim_id": "a"}).code == "invalid"
+    assert api.post("/rewards/77/claim", key=key, body={"claim_id": "a"}).code == "not_found"
+    for query in ("after=-1", "limit=0", "limit=100000", "fight=0", "after=x"):
+        reply = api.get(f"/rewards?{query}", key=key)
+        assert (reply.status, reply.code) == (422, "invalid"), (query, reply)
+    assert api.get("/rewards?boss=ghost", key=key).code == "unknown_boss"
+
+
+def test_routes_methods_and_lifecycle_refusals(api, key):
+    _draft(api, key)
+    for path in ("/nothing", "/bosses/draft-1/fights", "/bosses/draft-1/fights/1/unknown"):
+        reply = api.get(path, key=key)
+        assert (reply.status, reply.code) == (404, "not_found"), (path, reply)
+    reply = api.call("DELETE", "/bosses/draft-1", key=key)
+    assert (reply.status, reply.code) == (405, "method_not_allowed")
+    assert "PATCH" in reply.headers["allow"]
+    assert api.get("/bosses/draft-1/go-live", key=key).code == "method_not_allowed"
+    assert api.get("/bosses/ghost", key=key).code == "unknown_boss"
+    for verb in ("pause", "resume", "end"):
+        reply = api.post(f"/bosses/draft-1/{verb}", key=key)
+        assert (reply.status, reply.code) == (409, "invalid_transition"), (verb, reply)
+    assert api.get("/bosses/draft-1/fights/0/results", key=key).code == "invalid"
+    assert api.get("/bosses/draft-1/fights/2/results", key=key).code == "not_found"
+    assert api.get("/bosses?limit=0", key=key).code == "invalid"
+
+
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=50),
+)
+BOSS_FIELDS = st.sampled_from(
+    [
+        "name",
+        "slug",
+        "max_hp",
+        "phases",
+        "min_damage",
+        "max_damage",
+        "tick_interval_ms",
+        "starts_at",
+        "ends_at",
+    ]
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(body=st.dictionaries(BOSS_FIELDS, SCALARS, max_size=6))
+def test_any_create_body_is_a_draft_or_a_json_refusal(api, key, body):
+    """Whatever the body, the answer is a created draft that validates, or a refusal in the
+    error shape with nothing written."""
+    from bosses.models import BossEncounter
+    from bosses.services import boss_validate_config
+
+    before = BossEncounter.objects.count()
+    reply = api.post("/bosses", key=key, body=body)
+    if reply.status == 201:
+        boss = BossEncounter.objects.get(slug=reply.body["slug"])
+        boss.full_clean()
+        boss_validate_config(boss=boss)
+        boss.delete()
+    else:
+        assert reply.status in (400, 422), reply
+        assert set(reply.body) == {"error"} and reply.body["error"]["code"] == "invalid"
+        assert isinstance(reply.body["error"]["detail"], str)
+        assert BossEncounter.objects.count() == before
