@@ -1,9 +1,9 @@
 """Celery app and beat schedule.
 
-Queues: ``ticks`` (the ~100 ms sync tick; latency-critical, never behind slow work) and
-``sagas`` (victory, crash detection, archiving). Every periodic entry has ``expires`` so a
-backlog after an outage is dropped, not piled up: a tick drains everything, so the next
-one catches up.
+Queues: ``ticks`` (the ~100 ms sync tick; latency-critical, never behind slow work),
+``sagas`` (victory, crash detection, archiving) and ``webhooks`` (POSTs to game backends).
+Every periodic entry has ``expires`` so a backlog after an outage is dropped, not piled up:
+a tick drains everything, so the next one catches up.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from liveops.startup import authority_startup_check, exit_on_configuration_error
+from webhooks.conf import SWEEP_TASK, WEBHOOK_QUEUE, webhook_setting
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "liveops.settings")
 
@@ -62,6 +63,15 @@ def _build_beat_schedule() -> dict:
             "schedule": timedelta(seconds=settings.SAGA_RESUME_INTERVAL_MS / 1000),
             "options": {"queue": SAGA_QUEUE, "expires": settings.SAGA_RESUME_INTERVAL_MS / 1000 * 2},
         },
+        # Deliveries whose task was lost or whose worker died mid-attempt (docs/webhooks.md).
+        "sweep-webhooks": {
+            "task": SWEEP_TASK,
+            "schedule": timedelta(seconds=webhook_setting("WEBHOOK_SWEEP_INTERVAL_MS") / 1000),
+            "options": {
+                "queue": WEBHOOK_QUEUE,
+                "expires": webhook_setting("WEBHOOK_SWEEP_INTERVAL_MS") / 1000 * 2,
+            },
+        },
         "apply-schedules": {
             "task": "bosses.apply_schedules",
             "schedule": timedelta(seconds=1),
@@ -74,6 +84,8 @@ app.conf.task_default_queue = SAGA_QUEUE
 app.conf.task_routes = {
     "bosses.tick_live_bosses": {"queue": TICK_QUEUE},
     "bosses.*": {"queue": SAGA_QUEUE},
+    # POSTs to game backends wait on the network: never in front of a tick or a saga.
+    "webhooks.*": {"queue": WEBHOOK_QUEUE},
 }
 try:
     # The first read of the settings in every entry point (manage.py, uvicorn and Celery all
