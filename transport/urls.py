@@ -3,6 +3,7 @@
 from django.urls import path
 
 from transport import health_views, ops_views, views
+from transport.report_views import fight_report_csv, fight_report_json, fight_report_page
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -13,5 +14,10 @@ urlpatterns = [
     path("ops/", ops_views.ops_index, name="ops-index"),
     path("ops/bosses/<slug:slug>/", ops_views.ops_boss, name="ops-boss"),
     path("ops/bosses/<slug:slug>/<str:action>/", ops_views.ops_boss_action, name="ops-boss-action"),
+    path("ops/bosses/<slug:slug>/fights/<str:fight>/report/", fight_report_page, name="fight-report"),
+    path(
+        "ops/bosses/<slug:slug>/fights/<str:fight>/report.json", fight_report_json, name="fight-report-json"
+    ),
+    path("ops/bosses/<slug:slug>/fights/<str:fight>/report.csv", fight_report_csv, name="fight-report-csv"),
     path("play/<slug:slug>/", ops_views.play, name="play"),
 ]
