@@ -12,6 +12,9 @@ DJANGO_ENV     development (default) | production: production turns on
                off by default, requires SECRET_KEY and ALLOWED_HOSTS and turns on the HTTPS
                settings of `check --deploy` (SECURE_SSL_REDIRECT, SESSION_COOKIE_SECURE,
                CSRF_COOKIE_SECURE, SECURE_HSTS_*; SECURE_PROXY_SSL_HEADER behind a TLS proxy)
+PLAYER_TICKET_KEYS   kid:secret,... the game backends' ticket secrets (docs/security.md)
+LIVEOPS_SIMULATOR_PLAYERS  1: free-form ?player= ids (demo, bench, tests); refused in production
+MAX_PLAYERS_PER_BOSS distinct hosted player ids one boss accepts (default 250000)
 AUTHORITY_DURABILITY, AUTHORITY_REPLICA_TIMEOUT_MS, AUTHORITY_REQUIRE_PERSISTENCE:
                what an ack waits for and whether to start on a Redis that does not
                persist every write (docs/durability.md)
@@ -32,6 +35,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from core import durability
 from core import redis as core_redis
+from core.tickets import ticket_keys_parse
 from liveops.logformat import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -78,6 +82,13 @@ ALLOWED_HOSTS = [
 if PRODUCTION and (not ALLOWED_HOSTS or "*" in ALLOWED_HOSTS):
     raise ImproperlyConfigured(
         "ALLOWED_HOSTS must list this deployment's host names (comma-separated, no '*') with DJANGO_ENV=production"
+    )
+# DEBUG off outside production is a server someone means to expose: the development key
+# (public, in this repository) and no host list are refused there too.
+if not DEBUG and not PRODUCTION and (SECRET_KEY == DEV_SECRET_KEY or not ALLOWED_HOSTS):
+    raise ImproperlyConfigured(
+        "DEBUG is off: set SECRET_KEY to a random string (not the development key) and ALLOWED_HOSTS "
+        "to this server's host names, or set DJANGO_ENV=production (docs/security.md)"
     )
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 # Behind a TLS-terminating proxy that sets X-Forwarded-Proto: SECURE_PROXY_SSL_HEADER=
@@ -156,7 +167,14 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # "table is locked" with the in-memory default (STACK-NOTES, Testing).
     DATABASES["default"].setdefault("TEST", {})["NAME"] = str(BASE_DIR / ".test-db.sqlite3")
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+    # Several processes share the file in the demo and the tests (web, worker, beat). A
+    # transaction that reads and then writes would fail at once with "database is locked"
+    # when another process writes (SQLite cannot upgrade a read lock while waiting);
+    # IMMEDIATE takes the write lock at BEGIN and waits up to the timeout instead. WAL lets
+    # readers go on while one process writes.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        timeout=30, transaction_mode="IMMEDIATE", init_command="PRAGMA journal_mode=WAL;"
+    )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -267,3 +285,35 @@ READY_TICK_MAX_AGE_MS = int(os.environ.get("READY_TICK_MAX_AGE_MS", "5000"))
 # Operator dashboards: one shared poll per boss per ASGI process (0: one per socket, the
 # previous behaviour, kept for the bench's comparison; transport/ops_feed.py).
 OPS_FEED_SHARED = _env_bool("OPS_FEED_SHARED", True)
+
+# --- Bounds at the edge (docs/security.md) --------------------------------------------------
+# WebSockets one client address may hold open on one ASGI process (players behind one NAT
+# share an address: size it for the largest venue; 0 turns the cap off).
+MAX_SOCKETS_PER_ADDRESS = int(os.environ.get("MAX_SOCKETS_PER_ADDRESS", "256"))
+
+# --- Player identity (docs/security.md, "Player identity") --------------------------------
+# Secrets a game's backend signs player tickets with: "kid1:secret1,kid2:secret2" (several
+# for rotation; each secret at least 32 bytes). Empty: no ticket is accepted.
+try:
+    PLAYER_TICKET_KEYS = ticket_keys_parse(os.environ.get("PLAYER_TICKET_KEYS", ""))
+except ValueError as exc:
+    raise ImproperlyConfigured(f"PLAYER_TICKET_KEYS: {exc}") from None
+# Simulator mode: any ?player=<id> is taken at its word (load generators, the demo, tests).
+# Never in production: anyone could act as anyone.
+SIMULATOR_PLAYER_IDS = _env_bool("LIVEOPS_SIMULATOR_PLAYERS", False)
+if PRODUCTION and SIMULATOR_PLAYER_IDS:
+    raise ImproperlyConfigured(
+        "LIVEOPS_SIMULATOR_PLAYERS=1 lets any client claim any player id; it is refused with DJANGO_ENV=production"
+    )
+# Guests (bosses with allow_guests): an opaque server-issued id in a signed cookie, no session row.
+GUEST_COOKIE_NAME = "liveops_guest"
+GUEST_COOKIE_SALT = "liveops.guest"
+GUEST_COOKIE_MAX_AGE_S = 30 * 24 * 3600
+GUEST_COOKIE_SECURE = _env_bool("GUEST_COOKIE_SECURE", PRODUCTION)
+# Distinct player ids a boss accepts hosted attacks from (rate.lua); new ids past it are refused.
+_max_players = os.environ.get("MAX_PLAYERS_PER_BOSS", "250000").strip()
+MAX_PLAYERS_PER_BOSS = int(_max_players) if _max_players.isdigit() else 0
+if not 1 <= MAX_PLAYERS_PER_BOSS <= 10_000_000:
+    raise ImproperlyConfigured(
+        f"MAX_PLAYERS_PER_BOSS must be a whole number from 1 to 10000000, got {_max_players!r}"
+    )

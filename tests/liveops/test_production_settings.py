@@ -127,3 +127,19 @@ def test_ssl_redirect_spares_the_health_probes():
         client = Client()
         assert client.get("/api/bosses/nope/state").status_code == 301
         assert client.get("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"DEBUG": "0"},
+        {"DEBUG": "0", "SECRET_KEY": "dev-only-insecure-key-change-me", "ALLOWED_HOSTS": "example.com"},
+        {"DEBUG": "0", "SECRET_KEY": KEY, "ALLOWED_HOSTS": ","},
+    ],
+)
+def test_debug_off_refuses_the_development_key_or_no_hosts_in_any_environment(env):
+    done = _manage("check", **env)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "DEBUG is off" in lines[0], done.stderr
+    assert _manage("check", DEBUG="0", SECRET_KEY=KEY, ALLOWED_HOSTS="example.com").returncode == 0
