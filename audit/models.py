@@ -20,7 +20,9 @@ class AuditEntry(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     action = models.CharField(max_length=64)
-    target = models.CharField(max_length=200, help_text="e.g. boss:<slug>, shard:<key>, apikey:<prefix>")
+    target = models.CharField(
+        max_length=200, help_text="e.g. boss/<slug>, shard/<key>, reward/<id>, webhook/<id>"
+    )
     outcome = models.CharField(max_length=64, default="ok")
     detail = models.JSONField(default=dict, blank=True)
     address = models.GenericIPAddressField(null=True, blank=True)

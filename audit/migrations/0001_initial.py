@@ -21,7 +21,7 @@ class Migration(migrations.Migration):
                 ('at', models.DateTimeField(auto_now_add=True, db_index=True)),
                 ('actor', models.CharField(max_length=120)),
                 ('action', models.CharField(max_length=64)),
-                ('target', models.CharField(help_text='e.g. boss:<slug>, shard:<key>, apikey:<prefix>', max_length=200)),
+                ('target', models.CharField(help_text='e.g. boss/<slug>, shard/<key>, reward/<id>, webhook/<id>', max_length=200)),
                 ('outcome', models.CharField(default='ok', max_length=64)),
                 ('detail', models.JSONField(blank=True, default=dict)),
                 ('address', models.GenericIPAddressField(blank=True, null=True)),

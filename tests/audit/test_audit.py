@@ -27,7 +27,7 @@ def test_admin_and_ops_actions_are_recorded_with_their_actor(live_boss):
     admin_action(operator, "bosses/bossencounter", "pause", live_boss.pk)
     assert operator.post(f"/ops/bosses/{live_boss.slug}/resume/", {"confirm": "yes"}).status_code == 302
     rows = list(AuditEntry.objects.order_by("id").values_list("actor", "action", "target", "outcome"))
-    target = f"boss:{live_boss.slug}"
+    target = f"boss/{live_boss.slug}"
     assert rows == [
         ("user:olga", "boss.pause", target, "ok"),
         ("user:olga", "boss.pause", target, "invalid_transition"),
@@ -53,7 +53,7 @@ def test_shard_token_actions_are_recorded_without_the_token():
     body = admin_action(manager, "shards/shard", "rotate_token", shard.pk).content.decode()
     assert "new token" in body
     [entry] = AuditEntry.objects.all()
-    assert (entry.actor, entry.action, entry.target) == ("user:max", "shard.rotate_token", "shard:au-1")
+    assert (entry.actor, entry.action, entry.target) == ("user:max", "shard.rotate_token", "shard/au-1")
     token = body.split("new token ")[1].split(" ")[0]
     assert token not in str(entry.detail) and token not in str(entry)
 
