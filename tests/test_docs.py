@@ -69,11 +69,25 @@ def test_every_file_a_document_names_exists(doc: Path) -> None:
     assert not missing, "documents name files that are gone:\n" + "\n".join(missing)
 
 
+def _django_names() -> set[str]:
+    """Model labels (``audit.AuditEntry``) and permission names (``bosses.operate_boss``:
+    the default four of every model and each ``Meta.permissions`` entry)."""
+    from django.apps import apps
+
+    names: set[str] = set()
+    for model in apps.get_models():
+        meta = model._meta
+        names.add(meta.label)
+        names.update(f"{meta.app_label}.{action}_{meta.model_name}" for action in meta.default_permissions)
+        names.update(f"{meta.app_label}.{codename}" for codename, _ in meta.permissions)
+    return names
+
+
 def _resolves(dotted: str) -> bool:
-    """A module, or an attribute chain on the longest importable module prefix, or the name
-    of a registered Celery task (tasks are named ``<app>.<task>``)."""
+    """A module, or an attribute chain on the longest importable module prefix, the name of a
+    registered Celery task (tasks are named ``<app>.<task>``), a model label or a permission."""
     celery_app.loader.import_default_modules()  # registers the apps' tasks (autodiscovery)
-    if dotted in celery_app.tasks:
+    if dotted in celery_app.tasks or dotted in _django_names():
         return True
     parts = dotted.split(".")
     for cut in range(len(parts), 0, -1):
@@ -92,6 +106,8 @@ def _resolves(dotted: str) -> bool:
 def test_the_dotted_name_scan_tells_a_gone_module() -> None:
     assert _resolves("transport.hub.UVICORN_WS_ARGS") and _resolves("worldboss_sdk.protocol.as_dict")
     assert _resolves("bosses.tick_live_bosses")  # a Celery task name
+    assert _resolves("bosses.operate_boss") and _resolves("audit.AuditEntry")  # permission, model label
+    assert not _resolves("bosses.operate_everything") and not _resolves("audit.AuditTrail")
     assert not _resolves("benchmarks.fanout") and not _resolves("transport.hub.raw_writer")
     assert DOTTED_RE.findall("run `python -m benchmarks.fanout` (see liveops.fanout.X)") == [
         "benchmarks.fanout",

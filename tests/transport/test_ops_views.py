@@ -115,10 +115,13 @@ def test_actions_need_csrf_and_known_action(live_boss):
 
 
 def test_player_page_picks_a_shard_and_carries_its_config(live_boss):
-    shard_create(key="eu-1", name="Europe 1", region="eu")
+    shard_create(key="eu-1", name="Europe 1", region="eu", kind="hosted")
+    shard_create(key="gs-1", name="A game server")  # players cannot join a game server's shard
     client = Client()
     chooser = client.get(f"/play/{live_boss.slug}/")
     assert chooser.status_code == 200 and b"?shard=eu-1" in chooser.content
+    assert b"gs-1" not in chooser.content
+    assert client.get(f"/play/{live_boss.slug}/?shard=gs-1").status_code == 404
     unknown = client.get(f"/play/{live_boss.slug}/?shard=nope")
     assert unknown.status_code == 404 and b"Unknown shard" in unknown.content
     assert client.get("/play/no-such-boss/?shard=eu-1").status_code == 404
