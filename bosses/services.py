@@ -149,7 +149,6 @@ def boss_go_live(*, boss: BossEncounter) -> authority.BossState:
         slug=boss.slug,
         fight=boss.fight,
         event=signals.WENT_LIVE,
-        key=f"{signals.WENT_LIVE}:{boss.pk}:{boss.fight}",
         payload={"max_hp": boss.max_hp, "hp": state.hp, "version": state.version},
     )
     return state
@@ -196,7 +195,6 @@ def boss_end(*, boss: BossEncounter) -> authority.BossState:
         slug=boss.slug,
         fight=boss.fight,
         event=signals.EXPIRED,
-        key=f"{signals.EXPIRED}:{boss.pk}:{boss.fight}",
         payload={"hp": state.hp, "max_hp": state.max_hp, "version": state.version},
     )
     return state
@@ -274,7 +272,7 @@ def _phase_event_send(r, boss_id: int, state: authority.BossState) -> None:
         slug=state.slug,
         fight=fight,
         event=signals.PHASE,
-        key=f"{signals.PHASE}:{boss_id}:{fight}:{state.phase}",
+        occurrence=str(state.phase),
         payload={
             "phase": state.phase_name,
             "phase_index": state.phase,

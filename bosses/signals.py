@@ -28,9 +28,21 @@ FIGHT_EVENTS = (WENT_LIVE, PHASE, DEFEATED, EXPIRED, CRASH_SETTLED, REWARDS_GRAN
 
 
 def fight_event_send(
-    *, boss_id: int, slug: str, fight: int, event: str, key: str, payload: dict[str, Any]
+    *,
+    boss_id: int,
+    slug: str,
+    fight: int,
+    event: str,
+    payload: dict[str, Any],
+    occurrence: str = "",
+    key: str | None = None,
 ) -> None:
-    """Send one fight event to every listener (errors of a listener are logged, never raised)."""
+    """Send one fight event to every listener (errors of a listener are logged, never raised).
+
+    The key is ``<event>:<boss id>:<fight>`` plus ``:<occurrence>`` for events that happen
+    more than once a fight (a phase, a crash settlement); ``key`` overrides it.
+    """
+    key = key or ":".join(str(part) for part in (event, boss_id, fight, occurrence) if part != "")
     for _receiver, result in fight_event.send_robust(
         sender=None, boss_id=boss_id, slug=slug, fight=fight, event=event, key=key, payload=payload
     ):

@@ -9,6 +9,7 @@ registered once per client (EVALSHA, with a reload on NOSCRIPT).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,17 @@ from core.limits import MAX_HELD_AMOUNT
 
 LUA_DIR = Path(__file__).resolve().parent / "lua"
 SCRIPT_NAMES = ("seed", "ingest", "tick", "transition", "heartbeat", "fence", "restore", "rate")
-_SOURCES = {name: (LUA_DIR / f"{name}.lua").read_text() for name in SCRIPT_NAMES}
+# Redis runs each script alone (no require): a line "-- #include <lib>" is replaced by
+# core/lua/lib/<lib>.lua before the script is registered, so shared helpers have one copy.
+_INCLUDE = re.compile(r"^-- #include (\w+)$", re.MULTILINE)
+
+
+def _script_source(name: str) -> str:
+    source = (LUA_DIR / f"{name}.lua").read_text()
+    return _INCLUDE.sub(lambda m: (LUA_DIR / "lib" / f"{m.group(1)}.lua").read_text().rstrip("\n"), source)
+
+
+_SOURCES = {name: _script_source(name) for name in SCRIPT_NAMES}
 # Where a client keeps its registered scripts (one registration per client, not per call).
 _SCRIPTS_ATTR = "_liveops_scripts"
 

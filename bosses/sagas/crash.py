@@ -132,7 +132,7 @@ def _settle(saga: SagaRun) -> dict[str, Any]:
         slug=saga.boss.slug,
         fight=saga.fight,
         event=signals.CRASH_SETTLED,
-        key=f"{signals.CRASH_SETTLED}:{saga.key}",
+        occurrence=f"{saga.shard_key}:{saga.epoch}",
         payload={
             "shard": saga.shard_key,
             "epoch": saga.epoch,

@@ -336,7 +336,6 @@ def _rewards(boss: BossEncounter) -> Callable[[SagaRun], dict[str, Any]]:
             slug=boss.slug,
             fight=saga.fight,
             event=signals.REWARDS_GRANTED,
-            key=f"{signals.REWARDS_GRANTED}:{boss.pk}:{saga.fight}",
             payload={"grants": after},
         )
         return {
@@ -378,7 +377,6 @@ def _announce(boss: BossEncounter) -> Callable[[SagaRun], dict[str, Any]]:
             slug=boss.slug,
             fight=saga.fight,
             event=signals.DEFEATED,
-            key=f"{signals.DEFEATED}:{boss.pk}:{saga.fight}",
             payload={k: v for k, v in defeated.items() if k not in ("type", "boss", "fight")},
         )
         return {"version": saga.detail["final"]["version"]}

@@ -14,25 +14,7 @@
 -- the held amount stays the shard's only. What was credited stays in heldby as the record
 -- a re-run reports; 'harsh' credits nothing and clears it.
 local function I(n) return string.format('%d', n) end
-local function fit(list, limit)
-  local out, sum = {}, 0
-  for i = 1, #list, 2 do
-    if sum >= limit then break end
-    local a = tonumber(list[i + 1])
-    if sum + a > limit then a = limit - sum end
-    if a > 0 then
-      out[#out + 1] = list[i]
-      out[#out + 1] = a
-      sum = sum + a
-    end
-  end
-  return out, sum
-end
-local function encode(list)
-  local parts = {}
-  for i = 1, #list, 2 do parts[#parts + 1] = '"' .. list[i] .. '",' .. I(list[i + 1]) end
-  return '[' .. table.concat(parts, ',') .. ']'
-end
+-- #include breakdown
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'no_boss'} end
 local sess = ARGV[4]
 local last = tonumber(redis.call('HGET', KEYS[3], sess) or '0')

@@ -19,26 +19,7 @@
 -- by ingest.lua; which entries were its own is not known here, so the total stays exact and
 -- only the attribution of the trimmed part is approximate).
 local function I(n) return string.format('%d', n) end
-local function fit(list, limit)
-  local out, sum = {}, 0
-  for i = 1, #list, 2 do
-    if sum >= limit then break end
-    local a = tonumber(list[i + 1])
-    if sum + a > limit then a = limit - sum end
-    if a > 0 then
-      out[#out + 1] = list[i]
-      out[#out + 1] = a
-      sum = sum + a
-    end
-  end
-  return out, sum
-end
-local function encode(list)
-  -- player ids are validated (core/validation.py PLAYER_ID_RE): JSON-safe
-  local parts = {}
-  for i = 1, #list, 2 do parts[#parts + 1] = '"' .. list[i] .. '",' .. I(list[i + 1]) end
-  return '[' .. table.concat(parts, ',') .. ']'
-end
+-- #include breakdown
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'no_boss', 0, ''} end
 local shard = ARGV[1]
 local sess = ARGV[6]

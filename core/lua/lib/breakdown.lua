@@ -1,0 +1,27 @@
+-- Shared by heartbeat.lua and fence.lua (spliced in where a script says "-- #include breakdown";
+-- core/authority.py): a held breakdown is a flat list {player, amount, player, amount, ...}.
+
+-- The breakdown cut to sum at most `limit`: entries in order, the one crossing it trimmed,
+-- the rest dropped. Returns the list and its sum.
+local function fit(list, limit)
+  local out, sum = {}, 0
+  for i = 1, #list, 2 do
+    if sum >= limit then break end
+    local a = tonumber(list[i + 1])
+    if sum + a > limit then a = limit - sum end
+    if a > 0 then
+      out[#out + 1] = list[i]
+      out[#out + 1] = a
+      sum = sum + a
+    end
+  end
+  return out, sum
+end
+
+-- The list as compact JSON. Player ids are validated (core/validation.py PLAYER_ID_RE):
+-- JSON-safe, so no escaping is needed.
+local function encode(list)
+  local parts = {}
+  for i = 1, #list, 2 do parts[#parts + 1] = '"' .. list[i] .. '",' .. string.format('%d', list[i + 1]) end
+  return '[' .. table.concat(parts, ',') .. ']'
+end
