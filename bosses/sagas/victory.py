@@ -121,6 +121,21 @@ def _players_rank(*, boss: BossEncounter, fight: int) -> int:
         return cursor.rowcount
 
 
+# The grant feed (GET /api/v1/rewards?after=<id>) is a cursor on the grant id: a reader must
+# never see a larger id committed before a smaller one, or it would step past the smaller one
+# for good. PostgreSQL hands ids out at insert, not at commit, so the rewards steps of two
+# fights take turns on this transaction-scoped advisory lock and their ids commit in order.
+# (SQLite runs one writing transaction at a time anyway.)
+GRANT_FEED_LOCK_ID = 0x57424752
+
+
+def grant_feed_lock() -> None:
+    """Wait for the grant feed's turn; held until the calling transaction ends (PostgreSQL)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [GRANT_FEED_LOCK_ID])
+
+
 def _rows_insert(model: type[Any], rows: list[dict[str, Any]]) -> None:
     """INSERT ``rows`` (attname -> database value) skipping conflicts, in one ``executemany``.
 
@@ -275,6 +290,7 @@ def _leaderboard(boss: BossEncounter) -> Callable[[SagaRun], dict[str, Any]]:
 
 def _rewards(boss: BossEncounter) -> Callable[[SagaRun], dict[str, Any]]:
     def work(saga: SagaRun) -> dict[str, Any]:
+        grant_feed_lock()  # before the first insert: ids commit in the order they are taken
         # The table as it is when this step runs (the step is one transaction: a re-run after
         # a crash inside it grants from scratch, never half from one table, half from another).
         fresh = BossEncounter.objects.select_related("reward_table").get(pk=boss.pk)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 
 from bosses import signals
 from bosses.models import RewardGrant, RewardTable, RewardTier, SagaStatus
@@ -129,3 +130,53 @@ def test_the_table_cannot_be_deleted_while_a_boss_uses_it(make_boss):
     make_boss(reward_table=table)
     with pytest.raises(ProtectedError):
         table.delete()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="ids commit out of order on PostgreSQL only")
+def test_grants_commit_in_id_order_for_the_feed_cursor(make_boss, make_session):
+    """While another transaction holds the grant feed's turn, the rewards step waits before
+    taking any id; it grants once the turn is free (so the API's cursor never skips a grant)."""
+    import threading
+
+    from django.db import transaction
+
+    from bosses.sagas.victory import GRANT_FEED_LOCK_ID, grant_feed_lock
+
+    boss = make_boss(max_hp=1_000)
+    boss_go_live(boss=boss)
+    kill(boss, make_session(), [TICK_1, TICK_2])
+    holding, release, done = threading.Event(), threading.Event(), threading.Event()
+
+    def other_fight_granting():
+        with transaction.atomic():
+            grant_feed_lock()
+            holding.set()
+            release.wait(30)
+        connection.close()
+
+    holder = threading.Thread(target=other_fight_granting)
+    holder.start()
+    assert holding.wait(10)
+    result = {}
+
+    def victory():
+        result["saga"] = boss_victory_run(boss_id=boss.pk, fight=boss.fight)
+        connection.close()
+        done.set()
+
+    runner = threading.Thread(target=victory)
+    runner.start()
+    # the saga reaches the rewards step and waits there: no grant, the lock is taken
+    assert not done.wait(3)
+    assert RewardGrant.objects.filter(boss=boss).count() == 0
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = %s", [GRANT_FEED_LOCK_ID]
+        )
+        assert cursor.fetchone()[0] >= 1
+    release.set()
+    holder.join(10)
+    assert done.wait(30)
+    runner.join(10)
+    assert result["saga"].status == SagaStatus.COMPLETED
+    assert RewardGrant.objects.filter(boss=boss).count() > 0
