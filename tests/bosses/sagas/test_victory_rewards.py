@@ -133,6 +133,7 @@ def test_the_table_cannot_be_deleted_while_a_boss_uses_it(make_boss):
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="ids commit out of order on PostgreSQL only")
+@pytest.mark.django_db(transaction=True)  # the other threads' connections see what the test wrote
 def test_grants_commit_in_id_order_for_the_feed_cursor(make_boss, make_session):
     """While another transaction holds the grant feed's turn, the rewards step waits before
     taking any id; it grants once the turn is free (so the API's cursor never skips a grant)."""
@@ -160,14 +161,18 @@ def test_grants_commit_in_id_order_for_the_feed_cursor(make_boss, make_session):
     result = {}
 
     def victory():
-        result["saga"] = boss_victory_run(boss_id=boss.pk, fight=boss.fight)
-        connection.close()
-        done.set()
+        try:
+            result["saga"] = boss_victory_run(boss_id=boss.pk, fight=boss.fight)
+        except Exception as exc:  # reported by the assertion below
+            result["error"] = exc
+        finally:
+            connection.close()
+            done.set()
 
     runner = threading.Thread(target=victory)
     runner.start()
     # the saga reaches the rewards step and waits there: no grant, the lock is taken
-    assert not done.wait(3)
+    assert not done.wait(3), result
     assert RewardGrant.objects.filter(boss=boss).count() == 0
     with connection.cursor() as cursor:
         cursor.execute(
@@ -178,5 +183,6 @@ def test_grants_commit_in_id_order_for_the_feed_cursor(make_boss, make_session):
     holder.join(10)
     assert done.wait(30)
     runner.join(10)
+    assert "error" not in result, result
     assert result["saga"].status == SagaStatus.COMPLETED
     assert RewardGrant.objects.filter(boss=boss).count() > 0
