@@ -223,6 +223,16 @@ def test_the_authority_wiped_mid_fight_is_restored_and_the_fight_ends_exact(make
         authority.server.stop()
 
 
+def _replica_online(server) -> bool:
+    client = server.client()
+    try:
+        info = client.info("replication")
+    finally:
+        client.close()
+    replica = info.get("slave0")
+    return info.get("role") == "master" and isinstance(replica, dict) and replica.get("state") == "online"
+
+
 @pytest.mark.parametrize("durability", ["local", "replica"])
 def test_a_failover_to_a_lagging_replica_loses_no_acknowledged_damage(make_boss, sdk_procs, durability):
     """The replica is cut off (SIGSTOP, its link closed) while the fight goes on, the master is
@@ -257,6 +267,13 @@ def test_a_failover_to_a_lagging_replica_loses_no_acknowledged_damage(make_boss,
             # The old master comes back and the sentinels make it the new master's replica
             # (without one, 'replica' durability can acknowledge nothing).
             setup.master.restart()
+            # ... once it is in sync (a full resync: its own history diverged), acks can be
+            # confirmed again; a loaded machine takes seconds for that
+            wait_until(
+                lambda: _replica_online(setup.replica),
+                what="the old master to resync as the new master's replica",
+                timeout_s=60,
+            )
             time.sleep(2.0)
             expected = finish_fight(boss, sdks, players, procs)
         assert expected > 0
