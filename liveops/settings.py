@@ -317,3 +317,8 @@ if not 1 <= MAX_PLAYERS_PER_BOSS <= 10_000_000:
     raise ImproperlyConfigured(
         f"MAX_PLAYERS_PER_BOSS must be a whole number from 1 to 10000000, got {_max_players!r}"
     )
+
+# --- Webhooks (docs/webhooks.md) -------------------------------------------------------------
+# Whether a webhook may be sent to a loopback, private or link-local address. Off in
+# production: an endpoint URL must not make the platform POST into its own network.
+WEBHOOK_ALLOW_PRIVATE_DESTINATIONS = _env_bool("WEBHOOK_ALLOW_PRIVATE_DESTINATIONS", not PRODUCTION)

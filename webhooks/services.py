@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import ipaddress
 import json
 import logging
 import random
@@ -21,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from celery import current_app
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -241,7 +243,62 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
-_OPENER = urllib.request.build_opener(_NoRedirects)
+class PrivateDestination(OSError):
+    """The endpoint's address is loopback, private, link-local or otherwise internal."""
+
+
+def destination_problem(address: str) -> str | None:
+    """Why a webhook must not be sent to ``address`` (an IP), or None.
+
+    An endpoint URL is typed by a staff user, and its host resolves where DNS says: without
+    this, a webhook could make the platform POST into its own network (Redis, PostgreSQL,
+    metadata services). ``WEBHOOK_ALLOW_PRIVATE_DESTINATIONS`` (on in development, off in
+    production) lets a deployment whose game backend lives on its private network opt in.
+    """
+    if settings.WEBHOOK_ALLOW_PRIVATE_DESTINATIONS:
+        return None
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_global and not ip.is_multicast:
+        return None
+    return (
+        f"the endpoint resolves to {ip}, an internal address: refused "
+        "(WEBHOOK_ALLOW_PRIVATE_DESTINATIONS=1 allows it; docs/webhooks.md)"
+    )
+
+
+def _check_peer(sock: Any) -> None:
+    # The address actually connected to, after DNS: a name that resolves (or re-resolves)
+    # to an internal address is caught here, before a byte of the body is sent.
+    if problem := destination_problem(sock.getpeername()[0]):
+        sock.close()
+        raise PrivateDestination(problem)
+
+
+class _GuardedHTTPConnection(http.client.HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        _check_peer(self.sock)
+
+
+class _GuardedHTTPSConnection(http.client.HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        _check_peer(self.sock)
+
+
+class _GuardedHTTPHandler(urllib.request.HTTPHandler):
+    def http_open(self, req):  # type: ignore[no-untyped-def]
+        return self.do_open(_GuardedHTTPConnection, req)
+
+
+class _GuardedHTTPSHandler(urllib.request.HTTPSHandler):
+    def https_open(self, req):  # type: ignore[no-untyped-def]
+        return self.do_open(_GuardedHTTPSConnection, req, context=self._context)
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects, _GuardedHTTPHandler, _GuardedHTTPSHandler)
 
 
 def _snippet(data: bytes) -> str:
@@ -275,6 +332,8 @@ def webhook_post(*, url: str, body: bytes, headers: dict[str, str], timeout_s: f
         return done(exc.code, f"HTTP {exc.code}: {_snippet(data)}".strip(), retryable)
     except urllib.error.URLError as exc:
         reason = exc.reason
+        if isinstance(reason, PrivateDestination):  # no attempt will do better
+            return done(None, str(reason), False)
         text = "timeout" if isinstance(reason, TimeoutError) else f"connection error: {reason}"
         return done(None, text, True)
     except TimeoutError:
