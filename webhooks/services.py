@@ -89,29 +89,53 @@ def deliveries_create_for_event(
     if not endpoints:
         return []
     now = timezone.now()
-    rows = []
-    for endpoint in endpoints:
-        idem = delivery_idempotency_key(endpoint_id=endpoint.pk, event_key=key)
-        rows.append(
-            WebhookDelivery(
-                endpoint=endpoint,
-                event=event,
-                event_key=key,
-                idempotency_key=idem,
-                payload=_envelope(
-                    idempotency_key=idem,
-                    event=event,
-                    key=key,
-                    boss_id=boss_id,
-                    slug=slug,
-                    fight=fight,
-                    payload=payload,
-                    now=now,
-                ),
-                next_attempt_at=now,
-            )
+    rows = [
+        _delivery_new(
+            endpoint=endpoint,
+            event=event,
+            key=key,
+            boss_id=boss_id,
+            slug=slug,
+            fight=fight,
+            payload=payload,
+            now=now,
         )
+        for endpoint in endpoints
+    ]
     return _deliveries_insert(rows)
+
+
+def _delivery_new(
+    *,
+    endpoint: WebhookEndpoint,
+    event: str,
+    key: str,
+    boss_id: int | None,
+    slug: str | None,
+    fight: int | None,
+    payload: dict[str, Any],
+    now: datetime,
+) -> WebhookDelivery:
+    """An unsaved delivery of one event occurrence to ``endpoint``, due now."""
+    idem = delivery_idempotency_key(endpoint_id=endpoint.pk, event_key=key)
+    envelope = _envelope(
+        idempotency_key=idem,
+        event=event,
+        key=key,
+        boss_id=boss_id,
+        slug=slug,
+        fight=fight,
+        payload=payload,
+        now=now,
+    )
+    return WebhookDelivery(
+        endpoint=endpoint,
+        event=event,
+        event_key=key,
+        idempotency_key=idem,
+        payload=envelope,
+        next_attempt_at=now,
+    )
 
 
 def _deliveries_insert(rows: list[WebhookDelivery]) -> list[int]:
@@ -150,26 +174,17 @@ def delivery_enqueue(*, delivery_id: int, countdown_s: float = 0) -> None:
 
 def endpoint_test_send(*, endpoint: WebhookEndpoint) -> WebhookDelivery:
     """Create and enqueue a ``webhook.test`` delivery to ``endpoint`` (a new one each call)."""
-    key = f"{TEST_EVENT}:{uuid.uuid4().hex}"
-    now = timezone.now()
-    idem = delivery_idempotency_key(endpoint_id=endpoint.pk, event_key=key)
-    delivery = WebhookDelivery.objects.create(
+    delivery = _delivery_new(
         endpoint=endpoint,
         event=TEST_EVENT,
-        event_key=key,
-        idempotency_key=idem,
-        payload=_envelope(
-            idempotency_key=idem,
-            event=TEST_EVENT,
-            key=key,
-            boss_id=None,
-            slug=None,
-            fight=None,
-            payload={"endpoint": endpoint.name, "message": "a test delivery from the World Boss platform"},
-            now=now,
-        ),
-        next_attempt_at=now,
+        key=f"{TEST_EVENT}:{uuid.uuid4().hex}",
+        boss_id=None,
+        slug=None,
+        fight=None,
+        payload={"endpoint": endpoint.name, "message": "a test delivery from the World Boss platform"},
+        now=timezone.now(),
     )
+    delivery.save()
     delivery_enqueue(delivery_id=delivery.pk)
     return delivery
 

@@ -14,6 +14,7 @@
 --   no_boss  the boss has no authority (never went live, or was reset)
 -- The checks come before any write, so a refused delta changes nothing.
 local function I(n) return string.format('%d', n) end
+-- #include breakdown
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {'no_boss', 0, ''} end
 local shard = ARGV[1]
@@ -47,16 +48,9 @@ if held and seq >= tonumber(redis.call('HGET', KEYS[8], sess) or '0') then
       local minus = {}
       for i = 7, #ARGV, 2 do minus[ARGV[i]] = (minus[ARGV[i]] or 0) + tonumber(ARGV[i + 1]) end
       local list = cjson.decode(raw)
-      local parts, sum = {}, 0
-      for i = 1, #list, 2 do
-        local a = list[i + 1] - (minus[list[i]] or 0)
-        if sum + a > new_held then a = new_held - sum end
-        if a > 0 then
-          parts[#parts + 1] = '"' .. list[i] .. '",' .. I(a)
-          sum = sum + a
-        end
-      end
-      if #parts > 0 then new_by = '[' .. table.concat(parts, ',') .. ']' end
+      for i = 1, #list, 2 do list[i + 1] = list[i + 1] - (minus[list[i]] or 0) end
+      local by = fit(list, new_held)
+      if #by > 0 then new_by = encode(by) end
     end
   end
 end

@@ -22,7 +22,6 @@ from core.errors import MalformedFrame
 from core.wire import MAX_FRAME_DEPTH, parse_frame, too_deep
 from liveops.asgi import application
 from shards.services import shard_create
-from transport import hosted
 from transport.consumers import gateway as gateway_consumer
 from transport.consumers import ops as ops_consumer
 from transport.consumers import state as state_consumer
@@ -33,14 +32,6 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
 
 DEEP = "[" * 5000
 HOSTILE = [DEEP, "{" * 5000, '{"type":"ping","x":' + "[" * 5000, '{"a":' * 3000 + "1" + "}" * 3000]
-
-
-@pytest.fixture
-async def cleanup():
-    yield
-    for shard in list(hosted._gateways.get(asyncio.get_running_loop(), {}).values()):
-        await shard.close(flush=False)
-    await get_hub().close()
 
 
 async def recv(comm, timeout=3.0) -> dict:

@@ -4,7 +4,6 @@ raise there, where SQLite would only miss)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
@@ -15,7 +14,6 @@ from django.test import Client
 from bosses.selectors import boss_ledger
 from liveops.asgi import application
 from shards.services import shard_create
-from transport import hosted
 from transport.hub import get_hub
 from worldboss_sdk.protocol import CloseCode
 
@@ -40,14 +38,6 @@ ODD_NUMBERS = [
     -5,
     0,
 ]
-
-
-@pytest.fixture
-async def cleanup():
-    yield
-    for shard in list(hosted._gateways.get(asyncio.get_running_loop(), {}).values()):
-        await shard.close(flush=False)
-    await get_hub().close()
 
 
 async def _frames_until_close(comm) -> tuple[list[dict], int | None]:

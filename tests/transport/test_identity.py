@@ -38,13 +38,6 @@ KEYS = {"game": SECRET.encode()}
 
 
 @pytest.fixture
-async def cleanup():
-    yield
-    for shard in list(hosted._gateways.get(asyncio.get_running_loop(), {}).values()):
-        await shard.close(flush=False)
-
-
-@pytest.fixture
 def tickets(settings):
     settings.PLAYER_TICKET_KEYS = KEYS
     settings.SIMULATOR_PLAYER_IDS = False

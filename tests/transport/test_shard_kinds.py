@@ -3,7 +3,6 @@ server's token only on its own kind; a player attack on a game server's key chan
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
@@ -26,13 +25,6 @@ from worldboss_sdk.protocol import CloseCode
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
 
 SECRET = "an-example-ticket-secret-of-32-bytes-or-more"
-
-
-@pytest.fixture
-async def cleanup():
-    yield
-    for shard in list(hosted._gateways.get(asyncio.get_running_loop(), {}).values()):
-        await shard.close(flush=False)
 
 
 async def closed_with(path: str, code: str, close: int, headers=None) -> None:

@@ -1,4 +1,4 @@
--- Shared by heartbeat.lua and fence.lua (spliced in where a script says "-- #include breakdown";
+-- Shared by heartbeat.lua, ingest.lua and fence.lua (spliced in where a script says "-- #include breakdown";
 -- core/authority.py): a held breakdown is a flat list {player, amount, player, amount, ...}.
 
 -- The breakdown cut to sum at most `limit`: entries in order, the one crossing it trimmed,
