@@ -21,6 +21,7 @@ from bosses.models import (
     SagaRun,
 )
 from bosses.sagas.victory import victory_saga_key
+from bosses.selectors import boss_live_players
 from core import keys
 from core.errors import NotFound
 from core.redis import get_redis
@@ -92,12 +93,14 @@ def live_ranking(*, boss: BossEncounter) -> LiveRanking:
     else:
         damage: dict[str, int] = {}
         truncated = False
-        for name, value in get_redis().hscan_iter(keys.BossKeys(boss.pk).players, count=1_000):
-            if len(damage) >= LIVE_RANKING_MAX_PLAYERS:
-                truncated = True
+        for batch in boss_live_players(boss_id=boss.pk, batch=1_000):
+            for name, value in batch:
+                if len(damage) >= LIVE_RANKING_MAX_PLAYERS:
+                    truncated = True
+                    break
+                damage[name] = value
+            if truncated:
                 break
-            player = name.decode() if isinstance(name, bytes) else name
-            damage[player] = int(value)
         rows = sorted(((n, d) for n, d in damage.items() if d > 0), key=lambda x: (-x[1], x[0]))
         ranking = LiveRanking(rows=rows, truncated=truncated)
     with _rankings_lock:

@@ -261,10 +261,10 @@ async def test_the_gateway_takes_the_guest_cookie_and_the_boss_decides(live_boss
     settings.ALLOWED_HOSTS = ["game.example"]
     await refused("/ws/shards/gp-3/", "forbidden", CloseCode.FORBIDDEN, evil)
     # the boss stops admitting guests: their attacks are refused (read within a few seconds)
-    from transport.consumers import gateway
+    from transport.consumers import state
 
     await sync_to_async(BossEncounter.objects.filter(pk=live_boss.pk).update)(allow_guests=False)
-    gateway._guest_policy_seen.clear()
+    state._boss_cache.clear()  # what BOSS_CACHE_TTL_S does in a few seconds
     comm = await open_ws("/ws/shards/gp-3/", _cookie_header(settings.GUEST_COOKIE_NAME, value))
     await recv(comm)
     err = await attack(comm, live_boss.slug)

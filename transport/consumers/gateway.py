@@ -32,7 +32,6 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from bosses.models import BossEncounter
 from bosses.sagas.crash import session_end
 from core import metrics
 from core.errors import (
@@ -201,23 +200,6 @@ def _player_from_scope(scope, *, shard_key: str) -> tuple[str, str, str | None] 
         return f"user:{user.pk}", PlayerSource.USER, None
     guest = guest_id_from_cookie((scope.get("cookies") or {}).get(settings.GUEST_COOKIE_NAME))
     return (guest, PlayerSource.GUEST, None) if guest else None
-
-
-GUEST_POLICY_RECHECK_S = 5.0
-_guest_policy_seen: dict[int, tuple[float, bool]] = {}  # boss id -> (when read, allow_guests)
-
-
-def _allow_guests_sync(boss_id: int) -> bool:
-    return bool(BossEncounter.objects.filter(pk=boss_id).values_list("allow_guests", flat=True).first())
-
-
-async def _guests_allowed(boss_id: int) -> bool:
-    """The boss's ``allow_guests``, read at most once per ``GUEST_POLICY_RECHECK_S`` per process."""
-    now = time.monotonic()
-    seen = _guest_policy_seen.get(boss_id)
-    if seen is None or now - seen[0] >= GUEST_POLICY_RECHECK_S:
-        seen = _guest_policy_seen[boss_id] = (now, await database_sync_to_async(_allow_guests_sync)(boss_id))
-    return seen[1]
 
 
 def _scalar(value):
@@ -532,7 +514,8 @@ class ShardGatewayConsumer(GuardedSocketMixin, SocketGaugeMixin, DirectDispatchM
         boss = await self._boss(frame)
         if self.ticket_boss is not None and boss.slug != self.ticket_boss:
             raise TicketInvalid(f"this connection's ticket is for the boss {self.ticket_boss!r} only")
-        if self.player_source == PlayerSource.GUEST and not await _guests_allowed(boss.id):
+        # boss_ref_get's cache: a boss that stops admitting guests refuses them within BOSS_CACHE_TTL_S
+        if self.player_source == PlayerSource.GUEST and not boss.allow_guests:
             raise Forbidden(f"{boss.name} does not admit guests: sign in to fight it")
         try:
             damage, _ = await hosted_shard_get(shard_key=self.shard_key).attack(boss=boss, player=self.player)

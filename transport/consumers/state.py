@@ -55,6 +55,7 @@ class BossRef:
     max_damage: int
     attacks_per_second: int
     heartbeat_interval_ms: int
+    allow_guests: bool
 
 
 _boss_cache: dict[str, tuple[float, BossRef]] = {}
@@ -77,6 +78,7 @@ def _boss_ref_sync(slug: str) -> BossRef:
         b.max_damage,
         b.attacks_per_second,
         b.heartbeat_interval_ms,
+        b.allow_guests,
     )
 
 
