@@ -5,6 +5,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+UV_VERSION := 0.13.9
+UV_HOME := .tools/uv
+UV := $(UV_HOME)/bin/uv
+UV_ENV := UV_PROJECT_ENVIRONMENT=$(VENV) UV_PYTHON_DOWNLOADS=never
 # Tests use their own Redis dbs (10: authority, 11: broker, 12: fan-out) and flush them.
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/10
 PYTEST_ARGS ?=
@@ -13,13 +17,20 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 ARGS ?=
 
-.PHONY: install lint test test-postgres demo bench browser clean
+.PHONY: install lock lint test test-postgres demo bench browser clean
 
-$(STAMP): pyproject.toml sdk/pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ./sdk -e ".[test,lint]"
+# uv, at the version pyproject.toml requires, installs the locked set (uv.lock) into .venv.
+$(UV):
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target $(UV_HOME) uv==$(UV_VERSION)
+
+# --locked: refuses to install when pyproject.toml and uv.lock disagree (run `make lock`).
+$(STAMP): pyproject.toml sdk/pyproject.toml uv.lock $(UV)
+	$(UV_ENV) $(UV) sync --locked --all-groups --python $(PYTHON) --quiet
 	touch $(STAMP)
+
+# Re-resolve the lock after a change of pyproject.toml (or to take newer releases: ARGS=--upgrade).
+lock: $(UV)
+	$(UV_ENV) $(UV) lock $(ARGS)
 
 install: $(STAMP)
 
@@ -56,4 +67,4 @@ bench: $(STAMP)
 	$(BIN)/python manage.py bench $(ARGS)
 
 clean:
-	rm -rf $(VENV) .services .demo .test-db.sqlite3 db.sqlite3
+	rm -rf $(VENV) .tools .services .demo .test-db.sqlite3 db.sqlite3

@@ -33,7 +33,7 @@ import os
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 import redis
@@ -246,7 +246,7 @@ def get_redis() -> SyncClient:
     """The process-wide sync client of the authority."""
     global _sync_client
     if _sync_client is None:
-        common: dict[str, object] = {
+        common: dict[str, Any] = {
             "decode_responses": True,
             "socket_timeout": SOCKET_TIMEOUT_S,
             "socket_connect_timeout": CONNECT_TIMEOUT_S,
@@ -263,14 +263,12 @@ def get_redis() -> SyncClient:
                 raise redis.exceptions.ConnectionError(f"Redis Cluster unreachable: {exc}") from None
         elif kind == "sentinel":
             topo = topology()
-            sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+            sentinel = redis.sentinel.Sentinel(
                 list(topo.sentinels),
                 sentinel_kwargs=_sentinel_kwargs(topo),
                 socket_timeout=SOCKET_TIMEOUT_S,
             )
-            _sync_client = sentinel.master_for(  # type: ignore[no-untyped-call]
-                topo.master, db=topo.db, password=topo.password, **common
-            )
+            _sync_client = sentinel.master_for(topo.master, db=topo.db, password=topo.password, **common)
         else:
             _sync_client = redis.Redis.from_url(authority_url(), **common)
     return _sync_client
@@ -328,7 +326,7 @@ def get_async_redis() -> AsyncClient:
 def _async_sentinel(loop: asyncio.AbstractEventLoop, topo: Topology) -> aiosentinel.Sentinel:
     sentinel = _async_sentinels.get(loop)
     if sentinel is None:
-        sentinel = aiosentinel.Sentinel(  # type: ignore[no-untyped-call]
+        sentinel = aiosentinel.Sentinel(
             list(topo.sentinels), sentinel_kwargs=_sentinel_kwargs(topo), socket_timeout=SOCKET_TIMEOUT_S
         )
         _async_sentinels[loop] = sentinel

@@ -34,7 +34,7 @@ def whole_number(
         )
     if value < minimum or value > maximum:
         raise error(f"{field} must be between {minimum} and {maximum:,}, got {value}", field=field)
-    return value
+    return int(value)
 
 
 def damage_amount(value: Any, *, field: str = "amount") -> int:

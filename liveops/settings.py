@@ -26,6 +26,7 @@ for every entry point (manage.py, uvicorn, Celery), before anything serves.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -121,8 +122,11 @@ INSTALLED_APPS = [
     "bosses",
     "webhooks",
     "api",
-    "tools",
 ]
+# The demo, simulator, load generator and bench (tools/) live in a checkout, not in the
+# product's distribution: their management commands exist outside production only.
+if not PRODUCTION and importlib.util.find_spec("tools") is not None:
+    INSTALLED_APPS.append("tools")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

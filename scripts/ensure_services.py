@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 START_TIMEOUT_S = 20.0
@@ -44,8 +45,10 @@ def wait_for(host: str, port: int) -> bool:
 
 
 def ensure_redis(url: str, data_dir: str) -> int:
-    # tools/ is installed with the project (pip install -e .); imported here so that the
-    # PostgreSQL half of this script never needs it.
+    # tools/ lives in the checkout, not in the product's distribution: import it from the
+    # checkout root (this script's parent folder). Imported here so that the PostgreSQL half
+    # of this script never needs it.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from tools.stack import redis_binary, redis_server_argv
 
     parts = urlsplit(url)
