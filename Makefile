@@ -20,13 +20,16 @@ ARGS ?=
 .PHONY: install lock lint test test-postgres demo bench browser clean
 
 # uv, at the version pyproject.toml requires, installs the locked set (uv.lock) into .venv.
-$(UV):
-	$(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target $(UV_HOME) uv==$(UV_VERSION)
-
 # --locked: refuses to install when pyproject.toml and uv.lock disagree (run `make lock`).
-$(STAMP): pyproject.toml sdk/pyproject.toml uv.lock $(UV)
+# uv itself is fetched inside this recipe, not as a prerequisite: an up-to-date stamp (or a
+# STAMP/VENV given on the command line, as the demo test does) then installs nothing.
+$(STAMP): pyproject.toml sdk/pyproject.toml uv.lock
+	test -x $(UV) || $(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target $(UV_HOME) uv==$(UV_VERSION)
 	$(UV_ENV) $(UV) sync --locked --all-groups --python $(PYTHON) --quiet
 	touch $(STAMP)
+
+$(UV):
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target $(UV_HOME) uv==$(UV_VERSION)
 
 # Re-resolve the lock after a change of pyproject.toml (or to take newer releases: ARGS=--upgrade).
 lock: $(UV)
