@@ -45,11 +45,13 @@ browser:
 	      || echo "chromium: install failed; browser tests will be skipped"; \
 	  else echo "chromium: not installed and not root; browser tests will be skipped"; fi; }
 
-# Lint: style (ruff), formatting, the one-way layers (lint-imports) and strict types on
-# the core and the SDK (mypy). CI runs it before the tests.
+# Lint: style (ruff), formatting, function length (scripts/check_function_size.py: ruff
+# counts statements and branches, not lines), the one-way layers (lint-imports) and strict
+# types on the core and the SDK (mypy). CI runs it before the tests.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python scripts/check_function_size.py
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/mypy
 
