@@ -24,8 +24,8 @@ from bosses.sagas.victory import victory_saga_key
 from bosses.selectors import boss_live_players
 from core import keys
 from core.errors import NotFound
+from core.phases import parse_phases, phase_thresholds
 from core.redis import get_redis
-from core.validation import parse_phases, phase_thresholds
 
 # The running fight's leaderboard is ranked from the live per-player hash in Redis. One
 # ranking is kept this long per process, so a flood of leaderboard calls costs one HSCAN a

@@ -28,7 +28,7 @@ from bosses.models import (
 )
 from core import keys
 from core.errors import InvalidInput, UnknownBoss
-from core.validation import parse_phases, phase_thresholds
+from core.phases import parse_phases, phase_of, phase_thresholds
 
 # HP chart: time buckets, each keeping its first, last, lowest and highest point (HP only
 # falls, so most buckets keep two); with the marks this stays within HP_POINTS_MAX points.
@@ -44,9 +44,6 @@ OTHER_SERIES = "(other)"
 SAGA_MARKS_MAX = 200
 LEADERBOARD_DEFAULT = 10
 LEADERBOARD_MAX = 100
-# The phase above the first threshold (bosses.services.OPENING_PHASE_NAME; services sit above
-# the selectors, so the name is repeated here rather than imported).
-OPENING_PHASE = "Opening"
 ITERATOR_CHUNK = 2_000
 PEAK_WINDOW_MS = 1_000
 
@@ -70,14 +67,6 @@ def _thresholds(boss: BossEncounter, max_hp: int) -> list[tuple[int, str]]:
         return phase_thresholds(parse_phases(boss.phases), max_hp)
     except InvalidInput:  # a damaged config: the report still shows everything but phases
         return []
-
-
-def _phase_of(thresholds: list[tuple[int, str]], hp: int) -> tuple[int, str]:
-    phase, name = 0, OPENING_PHASE
-    for i, (at_hp, at_name) in enumerate(thresholds, start=1):
-        if hp <= at_hp:
-            phase, name = i, at_name
-    return phase, name
 
 
 class _HpBucket:
@@ -207,7 +196,7 @@ class _Scan:
                 self.status_marks.append({"t_ms": rel, "ts_ms": ts_ms, "version": version, "status": status})
                 self.mark_points.append(point)
             self.prev_status = status
-        phase, phase_name = _phase_of(self.span.thresholds, hp)
+        phase, phase_name = phase_of(self.span.thresholds, hp)
         if phase != self.prev_phase:
             # the opening phase is where the fight starts, not a change
             if self.prev_phase is not None and len(self.phase_marks) < MARKS_MAX:

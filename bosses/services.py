@@ -25,13 +25,12 @@ from bosses.signals import fight_event_send
 from core import authority, keys
 from core.clients import Routed, execute_pipelined
 from core.errors import AuthorityUnavailable, InvalidInput, InvalidTransition
+from core.phases import OPENING_PHASE_NAME, parse_phases, phase_thresholds
 from core.redis import REDIS_DOWN, get_redis
-from core.validation import parse_phases, phase_thresholds
 from shards.models import Shard, ShardStatus
 
 logger = logging.getLogger(__name__)
 
-OPENING_PHASE_NAME = "Opening"
 # An applied tick may come this early relative to the boss's interval: the beat itself
 # fires every SYNC_TICK_INTERVAL_MS, so a 100 ms boss must not skip a 98 ms beat.
 TICK_INTERVAL_SLACK = 0.8

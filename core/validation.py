@@ -14,7 +14,6 @@ from core.errors import InvalidAmount, InvalidInput
 from core.limits import MAX_BREAKDOWN_ENTRIES, MAX_DELTA_AMOUNT, MAX_PLAYER_ID_LENGTH, MAX_SEQ
 
 PLAYER_ID_RE = re.compile(rf"^[A-Za-z0-9_.:@-]{{1,{MAX_PLAYER_ID_LENGTH}}}$")
-PHASE_NAME_RE = re.compile(r"^[^:,]{1,40}$")
 
 
 def _describe(value: Any) -> str:
@@ -78,44 +77,6 @@ def breakdown_map(value: Any, *, amount: int) -> dict[str, int]:
             f"breakdown sums to {sum(out.values())}, more than the amount {amount}", field="breakdown"
         )
     return out
-
-
-def parse_phases(text: str, *, max_hp: int | None = None) -> list[tuple[float, str]]:
-    """Parse ``"75:Enraged, 50:Frenzy"`` into ``[(75.0, "Enraged"), (50.0, "Frenzy")]``.
-
-    Percentages must be strictly decreasing inside (0, 100); names 1-40 characters.
-    """
-    phases: list[tuple[float, str]] = []
-    text = (text or "").strip()
-    if not text:
-        return phases
-    for raw in text.split(","):
-        pct_text, sep, name = raw.strip().partition(":")
-        name = name.strip()
-        if not sep or not PHASE_NAME_RE.match(name):
-            raise InvalidInput(
-                f'phase "{raw.strip()}" must look like "75:Enraged" (name 1-40 characters)', field="phases"
-            )
-        try:
-            pct = float(pct_text)
-        except ValueError:
-            raise InvalidInput(
-                f'phase "{raw.strip()}": "{pct_text.strip()}" is not a percentage', field="phases"
-            ) from None
-        if not (0 < pct < 100) or math.isnan(pct):
-            raise InvalidInput(f'phase "{raw.strip()}": percentage must be inside (0, 100)', field="phases")
-        if phases and pct >= phases[-1][0]:
-            raise InvalidInput(
-                f"phase percentages must be strictly decreasing: {pct:g} after {phases[-1][0]:g}",
-                field="phases",
-            )
-        phases.append((pct, name))
-    return phases
-
-
-def phase_thresholds(phases: list[tuple[float, str]], max_hp: int) -> list[tuple[int, str]]:
-    """Percent phases -> HP thresholds (a phase starts when hp <= threshold)."""
-    return [(max_hp * int(round(pct * 1000)) // 100_000, name) for pct, name in phases]
 
 
 def held_breakdown_map(value: Any, *, held: int) -> dict[str, int]:

@@ -31,10 +31,10 @@ from django.db.models import Max, Q
 from bosses.broadcast import messages_publish
 from bosses.models import BossEncounter, BossEvent, BossStatus, CrashPolicy, SagaKind, SagaRun, SagaStatus
 from bosses.sagas.runner import SagaStep, SagaUnrecoverable, saga_last_progress, saga_run
-from bosses.services import OPENING_PHASE_NAME, TICK_INTERVAL_SLACK
+from bosses.services import TICK_INTERVAL_SLACK
 from core import authority, keys
+from core.phases import OPENING_PHASE_NAME, parse_phases, phase_of, phase_thresholds
 from core.redis import REDIS_DOWN, get_redis
-from core.validation import parse_phases, phase_thresholds
 from shards.models import Shard, ShardStatus
 
 logger = logging.getLogger(__name__)
@@ -131,14 +131,6 @@ def _verdicts(bosses: list[BossEncounter]) -> dict[int, str]:
     return out
 
 
-def _phase_of(thresholds: list[tuple[int, str]], hp: int) -> tuple[int, str]:
-    phase, name = 0, OPENING_PHASE_NAME
-    for i, (at_hp, at_name) in enumerate(thresholds, start=1):
-        if hp <= at_hp:
-            phase, name = i, at_name
-    return phase, name
-
-
 def archive_snapshot(*, boss: BossEncounter, gen: int, now_ms: int) -> dict[str, Any]:
     """What the archive and the saga records say the authority held (restore.lua's ARGV 4)."""
     events = list(BossEvent.objects.filter(boss=boss, fight=boss.fight).order_by("version"))
@@ -181,7 +173,7 @@ def archive_snapshot(*, boss: BossEncounter, gen: int, now_ms: int) -> dict[str,
             discarded += saga.amount
     last = events[-1] if events else None
     hp = last.hp if last else boss.max_hp
-    phase, phase_name = _phase_of(thresholds, hp)
+    phase, phase_name = phase_of(thresholds, hp)
     state: dict[str, Any] = {
         "hp": hp,
         "max_hp": boss.max_hp,

@@ -10,6 +10,7 @@ from bosses.services import boss_end, boss_go_live, boss_reset
 from bosses.verification import boss_verify
 from core import authority, keys
 from core.errors import InvalidTransition
+from core.phases import OPENING_PHASE_NAME
 
 FOREIGN = "f" * 32
 
@@ -22,7 +23,7 @@ def seed_foreign(r, boss: BossEncounter) -> None:
             boss_id=boss.pk,
             max_hp=boss.max_hp,
             phases=[],
-            opening="Opening",
+            opening=OPENING_PHASE_NAME,
             fight=boss.fight,
             slug=boss.slug,
             min_tick_ms=0,

@@ -363,6 +363,7 @@ class DeltaSyncRun:
 
 async def _seed(r: aioredis.Redis, boss_id: int, *, max_hp: int) -> None:
     from core import authority
+    from core.phases import OPENING_PHASE_NAME
 
     await r.delete(*BossKeys(boss_id).all())
     await authority.arun(
@@ -371,7 +372,7 @@ async def _seed(r: aioredis.Redis, boss_id: int, *, max_hp: int) -> None:
             boss_id=boss_id,
             max_hp=max_hp,
             phases=[],
-            opening="Opening",
+            opening=OPENING_PHASE_NAME,
             fight=1,
             slug=f"bench-{boss_id}",
             min_tick_ms=0,

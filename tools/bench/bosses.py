@@ -40,6 +40,7 @@ def _pct(values: list[float], q: float) -> float:
 
 def _seed(r, ids: list[int]) -> None:
     from core import authority, keys
+    from core.phases import OPENING_PHASE_NAME
 
     for start in range(0, len(ids), SEED_BATCH):
         batch = ids[start : start + SEED_BATCH]
@@ -49,7 +50,7 @@ def _seed(r, ids: list[int]) -> None:
                 boss_id=b,
                 max_hp=10**15,
                 phases=[],
-                opening="Opening",
+                opening=OPENING_PHASE_NAME,
                 fight=1,
                 slug=f"bench-{b}",
                 min_tick_ms=0,

@@ -32,6 +32,7 @@ from django.conf import settings
 
 from core import authority
 from core.keys import SHARD_EPOCHS, BossKeys
+from core.phases import OPENING_PHASE_NAME
 from tools.bench.authority import percentile
 from tools.stack import embedded_redis_binary, free_port, redis_binary, redis_server_argv
 
@@ -132,7 +133,7 @@ async def _seed(boss_id: int, shard_keys: list[str]) -> None:
             boss_id=boss_id,
             max_hp=10**15,
             phases=[],
-            opening="Opening",
+            opening=OPENING_PHASE_NAME,
             fight=1,
             slug=f"bench-{boss_id}",
             min_tick_ms=0,
