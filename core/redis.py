@@ -44,6 +44,7 @@ import redis.cluster
 import redis.sentinel
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from core.clients import AsyncClient, SyncClient
 
@@ -255,8 +256,14 @@ def get_redis() -> SyncClient:
         kind = topology_kind()
         if kind == "cluster":
             try:
+                # No retry loop: redis-py's default backs off for seconds and re-reads the
+                # slot map before each attempt, so every periodic task touching a dead
+                # master's slots would hold a worker process that long and the sync-tick
+                # tasks queued behind them would expire unrun, stopping the healthy masters'
+                # bosses too. Callers retry on their own schedule (the next tick, the task's
+                # retry); a failover's new map is read once, on the first error.
                 _sync_client = redis.cluster.RedisCluster.from_url(
-                    _cluster_url(), require_full_coverage=False, **common
+                    _cluster_url(), require_full_coverage=False, retry=Retry(NoBackoff(), 0), **common
                 )
             except redis.exceptions.RedisClusterException as exc:
                 # Raised by the first slot-map read when no seed node answers.
