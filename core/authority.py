@@ -1,13 +1,17 @@
 """The global authority in Redis: the Lua scripts and typed calls over them, sync and async.
 
-Each operation is built once as a :class:`Call` (script, keys, args, parser) and run by
-:func:`run` (redis-py) or :func:`arun` (redis.asyncio), so the sync and async paths share
-every line that matters. Scripts live in ``core/lua/*.lua``, are read once at import and
-registered once per client (EVALSHA, with a reload on NOSCRIPT).
+Each operation is built once as a :class:`Call` (script, keys, args, reply parser) and run
+by a thin runner of either colour: :func:`run` / :func:`run_many` (redis-py: Celery tasks,
+the admin, commands) or :func:`arun` / :func:`arun_then` (redis.asyncio: the sockets). The
+runners send the call's EVALSHA words and hand the reply to its parser, so the sync and async
+paths share every line that matters. Scripts live in ``core/lua/*.lua``, are read once at
+import into one table of sources and SHA1s, and are loaded on a server only when it answers
+NOSCRIPT.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -17,8 +21,8 @@ from typing import Generic, Literal, TypedDict, TypeVar, cast
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
-from redis.commands.core import AsyncScript, Script
 
 from core import keys
 from core.clients import UNREACHABLE, AsyncClient, SyncClient, execute_pipelined
@@ -37,8 +41,11 @@ def _script_source(name: str) -> str:
 
 
 _SOURCES = {name: _script_source(name) for name in SCRIPT_NAMES}
-# Where a client keeps its registered scripts (one registration per client, not per call).
-_SCRIPTS_ATTR = "_liveops_scripts"
+# The one script table: each script's SHA1, computed here as Redis computes it, names it in
+# EVALSHA on every client, sync or async. Nothing is registered per client: a server that
+# lacks a script (restart, SCRIPT FLUSH, a new cluster node) answers NOSCRIPT, and the
+# runner loads it from the same source and sends the call once more.
+_SHAS = {name: hashlib.sha1(source.encode()).hexdigest() for name, source in _SOURCES.items()}
 
 # One element of a script's reply table: the scripts return strings and integers only (no
 # nil inside a table, which would cut it short); strings arrive as bytes on a client
@@ -47,66 +54,82 @@ ReplyItem = str | bytes | int
 Reply = list[ReplyItem]
 # What a script takes as ARGV (redis-py formats integers in decimal).
 ScriptArg = str | int
+# A command's words, as sent: an EVALSHA call, or a plain command after it (WAIT, WAITAOF).
+Command = tuple[ScriptArg, ...]
 Outcome = TypeVar("Outcome")
 
 
 @dataclass(frozen=True)
 class Call(Generic[Outcome]):
-    """One script invocation: which script, its keys and args, and how to read the reply."""
+    """One script invocation: which script, its keys and args, and how to read the reply.
+
+    Built once per operation by the ``*_call`` functions below and run by either colour of
+    runner (:func:`run` / :func:`run_many` for Celery tasks, the admin and commands,
+    :func:`arun` / :func:`arun_then` for the sockets): the runners only send
+    :meth:`command` and hand the reply to ``parse``.
+    """
 
     script: str
     keys: list[str]
     args: list[ScriptArg]
     parse: Callable[[Reply], Outcome]
 
+    @property
+    def source(self) -> str:
+        """The script's Lua source (includes expanded), loaded on NOSCRIPT."""
+        return _SOURCES[self.script]
 
-def _sync_scripts(client: SyncClient) -> dict[str, Script]:
-    cached: dict[str, Script] | None = getattr(client, _SCRIPTS_ATTR, None)
-    if cached is None:
-        cached = {name: client.register_script(src) for name, src in _SOURCES.items()}
-        setattr(client, _SCRIPTS_ATTR, cached)
-    return cached
+    def command(self) -> Command:
+        """The ``EVALSHA <sha> <numkeys> <keys...> <args...>`` words of this call."""
+        return ("EVALSHA", _SHAS[self.script], len(self.keys), *self.keys, *self.args)
 
 
-def _async_scripts(client: AsyncClient) -> dict[str, AsyncScript]:
-    cached: dict[str, AsyncScript] | None = getattr(client, _SCRIPTS_ATTR, None)
-    if cached is None:
-        cached = {name: client.register_script(src) for name, src in _SOURCES.items()}
-        setattr(client, _SCRIPTS_ATTR, cached)
-    return cached
+def _is_noscript(reply: object) -> bool:
+    return isinstance(reply, redis.exceptions.NoScriptError)
 
 
 def run(client: SyncClient, call: Call[Outcome]) -> Outcome:
-    """Run ``call`` on a sync client."""
-    return call.parse(_sync_scripts(client)[call.script](keys=call.keys, args=call.args))
+    """Run ``call`` on a sync client (a redis-py client or a Redis Cluster client, which
+    routes EVALSHA by the call's first key). A NOSCRIPT call ran nothing, so after the load
+    it is sent once more without any risk of applying it twice."""
+    try:
+        reply = client.execute_command(*call.command())  # type: ignore[no-untyped-call]
+    except redis.exceptions.NoScriptError:
+        _load_script(client, call.source)
+        reply = client.execute_command(*call.command())  # type: ignore[no-untyped-call]
+    return call.parse(cast(Reply, reply))
+
+
+async def arun(client: AsyncClient, call: Call[Outcome]) -> Outcome:
+    """Async :func:`run`: the same command, the same reload on NOSCRIPT, the same parser."""
+    try:
+        reply = await client.execute_command(*call.command())
+    except redis.exceptions.NoScriptError:
+        await _aload_script(client, call.source)
+        reply = await client.execute_command(*call.command())
+    return call.parse(cast(Reply, reply))
 
 
 def run_many(client: SyncClient, calls: Sequence[Call[Outcome]]) -> list[Outcome | Exception]:
     """Run ``calls`` in one pipeline (one round trip per node); each result is the parsed
     outcome, or the exception that call raised, so one broken boss does not fail the batch.
 
-    The pipeline carries plain EVALSHA commands rather than redis-py ``Script`` objects:
-    a Redis Cluster pipeline refuses ``Script`` calls, and on one Redis a pipeline holding
-    scripts asks ``SCRIPT EXISTS`` first (an extra round trip on every call). A server that
-    lost a script (restart, SCRIPT FLUSH, a new cluster node) answers NOSCRIPT; the script
-    is loaded (on every master of a cluster) and only those calls are sent once more: a
-    NOSCRIPT call ran nothing, so re-sending it cannot apply anything twice. On a cluster a
-    node that is down fails only the calls of its slots (a connection error each).
+    The pipeline carries each call's plain EVALSHA :meth:`Call.command`: a Redis Cluster
+    pipeline refuses redis-py ``Script`` calls, and on one Redis a pipeline holding scripts
+    asks ``SCRIPT EXISTS`` first (an extra round trip on every call). Calls answered
+    NOSCRIPT get their script loaded (on every master of a cluster) and only they are sent
+    once more. On a cluster a node that is down fails only the calls of its slots (a
+    connection error each).
     """
     if not calls:
         return []
-    scripts = _sync_scripts(client)
-    replies = _evalsha_pipeline(client, scripts, calls)
-    missing = {
-        call.script
-        for call, reply in zip(calls, replies)
-        if isinstance(reply, redis.exceptions.NoScriptError)
-    }
+    replies = _pipelined(client, calls)
+    missing = {call.script for call, reply in zip(calls, replies) if _is_noscript(reply)}
     if missing:
         for name in missing:
             _load_script(client, _SOURCES[name])
-        retry = [i for i, reply in enumerate(replies) if isinstance(reply, redis.exceptions.NoScriptError)]
-        for i, reply in zip(retry, _evalsha_pipeline(client, scripts, [calls[i] for i in retry])):
+        retry = [i for i, reply in enumerate(replies) if _is_noscript(reply)]
+        for i, reply in zip(retry, _pipelined(client, [calls[i] for i in retry])):
             replies[i] = reply
     results: list[Outcome | Exception] = []
     for call, reply in zip(calls, replies, strict=True):
@@ -118,6 +141,10 @@ def run_many(client: SyncClient, calls: Sequence[Call[Outcome]]) -> list[Outcome
         except (ValueError, TypeError, IndexError) as exc:
             results.append(exc)
     return results
+
+
+def _pipelined(client: SyncClient, calls: Sequence[Call[Outcome]]) -> list[object]:
+    return execute_pipelined(client, [(call.keys[0], call.command()) for call in calls])
 
 
 def _load_script(client: SyncClient, source: str) -> None:
@@ -133,25 +160,16 @@ def _load_script(client: SyncClient, source: str) -> None:
             continue
 
 
-def _evalsha_pipeline(
-    client: SyncClient, scripts: Mapping[str, Script], calls: Sequence[Call[Outcome]]
-) -> list[object]:
-    return execute_pipelined(
-        client,
-        [
-            (call.keys[0], ("EVALSHA", scripts[call.script].sha, len(call.keys), *call.keys, *call.args))
-            for call in calls
-        ],
-    )
-
-
-async def arun(client: AsyncClient, call: Call[Outcome]) -> Outcome:
-    """Run ``call`` on an asyncio client."""
-    return call.parse(await _async_scripts(client)[call.script](keys=call.keys, args=call.args))
-
-
-# A plain command sent after a script on the same connection (WAIT, WAITAOF): its words.
-Command = tuple[ScriptArg, ...]
+async def _aload_script(client: AsyncClient, source: str) -> None:
+    """Async :func:`_load_script`."""
+    if not isinstance(client, AsyncRedisCluster):
+        await client.script_load(source)
+        return
+    for node in client.get_primaries():
+        try:
+            await client.execute_command("SCRIPT LOAD", source, target_nodes=node)
+        except UNREACHABLE:
+            continue
 
 
 def _then_replies(call: Call[Outcome], replies: list[object]) -> tuple[Outcome, list[object]]:
@@ -169,23 +187,14 @@ def _then_replies(call: Call[Outcome], replies: list[object]) -> tuple[Outcome, 
 def run_then(
     client: redis.Redis, call: Call[Outcome], commands: Sequence[Command]
 ) -> tuple[Outcome, list[object]]:
-    """Run ``call`` and then ``commands`` on ONE connection, in one round trip.
-
-    WAIT and WAITAOF count only the writes of the connection they are sent on, so they
-    must follow the script on its connection: a non-transactional pipeline gives exactly
-    that with a connection pool. Returns the parsed outcome and the commands' raw replies
-    (an exception object for one that failed). A server that lost the script (NOSCRIPT
-    after a restart or SCRIPT FLUSH) gets it loaded and everything is sent once more.
-    """
-    script = _sync_scripts(client)[call.script]
+    """Sync :func:`arun_then`."""
     for attempt in range(2):
         pipe = client.pipeline(transaction=False)
-        pipe.evalsha(script.sha, len(call.keys), *call.keys, *call.args)
-        for command in commands:
-            pipe.execute_command(*command)  # type: ignore[no-untyped-call]
+        for words in (call.command(), *commands):
+            pipe.execute_command(*words)  # type: ignore[no-untyped-call]
         replies: list[object] = pipe.execute(raise_on_error=False)
-        if attempt == 0 and isinstance(replies[0], redis.exceptions.NoScriptError):
-            client.script_load(script.script)
+        if attempt == 0 and _is_noscript(replies[0]):
+            _load_script(client, call.source)
             continue
         break
     return _then_replies(call, replies)
@@ -194,16 +203,21 @@ def run_then(
 async def arun_then(
     client: aioredis.Redis, call: Call[Outcome], commands: Sequence[Command]
 ) -> tuple[Outcome, list[object]]:
-    """Async :func:`run_then`."""
-    script = _async_scripts(client)[call.script]
+    """Run ``call`` and then ``commands`` on ONE connection, in one round trip.
+
+    WAIT and WAITAOF count only the writes of the connection they are sent on, so they
+    must follow the script on its connection: a non-transactional pipeline gives exactly
+    that with a connection pool. Returns the parsed outcome and the commands' raw replies
+    (an exception object for one that failed). A server that lost the script (NOSCRIPT
+    after a restart or SCRIPT FLUSH) gets it loaded and everything is sent once more.
+    """
     for attempt in range(2):
         pipe = client.pipeline(transaction=False)
-        pipe.evalsha(script.sha, len(call.keys), *call.keys, *call.args)
-        for command in commands:
-            pipe.execute_command(*command)
+        for words in (call.command(), *commands):
+            pipe.execute_command(*words)
         replies: list[object] = await pipe.execute(raise_on_error=False)
-        if attempt == 0 and isinstance(replies[0], redis.exceptions.NoScriptError):
-            await client.script_load(script.script)
+        if attempt == 0 and _is_noscript(replies[0]):
+            await _aload_script(client, call.source)
             continue
         break
     return _then_replies(call, replies)
