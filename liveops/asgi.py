@@ -1,5 +1,5 @@
 """ASGI entry point: HTTP through Django, WebSockets through Channels routing, and the lifespan
-scope (the hosted shards' bye on shutdown, transport.hosted.hosted_lifespan)."""
+scope (the hosted shards' bye on shutdown, transport.lifespan.hosted_lifespan)."""
 
 import os
 
@@ -24,7 +24,7 @@ if settings.DEBUG:  # pages' CSS/JS under uvicorn without a collectstatic + web 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from transport.hosted import hosted_lifespan  # noqa: E402
+from transport.lifespan import hosted_lifespan  # noqa: E402
 from transport.routing import websocket_urlpatterns  # noqa: E402
 from transport.socket_caps import SocketCapMiddleware  # noqa: E402
 

@@ -253,7 +253,7 @@ SAGA_STALE_MS = int(os.environ.get("SAGA_STALE_MS", "5000"))
 SAGA_RESUME_INTERVAL_MS = int(os.environ.get("SAGA_RESUME_INTERVAL_MS", "2000"))
 
 # Hosted players' rate limit shared by every ASGI process through the authority (rate.lua,
-# transport/hosted.py); off: per process only (one process, or sticky sessions per player).
+# bosses/hosted.py); off: per process only (one process, or sticky sessions per player).
 HOSTED_SHARED_RATE_LIMIT = _env_bool("HOSTED_SHARED_RATE_LIMIT", True)
 
 # --- Durability of the authority (docs/durability.md) ---------------------------

@@ -20,12 +20,12 @@ from django.views.decorators.http import require_http_methods
 
 from audit.services import audit_record_request
 from bosses import services
+from bosses.hosted import GATEWAY_TICK_MS
 from bosses.ops_selectors import ops_overview_live, ops_snapshot
 from bosses.selectors import boss_get
 from core.errors import AuthorityUnavailable, Forbidden, LiveOpsError, UnknownBoss
 from core.redis import REDIS_DOWN
 from shards.models import Shard, ShardKind, ShardStatus
-from transport.hosted import GATEWAY_TICK_MS
 from transport.permissions import (
     OPERATE_BOSS,
     WATCH_BOSS,

@@ -1,7 +1,7 @@
 """The local shard buffer: hits summed in memory, one delta per tick, exactly-once bookkeeping.
 
 Shared by the game-server SDK (worldboss_sdk.client) and the platform-hosted shard gateway
-(transport/hosted.py), so both follow the same rules (docs/sdk.md):
+(bosses/hosted.py), so both follow the same rules (docs/sdk.md):
 
 * :meth:`LocalBuffer.add` is O(1): a hit adds to a running total (and to its player's sum);
 * :meth:`LocalBuffer.take` returns the delta to send this tick: the in-flight one again

@@ -149,7 +149,7 @@ def test_services_fail_fast_while_redis_is_paused_and_a_retried_seq_lands_once(
 async def test_gateway_keeps_accepting_hits_while_redis_is_away(own_redis, make_boss, monkeypatch, outage):
     from asgiref.sync import sync_to_async
 
-    from transport import hosted as gateway
+    from bosses import hosted as gateway
 
     bound = 15_000
     monkeypatch.setattr(gateway, "GATEWAY_MAX_PENDING_DAMAGE", bound)

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from transport import hosted
+from bosses import hosted
 from transport.hub import get_hub
 
 

@@ -14,6 +14,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 
+from bosses import hosted as gateway
 from bosses.sagas.crash import session_fence, shard_retire
 from bosses.selectors import boss_ledger
 from bosses.services import boss_pause, boss_tick
@@ -22,7 +23,6 @@ from core import keys
 from core.redis import get_redis
 from liveops.asgi import application
 from shards.services import shard_create, shard_token_rotate
-from transport import hosted as gateway
 from worldboss_sdk.protocol import PROTOCOL_VERSION, CloseCode
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]

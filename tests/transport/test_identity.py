@@ -19,13 +19,13 @@ from django.contrib.sessions.models import Session
 from django.test import Client
 from websockets.asyncio.client import connect
 
+from bosses import hosted
 from bosses.models import BossEncounter
 from core import keys
 from core.redis import get_redis
 from liveops.asgi import application
 from shards.services import shard_create
 from tests.support import processes
-from transport import hosted
 from transport.consumers.state import boss_ref_get
 from transport.permissions import guest_id_from_cookie
 from worldboss_sdk import player_ticket_sign

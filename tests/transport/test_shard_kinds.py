@@ -11,13 +11,13 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 from django.test import Client
 
+from bosses import hosted
 from core import keys
 from core.errors import WrongShardKind
 from core.redis import get_redis
 from liveops.asgi import application
 from shards.models import Shard, ShardKind
 from shards.services import shard_create
-from transport import hosted
 from transport.consumers.state import boss_ref_get
 from worldboss_sdk import player_ticket_sign
 from worldboss_sdk.protocol import CloseCode

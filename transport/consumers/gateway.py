@@ -11,7 +11,7 @@ Two kinds of client share the endpoint:
   Django session (``user:<pk>``), else by the signed guest cookie the player page issued
   (``guest:<random>``, only for bosses that allow guests); ``?player=<id>`` is taken at its
   word only in simulator mode (``LIVEOPS_SIMULATOR_PLAYERS=1``). It sends ``attack {boss}``;
-  the process's :class:`~transport.hosted.HostedShard` computes the damage, rate-limits and
+  the process's :class:`~bosses.hosted.HostedShard` computes the damage, rate-limits and
   buffers it; the ack carries the damage.
 
 A shard has one kind (``Shard.kind``): players only on ``hosted`` shards, a game server's
@@ -32,6 +32,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from bosses.hosted import hosted_shard_get
 from bosses.sagas.crash import session_end
 from core import metrics
 from core.errors import (
@@ -58,7 +59,6 @@ from shards.services import adelta_ingest, aheartbeat_record, shard_authenticate
 from transport.consumers.base import DirectDispatchMixin, GuardedSocketMixin, SocketGaugeMixin
 from transport.consumers.state import boss_ref_get
 from transport.fastpath import text_frame, writer_for
-from transport.hosted import hosted_shard_get
 from transport.permissions import guest_id_from_cookie, origin_problem
 from worldboss_sdk.protocol import PROTOCOL_VERSION, CloseCode
 

@@ -24,10 +24,15 @@ the boss's roster set): a new id past it is refused with ``too_many_players``, p
 already in the roster keep playing. Only hosted shards (``Shard.kind == hosted``) get a
 hosted session: a game server's shard key never has its epoch or status moved by players.
 
-Shutdown (:func:`hosted_lifespan`, the ASGI ``lifespan`` scope, liveops/asgi.py): after the
-server closed every socket, each hosted shard of the process flushes what it holds, heartbeats
-``pending`` 0 and ends its sessions with reason ``left``, as a game server's ``bye`` does. A
-process killed without it leaves its sessions to the crash scan (reason ``crashed``).
+Shutdown (:func:`hosted_shards_shutdown`, run by the ASGI ``lifespan`` scope,
+transport/lifespan.py): after the server closed every socket, each hosted shard of the process
+flushes what it holds, heartbeats ``pending`` 0 and ends its sessions with reason ``left``, as a
+game server's ``bye`` does. A process killed without it leaves its sessions to the crash scan
+(reason ``crashed``).
+
+The hosted shard is the platform playing a game server for its own players, so it lives with
+the fight it feeds (the bosses app) and knows no socket: the gateway consumer
+(transport/consumers/gateway.py) hands it each attack and sends the verdict.
 """
 
 from __future__ import annotations
@@ -37,10 +42,13 @@ import logging
 import random
 import time
 import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
-from channels.db import database_sync_to_async
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import close_old_connections
 
 from bosses.models import BossEncounter
 from bosses.sagas.crash import session_end
@@ -80,7 +88,6 @@ RATE_DOWN_S = 1.0
 SHUTDOWN_FLUSH_TRIES = 5
 CLOSE_TRIES = 10  # cancellations of the loop task, CLOSE_WAIT_S apart, before giving up on it
 CLOSE_WAIT_S = 0.5
-SHUTDOWN_TIMEOUT_S = 20.0  # the whole lifespan shutdown of a process's hosted shards
 SHUTDOWN_END_TRIES = 5  # the saga is idempotent: a retry after a failed attempt settles once
 _rng = random.Random()  # uniform damage; not a secret, so no syscall per attack
 
@@ -105,6 +112,21 @@ class _BossSession:
         self.status = "live"
         self.accepted = 0
         self.fences = 0
+
+
+def _db(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    """``fn`` run in Django's thread for sync code, with stale database connections closed
+    before and after: this loop lives as long as the process, and a connection the database
+    dropped in between must not be reused."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        close_old_connections()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return sync_to_async(call)
 
 
 def _sql_status_sync(boss_id: int) -> str | None:
@@ -252,7 +274,7 @@ class HostedShard:
             if status != "live":  # no session (no epoch) is opened for a boss that is not live
                 raise BossNotLive(f"the boss is {status}; attacks are refused", status=status)
             sess = _BossSession(boss)
-            sess.epoch = await database_sync_to_async(_open_session_sync)(self.shard_key)
+            sess.epoch = await _db(_open_session_sync)(self.shard_key)
             sess.status = status
             self.sessions[boss.id] = sess
             fut.set_result(True)
@@ -299,7 +321,7 @@ class HostedShard:
         now = time.monotonic()
         for boss_id, sess in list(self.sessions.items()):
             status = await self._read_status(boss_id)
-            if status is None and await database_sync_to_async(_sql_status_sync)(boss_id) not in (
+            if status is None and await _db(_sql_status_sync)(boss_id) not in (
                 None,
                 "draft",
             ):
@@ -350,7 +372,7 @@ class HostedShard:
             sess.buffer.realign(int(err.extra.get("last_seq", 0)))
             return
         except UnknownBoss:
-            if await database_sync_to_async(_sql_status_sync)(sess.boss.id) in (None, "draft"):
+            if await _db(_sql_status_sync)(sess.boss.id) in (None, "draft"):
                 sess.buffer.drop_all()  # reset or deleted: the damage has no fight to go to
             return  # else the authority is being restored: same seq next tick
         sess.buffer.acked(delta.seq)
@@ -383,7 +405,7 @@ class HostedShard:
         )
         sess.fences += 1
         try:
-            sess.epoch = await database_sync_to_async(_open_session_sync)(self.shard_key)
+            sess.epoch = await _db(_open_session_sync)(self.shard_key)
         except Exception:
             logger.exception(
                 "hosted shard %s: could not open a new session",
@@ -432,7 +454,7 @@ class HostedShard:
             for attempt in range(SHUTDOWN_END_TRIES):
                 try:
                     settled.update(
-                        await database_sync_to_async(session_end)(
+                        await _db(session_end)(
                             shard_key=self.shard_key, epoch=sess.epoch, reason="left", boss_ids=[sess.boss.id]
                         )
                     )
@@ -498,30 +520,3 @@ async def hosted_shards_shutdown() -> dict[str, dict[str, int]]:
         else:
             out[key] = result
     return out
-
-
-async def hosted_lifespan(scope, receive, send) -> None:
-    """The ASGI ``lifespan`` protocol for the platform (liveops/asgi.py routes it here).
-
-    Startup has nothing to do. Shutdown comes after the server closed every socket (uvicorn's
-    graceful shutdown on SIGTERM, in every worker process): it ends this process's hosted
-    sessions with a ``bye`` (:func:`hosted_shards_shutdown`), so they are not left for the
-    crash scan to declare crashed, and nothing they held waits for a heartbeat timeout.
-    """
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            started = time.monotonic()
-            try:
-                # bounded: a process must exit; what is not ended by then the crash scan ends
-                ended = await asyncio.wait_for(hosted_shards_shutdown(), SHUTDOWN_TIMEOUT_S)
-                if ended:
-                    logger.info(
-                        "hosted shards ended on shutdown in %.2f s: %s", time.monotonic() - started, ended
-                    )
-            except Exception:
-                logger.exception("hosted shards: shutdown failed")
-            await send({"type": "lifespan.shutdown.complete"})
-            return
