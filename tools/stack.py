@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import redis
 from django.conf import settings
 
 # The checkout (manage.py's folder), found without reading Django's settings, so that this
@@ -292,12 +293,25 @@ class Stack:
         self, name: str, binary: str, *, data_dir: Path, extra: tuple[str, ...] = (), port: int | None = None
     ) -> tuple[ManagedProcess, int]:
         """A Redis server (:func:`redis_server_argv`, data in ``data_dir``) listening on ``port``
-        (a free one by default); returns once it accepts connections."""
+        (a free one by default); returns once it answers PING (an AOF left by an earlier run
+        is loaded by then)."""
         port = port or free_port()
         data_dir.mkdir(parents=True, exist_ok=True)
         proc = self.start(name, redis_server_argv(binary, port=port, data_dir=data_dir, extra=extra))
         self.wait_listening(proc, "127.0.0.1", port)
-        return proc, port
+        client = redis.Redis(port=port, socket_connect_timeout=0.5)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        try:
+            while True:
+                try:
+                    client.ping()
+                    return proc, port
+                except redis.ConnectionError:  # BusyLoadingError included
+                    if not proc.alive() or time.monotonic() > deadline:
+                        raise RuntimeError(f"{name} did not answer PING; log {proc.log_path}") from None
+                    time.sleep(0.02)
+        finally:
+            client.close()
 
     def wait_listening(self, proc: ManagedProcess, host: str, port: int) -> None:
         """Block until ``host:port`` accepts connections; raise with ``proc``'s log if it dies first."""

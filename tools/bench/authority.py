@@ -190,11 +190,6 @@ def _watch_hit(r: aioredis.Redis, hp_key: str, ver_key: str) -> HitFn:
     return one_hit
 
 
-async def peer_watch(url: str, seconds: float) -> PeerResult:
-    """WATCH/MULTI optimistic read-modify-write of one HP key, retried on conflict."""
-    return await _redis_peer(url, seconds, "Redis WATCH/MULTI per hit", "ver", _watch_hit)
-
-
 def _lock_hit(r: aioredis.Redis, hp_key: str, lock_key: str) -> HitFn:
     unlock = r.register_script(LUA_UNLOCK)
     me = secrets.token_hex(8)
@@ -214,11 +209,6 @@ def _lock_hit(r: aioredis.Redis, hp_key: str, lock_key: str) -> HitFn:
     return one_hit
 
 
-async def peer_lock(url: str, seconds: float) -> PeerResult:
-    """A Redis lock (SET NX PX) around GET + SET of one HP key, 1 ms retry sleep."""
-    return await _redis_peer(url, seconds, "Redis lock (SET NX PX) + read-modify-write", "lock", _lock_hit)
-
-
 def _lua_hit(r: aioredis.Redis, hp_key: str, ver_key: str) -> HitFn:
     hit = r.register_script(LUA_HIT)
 
@@ -229,9 +219,15 @@ def _lua_hit(r: aioredis.Redis, hp_key: str, ver_key: str) -> HitFn:
     return one_hit
 
 
-async def peer_lua(url: str, seconds: float) -> PeerResult:
-    """One atomic Lua call per hit on the global HP (no lock, no buffering)."""
-    return await _redis_peer(url, seconds, "per-hit Lua on the global key", "ver", _lua_hit)
+# The Redis peers: (row name, second key, one writer's hit).
+# watch: WATCH/MULTI optimistic read-modify-write of one HP key, retried on conflict;
+# lock: a Redis lock (SET NX PX) around GET + SET, 1 ms retry sleep;
+# lua: one atomic Lua call per hit on the global HP (no lock, no buffering).
+REDIS_PEERS = {
+    "watch": ("Redis WATCH/MULTI per hit", "ver", _watch_hit),
+    "lock": ("Redis lock (SET NX PX) + read-modify-write", "lock", _lock_hit),
+    "lua": ("per-hit Lua on the global key", "ver", _lua_hit),
+}
 
 
 # --- PostgreSQL peer -------------------------------------------------------------------------
@@ -502,10 +498,10 @@ async def lock_storm(
     results = []
     for label, make in (
         ("delta-sync", lambda: peer_delta_sync(boss_id, seconds)),
-        ("WATCH/MULTI", lambda: peer_watch(redis_url, seconds)),
-        ("lock", lambda: peer_lock(redis_url, seconds)),
+        ("WATCH/MULTI", lambda: _redis_peer(redis_url, seconds, *REDIS_PEERS["watch"])),
+        ("lock", lambda: _redis_peer(redis_url, seconds, *REDIS_PEERS["lock"])),
         ("PostgreSQL", lambda: peer_postgres(pg_url, seconds)),
-        ("per-hit Lua", lambda: peer_lua(redis_url, seconds)),
+        ("per-hit Lua", lambda: _redis_peer(redis_url, seconds, *REDIS_PEERS["lua"])),
     ):
         progress(f"lock storm: {label} ({seconds:g} s, {WRITERS} writers)")
         results.append(await make())
