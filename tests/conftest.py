@@ -9,7 +9,9 @@ import pytest
 import redis
 from django.conf import settings
 
-from tests.support import processes
+# The markers' hooks and the guard that a process-starting test is marked (docs/testing.md);
+# pytester runs small suites in-process (tests/test_markers.py).
+pytest_plugins = ["tests.support.markers", "pytester"]
 
 # Tests flush their Redis dbs: never let them near db 0-7 (a developer's demo or prod data).
 MIN_FLUSHABLE_DB = 8
@@ -123,6 +125,8 @@ def make_session(db):
 @pytest.fixture
 def celery_stack(transactional_db):
     """A real Celery worker and beat (subprocesses) on the test broker and database."""
+    from tests.support import processes  # after the markers plugin (pytest_plugins) loaded
+
     procs = []
     try:
         procs.append(processes.start_worker())

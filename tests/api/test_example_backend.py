@@ -11,7 +11,7 @@ import pytest
 
 from tests.support import processes
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]
 
 
 def run_example(api, key: str, *args: str, env_key: bool = False) -> dict:

@@ -11,7 +11,7 @@ import pytest
 
 from tests.support.waiting import wait_until
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]
 
 PLAYERS = 25
 MAX_HP = 20_000

@@ -11,7 +11,7 @@ import pytest
 from tests.api.conftest import ALL_SCOPES
 from tests.support import processes
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]
 
 # (method, path, body, scope): one call per endpoint; the slug and grant do not exist, so an
 # allowed call is answered past the key check (404/422), never with 401/403.

@@ -8,7 +8,7 @@ import pytest
 
 from tests.support.processes import ROOT
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]
 
 ENDPOINTS = {
     ("get", "/api/v1/bosses"),

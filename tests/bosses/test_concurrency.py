@@ -20,7 +20,7 @@ DELTAS_EACH = 1_500
 DRAIN_WAIT_S = 10.0
 
 
-@pytest.mark.slow
+@pytest.mark.process
 def test_concurrent_submitters_with_real_ticks(make_boss, make_session, celery_stack):
     boss = make_boss(max_hp=10**12)
     boss_go_live(boss=boss)

@@ -87,7 +87,7 @@ async def _db_status_becomes(boss, status: str, timeout_s: float = 5.0) -> None:
         await asyncio.sleep(0.05)
 
 
-@pytest.mark.slow
+@pytest.mark.process
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.timeout(60)
 async def test_real_beat_starts_then_expires_a_scheduled_boss_and_everyone_hears_it(

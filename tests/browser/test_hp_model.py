@@ -10,7 +10,7 @@ import pytest
 
 from worldboss_sdk.protocol import as_dict
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.process, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 SCRIPT = """async (protocol) => {
   const { HpModel } = await import('/static/js/hp.js');

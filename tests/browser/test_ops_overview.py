@@ -11,7 +11,7 @@ from bosses.services import boss_go_live, boss_tick
 from shards.services import delta_ingest, heartbeat_record
 from tests.browser.support import SCREENSHOT_DIR, staff_session_cookie
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.process, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 BOSSES = 500
 

@@ -21,7 +21,7 @@ from core.redis import get_redis
 from shards.services import delta_ingest, heartbeat_record
 from tests.browser.support import SCREENSHOT_DIR, staff_session_cookie
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.process, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def bar(page) -> dict:

@@ -17,7 +17,7 @@ from shards.services import shard_create
 from tests.browser.support import staff_session_cookie
 from worldboss_sdk.protocol import PERMANENT_CLOSE_CODES, CloseCode, as_dict
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.process, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 PAGE_PROTOCOL = "() => JSON.parse(document.getElementById('protocol').textContent)"
 

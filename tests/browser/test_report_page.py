@@ -12,7 +12,7 @@ from tests.bosses.test_report import play_won_fight
 from tests.browser.support import SCREENSHOT_DIR, staff_session_cookie
 from transport.report_views import CHART_W, PAD_L
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.process, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 VIEWPORT = {"width": 1400, "height": 1000}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -131,7 +131,7 @@ def servers():
         server.stop()
 
 
-@pytest.mark.slow
+@pytest.mark.process
 def test_the_projects_servers_persist_every_write(servers):
     server = servers(redis_server_binary())
     report = durability.probe_persistence(server.url())
@@ -145,7 +145,7 @@ def test_the_projects_servers_persist_every_write(servers):
     assert "0 replica(s) connected, 1 needed" in problem
 
 
-@pytest.mark.slow
+@pytest.mark.process
 def test_a_server_without_aof_or_with_everysec_is_reported(servers):
     binary = redis_server_binary()
     off = durability.probe_persistence(servers(binary, "--appendonly", "no").url())
@@ -159,7 +159,7 @@ def test_a_server_without_aof_or_with_everysec_is_reported(servers):
     assert "appendfsync is everysec, not always" in problem
 
 
-@pytest.mark.slow
+@pytest.mark.process
 def test_a_server_that_refuses_config_is_read_from_info(servers):
     """Managed Redis often renames or forbids CONFIG: INFO still shows the AOF, not its fsync."""
     server = servers(redis_server_binary(), "--rename-command", "CONFIG", "")
@@ -170,7 +170,7 @@ def test_a_server_that_refuses_config_is_read_from_info(servers):
     assert "appendfsync is unknown" in problem
 
 
-@pytest.mark.slow
+@pytest.mark.process
 def test_an_unreachable_server_is_one_clear_error():
     port = free_port()
     with pytest.raises(AuthorityUnavailable) as err:
@@ -180,7 +180,7 @@ def test_an_unreachable_server_is_one_clear_error():
     assert "secret" not in message  # the password is not logged
 
 
-@pytest.mark.slow
+@pytest.mark.process
 @pytest.mark.parametrize("kind", ["redis", "valkey"])
 def test_a_primary_with_a_replica_and_its_waitaof(kind):
     binary = redis_server_binary() if kind == "redis" else valkey_server_binary()

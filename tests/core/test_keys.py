@@ -338,6 +338,7 @@ def cluster_node() -> Iterator[redis.Redis]:
             proc.wait(timeout=10)
 
 
+@pytest.mark.process
 def test_a_cluster_node_runs_every_multi_key_command_of_a_fight(cluster_node: redis.Redis) -> None:
     r = cluster_node
     calls = _calls(9)

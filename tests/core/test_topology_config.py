@@ -86,7 +86,7 @@ def test_topologies_that_parse():
     assert (topo.kind, topo.sentinels, topo.master, topo.db) == ("sentinel", (("h", 1), ("g", 2)), "m", 3)
 
 
-@pytest.mark.slow
+@pytest.mark.process
 def test_manage_py_check_refuses_bad_values_with_one_line():
     proc = manage_check(REDIS_SENTINELS="10.0.0.1:26379,oops", REDIS_SENTINEL_MASTER="m")
     assert proc.returncode == 1
@@ -109,7 +109,7 @@ def test_manage_py_check_refuses_bad_values_with_one_line():
     assert "BROKER_URL is not set" in error_line(proc)
 
 
-@pytest.mark.slow
+@pytest.mark.process
 def test_manage_py_check_asks_the_servers():
     # the cluster flag on a plain Redis (the worker's own)
     proc = manage_check(REDIS_CLUSTER="1", REDIS_URL=settings.REDIS_URL.rsplit("/", 1)[0] + "/0")
@@ -125,7 +125,7 @@ def test_manage_py_check_asks_the_servers():
         node.stop()
 
 
-@pytest.mark.slow
+@pytest.mark.process
 def test_manage_py_check_refuses_a_master_no_sentinel_knows():
     setup = start_sentinel_setup()
     try:

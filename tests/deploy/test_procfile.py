@@ -32,7 +32,7 @@ from tests.support.processes import ROOT, Proc
 from tests.support.waiting import wait_until
 from tools.stack import free_port, port_open, redis_binary, redis_server_argv
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.process, pytest.mark.timeout(240)]
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 PG_ADMIN_URL = os.environ.get("DEPLOY_TEST_PG_URL", f"postgres://postgres@{PG_HOST}:{PG_PORT}/test")

@@ -35,7 +35,7 @@ from tests.support import processes
 from tests.support.topologies import Cluster, start_cluster, topology_env, use_topology
 from tests.support.waiting import wait_until
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]
 
 FIGHT_TIMEOUT_S = 40
 

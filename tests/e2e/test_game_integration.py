@@ -21,7 +21,7 @@ from tests.support import processes
 from tests.webhooks.conftest import WORKER_ENV, make_endpoint, receiver  # noqa: F401 (fixtures)
 from worldboss_sdk import player_ticket_sign, webhook_verify
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
 
 SECRET = "integration-test-ticket-secret-0123456789"
 PLAYERS = ("alice", "bob", "carol")

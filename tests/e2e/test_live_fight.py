@@ -33,7 +33,7 @@ from tests.browser.support import CHROMIUM, CHROMIUM_ARGS, SCREENSHOT_DIR, staff
 from tests.support import processes
 from tests.support.waiting import wait_until
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]
 
 HOSTED = ("eu-1", "us-1")
 PLAYERS_PER_SHARD = 3

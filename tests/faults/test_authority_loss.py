@@ -36,7 +36,12 @@ from tests.support.redis_servers import RedisServer, redis_server_binary
 from tests.support.topologies import SENTINEL_MASTER, start_sentinel_setup, topology_env, use_topology
 from tests.support.waiting import WaitTimeout, wait_until
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
+pytestmark = [
+    pytest.mark.process,
+    pytest.mark.fault,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.timeout(240),
+]
 
 HOSTED_SHARD = "loss-h1"
 PLAYERS = 3

@@ -22,7 +22,7 @@ from core.redis import get_redis
 from shards.services import shard_create
 from tests.faults.conftest import wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.process, pytest.mark.fault]
 
 # alice's flushed 300 plus bob's held 450 kill it exactly: only the recovered damage can.
 MAX_HP = 750

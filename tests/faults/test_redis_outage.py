@@ -29,7 +29,12 @@ from core.redis import CONNECT_TIMEOUT_S, SOCKET_TIMEOUT_S, reset_clients
 from shards.services import delta_ingest, heartbeat_record, shard_create
 from tests.support import processes
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
+pytestmark = [
+    pytest.mark.process,
+    pytest.mark.fault,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.timeout(120),
+]
 
 # No call may take longer than one socket timeout plus a connect timeout (plus scheduling slack).
 CALL_BOUND_S = SOCKET_TIMEOUT_S + CONNECT_TIMEOUT_S + 1.0

@@ -25,7 +25,7 @@ from tests.faults.test_redis_outage import OUTAGE_S, OwnRedis
 from worldboss_sdk.buffer import BufferFull
 from worldboss_sdk.client import ShardClient
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.process, pytest.mark.fault]
 
 MAX_HP = 10_000_000
 

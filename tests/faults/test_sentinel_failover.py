@@ -28,7 +28,7 @@ from tests.support import processes
 from tests.support.topologies import SENTINEL_MASTER, start_sentinel_setup, topology_env, use_topology
 from tests.support.waiting import wait_until
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.process, pytest.mark.fault, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture(autouse=True)

@@ -22,7 +22,7 @@ from shards.models import Shard, ShardStatus
 from shards.services import delta_ingest, shard_authenticate, shard_create, shard_session_open
 from tests.faults.conftest import wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.process, pytest.mark.fault]
 
 MAX_HP = 10_000_000
 TIMEOUT_MS = 1_000

@@ -23,7 +23,7 @@ from shards.services import delta_ingest
 from tests.faults.conftest import wait_until
 from tests.support import processes
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.process, pytest.mark.fault]
 
 KILLS = 20
 FAST_TICK = {"SYNC_TICK_INTERVAL_MS": "50", "CRASH_SCAN_INTERVAL_MS": "200"}

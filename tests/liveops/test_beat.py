@@ -17,7 +17,7 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
 
 
-@pytest.mark.slow
+@pytest.mark.process
 def test_beat_ticks_every_100_ms(live_boss, celery_stack, capsys):
     time.sleep(1.0)  # let beat and worker settle
     start = len(boss_tick_times_ms())

@@ -17,7 +17,7 @@ from django.test import Client, override_settings
 from transport.views import RedactingExceptionReporterFilter
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.process, pytest.mark.timeout(120)]
 
 PRINT = (
     "import json; from django.conf import settings as s; print(json.dumps({k: getattr(s, k, None) for k in "

@@ -18,7 +18,7 @@ from liveops.startup import REFUSAL_PREFIX
 from tests.support.redis_servers import RedisServer, redis_server_binary
 from tools.stack import ROOT, celery_worker_argv, free_port
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.process, pytest.mark.timeout(180)]
 
 RUN_TIMEOUT_S = 60
 

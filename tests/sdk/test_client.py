@@ -25,7 +25,7 @@ from tests.support import processes
 from worldboss_sdk.buffer import BufferFull
 from worldboss_sdk.client import ShardClient
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(90), pytest.mark.slow]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(90), pytest.mark.process]
 
 
 class Server:

@@ -22,7 +22,12 @@ from shards.services import shard_create
 from tests.faults.conftest import start_server
 from worldboss_sdk.client import ShardClient
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
+pytestmark = [
+    pytest.mark.process,
+    pytest.mark.fault,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.timeout(60),
+]
 
 
 @pytest.fixture

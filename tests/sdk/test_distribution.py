@@ -27,7 +27,7 @@ from shards.services import shard_create
 from tests.support import processes
 from worldboss_sdk.protocol import as_dict
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.process, pytest.mark.timeout(420)]
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 SDK_DIR = CHECKOUT / "sdk"

@@ -31,7 +31,7 @@ from tests.support.redis_servers import (
     valkey_server_binary,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
 TIMEOUT_MS = 300
 # An ack refused for want of a replica comes after one replica wait (two for a duplicate:

@@ -13,6 +13,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection
 
+from tests.support.markers import require_process_marker
 from tools.stack import celery_beat_argv, celery_worker_argv, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,6 +53,7 @@ class Proc:
     """A child process with its output in a temp file; ``stop()`` kills its process group."""
 
     def __init__(self, name: str, argv: list[str], env: dict[str, str]):
+        require_process_marker(name)
         self.name = name
         self.log = tempfile.NamedTemporaryFile(prefix=f"{name}-", suffix=".log", delete=False)
         self.popen = subprocess.Popen(

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.support.markers import require_process_marker
 from tools.stack import embedded_redis_binary, free_port, redis_server_argv
 
 START_TIMEOUT_S = 20.0
@@ -47,6 +48,7 @@ class RedisServer:
     """One server process of a test (see the module docstring)."""
 
     def __init__(self, binary: str, *, extra: tuple[str, ...] = ()):
+        require_process_marker(Path(binary).name)
         self.binary = binary
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="test-redis-")

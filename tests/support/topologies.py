@@ -26,6 +26,7 @@ import redis
 from django.conf import settings
 
 from core import redis as core_redis
+from tests.support.markers import require_process_marker
 from tools.cluster import CLUSTER_NODE_OPTIONS, cluster_create, cluster_port, cluster_wait_ok, sentinel_config
 from tools.stack import free_port, redis_server_argv
 
@@ -63,6 +64,7 @@ class Node:
 
     def start(self) -> None:
         """Start (or restart) the server on its port and data dir; returns once it answers."""
+        require_process_marker(Path(self.binary).name)
         self.popen = subprocess.Popen(
             self.argv(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )

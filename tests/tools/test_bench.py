@@ -55,7 +55,7 @@ def test_freshness_counts_hits_no_state_included_as_missing():
     assert [round(f, 3) for f in fresh] == [0.3] and missing == 1
 
 
-@pytest.mark.slow
+@pytest.mark.process
 @pytest.mark.timeout(BENCH_TIMEOUT_S + 60)
 def test_bench_produces_every_row_on_its_own_redis_dbs():
     base = settings.REDIS_URL

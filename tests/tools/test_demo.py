@@ -21,7 +21,7 @@ import pytest
 
 from tests.support import processes
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.process]
 
 ROOT = processes.ROOT
 DEMO_TIMEOUT_S = 150

@@ -15,7 +15,7 @@ from shards.models import Shard
 from tests.browser.support import start_uvicorn
 from tests.support import processes
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from core import keys
 from core.redis import get_redis
 from core.wire import encode
 from shards.services import delta_ingest
+from tests.support.waiting import wait_until_async
 from transport.fastpath import text_frame
 from transport.hub import FanoutHub, Subscriber
 
@@ -73,7 +74,7 @@ async def test_slow_socket_gets_the_latest_state_not_a_queue():
             sub.offer(event(30), version=30, is_state=False)
     assert len(sub._pending) <= 2  # one state slot + the event, never 48 queued states
     rec.open.set()
-    await asyncio.sleep(0.05)
+    await wait_until_async(lambda: len(rec.versions()) >= 4, what="the held frames sent")
     # state 2 was already being sent when the transport paused; then the event, then the newest
     assert rec.versions() == [("state", 1), ("state", 2), ("phase", 30), ("state", 49)]
     assert sub.skipped == 46
@@ -132,7 +133,7 @@ async def test_hub_resubscribes_and_resyncs_after_redis_drops_it(live_boss, make
     await hub.close()
 
 
-@pytest.mark.slow
+@pytest.mark.process
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.timeout(90)
 def test_real_sockets_every_viewer_ends_on_the_final_version():

@@ -156,7 +156,7 @@ async def test_without_ticket_keys_no_ticket_is_accepted(live_boss, settings, cl
     assert "PLAYER_TICKET_KEYS" in frame["detail"]
 
 
-@pytest.mark.slow
+@pytest.mark.process
 def test_a_ticket_works_end_to_end_on_a_live_server(live_boss):
     """uvicorn with PLAYER_TICKET_KEYS and simulator mode off (the default)."""
     shard_create(key="live-tk", name="live", kind="hosted")
@@ -328,6 +328,7 @@ async def test_an_id_flood_is_capped_and_real_players_keep_attacking(make_boss, 
 # --- settings ---------------------------------------------------------------------------------
 
 
+@pytest.mark.process
 @pytest.mark.parametrize(
     ("env", "message"),
     [

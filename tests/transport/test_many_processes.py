@@ -35,7 +35,7 @@ from shards.services import shard_create
 from tests.support import processes
 from tests.support.waiting import wait_until
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]
 
 FAST = {"CRASH_SCAN_INTERVAL_MS": "200", "SAGA_RESUME_INTERVAL_MS": "500"}
 

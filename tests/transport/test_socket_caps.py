@@ -13,7 +13,7 @@ from tests.support.processes import start_server
 from transport.socket_caps import SocketCapMiddleware
 from worldboss_sdk.protocol import CloseCode
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(90)]
+pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True), pytest.mark.timeout(90)]
 
 CAP = 4
 

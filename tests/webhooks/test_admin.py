@@ -50,7 +50,7 @@ def create(admin_client, url: str, **overrides):
     return admin_client.post(reverse(ADD), data, follow=True)
 
 
-@pytest.mark.slow
+@pytest.mark.process
 def test_created_secret_is_shown_once_and_send_test_delivers_a_signed_test_event(
     admin_client, receiver, webhook_worker
 ):
@@ -84,7 +84,7 @@ def test_created_secret_is_shown_once_and_send_test_delivers_a_signed_test_event
     ).exists()
 
 
-@pytest.mark.slow
+@pytest.mark.process
 def test_rotation_signs_with_both_secrets_during_the_grace_period(admin_client, receiver, webhook_worker):
     create(admin_client, receiver.url)
     endpoint = WebhookEndpoint.objects.get()
@@ -104,7 +104,7 @@ def test_rotation_signs_with_both_secrets_during_the_grace_period(admin_client, 
     verifies(request, old)  # and one that has not yet
 
 
-@pytest.mark.slow
+@pytest.mark.process
 def test_retry_now_sends_a_failed_delivery_again(admin_client, receiver, webhook_worker):
     create(admin_client, receiver.url)
     receiver.plan(404)

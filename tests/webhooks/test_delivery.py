@@ -14,7 +14,7 @@ from webhooks.models import DeliveryStatus, WebhookDelivery
 from webhooks.services import delivery_body
 from worldboss_sdk import webhook_verify
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.process]
 
 
 def fire(boss_id: int = 1, key: str = "boss.defeated:1:1", event: str = DEFEATED, **payload) -> None:

@@ -11,7 +11,7 @@ from tests.support.waiting import wait_until
 from webhooks.models import DeliveryStatus, WebhookDelivery
 from webhooks.services import destination_problem, webhook_post
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.process]
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from tests.support.waiting import wait_until
 from webhooks.models import DeliveryStatus, WebhookDelivery
 from worldboss_sdk import webhook_verify
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.process]
 
 
 def settle(n: int) -> None:

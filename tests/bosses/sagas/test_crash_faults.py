@@ -23,7 +23,7 @@ from shards.models import Shard, ShardStatus
 from shards.services import delta_ingest, heartbeat_record
 from tests.support import processes
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.process, pytest.mark.fault]
 
 TIMEOUT_MS = 300
 PENDING, INFLIGHT = 40, 25  # what the shard holds: its buffer and a delta that never arrived

@@ -17,7 +17,7 @@ from core.redis import get_redis
 from shards.services import delta_ingest
 from tests.support import processes
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.process, pytest.mark.fault]
 
 PLAYERS = 13
 RUN_SAGA = (
