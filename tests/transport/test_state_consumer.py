@@ -15,6 +15,7 @@ from core.redis import get_redis
 from core.wire import encode
 from liveops.asgi import application
 from shards.services import delta_ingest
+from tests.support.waiting import wait_until_async
 from transport.hub import get_hub
 from worldboss_sdk.protocol import PROTOCOL_VERSION, CloseCode
 
@@ -166,8 +167,7 @@ async def test_viewers_share_one_subscription_and_leave_cleanly(live_boss):
     assert channels[0][1] == 1  # one Redis subscription for five sockets
     for comm in viewers:
         await comm.disconnect()
-    await asyncio.sleep(0.1)
-    assert hub.subscriber_count(live_boss.pk) == 0
+    await wait_until_async(lambda: hub.subscriber_count(live_boss.pk) == 0, what="the viewers left the hub")
     channels = await sync_to_async(get_redis().pubsub_numsub)(keys.state_channel(live_boss.pk))
     assert channels[0][1] == 0
 

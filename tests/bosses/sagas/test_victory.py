@@ -15,6 +15,7 @@ from core import keys
 from core.errors import BossNotLive, InvalidTransition
 from core.redis import get_redis
 from shards.services import delta_ingest
+from tests.support.waiting import wait_until_async
 
 
 def fight_to_death(boss, sessions, plan):
@@ -191,10 +192,16 @@ def test_resume_sweep_enqueues_only_stalled_or_missing_victory_sagas(won_fight, 
     assert victory_sagas_resume(stale_ms=0) == []  # completed: never again
 
 
+def _subscribed(boss_id: int, viewers: int) -> bool:
+    """``viewers`` sockets are in the hub and Redis confirmed its subscription to the boss."""
+    from transport.hub import get_hub
+
+    channel = keys.state_channel(boss_id)
+    return get_hub().subscriber_count(boss_id) == viewers and get_redis().pubsub_numsub(channel)[0][1] == 1
+
+
 @pytest.mark.django_db(transaction=True)
 async def test_viewers_get_the_defeated_message_with_the_leaderboard(make_boss, make_session):
-    import asyncio
-
     from asgiref.sync import sync_to_async
     from channels.testing import WebsocketCommunicator
 
@@ -217,7 +224,8 @@ async def test_viewers_get_the_defeated_message_with_the_leaderboard(make_boss, 
         comm = WebsocketCommunicator(application, f"/ws/bosses/{boss.slug}/")
         assert (await comm.connect())[0]
         viewers.append(comm)
-    await asyncio.sleep(0.2)  # subscribed before the saga announces
+    # subscribed before the saga announces
+    await wait_until_async(lambda: _subscribed(boss.pk, 2), what="the viewers subscribed")
     await sync_to_async(boss_victory_run)(boss_id=boss.pk, fight=boss.fight)
     for comm in viewers:
         deadline = time.monotonic() + 5
