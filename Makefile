@@ -1,5 +1,6 @@
-# The two commands: `make demo` (the whole live fight) and `make test`.
-# Both create .venv and install everything on a fresh machine.
+# The commands: `make demo` (the whole live fight), `make test` (the developer suite, about a
+# minute: no process-spawning or browser tests), `make test-all` (everything, as CI runs it).
+# Each creates .venv and installs everything on a fresh machine.
 
 PYTHON ?= python3
 VENV := .venv
@@ -15,9 +16,12 @@ PYTEST_ARGS ?=
 # Test worker processes (pytest-xdist); each gets its own test database and its own Redis
 # server (tests/support/worker_redis.py). 0: one process, on TEST_REDIS_URL.
 TEST_WORKERS ?= 2
+# Which tests: the developer suite leaves out `slow` (process and browser imply it;
+# docs/testing.md). `make test-all` empties it.
+TEST_SELECT ?= -m "not slow"
 ARGS ?=
 
-.PHONY: install lock lint test test-postgres demo bench browser clean
+.PHONY: install lock lint test test-all test-postgres demo bench browser clean
 
 # uv, at the version pyproject.toml requires, installs the locked set (uv.lock) into .venv.
 # --locked: refuses to install when pyproject.toml and uv.lock disagree (run `make lock`).
@@ -55,11 +59,22 @@ lint: $(STAMP)
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/mypy
 
-test: $(STAMP) browser
+# Exit code 5 (nothing collected) from the developer suite most often means every selected
+# test is slow: say so, and still fail, so that a slow test never passes by not running.
+test: $(STAMP)
 	$(BIN)/python scripts/ensure_services.py redis $(TEST_REDIS_URL) --data-dir .services
 	@if [ -n "$$DATABASE_URL" ]; then $(BIN)/python scripts/ensure_services.py postgres "$$DATABASE_URL"; fi
-	REDIS_URL=$(TEST_REDIS_URL) BROKER_URL= CHANNELS_URL= $(BIN)/python -m pytest \
-	  -p tests.support.worker_redis -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	status=0; REDIS_URL=$(TEST_REDIS_URL) BROKER_URL= CHANNELS_URL= $(BIN)/python -m pytest \
+	  -p tests.support.worker_redis -n $(TEST_WORKERS) --dist loadfile $(TEST_SELECT) $(PYTEST_ARGS) \
+	  || status=$$?; \
+	if [ $$status = 5 ] && [ -n '$(TEST_SELECT)' ]; then \
+	  echo "make test: no test selected; the developer suite leaves out slow tests (process," \
+	    "browser): run them with make test-all PYTEST_ARGS=..." >&2; fi; \
+	exit $$status
+
+# Everything, as CI runs it: the developer suite plus the process, fault and browser tests.
+test-all: browser
+	$(MAKE) test TEST_SELECT=
 
 test-postgres:
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(MAKE) test
