@@ -3,10 +3,8 @@ replica wait before an ack (docs/durability.md).
 
 Django-free. Three parts:
 
-* **configuration**: the durability settings parsed from their environment variables, with
-  one-line errors that name the variable and the accepted values
-  (:func:`parse_durability_mode`, :func:`parse_replica_timeout_ms`, :func:`parse_flag`,
-  :func:`redis_url_problem`);
+* **configuration**: the durability settings, parsed by core.config's readers with their
+  one-line errors (:func:`parse_durability_mode`, :func:`parse_replica_timeout_ms`);
 * **the startup check**: :func:`probe_persistence` asks the authority's Redis whether it
   keeps an append-only file and fsyncs it on every write (``CONFIG GET``; ``INFO
   persistence`` when a managed Redis refuses CONFIG), how many replicas it has and whether
@@ -28,7 +26,7 @@ from urllib.parse import urlsplit
 import redis
 import redis.asyncio as aioredis
 
-from core import authority
+from core import authority, config
 from core.clients import AsyncClient, SyncClient
 from core.errors import AuthorityUnavailable
 from core.redis import CONNECT_TIMEOUT_S, SOCKET_TIMEOUT_S
@@ -51,79 +49,20 @@ MAX_REPLICA_TIMEOUT_MS = int(SOCKET_TIMEOUT_S * 1000) - 500
 # Replicas that must confirm a write before its ack (WAITAOF 0 <n> / WAIT <n>).
 REPLICA_ACKS = 1
 
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off", "")
-REDIS_URL_SCHEMES = ("redis", "rediss", "unix")
-
-
-class DurabilityConfigError(ValueError):
-    """A durability setting with a value it cannot take; the message is one line that
-    names the environment variable and the accepted values."""
-
 
 def parse_durability_mode(raw: str | None) -> DurabilityMode:
-    """``AUTHORITY_DURABILITY``: ``local`` (default when unset) or ``replica``."""
-    value = (raw or DEFAULT_MODE).strip().lower()
-    for mode in MODES:
-        if value == mode:
-            return mode
-    raise DurabilityConfigError(
-        f"{MODE_ENV}={raw!r} is not a durability mode; accepted values: {', '.join(MODES)}"
-    )
+    """``AUTHORITY_DURABILITY``: ``local`` (default when unset) or ``replica``; a
+    :class:`~core.config.ConfigError` naming the variable otherwise."""
+    value = config.parse_choice(config.lookup(MODE_ENV), raw or DEFAULT_MODE)
+    return "replica" if value == "replica" else "local"
 
 
 def parse_replica_timeout_ms(raw: str | None) -> int:
-    """``AUTHORITY_REPLICA_TIMEOUT_MS``: whole milliseconds in 1 .. 1500 (default 200)."""
+    """``AUTHORITY_REPLICA_TIMEOUT_MS``: milliseconds in 1 .. 1500 (default 200): below the
+    socket timeout of the authority's clients; a ConfigError otherwise."""
     if raw is None or not raw.strip():
         return DEFAULT_REPLICA_TIMEOUT_MS
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        value = None
-    if value is None or not MIN_REPLICA_TIMEOUT_MS <= value <= MAX_REPLICA_TIMEOUT_MS:
-        raise DurabilityConfigError(
-            f"{REPLICA_TIMEOUT_ENV}={raw!r} must be a whole number of milliseconds from "
-            f"{MIN_REPLICA_TIMEOUT_MS} to {MAX_REPLICA_TIMEOUT_MS} (below the {SOCKET_TIMEOUT_S:g} s "
-            "socket timeout of the authority's clients)"
-        )
-    return value
-
-
-def parse_flag(name: str, raw: str | None, *, default: bool) -> bool:
-    """A boolean environment variable: 1/true/yes/on or 0/false/no/off; unset: ``default``."""
-    if raw is None:
-        return default
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise DurabilityConfigError(
-        f"{name}={raw!r} is not a boolean; accepted values: {', '.join(_TRUE)} or {', '.join(_FALSE[:-1])}"
-    )
-
-
-def redis_url_problem(url: str) -> str | None:
-    """What is wrong with a Redis URL (one line), or None when redis-py can use it."""
-    try:
-        parts = urlsplit(url)
-        _ = parts.port  # raises ValueError on a port that is not a number in range
-    except ValueError as exc:
-        return f"{url!r} is not a URL: {exc}"
-    if parts.scheme not in REDIS_URL_SCHEMES:
-        return (
-            f"{url!r} must start with one of "
-            + ", ".join(f"{s}://" for s in REDIS_URL_SCHEMES)
-            + " (e.g. redis://127.0.0.1:6379/0)"
-        )
-    if parts.scheme == "unix":
-        return None if parts.path else f"{url!r} names no socket path (unix:///run/redis.sock)"
-    if not parts.hostname:
-        return f"{url!r} names no host (e.g. redis://127.0.0.1:6379/0)"
-    db = parts.path.lstrip("/")
-    if db and not db.isdigit():
-        return f"{url!r}: the database after the host must be a number, got {db!r}"
-    return None
+    return config.parse_duration(config.lookup(REPLICA_TIMEOUT_ENV), raw)
 
 
 @dataclass(frozen=True)

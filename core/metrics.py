@@ -32,6 +32,8 @@ from prometheus_client import (
     multiprocess,
 )
 
+from core import config
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -112,7 +114,7 @@ OPS_FEED_POLLS = Counter(
 
 def multiprocess_dir() -> str | None:
     """The multiprocess directory of this process (None: single-process mode)."""
-    return os.environ.get(MULTIPROC_ENV) or None
+    return config.read_str(MULTIPROC_ENV) or None
 
 
 def _pid_alive(pid: int) -> bool:

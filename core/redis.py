@@ -29,7 +29,6 @@ flag on a plain node, a master name no sentinel knows).
 from __future__ import annotations
 
 import asyncio
-import os
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -46,9 +45,10 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from core import config
 from core.clients import AsyncClient, SyncClient
+from core.config import ConfigError
 
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 # What "the authority is unreachable" looks like, whatever the topology: a refused or cut
 # connection, a timeout, no master known to the sentinels (a ConnectionError subclass), a
 # cluster that says its slots are down or a slot no node serves.
@@ -73,12 +73,9 @@ SENTINEL_PASSWORD_ENV = "REDIS_SENTINEL_PASSWORD"
 SENTINEL_AUTH_ENV = "REDIS_SENTINEL_AUTH"
 
 Kind = Literal["standalone", "sentinel", "cluster"]
-_CLUSTER_ON = ("1", "true", "yes", "on")
-_CLUSTER_OFF = ("0", "false", "no", "off", "")
-_CLUSTER_AUTO = "auto"
 
 
-class TopologyConfigError(ValueError):
+class TopologyConfigError(ConfigError):
     """A Redis topology setting that cannot work; the message is one line naming the variable."""
 
 
@@ -121,19 +118,17 @@ def parse_sentinels(raw: str) -> tuple[tuple[str, int], ...]:
     return tuple(out)
 
 
-def topology_from_env(env: Mapping[str, str]) -> Topology:
-    """The topology the environment describes (no network); :class:`TopologyConfigError` if
-    the variables contradict each other or are malformed."""
-    cluster_raw = env.get(CLUSTER_ENV, "")
-    cluster = cluster_raw.strip().lower()
-    if cluster not in (*_CLUSTER_ON, *_CLUSTER_OFF, _CLUSTER_AUTO):
-        raise TopologyConfigError(f"{CLUSTER_ENV}={cluster_raw!r} is not one of 1, 0 or auto")
-    sentinels_raw = env.get(SENTINELS_ENV, "").strip()
-    master = env.get(SENTINEL_MASTER_ENV, "").strip()
+def topology_from_env(env: Mapping[str, str] | None = None) -> Topology:
+    """The topology ``env`` (default: this process's environment) describes, without network;
+    a :class:`~core.config.ConfigError` (a :class:`TopologyConfigError` for contradictions)
+    when a variable is malformed or they contradict each other."""
+    cluster = config.read_choice(CLUSTER_ENV, env=env)  # "0", "1" or "auto"
+    sentinels_raw = config.read_str(SENTINELS_ENV, env=env)
+    master = config.read_str(SENTINEL_MASTER_ENV, env=env)
     if sentinels_raw or master:
-        if cluster in _CLUSTER_ON or cluster == _CLUSTER_AUTO:
+        if cluster != "0":
             raise TopologyConfigError(
-                f"{SENTINELS_ENV} and {CLUSTER_ENV}={cluster_raw} are both set: Sentinel and Redis "
+                f"{SENTINELS_ENV} and {CLUSTER_ENV}={cluster} are both set: Sentinel and Redis "
                 "Cluster are two different deployments, choose one"
             )
         if not sentinels_raw:
@@ -143,20 +138,17 @@ def topology_from_env(env: Mapping[str, str]) -> Topology:
                 f"{SENTINELS_ENV} is set but {SENTINEL_MASTER_ENV} is empty (the master's name, "
                 "as in the sentinels' 'sentinel monitor <name> ...')"
             )
-        db_raw = env.get(SENTINEL_DB_ENV, "0").strip() or "0"
-        if not db_raw.isdigit():
-            raise TopologyConfigError(f"{SENTINEL_DB_ENV}={db_raw!r} is not a database number")
         return Topology(
             "sentinel",
             parse_sentinels(sentinels_raw),
             master,
-            int(db_raw),
-            env.get(SENTINEL_PASSWORD_ENV) or None,
-            env.get(SENTINEL_AUTH_ENV) or None,
+            config.read_int(SENTINEL_DB_ENV, env=env),
+            config.read_str(SENTINEL_PASSWORD_ENV, env=env) or None,
+            config.read_str(SENTINEL_AUTH_ENV, env=env) or None,
         )
-    if cluster in _CLUSTER_ON:
+    if cluster == "1":
         return Topology("cluster")
-    if cluster == _CLUSTER_AUTO:
+    if cluster == "auto":
         return Topology("auto")
     return Topology("standalone")
 
@@ -175,8 +167,8 @@ def cluster_url_problem(url: str) -> str | None:
     return None
 
 
-_url_provider: Callable[[], str] = lambda: os.environ.get("REDIS_URL", DEFAULT_REDIS_URL)
-_topology_provider: Callable[[], Topology] = lambda: topology_from_env(os.environ)
+_url_provider: Callable[[], str] = lambda: config.read_url("REDIS_URL")
+_topology_provider: Callable[[], Topology] = topology_from_env
 _resolved_kind: Kind | None = None
 _sync_client: SyncClient | None = None
 _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncClient] = (

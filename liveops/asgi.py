@@ -5,12 +5,17 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from core.config import ConfigError, exit_on_config_error
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "liveops.settings")
-django_asgi_app = get_asgi_application()
+try:
+    django_asgi_app = get_asgi_application()
+except ConfigError as exc:  # a bad environment variable: its one line, exit status 2
+    exit_on_config_error(exc)
 
-from django.conf import settings  # noqa: E402
+from django.conf import settings
 
-from liveops.startup import authority_startup_check  # noqa: E402
+from liveops.startup import authority_startup_check
 
 # The gateway acknowledges damage: check that the authority persists it before serving (a
 # loud warning, or a refusal to start under AUTHORITY_REQUIRE_PERSISTENCE: docs/durability.md).

@@ -16,7 +16,8 @@ from celery import Celery, signals
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from liveops.startup import authority_startup_check, exit_on_configuration_error
+from core.config import ConfigError, exit_on_config_error
+from liveops.startup import authority_startup_check
 from webhooks.conf import SWEEP_TASK, WEBHOOK_QUEUE, webhook_setting
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "liveops.settings")
@@ -88,11 +89,12 @@ app.conf.task_routes = {
     "webhooks.*": {"queue": WEBHOOK_QUEUE},
 }
 try:
-    # The first read of the settings in every entry point (manage.py, uvicorn and Celery all
-    # import this package first): a bad value ends the process here with one line.
-    app.conf.beat_schedule = _build_beat_schedule() if os.environ.get("DJANGO_SETTINGS_MODULE") else {}
-except ImproperlyConfigured as exc:
-    exit_on_configuration_error(exc)
+    # The first read of the settings in every entry point (manage.py, uvicorn, the Celery
+    # worker and beat all import this package first): a bad value ends the process here with
+    # its one line and exit status 2 (core/config.py).
+    app.conf.beat_schedule = _build_beat_schedule()
+except (ConfigError, ImproperlyConfigured) as exc:
+    exit_on_config_error(exc)
 
 
 @signals.worker_init.connect

@@ -10,7 +10,6 @@ start: one line on stderr and exit status 1, before anything is served. See docs
 from __future__ import annotations
 
 import logging
-import sys
 from typing import NoReturn
 
 import redis
@@ -115,9 +114,3 @@ def _probe() -> durability.PersistenceReport:
         finally:
             core_redis.reset_clients()  # the serving code makes its own, after start
     return durability.probe_persistence(settings.REDIS_URL)
-
-
-def exit_on_configuration_error(exc: Exception) -> NoReturn:
-    """End the process on a settings error with its one-line message (no traceback)."""
-    print(f"liveops: configuration error: {exc}", file=sys.stderr)
-    raise SystemExit(1)

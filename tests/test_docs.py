@@ -124,3 +124,37 @@ def test_every_dotted_project_name_a_document_names_resolves(doc: Path) -> None:
         if not _resolves(m.group(1))
     ]
     assert not missing, "documents name modules or attributes that are gone:\n" + "\n".join(missing)
+
+
+# --- the configuration table (core/config.py) ---------------------------------------------------
+
+ROW_RE = re.compile(r"^\| `([A-Z][A-Z0-9_]*)` \|")
+
+
+def _readme_configuration_rows() -> list[str]:
+    """The rows of the README's table under "Configuration (environment)"."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    start = lines.index("## Configuration (environment)")
+    end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("## "))
+    return [line for line in lines[start:end] if line.startswith("| `")]
+
+
+def test_the_readme_lists_every_variable_the_product_reads_and_no_other():
+    from core.config import REGISTRY
+
+    documented = [m.group(1) for row in _readme_configuration_rows() if (m := ROW_RE.match(row))]
+    registered = [s.name for s in REGISTRY]
+    missing = sorted(set(registered) - set(documented))
+    unknown = sorted(set(documented) - set(registered))
+    assert not missing, f"README's configuration table lacks {missing}: paste `python -m core.config`"
+    assert not unknown, f"README documents variables the product does not read: {unknown}"
+
+
+def test_the_readme_table_is_the_registry_s():
+    from core.config import markdown_table
+
+    generated = markdown_table().splitlines()[2:]
+    differ = [row for row in _readme_configuration_rows() if row not in generated]
+    assert not differ, "README rows differ from core.config.REGISTRY (paste `python -m core.config`):\n" + (
+        "\n".join(differ)
+    )

@@ -34,7 +34,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from bosses.models import BossEncounter, SagaRun, SagaStatus
-from core import metrics
+from core import config, metrics
 
 logger = logging.getLogger(__name__)
 
@@ -62,8 +62,7 @@ class SagaStep:
 
 def failpoint(name: str) -> None:
     """Die like ``kill -9`` if ``name`` is listed in ``$LIVEOPS_FAILPOINTS`` (fault injection)."""
-    armed = os.environ.get(FAILPOINTS_ENV, "")
-    if armed and name in {p.strip() for p in armed.split(",")}:
+    if name in config.read_list(FAILPOINTS_ENV):
         logger.warning("failpoint %s: exiting with %s", name, FAILPOINT_EXIT_STATUS)
         os._exit(FAILPOINT_EXIT_STATUS)
 

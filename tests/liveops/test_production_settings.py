@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from django.test import Client, override_settings
 
+from core.config import EXIT_STATUS
 from transport.views import RedactingExceptionReporterFilter
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,7 +69,7 @@ KEY = secrets.token_urlsafe(50)
 )
 def test_production_refuses_to_start_without_key_or_hosts(env, message):
     done = _manage("check", DJANGO_ENV="production", **env)
-    assert done.returncode == 1
+    assert done.returncode == EXIT_STATUS
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], done.stderr
     assert KEY not in done.stderr
@@ -139,7 +140,7 @@ def test_ssl_redirect_spares_the_health_probes():
 )
 def test_debug_off_refuses_the_development_key_or_no_hosts_in_any_environment(env):
     done = _manage("check", **env)
-    assert done.returncode == 1
+    assert done.returncode == EXIT_STATUS
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "DEBUG is off" in lines[0], done.stderr
     assert _manage("check", DEBUG="0", SECRET_KEY=KEY, ALLOWED_HOSTS="example.com").returncode == 0

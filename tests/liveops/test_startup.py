@@ -14,6 +14,7 @@ import sys
 
 import pytest
 
+from core.config import ERROR_PREFIX, EXIT_STATUS
 from liveops.startup import REFUSAL_PREFIX
 from tests.support.redis_servers import RedisServer, redis_server_binary
 from tools.stack import ROOT, celery_worker_argv, free_port
@@ -162,26 +163,22 @@ def test_a_development_worker_warns_and_becomes_ready(no_aof):
 @pytest.mark.parametrize(
     ("variable", "value", "message"),
     [
-        (
-            "AUTHORITY_DURABILITY",
-            "fast",
-            "AUTHORITY_DURABILITY='fast' is not a durability mode; accepted values: local, replica",
-        ),
+        ("AUTHORITY_DURABILITY", "fast", "AUTHORITY_DURABILITY='fast': expected one of local, replica"),
         (
             "AUTHORITY_REPLICA_TIMEOUT_MS",
             "-5",
-            "AUTHORITY_REPLICA_TIMEOUT_MS='-5' must be a whole number of milliseconds from 1 to 1500",
+            "AUTHORITY_REPLICA_TIMEOUT_MS='-5': expected a duration from 1 ms to 1500 ms",
         ),
-        ("AUTHORITY_REQUIRE_PERSISTENCE", "maybe", "AUTHORITY_REQUIRE_PERSISTENCE='maybe' is not a boolean"),
         (
-            "DJANGO_ENV",
-            "prod",
-            "DJANGO_ENV='prod' is not an environment; accepted values: development, production",
+            "AUTHORITY_REQUIRE_PERSISTENCE",
+            "maybe",
+            "AUTHORITY_REQUIRE_PERSISTENCE='maybe': expected a boolean",
         ),
+        ("DJANGO_ENV", "prod", "DJANGO_ENV='prod': expected one of development, production"),
         (
             "REDIS_URL",
             "localhost:6379",
-            "REDIS_URL: 'localhost:6379' must start with one of redis://, rediss://, unix://",
+            "REDIS_URL='localhost:6379': expected a URL starting with redis://, rediss://, unix://",
         ),
     ],
 )
@@ -195,7 +192,7 @@ def test_a_bad_setting_is_one_line_at_start_for_every_entry_point(variable, valu
         celery_worker_argv(queues="ticks", concurrency=1),
     ):
         done = _run(argv, env)
-        assert done.returncode == 1, (argv, done.stderr[-2000:])
+        assert done.returncode == EXIT_STATUS, (argv, done.stderr[-2000:])
         # one line, no traceback
         (line,) = done.stderr.strip().splitlines()
-        assert line.startswith(f"liveops: configuration error: {message}"), (argv, line)
+        assert line.startswith(f"{ERROR_PREFIX}: {message}"), (argv, line)
