@@ -92,16 +92,12 @@ class Setting:
             low, high = _duration_words(self.low or 0, self.unit), _duration_words(self.high or 0, self.unit)
             return (
                 f"a duration from {low} to {high}: whole {_UNIT_WORDS[self.unit]}, "
-                "or a number with a unit (250ms, 2s, 5m, 1h, 1d)"
+                f"or a number with a unit ({_UNIT_EXAMPLES[self.unit]})"
             )
         if self.kind in ("url", "url list"):
-            one = "a URL starting with " + ", ".join(f"{s}://" for s in self.schemes)
-            return (
-                one
-                if self.kind == "url"
-                else "a comma-separated list of URLs starting with "
-                + (", ".join(f"{s}://" for s in self.schemes))
-            )
+            schemes = ", ".join(f"{s}://" for s in self.schemes)
+            what = "a URL" if self.kind == "url" else "a comma-separated list of URLs"
+            return f"{what} starting with {schemes}"
         if self.kind == "list":
             return "a comma-separated list"
         if self.kind == "secret":
@@ -110,6 +106,7 @@ class Setting:
 
 
 _UNIT_WORDS = {"ms": "milliseconds", "s": "seconds"}
+_UNIT_EXAMPLES = {"ms": "250ms, 2s, 5m, 1h, 1d", "s": "90s, 5m, 1h, 1d"}
 
 
 def _duration_words(value: int, unit: str) -> str:
