@@ -19,7 +19,7 @@ from django.conf import settings
 from core.config import ERROR_PREFIX, EXIT_STATUS
 from tests.support.processes import ROOT
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.process, pytest.mark.timeout(300)]
 
 RUN_TIMEOUT_S = 60
 CELERY = [sys.executable, "-m", "celery", "-A", "liveops"]
