@@ -90,7 +90,8 @@ class BossCreate(_BossFields):
 
 
 class BossPatch(_BossFields):
-    """Fields to change on a draft; absent fields stay as they are."""
+    """Fields to change; absent fields stay as they are (what a boss may change in each
+    status: ``PATCH /bosses/{slug}``)."""
 
     name: str | None = Field(None, min_length=1, max_length=120)
     slug: str | None = Field(None, min_length=1, max_length=64, pattern=SLUG_PATTERN)

@@ -12,7 +12,7 @@ from django.core.exceptions import ValidationError
 from django.utils.html import format_html, format_html_join
 
 from audit.services import audit_record_request
-from bosses import services
+from bosses import rules, services
 from bosses.models import BossEncounter, BossEvent, BossStatus, Contribution, RewardGrant, SagaRun
 from bosses.sagas.crash import shard_retire
 from bosses.selectors import boss_state
@@ -20,17 +20,24 @@ from core.errors import LiveOpsError
 from shards.models import Shard
 from shards.services import shard_token_rotate
 
-# Fields that shape a running authority: editable only while the boss is a draft.
-FROZEN_WHEN_RUNNING = ("max_hp", "phases", "slug")
-
 
 class BossEncounterForm(forms.ModelForm):
+    """The designer fields; what the boss's status lets change is judged by bosses.rules (the
+    fields it freezes are read-only on the page, and a change of one is refused here too: the
+    status may have moved since the page was opened)."""
+
     class Meta:
         model = BossEncounter
         fields = "__all__"
 
     def clean(self):
         data = super().clean()
+        refusal = rules.boss_edit_refusal(
+            boss=self.instance, changes={f: data[f] for f in self.changed_data if f in data}
+        )
+        if refusal is not None:
+            field, reason = refusal
+            raise ValidationError({field: reason} if field in self.fields else reason)
         probe = BossEncounter(
             **{
                 f: data.get(f, getattr(self.instance, f))
@@ -172,21 +179,45 @@ class BossEncounterAdmin(admin.ModelAdmin):
             {"fields": ("tick_interval_ms", "crash_policy", "heartbeat_interval_ms", "heartbeat_timeout_ms")},
         ),
         ("Schedule", {"fields": ("starts_at", "ends_at")}),
-        ("Platform-hosted players", {"fields": ("min_damage", "max_damage", "attacks_per_second")}),
+        (
+            "Platform-hosted players",
+            {"fields": ("min_damage", "max_damage", "attacks_per_second", "allow_guests")},
+        ),
         ("Rewards", {"fields": ("reward_table",)}),
     )
 
     def get_prepopulated_fields(self, request, obj=None):
-        # A running boss's slug is read-only; prepopulating a read-only field breaks the page.
-        if obj is not None and obj.status != BossStatus.DRAFT:
+        # A frozen slug is read-only; prepopulating a read-only field breaks the page.
+        if "slug" not in self._editable(obj):
             return {}
         return super().get_prepopulated_fields(request, obj)
 
     def get_readonly_fields(self, request, obj=None):
-        ro = list(self.readonly_fields) + ["status"]
-        if obj is not None and obj.status != BossStatus.DRAFT:
-            ro += list(FROZEN_WHEN_RUNNING)
-        return ro
+        editable = self._editable(obj)
+        frozen = [f for f in rules.DESIGNER_FIELDS if f not in editable]
+        return [*self.readonly_fields, "status", *frozen]
+
+    @staticmethod
+    def _editable(obj) -> tuple[str, ...]:
+        return rules.boss_editable_fields(status=obj.status if obj is not None else BossStatus.DRAFT)
+
+    def get_object(self, request, object_id, from_field=None):
+        # A save locks the row (the admin's change view runs in one transaction), so the
+        # status the form is judged against cannot move before the save.
+        obj = super().get_object(request, object_id, from_field)
+        if obj is not None and request.method == "POST":
+            obj = BossEncounter.objects.select_for_update().filter(pk=obj.pk).first()
+        return obj
+
+    def save_model(self, request, obj, form, change):
+        """A new draft is saved by the form (its checks are boss_create's); a change goes
+        through bosses.services.boss_update, which writes only the changed fields."""
+        if not change:
+            super().save_model(request, obj, form, change)
+            return
+        fields = {f: form.cleaned_data[f] for f in form.changed_data if f in rules.DESIGNER_FIELDS}
+        services.boss_update(boss_id=obj.pk, fields=fields)
+        obj.refresh_from_db()
 
     def _state(self, obj):
         if not hasattr(obj, "_live_state"):

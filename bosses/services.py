@@ -1,7 +1,8 @@
-"""Boss lifecycle, the sync tick, the victory saga (core steps) and event-log archiving.
+"""Boss configuration and lifecycle, the sync tick, the victory saga (core steps), event-log
+archiving and reward claims.
 
-Admin actions, the dashboard, Celery tasks and commands call these; nothing else writes
-a boss's authority.
+The admin, the API, the dashboard, Celery tasks and commands call these; nothing else writes
+a boss or its authority. What a boss may change in each status is decided in bosses/rules.py.
 """
 
 from __future__ import annotations
@@ -10,21 +11,29 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from celery import current_app
-from django.db import transaction
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from bosses import signals
+from bosses import rules, signals
 from bosses.broadcast import messages_publish, messages_publish_many
-from bosses.models import BossEncounter, BossEvent, BossStatus
+from bosses.models import BossEncounter, BossEvent, BossStatus, RewardGrant
 from bosses.signals import fight_event_send
 from core import authority, keys
 from core.clients import Routed, execute_pipelined
-from core.errors import AuthorityUnavailable, InvalidInput, InvalidTransition
+from core.errors import (
+    AlreadyClaimed,
+    AuthorityUnavailable,
+    InvalidInput,
+    InvalidTransition,
+    NotFound,
+    UnknownBoss,
+)
 from core.phases import OPENING_PHASE_NAME, parse_phases, phase_thresholds
 from core.redis import REDIS_DOWN, get_redis
 from shards.models import Shard, ShardStatus
@@ -69,6 +78,89 @@ def boss_validate_config(*, boss: BossEncounter) -> None:
         raise InvalidInput(
             "heartbeat timeout must be longer than the heartbeat interval", field="heartbeat_timeout_ms"
         )
+
+
+# --- configuration (the admin and the API) ------------------------------------------------
+
+
+def _validation_error(exc: ValidationError) -> InvalidInput:
+    errors = getattr(exc, "error_dict", None) or {"__all__": exc.error_list}
+    field, messages = next(iter(errors.items()))
+    text = " ".join(m for e in messages for m in e.messages)
+    return InvalidInput(f"{field}: {text}" if field != "__all__" else text, field=field)
+
+
+def _boss_check(boss: BossEncounter) -> None:
+    """The model's validation, then the cross-field checks; :class:`InvalidInput` on the first."""
+    try:
+        boss.full_clean()
+    except ValidationError as exc:
+        raise _validation_error(exc) from None
+    boss_validate_config(boss=boss)
+
+
+def _designer_fields_check(fields: Mapping[str, Any]) -> None:
+    unknown = set(fields) - set(rules.DESIGNER_FIELDS)
+    if unknown:
+        raise InvalidInput(f"unknown field(s) {', '.join(sorted(unknown))}", field=sorted(unknown)[0])
+
+
+def _slug_taken(boss: BossEncounter) -> InvalidInput:
+    return InvalidInput(f"a boss with slug {boss.slug!r} exists", field="slug")
+
+
+def boss_create(*, fields: Mapping[str, Any]) -> BossEncounter:
+    """Create a draft boss from designer ``fields`` (model validation and the cross-field
+    checks); nothing is written on a refusal."""
+    _designer_fields_check(fields)
+    boss = BossEncounter(**fields, status=BossStatus.DRAFT)
+    _boss_check(boss)
+    try:
+        with transaction.atomic():
+            boss.save()
+    except IntegrityError:  # a concurrent create of the same slug
+        raise _slug_taken(boss) from None
+    return boss
+
+
+def boss_update(*, boss_id: int, fields: Mapping[str, Any]) -> BossEncounter:
+    """Change designer ``fields`` of a boss as far as its status allows (:mod:`bosses.rules`:
+    :class:`InvalidTransition` naming the first frozen field), then validate and save only
+    what changed. A field set to the value it holds is no change.
+
+    The row is locked while it is checked and saved, so a status change in between cannot
+    slip a frozen field into a running fight; nothing is written on a refusal.
+    """
+    _designer_fields_check(fields)
+    with transaction.atomic():
+        boss = BossEncounter.objects.select_for_update().filter(pk=boss_id).first()
+        if boss is None:
+            raise UnknownBoss(f"no boss #{boss_id}")
+        refusal = rules.boss_edit_refusal(boss=boss, changes=fields)
+        if refusal is not None:
+            field, reason = refusal
+            raise InvalidTransition(reason, field=field)
+        changed = rules.boss_changed_fields(boss=boss, changes=fields)
+        if not changed:
+            return boss
+        for name in changed:
+            setattr(boss, name, fields[name])
+        _boss_check(boss)
+        try:
+            with transaction.atomic():
+                boss.save(update_fields=[*changed, "updated_at"])
+        except IntegrityError:
+            raise _slug_taken(boss) from None
+    return boss
+
+
+def boss_schedule_set(*, boss_id: int, starts_at: datetime | None, ends_at: datetime | None) -> BossEncounter:
+    """Set when the boss goes live and when it expires (the beat applies it every second).
+
+    The rules of :func:`boss_update`: ``starts_at`` only changes on a draft, ``ends_at`` also
+    while the fight runs, and an ended fight keeps its schedule.
+    """
+    return boss_update(boss_id=boss_id, fields={"starts_at": starts_at, "ends_at": ends_at})
 
 
 def _state_messages(out: authority.TickOutcome | None, state: authority.BossState) -> list[dict]:
@@ -470,3 +562,29 @@ def boss_schedules_apply(*, now: datetime | None = None) -> list[str]:
         except InvalidTransition as exc:  # defeated in the meantime: the saga owns it
             logger.info("scheduled end of %s skipped: %s", boss.slug, exc)
     return done
+
+
+# --- rewards -------------------------------------------------------------------------------
+
+
+def reward_claim(*, grant_id: int, claim_id: str, now: datetime | None = None) -> tuple[RewardGrant, bool]:
+    """Claim a reward grant once: returns ``(grant, first)``.
+
+    One conditional UPDATE (``WHERE claimed_at IS NULL``) decides between concurrent claims,
+    on SQLite and PostgreSQL alike; a retry with the winning ``claim_id`` gets the same grant
+    back (``first`` False), any other ``claim_id`` :class:`AlreadyClaimed`.
+    """
+    if not claim_id or len(claim_id) > 64:
+        raise InvalidInput("claim_id must be 1 to 64 characters", field="claim_id")
+    now = now or timezone.now()
+    won = RewardGrant.objects.filter(pk=grant_id, claimed_at__isnull=True).update(
+        claimed_at=now, claim_id=claim_id
+    )
+    grant = RewardGrant.objects.select_related("boss").filter(pk=grant_id).first()
+    if grant is None:
+        raise NotFound(f"no reward grant {grant_id}")
+    if not won and grant.claim_id != claim_id:
+        raise AlreadyClaimed(
+            f"reward grant {grant_id} was already claimed with another claim_id", claim_id=claim_id
+        )
+    return grant, bool(won)

@@ -1,4 +1,5 @@
-"""/bosses: list, read, create and edit drafts, schedule, and the fight's lifecycle."""
+"""/bosses: list, read, create and edit (what a boss may change: bosses/rules.py), schedule, and
+the fight's lifecycle. Every write is a bosses service, as in the admin."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from ninja import Query, Router
 from api import auth
 from api.routers.common import Paging, audited, errors
 from api.schemas import BossCreate, BossOut, BossPage, BossPatch, Schedule
-from api.services import boss_draft_create, boss_draft_update, boss_schedule_set
 from bosses import services
 from bosses.models import BossEncounter, BossStatus
 from bosses.selectors import boss_get, boss_state
@@ -67,7 +67,7 @@ def bosses_create(request: HttpRequest, payload: BossCreate) -> tuple[int, dict[
         request,
         action="boss.create",
         target=f"boss/{payload.slug}",
-        work=lambda: boss_draft_create(fields=fields),
+        work=lambda: services.boss_create(fields=fields),
     )
     return 201, boss_out(boss, with_live=False)
 
@@ -76,19 +76,22 @@ def bosses_create(request: HttpRequest, payload: BossCreate) -> tuple[int, dict[
     "/bosses/{slug}",
     response={200: BossOut, **errors(400, 404, 409)},
     auth=auth.OPERATE,
-    summary="Edit a draft boss",
+    summary="Edit a boss",
 )
 def bosses_update(request: HttpRequest, slug: str, payload: BossPatch) -> dict[str, Any]:
-    """Change a draft's fields (409 ``invalid_transition`` once it is not a draft)."""
+    """Change a boss's fields as far as its status allows: any field of a draft; of a live or
+    paused fight all but ``slug``, ``max_hp``, ``phases``, ``tick_interval_ms`` and
+    ``starts_at`` (the authority depends on them); of an ended fight only ``name``. Another
+    change is 409 ``invalid_transition`` naming the field; nothing is written then."""
     fields = payload.model_dump(exclude_unset=True)
     boss = audited(
         request,
         action="boss.update",
         target=f"boss/{slug}",
-        work=lambda: boss_draft_update(slug=slug, fields=fields),
+        work=lambda: services.boss_update(boss_id=boss_get(slug=slug).pk, fields=fields),
         detail={"fields": sorted(fields)},
     )
-    return boss_out(boss, with_live=False)
+    return boss_out(boss)
 
 
 @router.put(
@@ -99,13 +102,16 @@ def bosses_update(request: HttpRequest, slug: str, payload: BossPatch) -> dict[s
 )
 def bosses_schedule(request: HttpRequest, slug: str, payload: Schedule) -> dict[str, Any]:
     """Set ``starts_at`` (a draft goes live then) and ``ends_at`` (the fight expires then);
-    the beat applies schedules every second."""
+    the beat applies schedules every second. ``starts_at`` changes only on a draft, ``ends_at``
+    also while the fight runs; an ended fight keeps its schedule (409 ``invalid_transition``)."""
     boss = boss_get(slug=slug)
     boss = audited(
         request,
         action="boss.schedule",
         target=f"boss/{slug}",
-        work=lambda: boss_schedule_set(boss=boss, starts_at=payload.starts_at, ends_at=payload.ends_at),
+        work=lambda: services.boss_schedule_set(
+            boss_id=boss.pk, starts_at=payload.starts_at, ends_at=payload.ends_at
+        ),
         detail={
             "starts_at": payload.starts_at.isoformat() if payload.starts_at else None,
             "ends_at": payload.ends_at.isoformat() if payload.ends_at else None,

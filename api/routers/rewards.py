@@ -11,9 +11,9 @@ from pydantic import Field
 from api import auth, selectors
 from api.routers.common import audited, errors
 from api.schemas import Claim, Grant, GrantPage
-from api.services import reward_claim
 from bosses.models import RewardGrant
 from bosses.selectors import boss_get
+from bosses.services import reward_claim
 
 router = Router(tags=["rewards"])
 

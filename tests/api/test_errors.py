@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -84,6 +86,62 @@ def test_patch_refusals_write_nothing(api, key):
         assert (reply.status, reply.code, reply.body["error"].get("field")) == (422, "invalid", field), reply
     assert _snapshot()[0] == before
     assert api.call("PATCH", "/bosses/ghost", key=key, body={"name": "x"}).code == "unknown_boss"
+
+
+def test_a_running_and_an_ended_fight_take_what_the_admin_takes(api, key):
+    """PATCH on a live boss: each field is taken (200) exactly when the admin shows it
+    editable, refused (409 naming the field, bosses.rules' reason) when read-only; an ended
+    fight takes only its name."""
+    from django.contrib import admin
+
+    from bosses import rules
+    from bosses.models import BossEncounter
+
+    _draft(api, key, slug="rules-1")
+    assert api.post("/bosses/rules-1/go-live", key=key).status == 200
+    boss = BossEncounter.objects.get(slug="rules-1")
+    readonly = set(admin.site._registry[BossEncounter].get_readonly_fields(None, boss))
+    later = datetime.now(UTC) + timedelta(hours=1)
+    new = {
+        "name": "Renamed",
+        "slug": "rules-2",
+        "max_hp": 999,
+        "phases": "60:Angry",
+        "tick_interval_ms": 200,
+        "crash_policy": "harsh",
+        "heartbeat_interval_ms": 1500,
+        "heartbeat_timeout_ms": 9000,
+        "min_damage": 60,
+        "max_damage": 160,
+        "attacks_per_second": 5,
+        "allow_guests": False,
+        "starts_at": later.isoformat(),
+        "ends_at": (later + timedelta(hours=1)).isoformat(),
+    }
+    for field, value in new.items():
+        before = _snapshot()[0]
+        reply = api.call("PATCH", "/bosses/rules-1", key=key, body={field: value})
+        if field in readonly:
+            boss.refresh_from_db()
+            _, reason = rules.boss_edit_refusal(boss=boss, changes={field: value})
+            assert (reply.status, reply.code, reply.body["error"]["field"]) == (
+                409,
+                "invalid_transition",
+                field,
+            ), reply
+            assert reply.body["error"]["detail"] == reason
+            assert _snapshot()[0] == before
+        else:
+            assert reply.status == 200, (field, reply)
+            assert reply.body["live"]["status"] == "live"
+    assert api.post("/bosses/rules-1/end", key=key).status == 200
+    assert api.call("PATCH", "/bosses/rules-1", key=key, body={"name": "Old"}).body["name"] == "Old"
+    refused = api.call("PATCH", "/bosses/rules-1", key=key, body={"min_damage": 1})
+    assert (refused.status, refused.body["error"]["field"]) == (409, "min_damage")
+    assert "its fight has ended" in refused.body["error"]["detail"]
+    ends = (later + timedelta(hours=5)).isoformat()
+    schedule = api.call("PUT", "/bosses/rules-1/schedule", key=key, body={"starts_at": None, "ends_at": ends})
+    assert (schedule.status, schedule.code) == (409, "invalid_transition")
 
 
 def test_claim_and_feed_refusals(api, key):

@@ -181,11 +181,12 @@ def test_a_fight_through_the_api(api, key, make_session, celery_stack):
     assert len(same) == 6 and all(r.status == 200 for r in same), [r.status for r in same]
     assert len({r.body["claimed_at"] for r in same}) == 1
 
-    # a won fight can no longer be driven
+    # a won fight can no longer be driven, nor its schedule or configuration changed
     assert api.post("/bosses/api-golem/end", key=key).code == "invalid_transition"
-    assert (
-        api.call("PUT", "/bosses/api-golem/schedule", key=key, body={"starts_at": None, "ends_at": None}).code
-        == "invalid_transition"
+    later = {"starts_at": None, "ends_at": "2099-01-01T00:00:00Z"}
+    assert api.call("PUT", "/bosses/api-golem/schedule", key=key, body=later).code == "invalid_transition"
+    assert api.call("PATCH", "/bosses/api-golem", key=key, body={"max_damage": 99}).code == (
+        "invalid_transition"
     )
 
 
