@@ -184,22 +184,6 @@ def _then_replies(call: Call[Outcome], replies: list[object]) -> tuple[Outcome, 
     return call.parse(cast(Reply, first)), replies[1:]
 
 
-def run_then(
-    client: redis.Redis, call: Call[Outcome], commands: Sequence[Command]
-) -> tuple[Outcome, list[object]]:
-    """Sync :func:`arun_then`."""
-    for attempt in range(2):
-        pipe = client.pipeline(transaction=False)
-        for words in (call.command(), *commands):
-            pipe.execute_command(*words)  # type: ignore[no-untyped-call]
-        replies: list[object] = pipe.execute(raise_on_error=False)
-        if attempt == 0 and _is_noscript(replies[0]):
-            _load_script(client, call.source)
-            continue
-        break
-    return _then_replies(call, replies)
-
-
 async def arun_then(
     client: aioredis.Redis, call: Call[Outcome], commands: Sequence[Command]
 ) -> tuple[Outcome, list[object]]:

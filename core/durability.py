@@ -9,11 +9,12 @@ Django-free. Three parts:
   keeps an append-only file and fsyncs it on every write (``CONFIG GET``; ``INFO
   persistence`` when a managed Redis refuses CONFIG), how many replicas it has and whether
   it knows WAITAOF; :func:`persistence_problems` says what a mode needs and lacks;
-* **the ack**: in ``replica`` mode, :func:`ingest_acknowledged` / :func:`heartbeat_acknowledged`
-  (and their async twins) run the script and then the replica wait (:func:`wait_commands`:
-  ``WAITAOF 0 1``, or ``WAIT 1`` on a server without WAITAOF) on the same connection, and raise
-  :class:`~core.errors.AuthorityUnavailable` when no replica confirmed in time: the client
-  re-sends the same seq, which the ingest script then acks as a duplicate (exactly once).
+* **the ack**: in ``replica`` mode, :func:`aingest_acknowledged` / :func:`aheartbeat_acknowledged`
+  (the sockets' path; one body, async only) run the script and then the replica wait
+  (:func:`wait_commands`: ``WAITAOF 0 1``, or ``WAIT 1`` on a server without WAITAOF) on the
+  same connection, and raise :class:`~core.errors.AuthorityUnavailable` when no replica
+  confirmed in time: the client re-sends the same seq, which the ingest script then acks as a
+  duplicate (exactly once).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import redis
 import redis.asyncio as aioredis
 
 from core import authority, config
-from core.clients import AsyncClient, SyncClient
+from core.clients import AsyncClient
 from core.errors import AuthorityUnavailable
 from core.redis import CONNECT_TIMEOUT_S, SOCKET_TIMEOUT_S
 
@@ -115,23 +116,31 @@ def _version(info: Mapping[str, object]) -> tuple[int, ...]:
     return tuple(int(p) for p in text.split(".") if p.isdigit())
 
 
+# Whether the server knows WAITAOF: COMMAND INFO answers [<its description>], or [None] on a
+# server without it. Redis >= 7.2 and Valkey have it (the version decides when COMMAND is
+# renamed or refused).
+WAITAOF_PROBE = ("COMMAND INFO", "WAITAOF")
+WAITAOF_SINCE = (7, 2)
+
+
+def _waitaof_listed(reply: object) -> bool:
+    return isinstance(reply, list) and bool(reply) and reply[0] is not None
+
+
 def server_supports_waitaof(client: redis.Redis) -> bool:
-    """Whether the server has WAITAOF (Redis >= 7.2, Valkey): ``COMMAND INFO WAITAOF``,
-    or the version when COMMAND is renamed or refused."""
+    """Whether the server has WAITAOF (:data:`WAITAOF_PROBE`; the startup check)."""
     try:
-        reply = client.execute_command("COMMAND INFO", "WAITAOF")  # type: ignore[no-untyped-call]
-        return isinstance(reply, list) and bool(reply) and reply[0] is not None
+        return _waitaof_listed(client.execute_command(*WAITAOF_PROBE))  # type: ignore[no-untyped-call]
     except redis.exceptions.ResponseError:
-        return _version(client.info("server")) >= (7, 2)
+        return _version(client.info("server")) >= WAITAOF_SINCE
 
 
 async def aserver_supports_waitaof(client: aioredis.Redis) -> bool:
-    """Async :func:`server_supports_waitaof`."""
+    """Async :func:`server_supports_waitaof` (the first replica-mode ack of a client)."""
     try:
-        reply = await client.execute_command("COMMAND INFO", "WAITAOF")  # type: ignore[no-untyped-call]
-        return isinstance(reply, list) and bool(reply) and reply[0] is not None
+        return _waitaof_listed(await client.execute_command(*WAITAOF_PROBE))  # type: ignore[no-untyped-call]
     except redis.exceptions.ResponseError:
-        return _version(await client.info("server")) >= (7, 2)
+        return _version(await client.info("server")) >= WAITAOF_SINCE
 
 
 def _config_value(client: redis.Redis, name: str) -> str | None:
@@ -303,42 +312,6 @@ def _require_replica(replies: list[object], commands: list[authority.Command], t
             )
 
 
-def _run_with_ack(
-    client: SyncClient,
-    call: authority.Call[Coded],
-    durability: AckDurability,
-    *,
-    mark_key: str,
-    wrote: Collection[str],
-    acknowledges: Collection[str],
-) -> Coded:
-    if not durability.waits_for_replica:
-        return authority.run(client, call)
-    if not isinstance(client, redis.Redis):
-        # A cluster client: WAIT must reach the node and connection of the boss's slot, which
-        # redis-py's cluster pipeline does not promise. Never ack without the promised wait.
-        raise AuthorityUnavailable(CLUSTER_UNSUPPORTED)
-    waitaof: bool | None = getattr(client, _WAITAOF_ATTR, None)
-    if waitaof is None:
-        waitaof = server_supports_waitaof(client)
-        setattr(client, _WAITAOF_ATTR, waitaof)
-    commands = wait_commands(timeout_ms=durability.replica_timeout_ms, waitaof=waitaof)
-    out, replies = authority.run_then(client, call, commands)
-    if out.code in acknowledges:
-        # WAIT covers only the writes of its own connection, and this reply wrote nothing:
-        # the write it acknowledges may have been made on another connection (the first
-        # attempt of a re-sent seq). One tiny write here moves this connection's offset past
-        # everything the primary had written, so the wait after it covers that write too.
-        pipe = client.pipeline(transaction=False)
-        pipe.incr(mark_key)
-        for command in commands:
-            pipe.execute_command(*command)  # type: ignore[no-untyped-call]
-        replies = pipe.execute(raise_on_error=False)[1:]
-    if out.code in wrote or out.code in acknowledges:
-        _require_replica(replies, commands, durability.replica_timeout_ms)
-    return out
-
-
 async def _arun_with_ack(
     client: AsyncClient,
     call: authority.Call[Coded],
@@ -350,7 +323,9 @@ async def _arun_with_ack(
 ) -> Coded:
     if not durability.waits_for_replica:
         return await authority.arun(client, call)
-    if not isinstance(client, aioredis.Redis):  # see _run_with_ack
+    if not isinstance(client, aioredis.Redis):
+        # A cluster client: WAIT must reach the node and connection of the boss's slot, which
+        # redis-py's cluster pipeline does not promise. Never ack without the promised wait.
         raise AuthorityUnavailable(CLUSTER_UNSUPPORTED)
     waitaof: bool | None = getattr(client, _WAITAOF_ATTR, None)
     if waitaof is None:
@@ -358,7 +333,11 @@ async def _arun_with_ack(
         setattr(client, _WAITAOF_ATTR, waitaof)
     commands = wait_commands(timeout_ms=durability.replica_timeout_ms, waitaof=waitaof)
     out, replies = await authority.arun_then(client, call, commands)
-    if out.code in acknowledges:  # see _run_with_ack
+    if out.code in acknowledges:
+        # WAIT covers only the writes of its own connection, and this reply wrote nothing:
+        # the write it acknowledges may have been made on another connection (the first
+        # attempt of a re-sent seq). One tiny write here moves this connection's offset past
+        # everything the primary had written, so the wait after it covers that write too.
         pipe = client.pipeline(transaction=False)
         pipe.incr(mark_key)
         for command in commands:
@@ -369,8 +348,8 @@ async def _arun_with_ack(
     return out
 
 
-def ingest_acknowledged(
-    client: SyncClient,
+async def aingest_acknowledged(
+    client: AsyncClient,
     call: authority.Call[authority.IngestOutcome],
     durability: AckDurability,
     *,
@@ -382,40 +361,8 @@ def ingest_acknowledged(
     ``mark_key`` is the boss's ``durable`` key (``core.keys.BossKeys.durable``): the write
     that lets a duplicate's WAIT cover the original acceptance.
     """
-    return _run_with_ack(
-        client, call, durability, mark_key=mark_key, wrote=INGEST_WROTE, acknowledges=INGEST_ACKNOWLEDGES
-    )
-
-
-async def aingest_acknowledged(
-    client: AsyncClient,
-    call: authority.Call[authority.IngestOutcome],
-    durability: AckDurability,
-    *,
-    mark_key: str,
-) -> authority.IngestOutcome:
-    """Async :func:`ingest_acknowledged`."""
     return await _arun_with_ack(
         client, call, durability, mark_key=mark_key, wrote=INGEST_WROTE, acknowledges=INGEST_ACKNOWLEDGES
-    )
-
-
-def heartbeat_acknowledged(
-    client: SyncClient,
-    call: authority.Call[authority.HeartbeatOutcome],
-    durability: AckDurability,
-    *,
-    mark_key: str,
-) -> authority.HeartbeatOutcome:
-    """Run a heartbeat call; in ``replica`` mode its reply (``last_seq``, on which the client
-    drops an in-flight delta as accepted) waits for a replica like an ingest's ack."""
-    return _run_with_ack(
-        client,
-        call,
-        durability,
-        mark_key=mark_key,
-        wrote=HEARTBEAT_WROTE,
-        acknowledges=HEARTBEAT_ACKNOWLEDGES,
     )
 
 
@@ -426,7 +373,8 @@ async def aheartbeat_acknowledged(
     *,
     mark_key: str,
 ) -> authority.HeartbeatOutcome:
-    """Async :func:`heartbeat_acknowledged`."""
+    """Run a heartbeat call; in ``replica`` mode its reply (``last_seq``, on which the client
+    drops an in-flight delta as accepted) waits for a replica like an ingest's ack."""
     return await _arun_with_ack(
         client,
         call,

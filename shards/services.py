@@ -21,6 +21,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from core import authority, durability, metrics
+from core.clients import AsyncClient
 from core.errors import (
     AuthorityUnavailable,
     BossNotLive,
@@ -142,25 +143,33 @@ def _validated_delta(shard_key, epoch, seq, amount, breakdown):
     return epoch, seq, amount, breakdown_map(breakdown, amount=amount)
 
 
-def _epoch_from_sql(shard_key: str, epoch: int, issued: str | None) -> str | None:
-    """Redis's epoch counter below ``epoch``: it may have rolled back behind SQL, which is
-    durable (docs/durability.md). Take SQL's and repair Redis, so a live session is not
-    refused as ``unknown_epoch`` for ever; an epoch SQL never issued stays refused."""
-    if issued is not None and epoch <= int(issued):
-        return issued
-    current = Shard.objects.filter(key=shard_key).values_list("current_epoch", flat=True).first()
-    if current is None or (issued is not None and int(issued) >= current):
-        return issued
-    get_redis().hset(SHARD_EPOCHS, shard_key, current)
-    return str(current)
+def _issued_epoch_in_sql(shard_key: str) -> int | None:
+    return Shard.objects.filter(key=shard_key).values_list("current_epoch", flat=True).first()
 
 
-def _check_epoch(shard_key: str, epoch: int, issued: str | None) -> None:
+async def _acheck_epoch(r: AsyncClient, shard_key: str, epoch: int) -> None:
+    """Refuse an epoch the platform never handed out to this shard.
+
+    Free for an epoch at or below one this process has seen issued; else one round trip to
+    Redis's epoch counter. That counter may have rolled back behind SQL, which is durable
+    (docs/durability.md): when it lacks the epoch, SQL's is taken and Redis repaired, so a
+    live session is not refused as ``unknown_epoch`` for ever; an epoch SQL never issued
+    stays refused.
+    """
+    if epoch <= _known_epochs.get(shard_key, 0):
+        return
+    raw = await r.hget(SHARD_EPOCHS, shard_key)
+    issued = None if raw is None else int(raw)
+    if issued is None or epoch > issued:
+        current = await sync_to_async(_issued_epoch_in_sql)(shard_key)
+        if current is not None and (issued is None or current > issued):
+            await r.hset(SHARD_EPOCHS, shard_key, current)
+            issued = current
     if issued is None:
         raise UnknownShard(f"unknown shard {shard_key!r} (no session was ever opened)")
-    if epoch > int(issued):
+    if epoch > issued:
         raise UnknownEpoch(f"epoch {epoch} was never handed out to shard {shard_key!r}")
-    _known_epochs[shard_key] = int(issued)
+    _known_epochs[shard_key] = issued
 
 
 def _ingest_result(out: authority.IngestOutcome, *, boss_id: int, seq: int) -> IngestResult:
@@ -184,7 +193,7 @@ def _ingest_result(out: authority.IngestOutcome, *, boss_id: int, seq: int) -> I
     raise UnknownBoss(f"boss {boss_id} has no live authority")
 
 
-def delta_ingest(
+async def adelta_ingest(
     *,
     boss_id: int,
     shard_key: str,
@@ -195,48 +204,15 @@ def delta_ingest(
 ) -> IngestResult:
     """Accept one shard delta exactly once per (shard, epoch, seq); typed errors otherwise.
 
-    With ``AUTHORITY_DURABILITY=replica`` it returns only once a replica has the write it
-    acknowledges (a duplicate's included), else raises :class:`AuthorityUnavailable`
-    (docs/durability.md).
+    The one ingest path: the gateway's sockets and the hosted shard await it (Celery, the
+    admin and commands never ingest). With ``AUTHORITY_DURABILITY=replica`` it returns only
+    once a replica has the write it acknowledges (a duplicate's included), else raises
+    :class:`AuthorityUnavailable` (docs/durability.md).
     """
-    epoch, seq, amount, players = _validated_delta(shard_key, epoch, seq, amount, breakdown)
-    r = get_redis()
-    try:
-        if epoch > _known_epochs.get(shard_key, 0):
-            issued = _epoch_from_sql(shard_key, epoch, r.hget(SHARD_EPOCHS, shard_key))
-            _check_epoch(shard_key, epoch, issued)
-        out = durability.ingest_acknowledged(
-            r,
-            authority.ingest_call(
-                boss_id=boss_id, shard_key=shard_key, epoch=epoch, seq=seq, amount=amount, breakdown=players
-            ),
-            ack_durability(),
-            mark_key=BossKeys(boss_id).durable,
-        )
-    except REDIS_DOWN as exc:
-        metrics.AUTHORITY_ERRORS.labels(op="ingest").inc()
-        raise AuthorityUnavailable(f"Redis is unreachable: {exc}") from exc
-    return _ingest_result(out, boss_id=boss_id, seq=seq)
-
-
-async def adelta_ingest(
-    *,
-    boss_id: int,
-    shard_key: str,
-    epoch: int,
-    seq: int,
-    amount: int,
-    breakdown: Mapping[str, int] | None = None,
-) -> IngestResult:
-    """Async :func:`delta_ingest` (for consumers)."""
     epoch, seq, amount, players = _validated_delta(shard_key, epoch, seq, amount, breakdown)
     r = get_async_redis()
     try:
-        if epoch > _known_epochs.get(shard_key, 0):
-            issued = await r.hget(SHARD_EPOCHS, shard_key)
-            if issued is None or epoch > int(issued):
-                issued = await sync_to_async(_epoch_from_sql)(shard_key, epoch, issued)
-            _check_epoch(shard_key, epoch, issued)
+        await _acheck_epoch(r, shard_key, epoch)
         out = await durability.aingest_acknowledged(
             r,
             authority.ingest_call(
@@ -294,7 +270,7 @@ def _heartbeat_result(out: authority.HeartbeatOutcome, boss_id: int) -> Heartbea
     return HeartbeatResult(out.last_seq, int(out.detail), out.durable_seq, out.attributed)
 
 
-def heartbeat_record(
+async def aheartbeat_record(
     *,
     boss_id: int,
     shard_key: str,
@@ -311,28 +287,6 @@ def heartbeat_record(
     durability the reply waits for a replica too: its ``last_seq`` tells the client which
     in-flight delta was accepted, an acknowledgement like an ingest's.
     """
-    call = _heartbeat_call(boss_id, shard_key, epoch, pending, inflight_seq, inflight_amount, breakdown)
-    try:
-        out = durability.heartbeat_acknowledged(
-            get_redis(), call, ack_durability(), mark_key=BossKeys(boss_id).durable
-        )
-        return _heartbeat_result(out, boss_id)
-    except REDIS_DOWN as exc:
-        metrics.AUTHORITY_ERRORS.labels(op="heartbeat").inc()
-        raise AuthorityUnavailable(f"Redis is unreachable: {exc}") from exc
-
-
-async def aheartbeat_record(
-    *,
-    boss_id: int,
-    shard_key: str,
-    epoch: int,
-    pending: int,
-    inflight_seq: int = 0,
-    inflight_amount: int = 0,
-    breakdown: Mapping[str, int] | None = None,
-) -> HeartbeatResult:
-    """Async :func:`heartbeat_record`."""
     call = _heartbeat_call(boss_id, shard_key, epoch, pending, inflight_seq, inflight_amount, breakdown)
     try:
         out = await durability.aheartbeat_acknowledged(

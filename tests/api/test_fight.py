@@ -22,7 +22,7 @@ def player_id(i: int) -> str:
 
 
 def test_a_fight_through_the_api(api, key, make_session, celery_stack):
-    from shards.services import delta_ingest
+    from tests.support.authority import delta_ingest
 
     draft = {"name": "API Golem", "slug": "api-golem", "max_hp": MAX_HP, "phases": "75:Enraged, 50:Frenzy"}
     created = api.post("/bosses", key=key, body=draft)

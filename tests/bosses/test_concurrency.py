@@ -13,7 +13,7 @@ from bosses.selectors import boss_ledger, boss_tick_times_ms
 from bosses.services import boss_go_live
 from bosses.verification import boss_verify
 from core.errors import AuthorityUnavailable
-from shards.services import delta_ingest
+from tests.support.authority import delta_ingest
 
 SUBMITTERS = 16
 DELTAS_EACH = 1_500

@@ -24,7 +24,8 @@ from bosses.services import boss_go_live, boss_pause, boss_resume, boss_tick
 from bosses.verification import boss_verify
 from core.errors import BossNotLive, Fenced, InvalidTransition, SeqGap
 from shards.models import Shard
-from shards.services import delta_ingest, heartbeat_record, shard_create, shard_session_open
+from shards.services import shard_create, shard_session_open
+from tests.support.authority import delta_ingest, heartbeat_record
 
 _ids = itertools.count(1)
 

@@ -21,7 +21,7 @@ from core import keys
 from core.clock import ManualClock, RedisClock
 from core.redis import get_redis
 from shards.models import Shard
-from shards.services import delta_ingest, heartbeat_record
+from tests.support.authority import delta_ingest, heartbeat_record
 from tests.support.waiting import wait_until
 
 

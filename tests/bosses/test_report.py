@@ -17,7 +17,7 @@ from bosses.sagas.crash import session_fence
 from bosses.sagas.victory import boss_victory_run
 from bosses.services import boss_end, boss_go_live, boss_reset, boss_tick, event_log_archive
 from core.keys import recovered_field, session_id
-from shards.services import delta_ingest, heartbeat_record
+from tests.support.authority import delta_ingest, heartbeat_record
 
 pytestmark = pytest.mark.django_db
 

@@ -14,7 +14,7 @@ from audit.models import AuditEntry
 from bosses.models import RewardTable, RewardTier
 from bosses.sagas.victory import boss_victory_run
 from bosses.services import boss_go_live, boss_tick
-from shards.services import delta_ingest
+from tests.support.authority import delta_ingest
 
 ADD_URL = "admin:bosses_rewardtable_add"
 

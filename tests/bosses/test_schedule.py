@@ -18,7 +18,8 @@ from core import keys
 from core.errors import BossNotLive
 from core.redis import get_redis
 from liveops.asgi import application
-from shards.services import delta_ingest
+from shards.services import adelta_ingest
+from tests.support.authority import delta_ingest
 
 
 def test_schedule_starts_due_drafts_and_expires_live_bosses_past_their_end(make_boss, make_session):
@@ -108,9 +109,7 @@ async def test_real_beat_starts_then_expires_a_scheduled_boss_and_everyone_hears
 
     viewers = [await _viewer(boss.slug) for _ in range(3)]
     s = await sync_to_async(make_session)()
-    await sync_to_async(delta_ingest)(
-        boss_id=boss.pk, shard_key=s.shard_key, epoch=s.epoch, seq=1, amount=1_000
-    )
+    await adelta_ingest(boss_id=boss.pk, shard_key=s.shard_key, epoch=s.epoch, seq=1, amount=1_000)
     for comm in viewers:  # everyone sees the damage, then the boss enrage and leave
         seen = await _until(comm, lambda m: m["type"] == "expired", timeout_s=10)
         assert any(m["type"] == "state" and m["hp"] == boss.max_hp - 1_000 for m in seen)
@@ -125,6 +124,4 @@ async def test_real_beat_starts_then_expires_a_scheduled_boss_and_everyone_hears
     assert timezone.now() >= ends
     await _db_status_becomes(boss, BossStatus.EXPIRED)
     with pytest.raises(BossNotLive):
-        await sync_to_async(delta_ingest)(
-            boss_id=boss.pk, shard_key=s.shard_key, epoch=s.epoch, seq=2, amount=5
-        )
+        await adelta_ingest(boss_id=boss.pk, shard_key=s.shard_key, epoch=s.epoch, seq=2, amount=5)

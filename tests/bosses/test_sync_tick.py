@@ -15,7 +15,7 @@ from bosses.services import boss_tick, event_log_archive
 from bosses.verification import boss_verify
 from core import authority, keys
 from core.redis import get_redis
-from shards.services import delta_ingest
+from tests.support.authority import delta_ingest
 
 
 def broker_messages(queue: str) -> list[dict]:

@@ -29,8 +29,8 @@ from bosses.verification import boss_verify
 from core import authority, keys
 from core.errors import InvalidInput
 from liveops.celery import _build_beat_schedule
-from shards.services import delta_ingest, heartbeat_record
 from tests.bosses.test_sync_tick import broker_messages
+from tests.support.authority import delta_ingest, heartbeat_record
 
 pytestmark = pytest.mark.django_db
 

@@ -8,8 +8,8 @@ import pytest
 from bosses.models import BossEncounter
 from bosses.sagas.crash import session_fence
 from bosses.services import boss_go_live, boss_tick
-from shards.services import delta_ingest, heartbeat_record
 from tests.browser.support import SCREENSHOT_DIR, staff_session_cookie
+from tests.support.authority import delta_ingest, heartbeat_record
 
 pytestmark = [pytest.mark.process, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

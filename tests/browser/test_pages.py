@@ -18,8 +18,8 @@ from bosses.selectors import boss_state
 from bosses.services import boss_go_live, boss_tick
 from core import keys
 from core.redis import get_redis
-from shards.services import delta_ingest, heartbeat_record
 from tests.browser.support import SCREENSHOT_DIR, staff_session_cookie
+from tests.support.authority import delta_ingest, heartbeat_record
 
 pytestmark = [pytest.mark.process, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

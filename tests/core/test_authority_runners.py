@@ -96,14 +96,6 @@ def test_the_sync_runners_load_a_flushed_script_and_run_the_call_once():
     assert [getattr(out, "code", out) for out in outcomes] == ["ok", "applied"]
     assert outcomes[1].applied == 10  # type: ignore[union-attr]  # each delta counted once
 
-    r.script_flush()
-    out, replies = authority.run_then(
-        r,
-        authority.ingest_call(boss_id=SYNC_BOSS, shard_key="eu-1", epoch=1, seq=3, amount=1),
-        [("WAIT", 0, 1)],
-    )
-    assert (out.code, replies) == ("ok", [0])
-
 
 async def test_the_async_runners_load_a_flushed_script_and_run_the_call_once():
     r, client = get_redis(), get_async_redis()

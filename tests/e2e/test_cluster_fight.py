@@ -29,9 +29,10 @@ from bosses.verification import boss_verify
 from core import keys
 from core.errors import AuthorityUnavailable
 from core.redis import get_redis
-from shards.services import delta_ingest, shard_create
+from shards.services import shard_create
 from tests.e2e.test_live_fight import Watch, game_server, player, watch_boss
 from tests.support import processes
+from tests.support.authority import delta_ingest
 from tests.support.topologies import Cluster, start_cluster, topology_env, use_topology
 from tests.support.waiting import wait_until
 

@@ -36,7 +36,8 @@ def main() -> None:
     django.setup()
     from core.errors import AuthorityUnavailable, Fenced
     from shards.models import Shard
-    from shards.services import delta_ingest, heartbeat_record, shard_session_open
+    from shards.services import shard_session_open
+    from tests.support.authority import delta_ingest, heartbeat_record
 
     mode, boss_id, shard_key = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     shard = Shard.objects.get(key=shard_key)

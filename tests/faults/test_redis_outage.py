@@ -26,8 +26,9 @@ from bosses.verification import boss_verify
 from core import keys
 from core.errors import AuthorityUnavailable, BufferFull
 from core.redis import CONNECT_TIMEOUT_S, SOCKET_TIMEOUT_S, reset_clients
-from shards.services import delta_ingest, heartbeat_record, shard_create
+from shards.services import shard_create
 from tests.support import processes
+from tests.support.authority import delta_ingest, heartbeat_record
 
 pytestmark = [
     pytest.mark.process,

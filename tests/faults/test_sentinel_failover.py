@@ -22,9 +22,9 @@ from bosses.selectors import boss_state
 from bosses.services import boss_go_live
 from bosses.verification import boss_verify
 from core.errors import AuthorityUnavailable
-from shards.services import delta_ingest
 from tests.e2e.test_live_fight import Watch, watch_boss
 from tests.support import processes
+from tests.support.authority import delta_ingest
 from tests.support.topologies import SENTINEL_MASTER, start_sentinel_setup, topology_env, use_topology
 from tests.support.waiting import wait_until
 

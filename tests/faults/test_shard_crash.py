@@ -19,8 +19,9 @@ from core import keys
 from core.errors import Fenced
 from core.redis import get_redis
 from shards.models import Shard, ShardStatus
-from shards.services import delta_ingest, shard_authenticate, shard_create, shard_session_open
+from shards.services import shard_authenticate, shard_create, shard_session_open
 from tests.faults.conftest import wait_until
+from tests.support.authority import delta_ingest
 
 pytestmark = [pytest.mark.process, pytest.mark.fault]
 

@@ -19,9 +19,9 @@ from bosses.verification import boss_verify
 from core import keys
 from core.errors import AuthorityUnavailable
 from core.redis import get_redis
-from shards.services import delta_ingest
 from tests.faults.conftest import wait_until
 from tests.support import processes
+from tests.support.authority import delta_ingest
 
 pytestmark = [pytest.mark.process, pytest.mark.fault]
 

@@ -20,7 +20,7 @@ from bosses.verification import boss_verify
 from core import authority, keys
 from core.errors import InvalidAmount, InvalidInput
 from core.limits import MAX_BREAKDOWN_ENTRIES, MAX_HELD_AMOUNT
-from shards.services import delta_ingest, heartbeat_record
+from tests.support.authority import delta_ingest, heartbeat_record
 from worldboss_sdk.buffer import LocalBuffer
 
 pytestmark = pytest.mark.django_db

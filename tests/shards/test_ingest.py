@@ -21,7 +21,7 @@ from core.errors import (
     UnknownEpoch,
     UnknownShard,
 )
-from shards.services import delta_ingest, heartbeat_record
+from tests.support.authority import delta_ingest, heartbeat_record
 
 
 def snapshot(boss):

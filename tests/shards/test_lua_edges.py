@@ -14,7 +14,7 @@ from bosses.verification import boss_verify
 from core import authority, keys
 from core.errors import InvalidInput
 from core.limits import MAX_DELTA_AMOUNT, MAX_HELD_AMOUNT
-from shards.services import delta_ingest, heartbeat_record
+from tests.support.authority import delta_ingest, heartbeat_record
 
 pytestmark = pytest.mark.django_db
 

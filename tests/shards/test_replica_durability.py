@@ -23,7 +23,8 @@ from bosses.services import boss_go_live, boss_tick
 from core import keys
 from core.errors import AuthorityUnavailable
 from core.redis import reset_clients
-from shards.services import adelta_ingest, delta_ingest, heartbeat_record
+from shards.services import adelta_ingest
+from tests.support.authority import background_client, delta_ingest, heartbeat_record
 from tests.support.redis_servers import (
     RedisServer,
     redis_server_binary,
@@ -101,10 +102,9 @@ def test_an_ack_comes_only_once_the_replica_has_the_delta(servers, make_boss, ma
             assert _replica_seq(replica, boss.pk, session) == seq
 
     asyncio.run(async_ingests())
-    from core.redis import get_redis
-
-    # the wait the server supports: WAITAOF on Valkey 8.1, WAIT on Redis 7.0
-    assert get_redis()._liveops_waitaof is (kind == "valkey")
+    # the wait the server supports: WAITAOF on Valkey 8.1, WAIT on Redis 7.0 (asked once per
+    # client, here the one the sync ingests above ran on)
+    assert background_client()._liveops_waitaof is (kind == "valkey")
 
 
 def test_a_stopped_replica_refuses_the_ack_and_the_resent_seq_lands_once(servers, make_boss, make_session):

@@ -27,7 +27,7 @@ from click.core import ParameterSource
 from websockets.asyncio.client import ClientConnection, connect
 
 from bosses.services import boss_tick
-from shards.services import delta_ingest, shard_create
+from shards.services import adelta_ingest, shard_create
 from transport import fastpath
 from transport.fastpath import FASTPATH_STATS, text_frame, writer_for
 from transport.hub import UVICORN_WS_ARGS, Subscriber
@@ -158,7 +158,7 @@ async def test_a_negotiated_extension_falls_back_to_the_asgi_send_and_is_counted
     assert [ext.name for ext in viewer.protocol.extensions] == ["permessage-deflate"]
     session = await sync_to_async(make_session)()
     for seq in range(1, 4):
-        await sync_to_async(delta_ingest)(
+        await adelta_ingest(
             boss_id=live_boss.pk, shard_key=session.shard_key, epoch=session.epoch, seq=seq, amount=HIT
         )
         out = await sync_to_async(boss_tick)(boss_id=live_boss.pk, force=True)

@@ -12,7 +12,7 @@ from bosses.selectors import boss_state
 from bosses.tasks import tick_live_bosses
 from core import keys
 from core.redis import get_redis, reset_clients
-from shards.services import delta_ingest
+from tests.support.authority import delta_ingest
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True)]

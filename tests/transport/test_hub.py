@@ -12,7 +12,7 @@ from bosses.services import boss_tick
 from core import keys
 from core.redis import get_redis
 from core.wire import encode
-from shards.services import delta_ingest
+from shards.services import adelta_ingest
 from tests.support.waiting import wait_until_async
 from transport.fastpath import text_frame
 from transport.hub import FanoutHub, Subscriber
@@ -99,11 +99,11 @@ async def test_hub_resubscribes_and_resyncs_after_redis_drops_it(live_boss, make
     s = await sync_to_async(make_session)()
     r = get_redis()
 
-    def hit_and_tick(seq):
-        delta_ingest(boss_id=live_boss.pk, shard_key=s.shard_key, epoch=s.epoch, seq=seq, amount=10)
-        return boss_tick(boss_id=live_boss.pk, force=True)
+    async def hit_and_tick(seq):
+        await adelta_ingest(boss_id=live_boss.pk, shard_key=s.shard_key, epoch=s.epoch, seq=seq, amount=10)
+        return await sync_to_async(boss_tick)(boss_id=live_boss.pk, force=True)
 
-    first = await sync_to_async(hit_and_tick)(1)
+    first = await hit_and_tick(1)
     for _ in range(100):
         if rec.texts:
             break
@@ -112,7 +112,7 @@ async def test_hub_resubscribes_and_resyncs_after_redis_drops_it(live_boss, make
     # Redis drops every subscriber connection; a tick lands while the hub is away
     killed = await sync_to_async(r.client_kill_filter)(_type="pubsub")
     assert killed >= 1
-    second = await sync_to_async(hit_and_tick)(2)
+    second = await hit_and_tick(2)
     for _ in range(300):
         if rec.texts and json.loads(rec.texts[-1])["version"] == second.version:
             break
@@ -121,7 +121,7 @@ async def test_hub_resubscribes_and_resyncs_after_redis_drops_it(live_boss, make
     assert json.loads(rec.texts[-1])["version"] == second.version  # via the message or the resync
     assert [v for _, v in rec.versions()] == sorted({v for _, v in rec.versions()})
     # and live messages flow again on the new connection
-    third = await sync_to_async(hit_and_tick)(3)
+    third = await hit_and_tick(3)
     for _ in range(200):
         if json.loads(rec.texts[-1])["version"] == third.version:
             break
@@ -156,9 +156,7 @@ async def test_a_reset_boss_starts_a_new_fight_at_version_1(live_boss, make_sess
     await hub.subscribe(live_boss.pk, sub)
     s = await sync_to_async(make_session)()
     for seq in (1, 2):
-        await sync_to_async(delta_ingest)(
-            boss_id=live_boss.pk, shard_key=s.shard_key, epoch=s.epoch, seq=seq, amount=5
-        )
+        await adelta_ingest(boss_id=live_boss.pk, shard_key=s.shard_key, epoch=s.epoch, seq=seq, amount=5)
         await sync_to_async(boss_tick)(boss_id=live_boss.pk, force=True)
     await sync_to_async(boss_end)(boss=live_boss)
     await sync_to_async(boss_reset)(boss=live_boss)
@@ -172,9 +170,7 @@ async def test_a_reset_boss_starts_a_new_fight_at_version_1(live_boss, make_sess
     assert states[-1]["status"] == "live" and states[-1]["hp"] == live_boss.max_hp
     # and the new fight's versions flow on from there
     s2 = await sync_to_async(make_session)(s.shard_key)
-    await sync_to_async(delta_ingest)(
-        boss_id=live_boss.pk, shard_key=s2.shard_key, epoch=s2.epoch, seq=1, amount=5
-    )
+    await adelta_ingest(boss_id=live_boss.pk, shard_key=s2.shard_key, epoch=s2.epoch, seq=1, amount=5)
     out = await sync_to_async(boss_tick)(boss_id=live_boss.pk, force=True)
     for _ in range(200):
         if json.loads(rec.texts[-1])["version"] == out.version == 2:

@@ -18,7 +18,7 @@ from core import keys
 from core.clock import ManualClock
 from core.redis import get_redis
 from liveops.asgi import application
-from shards.services import delta_ingest, heartbeat_record
+from shards.services import adelta_ingest, aheartbeat_record
 from transport.consumers import ops as ops_consumer
 from transport.hub import get_hub
 
@@ -94,9 +94,7 @@ async def test_staff_gets_snapshot_live_states_and_refreshed_shard_rows(
     assert first["state"]["hp"] == 10_000 and first["series"] and first["shards"][0]["health"] == "idle"
 
     # damage lands in the shard buffer: the next refresh shows it buffered, not applied
-    await database_sync_to_async(delta_ingest)(
-        boss_id=boss.pk, shard_key="eu-1", epoch=sess.epoch, seq=1, amount=1_234
-    )
+    await adelta_ingest(boss_id=boss.pk, shard_key="eu-1", epoch=sess.epoch, seq=1, amount=1_234)
     buffered = await until(comm, lambda m: m["type"] == "ops" and m["buffered"] == 1_234)
     assert buffered["shards"][0]["buffered"] == 1_234 and buffered["shards"][0]["health"] == "ok"
     assert "series" not in buffered
@@ -168,9 +166,7 @@ async def test_a_silent_shard_turns_late_in_the_feed_when_the_clock_moves(
     boss = await database_sync_to_async(make_boss)(heartbeat_interval_ms=100, heartbeat_timeout_ms=60_000)
     await database_sync_to_async(boss_go_live)(boss=boss)
     sess = await database_sync_to_async(make_session)("eu-1")
-    await database_sync_to_async(heartbeat_record)(
-        boss_id=boss.pk, shard_key="eu-1", epoch=sess.epoch, pending=3
-    )
+    await aheartbeat_record(boss_id=boss.pk, shard_key="eu-1", epoch=sess.epoch, pending=3)
     stamp = int(
         await database_sync_to_async(get_redis().hget)(
             keys.BossKeys(boss.pk).hb, keys.session_id("eu-1", sess.epoch)

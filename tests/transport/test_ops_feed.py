@@ -11,7 +11,7 @@ from channels.testing.websocket import WebsocketCommunicator
 
 from bosses.services import boss_go_live, boss_tick
 from liveops.asgi import application
-from shards.services import delta_ingest, heartbeat_record
+from shards.services import adelta_ingest, aheartbeat_record
 from tests.transport.test_ops_consumer import _cookie, connect, until
 from transport.consumers import ops as ops_consumer
 from transport.hub import get_hub
@@ -44,9 +44,7 @@ async def test_many_operator_sockets_of_a_boss_share_one_feed(
     assert feeds == {boss.slug: 6, other.slug: 1}
 
     # a change reaches every socket through the one feed: the same text, state first
-    await database_sync_to_async(delta_ingest)(
-        boss_id=boss.pk, shard_key="eu-1", epoch=sess.epoch, seq=1, amount=700
-    )
+    await adelta_ingest(boss_id=boss.pk, shard_key="eu-1", epoch=sess.epoch, seq=1, amount=700)
     seen = [await until(c, lambda m: m["type"] == "ops" and m["buffered"] == 700) for c in comms]
     assert all("series" not in m for m in seen)
     out = await database_sync_to_async(boss_tick)(boss_id=boss.pk, force=True)
@@ -95,9 +93,7 @@ async def test_overview_pushes_every_boss_in_one_message(make_boss, make_session
     us = await database_sync_to_async(make_session)("us-1")
     target = bosses[3]
     for sess in (eu, us):
-        await database_sync_to_async(heartbeat_record)(
-            boss_id=target.pk, shard_key=sess.shard_key, epoch=sess.epoch, pending=0
-        )
+        await aheartbeat_record(boss_id=target.pk, shard_key=sess.shard_key, epoch=sess.epoch, pending=0)
 
     # anonymous and non-staff are refused like the dashboard's feed
     player = await database_sync_to_async(_cookie)(staff=False, name="player")
@@ -118,9 +114,7 @@ async def test_overview_pushes_every_boss_in_one_message(make_boss, make_session
     assert rows[target.slug]["shards"] == {"ok": 2, "late": 0, "crashed": 0}
     assert [k for k in feeds_running() if k[0] == "overview"] and max(feeds_running().values()) == 4
 
-    await database_sync_to_async(delta_ingest)(
-        boss_id=target.pk, shard_key="eu-1", epoch=eu.epoch, seq=1, amount=400
-    )
+    await adelta_ingest(boss_id=target.pk, shard_key="eu-1", epoch=eu.epoch, seq=1, amount=400)
     await database_sync_to_async(boss_tick)(boss_id=target.pk, force=True)
     for page in pages:
         msg = await until(

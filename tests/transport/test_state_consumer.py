@@ -14,7 +14,7 @@ from core import keys
 from core.redis import get_redis
 from core.wire import encode
 from liveops.asgi import application
-from shards.services import delta_ingest
+from tests.support.authority import delta_ingest
 from tests.support.waiting import wait_until_async
 from transport.hub import get_hub
 from worldboss_sdk.protocol import PROTOCOL_VERSION, CloseCode

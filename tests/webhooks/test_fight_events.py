@@ -13,7 +13,7 @@ from bosses.sagas.crash import session_fence
 from bosses.sagas.victory import boss_victory_run
 from bosses.services import boss_end, boss_go_live, boss_tick
 from bosses.signals import CRASH_SETTLED, DEFEATED, EXPIRED, FIGHT_EVENTS, PHASE, REWARDS_GRANTED, WENT_LIVE
-from shards.services import delta_ingest, heartbeat_record
+from tests.support.authority import delta_ingest, heartbeat_record
 from tests.support.waiting import wait_until
 from webhooks.models import DeliveryStatus, WebhookDelivery
 from worldboss_sdk import webhook_verify

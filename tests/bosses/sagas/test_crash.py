@@ -15,8 +15,8 @@ from core.clock import ManualClock, RedisClock
 from core.errors import Fenced
 from core.redis import get_redis
 from shards.models import Shard, ShardStatus
-from shards.services import delta_ingest, heartbeat_record
 from tests.bosses.sagas.support import crash_saga_left_running
+from tests.support.authority import delta_ingest, heartbeat_record
 
 TIMEOUT_MS = 300
 

@@ -20,8 +20,8 @@ from core.clock import ManualClock, RedisClock
 from core.errors import Fenced
 from core.redis import get_redis
 from shards.models import Shard, ShardStatus
-from shards.services import delta_ingest, heartbeat_record
 from tests.support import processes
+from tests.support.authority import delta_ingest, heartbeat_record
 
 pytestmark = [pytest.mark.process, pytest.mark.fault]
 

@@ -22,7 +22,7 @@ from bosses.services import boss_go_live, boss_tick, event_log_archive
 from bosses.verification import boss_verify
 from core import authority, keys
 from core.errors import AuthorityUnavailable, BossNotLive, SeqGap, UnknownBoss
-from shards.services import delta_ingest, heartbeat_record
+from tests.support.authority import delta_ingest, heartbeat_record
 from worldboss_sdk.buffer import LocalBuffer
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -33,8 +33,8 @@ from core.clock import ManualClock, RedisClock
 from core.errors import InvalidTransition
 from core.redis import get_redis
 from shards.models import Shard
-from shards.services import delta_ingest, heartbeat_record
 from tests.bosses.sagas.support import crash_saga_left_running
+from tests.support.authority import delta_ingest, heartbeat_record
 
 STEPS_OF = {"victory": VICTORY_STEPS, "crash": CRASH_STEPS}
 # What the runner writes in every step record. A set, not a list: PostgreSQL's jsonb does not

@@ -14,7 +14,8 @@ from bosses.verification import boss_verify
 from core import keys
 from core.errors import BossNotLive, InvalidTransition
 from core.redis import get_redis
-from shards.services import delta_ingest
+from shards.services import adelta_ingest
+from tests.support.authority import delta_ingest
 from tests.support.waiting import wait_until_async
 
 
@@ -210,7 +211,7 @@ async def test_viewers_get_the_defeated_message_with_the_leaderboard(make_boss, 
     boss = await sync_to_async(make_boss)(max_hp=100)
     await sync_to_async(boss_go_live)(boss=boss)
     s = await sync_to_async(make_session)()
-    await sync_to_async(delta_ingest)(
+    await adelta_ingest(
         boss_id=boss.pk,
         shard_key=s.shard_key,
         epoch=s.epoch,

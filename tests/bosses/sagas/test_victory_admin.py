@@ -9,7 +9,7 @@ from bosses.models import SagaRun
 from bosses.sagas.crash import session_fence
 from bosses.sagas.victory import boss_victory_run
 from bosses.services import boss_go_live, boss_tick
-from shards.services import delta_ingest, heartbeat_record
+from tests.support.authority import delta_ingest, heartbeat_record
 
 
 @pytest.fixture

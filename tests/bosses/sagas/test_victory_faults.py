@@ -14,8 +14,8 @@ from bosses.sagas.victory import VICTORY_STEPS, boss_victory_run, steps_done
 from bosses.services import boss_go_live, boss_tick
 from core import keys
 from core.redis import get_redis
-from shards.services import delta_ingest
 from tests.support import processes
+from tests.support.authority import delta_ingest
 
 pytestmark = [pytest.mark.process, pytest.mark.fault]
 

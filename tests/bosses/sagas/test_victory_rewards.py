@@ -11,7 +11,7 @@ from bosses import signals
 from bosses.models import RewardGrant, RewardTable, RewardTier, SagaStatus
 from bosses.sagas.victory import boss_victory_run
 from bosses.services import boss_go_live, boss_tick
-from shards.services import delta_ingest
+from tests.support.authority import delta_ingest
 
 # Tick 1 leaves 140 hp; tick 2 (h 100, g 60) kills: h has the largest damage of the defeating
 # tick, so h is credited with the last hit. Totals: a 300, b 200, c 150, h 105, d 100, g 80,

@@ -14,7 +14,7 @@ from bosses.services import boss_go_live, boss_tick
 from core import keys, rewards
 from core.clients import slot_client
 from core.redis import get_redis
-from shards.services import delta_ingest
+from tests.support.authority import delta_ingest
 
 PLAYERS = 200_000
 SEED_BATCH = 10_000
