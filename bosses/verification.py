@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-from bosses.models import BossEncounter, BossStatus, SagaKind, SagaRun, SagaStatus
-from bosses.selectors import boss_archived_events, boss_ledger
+from bosses.models import BossEncounter, BossEvent, BossStatus, SagaKind, SagaRun, SagaStatus
+from bosses.selectors import Ledger, boss_archived_events, boss_ledger
 from core import authority, keys
 
 
@@ -62,14 +62,29 @@ def boss_verify(*, boss: BossEncounter) -> VerifyReport:
         )
         return report
 
+    _read_ledger(report, ledger)
+    p = report.problems
+    p.extend(_ledger_problems(report, boss=boss, buffers=ledger.buffers))
+    p.extend(_settlement_totals_problems(report, boss=boss, settled=ledger.settled))
+    p.extend(_settlements_vs_sagas(boss, ledger.settled))
+    p.extend(_failed_sagas(boss, ledger.settled))
+    p.extend(_replay_problems(report, archived=archived, live_log=ledger.log))
+    return report
+
+
+def _read_ledger(report: VerifyReport, ledger: Ledger) -> None:
+    """Copy the authority's figures (its hash and its buffers) into ``report``."""
     n = ledger.number
     report.accepted, report.applied, report.overkill = n("accepted"), n("applied"), n("overkill")
     report.discarded, report.recovered = n("discarded"), n("recovered")
     report.hp, report.max_hp, report.version = n("hp"), n("max_hp"), n("version")
     report.status = ledger.state.get("status", "")
     report.buffered = sum(ledger.buffers.values())
-    p = report.problems
 
+
+def _ledger_problems(report: VerifyReport, *, boss: BossEncounter, buffers: dict[str, int]) -> list[str]:
+    """The ledger equation, hp = max_hp - applied, the HP range and the configured max HP."""
+    p = []
     if report.accepted != report.applied + report.overkill + report.buffered:
         p.append(
             f"ledger: accepted {report.accepted} != applied {report.applied} + overkill "
@@ -83,12 +98,19 @@ def boss_verify(*, boss: BossEncounter) -> VerifyReport:
         p.append(f"authority max_hp {report.max_hp} != configured {boss.max_hp}")
     if report.overkill and report.hp != 0:
         p.append(f"overkill {report.overkill} recorded while hp is {report.hp}")
-    if any(v < 0 for v in ledger.buffers.values()):
+    if any(v < 0 for v in buffers.values()):
         p.append("a buffer is negative")
+    return p
 
-    settled = [authority.parse_settlement(v) for v in ledger.settled.values()]
-    fair = sum(a for pol, a in settled if pol == "fair")
-    harsh = sum(a for pol, a in settled if pol == "harsh")
+
+def _settlement_totals_problems(
+    report: VerifyReport, *, boss: BossEncounter, settled: dict[str, str]
+) -> list[str]:
+    """Recovered and discarded match the fair and harsh settlements, and the crash sagas' sums."""
+    p = []
+    settlements = [authority.parse_settlement(v) for v in settled.values()]
+    fair = sum(a for pol, a in settlements if pol == "fair")
+    harsh = sum(a for pol, a in settlements if pol == "harsh")
     if fair != report.recovered:
         p.append(f"recovered {report.recovered} != fair settlements {fair}")
     if harsh != report.discarded:
@@ -100,14 +122,22 @@ def boss_verify(*, boss: BossEncounter) -> VerifyReport:
         recorded = sum(s.amount for s in sagas if s.policy == pol)
         if sagas and recorded != total:
             p.append(f"{pol} crash sagas record {recorded} != {pol} settlements {total}")
-    p.extend(_settlements_vs_sagas(boss, ledger.settled))
-    p.extend(_failed_sagas(boss, ledger.settled))
+    return p
 
-    # Replay: the archived log and the live tail, merged by version, must agree.
+
+def _replay_problems(
+    report: VerifyReport, *, archived: list[BossEvent], live_log: list[tuple[str, dict[str, str]]]
+) -> list[str]:
+    """Replay the archived log and the live tail, merged by version: they must agree.
+
+    Sets ``report.events`` and ``report.replay_hp``; the replay stops at the first event whose
+    logged HP it does not reach.
+    """
+    p = []
     entries: dict[int, tuple[int, int, int, dict]] = {}
     for ev in archived:
         entries[ev.version] = (ev.hp, ev.applied, ev.overkill, ev.deltas)
-    for _, f in ledger.log:
+    for _, f in live_log:
         v = int(f["v"])
         row = (int(f["hp"]), int(f["applied"]), int(f["overkill"]), json.loads(f["d"] or "{}"))
         if v in entries and entries[v][:3] != row[:3]:
@@ -133,7 +163,7 @@ def boss_verify(*, boss: BossEncounter) -> VerifyReport:
     report.replay_hp = hp
     if report.replay_hp != report.hp:
         p.append(f"replay of the event log gives hp {report.replay_hp}, authority has {report.hp}")
-    return report
+    return p
 
 
 def _settlements_vs_sagas(boss: BossEncounter, settled: dict[str, str]) -> list[str]:
