@@ -33,6 +33,7 @@ from bosses.models import BossEncounter, BossEvent, BossStatus, CrashPolicy, Sag
 from bosses.sagas.runner import SagaStep, SagaUnrecoverable, saga_last_progress, saga_run
 from bosses.services import TICK_INTERVAL_SLACK
 from core import authority, keys
+from core.clients import SyncClient
 from core.phases import OPENING_PHASE_NAME, parse_phases, phase_of, phase_thresholds
 from core.redis import REDIS_DOWN, get_redis
 from shards.models import Shard, ShardStatus
@@ -73,6 +74,23 @@ def _verdicts(bosses: list[BossEncounter]) -> dict[int, str]:
         pipe.hmget(keys.BossKeys(b.pk).state, ["incarnation", "version", "gen", "status"])
     states = dict(zip((b.pk for b in bosses), pipe.execute(), strict=True))
     fights = {b.pk: b.fight for b in bosses}
+    archived = _archived_tops(fights)
+    diverged = _diverged(r, fights=fights, archived=archived)
+    completed = _completed_crash_sessions(fights)
+    settled = _settled_sessions(r, boss_ids=list(completed))
+    for b in bosses:
+        out[b.pk] = _verdict(
+            b,
+            state=states[b.pk],
+            archived_top=archived.get(b.pk, 0),
+            diverged=b.pk in diverged,
+            unsettled=bool(completed.get(b.pk, set()) - settled.get(b.pk, set())),
+        )
+    return out
+
+
+def _archived_tops(fights: dict[int, int]) -> dict[int, int]:
+    """The highest archived version of each boss's current fight (``fights``: boss id -> fight)."""
     archived: dict[int, int] = {}
     for boss_id, fight, top in (
         BossEvent.objects.filter(boss_id__in=fights)
@@ -82,9 +100,15 @@ def _verdicts(bosses: list[BossEncounter]) -> dict[int, str]:
     ):
         if fights[boss_id] == fight:
             archived[boss_id] = top
-    # The archive's newest entry must still be the authority's entry of that version: a Redis
-    # that rolled back and ticked on re-issues versions with other contents (and may already be
-    # past the archive's version when this check runs).
+    return archived
+
+
+def _diverged(r: SyncClient, *, fights: dict[int, int], archived: dict[int, int]) -> set[int]:
+    """Bosses whose log entry of the archive's newest version is another one than the archive's.
+
+    A Redis that rolled back and ticked on re-issues versions with other contents (and may
+    already be past the archive's version when this check runs).
+    """
     tops = Q()
     for boss_id, top in archived.items():
         tops |= Q(boss_id=boss_id, fight=fights[boss_id], version=top)
@@ -104,74 +128,116 @@ def _verdicts(bosses: list[BossEncounter]) -> dict[int, str]:
             fields = entries[0][1]
             if (int(fields.get("hp", -1)), int(fields.get("ts", -1))) != archived_rows[boss_id]:
                 diverged.add(boss_id)
+    return diverged
+
+
+def _completed_crash_sessions(fights: dict[int, int]) -> dict[int, set[str]]:
+    """The sessions of each boss's current fight that SQL records a completed crash saga for."""
     completed: dict[int, set[str]] = {}
     for boss_id, fight, shard_key, epoch in SagaRun.objects.filter(
         boss_id__in=fights, kind=SagaKind.CRASH, status=SagaStatus.COMPLETED
     ).values_list("boss_id", "fight", "shard_key", "epoch"):
         if fights[boss_id] == fight:
             completed.setdefault(boss_id, set()).add(keys.session_id(shard_key, epoch))
+    return completed
+
+
+def _settled_sessions(r: SyncClient, *, boss_ids: list[int]) -> dict[int, set[str]]:
+    """The sessions each boss's authority holds a settlement for (one pipeline)."""
+    if not boss_ids:
+        return {}
     pipe = r.pipeline(transaction=False)
-    for boss_id in completed:
+    for boss_id in boss_ids:
         pipe.hkeys(keys.BossKeys(boss_id).settled)
-    settled = dict(zip(completed, (set(v) for v in pipe.execute()), strict=True)) if completed else {}
-    for b in bosses:
-        incarnation, version, gen, status = states[b.pk]
-        if version is None:
-            out[b.pk] = "lost"
-        elif incarnation and incarnation != b.incarnation:
-            out[b.pk] = "foreign"
-        elif status == RECOVERING:
-            out[b.pk] = "ok"  # a restore is under way; its saga (or the resume) finishes it
-        elif int(gen or 0) < b.authority_gen or int(version) < archived.get(b.pk, 0) or b.pk in diverged:
-            out[b.pk] = "behind"
-        elif completed.get(b.pk, set()) - settled.get(b.pk, set()):
-            out[b.pk] = "behind"  # a crash saga SQL recorded lost its fence in Redis
-        else:
-            out[b.pk] = "ok"
-    return out
+    return dict(zip(boss_ids, (set(v) for v in pipe.execute()), strict=True))
 
 
-def archive_snapshot(*, boss: BossEncounter, gen: int, now_ms: int) -> dict[str, Any]:
-    """What the archive and the saga records say the authority held (restore.lua's ARGV 4)."""
-    events = list(BossEvent.objects.filter(boss=boss, fight=boss.fight).order_by("version"))
-    thresholds = phase_thresholds(parse_phases(boss.phases), boss.max_hp)
-    seq: dict[str, int] = {}
-    contrib: dict[str, int] = {}
-    players: dict[str, int] = {}
-    recovered_applied: dict[str, int] = {}
-    applied = overkill = 0
-    for ev in events:
-        applied += ev.applied
-        overkill += ev.overkill
+def _verdict(
+    boss: BossEncounter, *, state: list[Any], archived_top: int, diverged: bool, unsettled: bool
+) -> str:
+    """One boss's verdict from its authority's ``[incarnation, version, gen, status]``."""
+    incarnation, version, gen, status = state
+    if version is None:
+        return "lost"
+    if incarnation and incarnation != boss.incarnation:
+        return "foreign"
+    if status == RECOVERING:
+        return "ok"  # a restore is under way; its saga (or the resume) finishes it
+    if int(gen or 0) < boss.authority_gen or int(version) < archived_top or diverged:
+        return "behind"
+    if unsettled:
+        return "behind"  # a crash saga SQL recorded lost its fence in Redis
+    return "ok"
+
+
+class _ArchiveTotals:
+    """What the archived events add up to: ledger sums, seqs, contributions, player totals."""
+
+    def __init__(self, events: list[BossEvent]) -> None:
+        self.seq: dict[str, int] = {}
+        self.contrib: dict[str, int] = {}
+        self.players: dict[str, int] = {}
+        # per session: the recovered damage the archive shows applied
+        self.recovered_applied: dict[str, int] = {}
+        self.applied = self.overkill = 0
+        for ev in events:
+            self._add(ev)
+
+    def _add(self, ev: BossEvent) -> None:
+        self.applied += ev.applied
+        self.overkill += ev.overkill
         for session, s in ev.seqs.items():
-            seq[session] = max(seq.get(session, 0), int(s))
+            self.seq[session] = max(self.seq.get(session, 0), int(s))
         for field, amount in ev.deltas.items():
             parsed = keys.parse_session(field)
             if parsed is None:
                 continue
-            contrib[parsed.shard_key] = contrib.get(parsed.shard_key, 0) + int(amount)
+            self.contrib[parsed.shard_key] = self.contrib.get(parsed.shard_key, 0) + int(amount)
             if parsed.recovered:
-                recovered_applied[parsed.session] = recovered_applied.get(parsed.session, 0) + int(amount)
+                self.recovered_applied[parsed.session] = self.recovered_applied.get(parsed.session, 0) + int(
+                    amount
+                )
         for player, amount in ev.players.items():
-            players[player] = players.get(player, 0) + int(amount)
-    settled: dict[str, str] = {}
-    buf: dict[str, int] = {}
-    recovered = discarded = 0
-    for saga in SagaRun.objects.filter(
-        boss=boss, fight=boss.fight, kind=SagaKind.CRASH, status=SagaStatus.COMPLETED
-    ):
-        session = keys.session_id(saga.shard_key, saga.epoch or 0)
-        settled[session] = f"{saga.policy}:{saga.amount}"
-        if saga.policy == CrashPolicy.FAIR:
-            recovered += saga.amount
-            # Recovered damage the archive does not show applied goes back into the buffer.
-            owed = saga.amount - recovered_applied.get(session, 0)
-            if owed > 0:
-                buf[keys.recovered_field(session)] = owed
-                contrib[saga.shard_key] = contrib.get(saga.shard_key, 0) + owed
-        else:
-            discarded += saga.amount
-    last = events[-1] if events else None
+            self.players[player] = self.players.get(player, 0) + int(amount)
+
+
+class _Settlements:
+    """The completed crash sagas of the fight as the authority's settlements and buffer.
+
+    Recovered damage the archive does not show applied goes back into the buffer (and into
+    the shard's contribution, added to ``totals.contrib``).
+    """
+
+    def __init__(self, *, boss: BossEncounter, totals: _ArchiveTotals) -> None:
+        self.settled: dict[str, str] = {}
+        self.buf: dict[str, int] = {}
+        self.recovered = self.discarded = 0
+        for saga in SagaRun.objects.filter(
+            boss=boss, fight=boss.fight, kind=SagaKind.CRASH, status=SagaStatus.COMPLETED
+        ):
+            session = keys.session_id(saga.shard_key, saga.epoch or 0)
+            self.settled[session] = f"{saga.policy}:{saga.amount}"
+            if saga.policy == CrashPolicy.FAIR:
+                self.recovered += saga.amount
+                owed = saga.amount - totals.recovered_applied.get(session, 0)
+                if owed > 0:
+                    self.buf[keys.recovered_field(session)] = owed
+                    totals.contrib[saga.shard_key] = totals.contrib.get(saga.shard_key, 0) + owed
+            else:
+                self.discarded += saga.amount
+
+
+def _restored_state(
+    *,
+    boss: BossEncounter,
+    gen: int,
+    now_ms: int,
+    last: BossEvent | None,
+    totals: _ArchiveTotals,
+    settlements: _Settlements,
+) -> dict[str, Any]:
+    """The authority's state hash as generation ``gen``, status ``recovering``."""
+    thresholds = phase_thresholds(parse_phases(boss.phases), boss.max_hp)
     hp = last.hp if last else boss.max_hp
     phase, phase_name = phase_of(thresholds, hp)
     state: dict[str, Any] = {
@@ -183,11 +249,11 @@ def archive_snapshot(*, boss: BossEncounter, gen: int, now_ms: int) -> dict[str,
         "phase_name": phase_name,
         "opening": OPENING_PHASE_NAME,
         "phases": json.dumps([[h, n] for h, n in thresholds]),
-        "accepted": applied + overkill + sum(buf.values()),
-        "applied": applied,
-        "overkill": overkill,
-        "recovered": recovered,
-        "discarded": discarded,
+        "accepted": totals.applied + totals.overkill + sum(settlements.buf.values()),
+        "applied": totals.applied,
+        "overkill": totals.overkill,
+        "recovered": settlements.recovered,
+        "discarded": settlements.discarded,
         "last_tick_ms": now_ms,
         "changed_ms": now_ms,
         "fight": boss.fight,
@@ -198,6 +264,18 @@ def archive_snapshot(*, boss: BossEncounter, gen: int, now_ms: int) -> dict[str,
     }
     if last is not None and last.status == BossStatus.DEFEATED:
         state["defeated_ms"] = last.ts_ms
+    return state
+
+
+def archive_snapshot(*, boss: BossEncounter, gen: int, now_ms: int) -> dict[str, Any]:
+    """What the archive and the saga records say the authority held (restore.lua's ARGV 4)."""
+    events = list(BossEvent.objects.filter(boss=boss, fight=boss.fight).order_by("version"))
+    totals = _ArchiveTotals(events)
+    settlements = _Settlements(boss=boss, totals=totals)
+    last = events[-1] if events else None
+    state = _restored_state(
+        boss=boss, gen=gen, now_ms=now_ms, last=last, totals=totals, settlements=settlements
+    )
     first: list[Any] = []
     if last is None:  # nothing archived yet: the fight restarts as go-live seeded it
         first = ["v", 1, "kind", "status", "status", "live", "hp", boss.max_hp]
@@ -212,12 +290,12 @@ def archive_snapshot(*, boss: BossEncounter, gen: int, now_ms: int) -> dict[str,
 
     return {
         "state": text(state),
-        "seq": text(seq),
-        "settled": settled,
+        "seq": text(totals.seq),
+        "settled": settlements.settled,
         "floor": text(floor),
-        "contrib": text(contrib),
-        "players": text(players),
-        "buf": text(buf),
+        "contrib": text(totals.contrib),
+        "players": text(totals.players),
+        "buf": text(settlements.buf),
         "first": [str(x) for x in first],
         # for the saga record and the reopen step
         "reopen_to": _reopen_status(boss, last),
