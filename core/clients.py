@@ -43,32 +43,18 @@ def execute_pipelined(client: SyncClient, commands: Sequence[Routed]) -> list[ob
         return []
     if not isinstance(client, redis.cluster.RedisCluster):
         return _send(client, list(commands))
-    groups: dict[str, list[int]] = {}
-    for i, (key, _) in enumerate(commands):
-        try:
-            node = client.get_node_from_key(key)  # type: ignore[no-untyped-call]
-        except redis.exceptions.RedisClusterException:
-            node = None
-        groups.setdefault(node.name if node is not None else "", []).append(i)
     out: list[object] = [None] * len(commands)
     moved: list[int] = []
     stale = False
-    for name, indexes in groups.items():
-        node = client.get_node(node_name=name) if name else None  # type: ignore[no-untyped-call]
-        conn = node.redis_connection if node is not None else None
-        # The node's own client: a plain pipeline costs no per-command slot work (the cluster
-        # pipeline's costs ~3x the pass on 2,000 bosses). A slot that moved meanwhile answers
-        # MOVED/ASK for its commands, which go again through the cluster pipeline below.
-        replies = _send(conn, [commands[i] for i in indexes]) if conn is not None else None
+    for name, indexes in _group_by_node(client, commands).items():
+        replies = _send_to_node(client, name, [commands[i] for i in indexes])
         if replies is None:
             moved += indexes
             continue
         if replies and isinstance(replies[0], UNREACHABLE):
             stale = True  # a dead master, or one replaced by a failover: re-read the slot map
         for i, reply in zip(indexes, replies, strict=True):
-            if isinstance(reply, (redis.exceptions.MovedError, redis.exceptions.AskError)) or (
-                isinstance(reply, redis.exceptions.ResponseError) and str(reply).startswith(("MOVED", "ASK"))
-            ):
+            if _is_redirect(reply):
                 moved.append(i)
             else:
                 out[i] = reply
@@ -81,6 +67,42 @@ def execute_pipelined(client: SyncClient, commands: Sequence[Routed]) -> list[ob
         for i, reply in zip(moved, _send(client, [commands[i] for i in moved]), strict=True):
             out[i] = reply
     return out
+
+
+def _group_by_node(client: redis.cluster.RedisCluster, commands: Sequence[Routed]) -> dict[str, list[int]]:
+    """The indexes of ``commands`` per name of the node that serves their key's slot.
+
+    A key whose slot no node serves (per the client's slot map) goes in the group ``""``.
+    """
+    groups: dict[str, list[int]] = {}
+    for i, (key, _) in enumerate(commands):
+        try:
+            node = client.get_node_from_key(key)  # type: ignore[no-untyped-call]
+        except redis.exceptions.RedisClusterException:
+            node = None
+        groups.setdefault(node.name if node is not None else "", []).append(i)
+    return groups
+
+
+def _send_to_node(
+    client: redis.cluster.RedisCluster, name: str, commands: list[Routed]
+) -> list[object] | None:
+    """``commands`` on the node ``name``'s own client; None when there is no such node.
+
+    A plain pipeline costs no per-command slot work (the cluster pipeline's costs ~3x the
+    pass on 2,000 bosses). A slot that moved meanwhile answers MOVED/ASK for its commands,
+    which :func:`execute_pipelined` sends again through the cluster pipeline.
+    """
+    node = client.get_node(node_name=name) if name else None  # type: ignore[no-untyped-call]
+    conn = node.redis_connection if node is not None else None
+    return _send(conn, commands) if conn is not None else None
+
+
+def _is_redirect(reply: object) -> bool:
+    """Whether ``reply`` is a MOVED or ASK redirection (typed, or as a plain response error)."""
+    return isinstance(reply, (redis.exceptions.MovedError, redis.exceptions.AskError)) or (
+        isinstance(reply, redis.exceptions.ResponseError) and str(reply).startswith(("MOVED", "ASK"))
+    )
 
 
 def _send(client: SyncClient, commands: list[Routed]) -> list[object]:
