@@ -101,6 +101,20 @@ def player_ticket_verify(
     beyond ``TICKET_SKEW_S``) and :class:`TicketInvalid` for anything else wrong; the
     signature is checked (in constant time) before the payload is read.
     """
+    key_id, payload_b64 = _signed_parts(ticket, keys)
+    payload = _payload(payload_b64)
+    player = _player(payload)
+    issued, expires = _lifetime(payload, now_s)
+    ticket_shard, ticket_boss = _optional_text(payload, "shard"), _optional_text(payload, "boss")
+    if ticket_shard is not None and ticket_shard != shard:
+        raise TicketInvalid("the ticket is for another shard")
+    if ticket_boss is not None and boss is not None and ticket_boss != boss:
+        raise TicketInvalid("the ticket is for another boss")
+    return PlayerTicket(player, key_id, issued, expires, ticket_shard, ticket_boss)
+
+
+def _signed_parts(ticket: str, keys: Mapping[str, bytes]) -> tuple[str, str]:
+    """The key id and the base64 payload of a well-formed ticket whose signature matches."""
     if not isinstance(ticket, str) or not ticket:
         raise TicketInvalid("a ticket is required")
     if len(ticket) > MAX_TICKET_CHARS:
@@ -119,17 +133,32 @@ def player_ticket_verify(
     # the base64 text is compared too: a second spelling of the same bytes is not the ticket
     if not hmac.compare_digest(signature, expected.digest()) or _b64encode(signature) != sig_b64:
         raise TicketInvalid("the ticket's signature does not match")
+    return key_id, payload_b64
+
+
+def _payload(payload_b64: str) -> dict[str, object]:
+    """The signed payload: a JSON object with known fields only."""
     try:
         payload = json.loads(_b64decode(payload_b64))
     except (UnicodeDecodeError, ValueError):
         raise TicketInvalid("the ticket's payload is not JSON") from None
     if not isinstance(payload, dict) or set(payload) - _FIELDS:
         raise TicketInvalid(f"the ticket's payload must be an object with {sorted(_FIELDS)} only")
+    return payload
+
+
+def _player(payload: Mapping[str, object]) -> str:
+    """The player id (``sub``): a valid id outside the platform's reserved prefixes."""
     player = payload.get("sub")
     if not isinstance(player, str) or not PLAYER_ID_RE.match(player):
         raise TicketInvalid("the ticket's 'sub' must be 1-64 characters of letters, digits and _.:@-")
     if player.startswith(RESERVED_PREFIXES):
         raise TicketInvalid(f"a ticket may not name a platform id ({', '.join(RESERVED_PREFIXES)}...)")
+    return player
+
+
+def _lifetime(payload: Mapping[str, object], now_s: float) -> tuple[int, int]:
+    """``iat`` and ``exp``: a lifetime within the limit that contains ``now_s`` (with the skew)."""
     issued, expires = _unix_s(payload, "iat"), _unix_s(payload, "exp")
     if expires <= issued or expires - issued > MAX_TICKET_LIFETIME_S:
         raise TicketInvalid(f"a ticket lives more than 0 and at most {MAX_TICKET_LIFETIME_S} s (exp - iat)")
@@ -137,12 +166,7 @@ def player_ticket_verify(
         raise TicketExpired("the ticket has expired: ask the game for a fresh one")
     if issued > now_s + TICKET_SKEW_S:
         raise TicketExpired("the ticket is not valid yet (issued in the future): check the signer's clock")
-    ticket_shard, ticket_boss = _optional_text(payload, "shard"), _optional_text(payload, "boss")
-    if ticket_shard is not None and ticket_shard != shard:
-        raise TicketInvalid("the ticket is for another shard")
-    if ticket_boss is not None and boss is not None and ticket_boss != boss:
-        raise TicketInvalid("the ticket is for another boss")
-    return PlayerTicket(player, key_id, issued, expires, ticket_shard, ticket_boss)
+    return issued, expires
 
 
 def _b64encode(raw: bytes) -> str:
