@@ -255,69 +255,89 @@ class ShardClient:
     async def _connection_loop(self) -> None:
         attempt = 0
         while not self._stopping and self._fatal is None:
-            # After a fence, a new epoch only once no delta is in flight under the old one
-            # (its fate is known only there: resuming lets the re-send be acked or deduped).
-            in_flight = any(b.buffer.inflight for b in self._bosses.values())
-            resume = None if (self._rotate and not in_flight) else self.epoch
-            url = f"{self.url}/ws/shards/{quote(self.shard)}/" + (f"?resume={resume}" if resume else "")
             try:
                 async with connect(
-                    url,
+                    self._connect_url(),
                     additional_headers={"Authorization": f"Bearer {self._token}"},
                     compression=None,
                     open_timeout=self.open_timeout_s,
                     ping_interval=None,
                 ) as ws:
                     welcome = json.loads(await asyncio.wait_for(ws.recv(), self.open_timeout_s))
-                    if welcome.get("type") != "welcome":
-                        self._on_error(welcome)
-                        if welcome.get("code") in (ErrorCode.UNAUTHORIZED, ErrorCode.UNKNOWN_SHARD):
-                            self._fatal = welcome.get("code")
-                        raise ConnectionError(f"refused: {welcome.get('code')}: {welcome.get('detail')}")
-                    epoch = int(welcome["epoch"])
-                    if welcome.get("durable") is True:
-                        # The platform reports durable_seq: keep acknowledged deltas until then,
-                        # for a re-send if its authority comes back behind them.
-                        self._keeps = True
-                        for b in self._bosses.values():
-                            b.buffer.keeps = True
-                    if self.epoch is not None and epoch != self.epoch:
-                        for b in self._bosses.values():  # a new epoch numbers its seqs from 1
-                            if b.buffer.inflight is None:
-                                b.buffer.next_seq = 1
-                    self.epoch = epoch
-                    self._rotate = False
-                    self._releasing = None
+                    self._on_welcome(welcome)
                     self._ws = ws
-                    self.stats.connects += 1
                     attempt = 0
-                    for b in self._bosses.values():  # re-send at once what was in flight
-                        b.sent_at = 0.0
                     self.connected.set()
-                    async for text in ws:
-                        self._on_frame(json.loads(text))
-                        if self._rotate and not any(b.buffer.inflight for b in self._bosses.values()):
-                            if self._releasing is None:
-                                await self._release_sessions(ws)
-                            if not self._releasing:
-                                break  # fenced: reconnect for a new epoch now that nothing is in flight
+                    await self._receive(ws)
             except asyncio.CancelledError:
                 raise
             except websockets.exceptions.InvalidStatus as exc:
                 logger.warning("shard %s: handshake refused: %s", self.shard, exc)
             except Exception as exc:
-                # the server's close frame, if it sent one (a lost network leaves none)
-                rcvd = exc.rcvd if isinstance(exc, websockets.exceptions.ConnectionClosed) else None
-                if rcvd is not None and rcvd.code in PERMANENT_CLOSE_CODES:
-                    self._fatal = f"closed with {rcvd.code}"
-                    logger.error("shard %s: %s; not reconnecting", self.shard, self._fatal)
-                logger.debug("shard %s: connection lost: %r", self.shard, exc)
+                self._on_connection_lost(exc)
             finally:
                 self._ws = None
                 self.connected.clear()
             if not self._stopping and self._fatal is None and not self._rotate:
                 await asyncio.sleep(_backoff(attempt))
                 attempt += 1
+
+    def _connect_url(self) -> str:
+        """The shard socket's URL, resuming the current epoch unless a fence retires it.
+
+        After a fence, a new epoch only once no delta is in flight under the old one (its
+        fate is known only there: resuming lets the re-send be acked or deduped).
+        """
+        in_flight = any(b.buffer.inflight for b in self._bosses.values())
+        resume = None if (self._rotate and not in_flight) else self.epoch
+        return f"{self.url}/ws/shards/{quote(self.shard)}/" + (f"?resume={resume}" if resume else "")
+
+    def _on_welcome(self, welcome: dict[str, Any]) -> None:
+        """Take the session the first frame opens; raise ConnectionError when it is a refusal.
+
+        A refusal for a bad token or an unknown shard is final (no reconnect).
+        """
+        if welcome.get("type") != "welcome":
+            self._on_error(welcome)
+            if welcome.get("code") in (ErrorCode.UNAUTHORIZED, ErrorCode.UNKNOWN_SHARD):
+                self._fatal = welcome.get("code")
+            raise ConnectionError(f"refused: {welcome.get('code')}: {welcome.get('detail')}")
+        epoch = int(welcome["epoch"])
+        if welcome.get("durable") is True:
+            # The platform reports durable_seq: keep acknowledged deltas until then,
+            # for a re-send if its authority comes back behind them.
+            self._keeps = True
+            for b in self._bosses.values():
+                b.buffer.keeps = True
+        if self.epoch is not None and epoch != self.epoch:
+            for b in self._bosses.values():  # a new epoch numbers its seqs from 1
+                if b.buffer.inflight is None:
+                    b.buffer.next_seq = 1
+        self.epoch = epoch
+        self._rotate = False
+        self._releasing = None
+        self.stats.connects += 1
+        for b in self._bosses.values():  # re-send at once what was in flight
+            b.sent_at = 0.0
+
+    async def _receive(self, ws: ClientConnection) -> None:
+        """Handle the socket's frames until it closes, or until a fenced epoch can be left."""
+        async for text in ws:
+            self._on_frame(json.loads(text))
+            if self._rotate and not any(b.buffer.inflight for b in self._bosses.values()):
+                if self._releasing is None:
+                    await self._release_sessions(ws)
+                if not self._releasing:
+                    break  # fenced: reconnect for a new epoch now that nothing is in flight
+
+    def _on_connection_lost(self, exc: Exception) -> None:
+        """A lost or closed socket: stop for good on a permanent close code, else reconnect."""
+        # the server's close frame, if it sent one (a lost network leaves none)
+        rcvd = exc.rcvd if isinstance(exc, websockets.exceptions.ConnectionClosed) else None
+        if rcvd is not None and rcvd.code in PERMANENT_CLOSE_CODES:
+            self._fatal = f"closed with {rcvd.code}"
+            logger.error("shard %s: %s; not reconnecting", self.shard, self._fatal)
+        logger.debug("shard %s: connection lost: %r", self.shard, exc)
 
     async def _release_sessions(self, ws: ClientConnection) -> None:
         """Before leaving an epoch, tell each boss's old session it holds nothing any more.
@@ -407,43 +427,58 @@ class ShardClient:
         for slug, b in self._bosses.items():
             if b.ended:
                 continue
-            buf = b.buffer
-            if buf.inflight is not None:
-                if now - b.sent_at < self.resend_s:
-                    delta = None
-                else:
-                    delta = buf.inflight
-                    if b.sent_at:
-                        self.stats.resent += 1
-            elif self._rotate:
-                delta = None  # no new seq under an epoch that is being replaced
-            else:
-                delta = buf.take()
-            if delta is not None:
-                frame = {"type": "damage", "boss": slug, "seq": delta.seq, "amount": delta.amount}
-                if delta.breakdown:
-                    frame["breakdown"] = delta.breakdown
-                frames.append(json.dumps(frame, separators=(",", ":")))
-                b.sent_at = now
-                self.stats.sent += 1
+            damage = self._damage_frame(slug, b, now)
+            if damage is not None:
+                frames.append(damage)
             if self._releasing is not None:
                 continue  # leaving this epoch: its sessions were told they hold nothing
-            if now - b.last_heartbeat >= self.heartbeat_s and (buf.next_seq > 1 or buf.unacked):
-                inflight = buf.inflight
-                beat: dict[str, object] = {
-                    "type": "heartbeat",
-                    "boss": slug,
-                    "pending": buf.waiting,
-                    "inflight": {"seq": inflight.seq, "amount": inflight.amount} if inflight else None,
-                }
-                # Who the held damage belongs to: a fair crash saga credits these players.
-                held_by = buf.held_breakdown()
-                if held_by:
-                    beat["breakdown"] = held_by
-                frames.append(json.dumps(beat, separators=(",", ":")))
-                b.last_heartbeat = now
+            beat = self._heartbeat_frame(slug, b, now)
+            if beat is not None:
+                frames.append(beat)
         for text in frames:
             await ws.send(text)
+
+    def _damage_frame(self, slug: str, b: _Boss, now: float) -> str | None:
+        """The delta due for ``slug``: the in-flight one once its re-send time has come, else a
+        new one from the buffer (none while a fenced epoch is being replaced)."""
+        buf = b.buffer
+        delta = buf.inflight
+        if delta is not None:
+            if now - b.sent_at < self.resend_s:
+                return None
+            if b.sent_at:
+                self.stats.resent += 1
+        elif self._rotate:
+            return None  # no new seq under an epoch that is being replaced
+        else:
+            delta = buf.take()
+            if delta is None:
+                return None
+        frame: dict[str, object] = {"type": "damage", "boss": slug, "seq": delta.seq, "amount": delta.amount}
+        if delta.breakdown:
+            frame["breakdown"] = delta.breakdown
+        b.sent_at = now
+        self.stats.sent += 1
+        return json.dumps(frame, separators=(",", ":"))
+
+    def _heartbeat_frame(self, slug: str, b: _Boss, now: float) -> str | None:
+        """The heartbeat due for ``slug`` (every ``heartbeat_s`` once the boss has a session)."""
+        buf = b.buffer
+        if now - b.last_heartbeat < self.heartbeat_s or not (buf.next_seq > 1 or buf.unacked):
+            return None
+        inflight = buf.inflight
+        beat: dict[str, object] = {
+            "type": "heartbeat",
+            "boss": slug,
+            "pending": buf.waiting,
+            "inflight": {"seq": inflight.seq, "amount": inflight.amount} if inflight else None,
+        }
+        # Who the held damage belongs to: a fair crash saga credits these players.
+        held_by = buf.held_breakdown()
+        if held_by:
+            beat["breakdown"] = held_by
+        b.last_heartbeat = now
+        return json.dumps(beat, separators=(",", ":"))
 
 
 def _backoff(attempt: int) -> float:
