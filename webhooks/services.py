@@ -328,39 +328,43 @@ def webhook_post(*, url: str, body: bytes, headers: dict[str, str], timeout_s: f
     """
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     started = time.perf_counter()
+    code, error, retryable = _post(request, timeout_s=timeout_s)
+    return HttpOutcome(code, error, retryable, int((time.perf_counter() - started) * 1000))
 
-    def done(code: int | None, error: str, retryable: bool) -> HttpOutcome:
-        return HttpOutcome(code, error, retryable, int((time.perf_counter() - started) * 1000))
 
+def _post(request: urllib.request.Request, *, timeout_s: float) -> tuple[int | None, str, bool]:
+    """Send ``request``: its status code (None without a response), the error, retryable."""
     try:
         with _OPENER.open(request, timeout=timeout_s) as response:
             data = response.read(MAX_RESPONSE_BYTES)
             code = response.status
     except urllib.error.HTTPError as exc:
-        try:
-            data = exc.read(MAX_RESPONSE_BYTES)
-        except (OSError, http.client.HTTPException):
-            data = b""
-        finally:
-            exc.close()
-        retryable = exc.code >= 500 or exc.code in RETRYABLE_STATUS
-        return done(exc.code, f"HTTP {exc.code}: {_snippet(data)}".strip(), retryable)
+        return _http_error(exc)
     except urllib.error.URLError as exc:
         reason = exc.reason
         if isinstance(reason, PrivateDestination):  # no attempt will do better
-            return done(None, str(reason), False)
-        text = "timeout" if isinstance(reason, TimeoutError) else f"connection error: {reason}"
-        return done(None, text, True)
+            return None, str(reason), False
+        return None, "timeout" if isinstance(reason, TimeoutError) else f"connection error: {reason}", True
     except TimeoutError:
-        return done(None, "timeout", True)
+        return None, "timeout", True
     except (OSError, http.client.HTTPException) as exc:
-        return done(None, f"connection error: {exc!r}", True)
+        return None, f"connection error: {exc!r}", True
     except ValueError as exc:  # a URL urllib cannot use: no attempt will do better
-        return done(None, f"invalid request: {exc}", False)
-    if 200 <= code < 300:
-        return done(code, "", False)
+        return None, f"invalid request: {exc}", False
     # 1xx and other oddities urllib passes through: refused like a 4xx
-    return done(code, f"HTTP {code}: {_snippet(data)}".strip(), False)
+    return code, "" if 200 <= code < 300 else f"HTTP {code}: {_snippet(data)}".strip(), False
+
+
+def _http_error(exc: urllib.error.HTTPError) -> tuple[int, str, bool]:
+    """An error status: its code, the start of its body, and whether a retry may do better."""
+    try:
+        data = exc.read(MAX_RESPONSE_BYTES)
+    except (OSError, http.client.HTTPException):
+        data = b""
+    finally:
+        exc.close()
+    retryable = exc.code >= 500 or exc.code in RETRYABLE_STATUS
+    return exc.code, f"HTTP {exc.code}: {_snippet(data)}".strip(), retryable
 
 
 def delivery_body(delivery: WebhookDelivery) -> bytes:
