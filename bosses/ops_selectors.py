@@ -112,6 +112,30 @@ def ops_shard_rows(
         now_ms = _now_ms(client, clock)
     if boss_status is None:
         boss_status = client.hget(keys.BossKeys(boss.pk).state, "status") or boss.status
+    sessions = _session_rows(raw, now_ms=now_ms)
+    known = {s.key: s for s in Shard.objects.all()}
+    rows: list[ShardRow] = []
+    for key in sorted(set(known) | set(sessions) | set(raw["contrib"])):
+        row = _shard_row(
+            key=key,
+            shard=known.get(key),
+            by_epoch=sessions.get(key, {}),
+            contribution=raw["contrib"].get(key, 0),
+        )
+        if row is None:
+            continue
+        row.health = _shard_health(
+            row=row, heartbeat_interval_ms=boss.heartbeat_interval_ms, boss_status=boss_status
+        )
+        rows.append(row)
+    return rows
+
+
+def _session_rows(raw: dict[str, dict[str, str]], *, now_ms: int) -> dict[str, dict[int, SessionRow]]:
+    """The boss's hashes per shard and epoch: buffered, recovered, seq, held, heartbeat, settled.
+
+    A field that does not name a session (``<shard>:<epoch>``) is left out.
+    """
     sessions: dict[str, dict[int, SessionRow]] = {}
 
     def session(sess: str) -> SessionRow | None:
@@ -140,35 +164,33 @@ def ops_shard_rows(
     for sess, value in raw["settled"].items():
         if (row := session(sess)) is not None:
             row.settled = value
+    return sessions
 
-    known = {s.key: s for s in Shard.objects.all()}
-    rows: list[ShardRow] = []
-    for key in sorted(set(known) | set(sessions) | set(raw["contrib"])):
-        shard = known.get(key)
-        by_epoch = sessions.get(key, {})
-        ordered = [by_epoch[e] for e in sorted(by_epoch, reverse=True)]
-        row = ShardRow(
-            key=key,
-            name=shard.name if shard else key,
-            region=shard.region if shard else "",
-            status=shard.status if shard else "unknown",
-            health=ShardHealth.IDLE,
-            sessions=ordered,
-            contribution=int(raw["contrib"].get(key, 0)),
-        )
-        row.buffered = sum(s.buffered + s.recovered_pending for s in ordered)
-        row.held = sum(s.held for s in ordered if not s.settled)
-        ages = [s.heartbeat_age_ms for s in ordered if s.heartbeat_age_ms is not None and not s.settled]
-        row.heartbeat_age_ms = min(ages) if ages else None
-        if ordered:
-            row.epoch, row.last_seq = ordered[0].epoch, ordered[0].last_seq
-        if shard is None and not ordered and not row.contribution:
-            continue
-        row.health = _shard_health(
-            row=row, heartbeat_interval_ms=boss.heartbeat_interval_ms, boss_status=boss_status
-        )
-        rows.append(row)
-    return rows
+
+def _shard_row(
+    *, key: str, shard: Shard | None, by_epoch: dict[int, SessionRow], contribution: str | int
+) -> ShardRow | None:
+    """One shard's row, its sessions newest epoch first (health not set yet); None for a key
+    that is neither a registered shard nor has a session or a contribution."""
+    ordered = [by_epoch[e] for e in sorted(by_epoch, reverse=True)]
+    row = ShardRow(
+        key=key,
+        name=shard.name if shard else key,
+        region=shard.region if shard else "",
+        status=shard.status if shard else "unknown",
+        health=ShardHealth.IDLE,
+        sessions=ordered,
+        contribution=int(contribution),
+    )
+    if shard is None and not ordered and not row.contribution:
+        return None
+    row.buffered = sum(s.buffered + s.recovered_pending for s in ordered)
+    row.held = sum(s.held for s in ordered if not s.settled)
+    ages = [s.heartbeat_age_ms for s in ordered if s.heartbeat_age_ms is not None and not s.settled]
+    row.heartbeat_age_ms = min(ages) if ages else None
+    if ordered:
+        row.epoch, row.last_seq = ordered[0].epoch, ordered[0].last_seq
+    return row
 
 
 def _now_ms(client, clock: Clock | None) -> int:
