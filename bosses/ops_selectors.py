@@ -10,6 +10,7 @@ to move "now" instead of waiting for heartbeats to age.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -144,14 +145,7 @@ def _session_rows(raw: dict[str, dict[str, str]], *, now_ms: int) -> dict[str, d
             return None
         return sessions.setdefault(shard_key, {}).setdefault(int(epoch), SessionRow(epoch=int(epoch)))
 
-    for sess, value in raw["buf"].items():
-        base, recovered, _ = sess.partition(keys.RECOVERED_SUFFIX)
-        row = session(base)
-        if row is not None:
-            if recovered:
-                row.recovered_pending += int(value)
-            else:
-                row.buffered += int(value)
+    _add_buffers(raw["buf"], session=session)
     for sess, value in raw["seq"].items():
         if (row := session(sess)) is not None:
             row.last_seq = int(value)
@@ -165,6 +159,19 @@ def _session_rows(raw: dict[str, dict[str, str]], *, now_ms: int) -> dict[str, d
         if (row := session(sess)) is not None:
             row.settled = value
     return sessions
+
+
+def _add_buffers(buf: dict[str, str], *, session: Callable[[str], SessionRow | None]) -> None:
+    """The buffer hash into the session rows: a session's own deltas, and the recovered damage
+    a fair crash saga put back under its ``<session>#recovered`` field."""
+    for sess, value in buf.items():
+        base, recovered, _ = sess.partition(keys.RECOVERED_SUFFIX)
+        row = session(base)
+        if row is not None:
+            if recovered:
+                row.recovered_pending += int(value)
+            else:
+                row.buffered += int(value)
 
 
 def _shard_row(
