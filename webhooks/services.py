@@ -341,10 +341,7 @@ def _post(request: urllib.request.Request, *, timeout_s: float) -> tuple[int | N
     except urllib.error.HTTPError as exc:
         return _http_error(exc)
     except urllib.error.URLError as exc:
-        reason = exc.reason
-        if isinstance(reason, PrivateDestination):  # no attempt will do better
-            return None, str(reason), False
-        return None, "timeout" if isinstance(reason, TimeoutError) else f"connection error: {reason}", True
+        return _url_error(exc.reason)
     except TimeoutError:
         return None, "timeout", True
     except (OSError, http.client.HTTPException) as exc:
@@ -353,6 +350,13 @@ def _post(request: urllib.request.Request, *, timeout_s: float) -> tuple[int | N
         return None, f"invalid request: {exc}", False
     # 1xx and other oddities urllib passes through: refused like a 4xx
     return code, "" if 200 <= code < 300 else f"HTTP {code}: {_snippet(data)}".strip(), False
+
+
+def _url_error(reason: object) -> tuple[None, str, bool]:
+    """No response: a refused private destination (final), a timeout or a connection error."""
+    if isinstance(reason, PrivateDestination):  # no attempt will do better
+        return None, str(reason), False
+    return None, "timeout" if isinstance(reason, TimeoutError) else f"connection error: {reason}", True
 
 
 def _http_error(exc: urllib.error.HTTPError) -> tuple[int, str, bool]:
