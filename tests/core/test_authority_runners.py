@@ -1,14 +1,21 @@
 """The two colours of runner over one call builder: the sync runners (Celery tasks, the admin,
 commands) and the async ones (the sockets) send the same EVALSHA words, read the reply with
-the same parser, and load a script the server lost (SCRIPT FLUSH) from the same source."""
+the same parser, and load a script the server lost (SCRIPT FLUSH) from the same source, on one
+Redis and on a Redis Cluster (every master)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 
+import pytest
+import redis
+import redis.cluster
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+
 from core import authority
 from core.redis import get_async_redis, get_redis
+from tests.core.test_keys import cluster_node  # noqa: F401  (a one-node Redis Cluster)
 
 SYNC_BOSS, ASYNC_BOSS = 11, 12
 # An archive snapshot (restore.lua): the state and the ledgers of a boss.
@@ -115,3 +122,24 @@ async def test_the_async_runners_load_a_flushed_script_and_run_the_call_once():
     assert (out.code, replies) == ("ok", [0])
     ticked = await authority.arun(client, authority.tick_call(boss_id=ASYNC_BOSS, force=True))
     assert ticked.applied == 10  # each delta counted once
+
+
+@pytest.mark.process
+async def test_both_runners_load_a_flushed_script_on_a_cluster(cluster_node: redis.Redis) -> None:  # noqa: F811
+    kwargs = cluster_node.connection_pool.connection_kwargs
+    where = {"host": kwargs["host"], "port": kwargs["port"], "decode_responses": True}
+    sync_cluster = redis.cluster.RedisCluster(**where)
+    async_cluster = AsyncRedisCluster(**where)
+    try:
+        seed, ingest, *_ = _fight(SYNC_BOSS)
+        assert authority.run(sync_cluster, seed).code == "ok"
+        cluster_node.script_flush()
+        assert authority.run(sync_cluster, ingest).code == "ok"
+        cluster_node.script_flush()
+        again = authority.ingest_call(boss_id=SYNC_BOSS, shard_key="eu-1", epoch=1, seq=2, amount=5)
+        assert (await authority.arun(async_cluster, again)).code == "ok"
+        ticked = authority.run(sync_cluster, authority.tick_call(boss_id=SYNC_BOSS, force=True))
+        assert ticked.applied == 605
+    finally:
+        sync_cluster.close()
+        await async_cluster.aclose()
