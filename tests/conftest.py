@@ -134,4 +134,4 @@ def celery_stack(transactional_db):
         yield procs
     finally:
         for proc in reversed(procs):
-            proc.stop()
+            proc.discard()

@@ -48,7 +48,7 @@ def stack(transactional_db):
     procs = [processes.start_worker(**FAST), processes.start_beat(**FAST)]
     yield procs
     for proc in reversed(procs):
-        proc.stop()
+        proc.discard()
 
 
 def _started(cls):
@@ -101,7 +101,7 @@ def platform(transactional_db):
         yield url
     finally:
         for proc in reversed(procs):
-            proc.stop()
+            proc.discard()
 
 
 @pytest.fixture

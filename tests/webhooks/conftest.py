@@ -151,7 +151,7 @@ def start_worker(transactional_db):
 
     yield start
     for proc in reversed(procs):
-        proc.stop()
+        proc.discard()
 
 
 @pytest.fixture
