@@ -184,7 +184,7 @@ def test_ten_kill_9s_of_the_authority_mid_fight_lose_and_double_nothing(make_bos
     try:
         with platform_on(redis_url=authority.server.url(0)) as (url, procs):
             boss, sdks, players = start_fight(make_boss, url, sdk_procs)
-            time.sleep(1.0)
+            time.sleep(1.0)  # the scenario: the fight runs, then ten kills 0.4 s apart
             for _ in range(10):
                 authority.kill9()
                 time.sleep(0.4)
@@ -254,7 +254,7 @@ def test_a_failover_to_a_lagging_replica_loses_no_acknowledged_damage(make_boss,
             AUTHORITY_DURABILITY=durability,
         ) as (url, procs):
             boss, sdks, players = start_fight(make_boss, url, sdk_procs)
-            time.sleep(1.5)
+            time.sleep(1.5)  # the scenario: the fight runs replicated, then the replica is cut off
             # Cut the replica off: stopped, and its replication link closed by the master (what
             # the kernel had already buffered for it still arrives; nothing written after does).
             os.kill(setup.replica.popen.pid, signal.SIGSTOP)

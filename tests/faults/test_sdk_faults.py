@@ -81,7 +81,7 @@ def test_sdk_process_cut_off_and_back_never_double_applies(platform, sdk_procs, 
     shard, token = shard_create(key=f"sdk-cut-{policy}", name="SDK game server")
     proc = sdk_procs(platform, shard.key, token, boss.slug, "run")
     first = proc.wait_line("CONNECTED")
-    time.sleep(0.6)
+    time.sleep(0.6)  # the scenario: it fights for a while, then is cut off mid-flow
     proc.pause()
     saga = wait_until(lambda: saga_of(boss, shard.key, first["epoch"]), what="the crash saga")
     proc.resume()  # its next frames are refused as fenced; it settles and takes a new epoch

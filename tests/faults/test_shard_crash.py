@@ -96,7 +96,7 @@ def test_shard_cut_off_then_back_cannot_double_apply(stack, shard_procs, make_bo
     wait_until(lambda: boss_ledger(boss_id=boss.pk).number("applied") > 0, what="damage applied")
     held = keys.BossKeys(boss.pk).held, f"{shard.key}:{first['epoch']}"
     for _ in range(20):  # cut off while the platform knows it holds damage (nearly always)
-        time.sleep(0.13)
+        time.sleep(0.13)  # the scenario: a cut at some moment of its flow of deltas
         proc.pause()  # no heartbeat, no delta; it keeps its buffer and in-flight delta
         if int(get_redis().hget(*held) or 0) > 0:
             break
@@ -108,7 +108,7 @@ def test_shard_cut_off_then_back_cannot_double_apply(stack, shard_procs, make_bo
     assert fenced["epoch"] == first["epoch"] and fenced["settled"] == saga.amount
     assert fenced["policy"] == policy and fenced["dropped"] == saga.amount
     wait_until(lambda: len(proc.lines("SESSION")) == 2, what="a new session")
-    time.sleep(0.5)
+    time.sleep(0.5)  # the scenario: it fights on for a while in its new session
     proc.signal(__import__("signal").SIGUSR1)  # stop hitting, flush everything
     done = proc.wait_line("DONE")
     assert done["fences"] == 1 and done["generated"] == done["accepted"] + done["dropped"]

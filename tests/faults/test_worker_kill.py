@@ -56,7 +56,7 @@ class Sender(threading.Thread):
                 return
             self.seq[boss.pk, s.shard_key] = seq
             self.accepted[boss.pk] += amount
-            time.sleep(0.003)
+            time.sleep(0.003)  # the sender's pace
 
 
 def applied_versions(bosses) -> int:
@@ -82,12 +82,12 @@ def test_worker_killed_20_times_mid_ticking_loses_and_doubles_nothing(
         for _ in range(KILLS):
             before = applied_versions(bosses)
             successor = processes.start_worker(**FAST_TICK)  # ready while the doomed one ticks
-            time.sleep(rng.uniform(0.0, 0.3))
+            time.sleep(rng.uniform(0.0, 0.3))  # the scenario: a kill at a random moment of a tick
             worker.kill9()  # SIGKILL to the whole process group, mid-whatever it is doing
             if applied_versions(bosses) > before:
                 lives_with_ticks += 1
             worker = successor
-        time.sleep(0.5)
+        time.sleep(0.5)  # the scenario: the last worker ticks a while before the sender stops
         sender.stopping.set()
         sender.join(timeout=10)
         assert not sender.errors, sender.errors

@@ -262,7 +262,7 @@ def test_demo_rides_through_a_kill_9_of_its_redis(clone):
         argv = server.popen.args
         server.popen.kill()
         server.popen.wait(timeout=10)
-        time.sleep(3)
+        time.sleep(3)  # the scenario: Redis stays down for 3 s mid-demo
         server.popen = subprocess.Popen(
             argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )

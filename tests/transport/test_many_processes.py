@@ -145,7 +145,7 @@ def test_a_player_on_two_processes_gets_at_most_its_rate(two_servers, make_boss)
     players = Players()
     # one player, one socket per process, each offering 1.5x the rate: 3x the rate in all
     tallies = [players.start(url, "mp-1", "p1", boss.slug, rate * 1.5, stop=stop) for url in (url_a, url_b)]
-    time.sleep(4.0)
+    time.sleep(4.0)  # the scenario: the rate is measured over a 4 s window
     stop.set()
     players.join()
     acked = sum(t.acked for t in tallies)
