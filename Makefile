@@ -64,7 +64,8 @@ lint: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python scripts/ensure_services.py redis $(TEST_REDIS_URL) --data-dir .services
 	@if [ -n "$$DATABASE_URL" ]; then $(BIN)/python scripts/ensure_services.py postgres "$$DATABASE_URL"; fi
-	status=0; REDIS_URL=$(TEST_REDIS_URL) BROKER_URL= CHANNELS_URL= $(BIN)/python -m pytest \
+	@echo "pytest -n $(TEST_WORKERS) $(TEST_SELECT) $(PYTEST_ARGS)"
+	@status=0; REDIS_URL=$(TEST_REDIS_URL) BROKER_URL= CHANNELS_URL= $(BIN)/python -m pytest \
 	  -p tests.support.worker_redis -n $(TEST_WORKERS) --dist loadfile $(TEST_SELECT) $(PYTEST_ARGS) \
 	  || status=$$?; \
 	if [ $$status = 5 ] && [ -n '$(TEST_SELECT)' ]; then \
