@@ -31,9 +31,9 @@ from core.redis import get_redis
 from shards.services import shard_create
 from tests.browser.support import CHROMIUM, CHROMIUM_ARGS, SCREENSHOT_DIR, staff_session_cookie, start_uvicorn
 from tests.support import processes
-from tests.support.waiting import wait_until
+from tests.support.waiting import wait_until, wait_until_async
 
-pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.process, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 HOSTED = ("eu-1", "us-1")
 PLAYERS_PER_SHARD = 3
@@ -291,7 +291,10 @@ async def _fight(ws_base: str, slug: str, cookie: str, tokens: dict[str, str]):
     ops_watch = Watch("ops")
     tasks = [asyncio.create_task(watch_boss(ws_base, slug, w, stop)) for w in watches]
     tasks.append(asyncio.create_task(watch_ops(ws_base, slug, cookie, ops_watch, ops, stop)))
-    await asyncio.sleep(0.5)
+    # every viewer and the ops page have their first state before the first attack
+    await wait_until_async(
+        lambda: all(w.versions for w in [*watches, ops_watch]), what="the viewers' snapshots"
+    )
     fighters = [
         asyncio.create_task(player(ws_base, s, f"{s}-p{i}", slug, acked, refused, done))
         for s in HOSTED
