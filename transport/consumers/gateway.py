@@ -242,25 +242,36 @@ class ShardGatewayConsumer(GuardedSocketMixin, SocketGaugeMixin, DirectDispatchM
             return await self._close_with(err, CloseCode.UNKNOWN_BOSS)
         token = _bearer(self.scope)
         if token is not None:
-            try:
-                resume = _resume_from_scope(self.scope)
-            except InvalidInput as err:
-                return await self._close_with(err, CloseCode.MALFORMED)
-            await self._authenticate(token, resume)
-            return
+            return await self._connect_game_server(token)
         if self.shard_kind != ShardKind.HOSTED:
-            query = _query(self.scope)
-            if "player" in query or "ticket" in query:
-                return await self._close_with(
-                    WrongShardKind(
-                        f"shard {self.shard_key} belongs to a game server: players cannot connect to it"
-                    ),
-                    CloseCode.FORBIDDEN,
-                )
-            # a game server without an Authorization header: its auth frame follows (cookies
-            # a browser may carry identify no one here)
-            self._auth_timer = asyncio.get_running_loop().create_task(self._auth_deadline())
-            return
+            return await self._await_auth_frame()
+        await self._connect_player(status)
+
+    async def _connect_game_server(self, token: str) -> None:
+        """A game server that sent its token in the Authorization header (and maybe ?resume=)."""
+        try:
+            resume = _resume_from_scope(self.scope)
+        except InvalidInput as err:
+            return await self._close_with(err, CloseCode.MALFORMED)
+        await self._authenticate(token, resume)
+
+    async def _await_auth_frame(self) -> None:
+        """A game server's shard without an Authorization header: its auth frame follows.
+
+        Players cannot connect to it, and the cookies a browser may carry identify no one here.
+        """
+        query = _query(self.scope)
+        if "player" in query or "ticket" in query:
+            return await self._close_with(
+                WrongShardKind(
+                    f"shard {self.shard_key} belongs to a game server: players cannot connect to it"
+                ),
+                CloseCode.FORBIDDEN,
+            )
+        self._auth_timer = asyncio.get_running_loop().create_task(self._auth_deadline())
+
+    async def _connect_player(self, status: str) -> None:
+        """A player on a hosted shard: identified by a ticket, a session or a guest cookie."""
         try:
             identity = _player_from_scope(self.scope, shard_key=self.shard_key)
         except InvalidInput as err:
@@ -281,22 +292,23 @@ class ShardGatewayConsumer(GuardedSocketMixin, SocketGaugeMixin, DirectDispatchM
         if cookie_player and (problem := origin_problem(self.scope)):
             self.player = None
             return await self._close_with(Forbidden(problem), CloseCode.FORBIDDEN)
-        if self.player is not None:
-            if status == "retired":
-                return await self._close_with(
-                    Unauthorized(f"shard {self.shard_key} is retired"), CloseCode.FORBIDDEN
-                )
-            await self.send_text(
-                encode(
-                    {
-                        "type": "welcome",
-                        "v": PROTOCOL_VERSION,
-                        "role": "player",
-                        "shard": self.shard_key,
-                        "player": self.player,
-                    }
-                )
+        if self.player is None:
+            return
+        if status == "retired":
+            return await self._close_with(
+                Unauthorized(f"shard {self.shard_key} is retired"), CloseCode.FORBIDDEN
             )
+        await self.send_text(
+            encode(
+                {
+                    "type": "welcome",
+                    "v": PROTOCOL_VERSION,
+                    "role": "player",
+                    "shard": self.shard_key,
+                    "player": self.player,
+                }
+            )
+        )
 
     async def disconnect(self, code: int) -> None:
         if self._auth_timer is not None:
