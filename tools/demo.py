@@ -238,14 +238,8 @@ def redis_url_db(url: str, db: int) -> str:
     return url_with_db(url, db)
 
 
-async def _fight(opts: DemoOptions, stack, boss, specs, base: str, say, out: TextIO) -> DemoResult:
-    from core.redis import REDIS_DOWN
-    from tools.simsetup import fight_settle
-    from tools.simulator import Fight, FightPlan
-
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    reason = {"why": ""}
+def _stop_on_signals(loop, stop: asyncio.Event, reason: dict[str, str]) -> None:
+    """Ctrl-C / SIGTERM end the fight (a second one stops waiting for anything)."""
 
     def on_signal(name: str) -> None:
         if stop.is_set():  # second Ctrl-C: stop waiting for anything
@@ -255,49 +249,75 @@ async def _fight(opts: DemoOptions, stack, boss, specs, base: str, say, out: Tex
 
     for sig, name in ((signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")):
         loop.add_signal_handler(sig, on_signal, name)
-    fight = None
-    fight_task = None
-    if opts.sim:
-        plan = FightPlan(
-            url=base,
-            boss=DEMO_SLUG,
-            shards=specs,
-            players=opts.players,
-            attacks_per_player_s=PLAYER_ATTACKS_PER_S,
-            sdk_hits_per_s=SDK_HITS_PER_S,
-            sdk_players=200,
-            duration_s=None,
-        )
-        fight = Fight(plan)
-        fight_task = asyncio.create_task(fight.run(tick_s=0.25))
+
+
+def _start_simulator(opts: DemoOptions, specs, base: str):
+    """The simulated fight (players and SDK servers), running; ``(None, None)`` with ``--no-sim``."""
+    from tools.simulator import Fight, FightPlan
+
+    if not opts.sim:
+        return None, None
+    plan = FightPlan(
+        url=base,
+        boss=DEMO_SLUG,
+        shards=specs,
+        players=opts.players,
+        attacks_per_player_s=PLAYER_ATTACKS_PER_S,
+        sdk_hits_per_s=SDK_HITS_PER_S,
+        sdk_players=200,
+        duration_s=None,
+    )
+    fight = Fight(plan)
+    return fight, asyncio.create_task(fight.run(tick_s=0.25))
+
+
+def _why_over(opts: DemoOptions, stack, fight_task, status: str, elapsed_s: float) -> tuple[str, str]:
+    """``(reason, crashed)`` when the fight should end now, ``("", "")`` while it goes on."""
+    dead = stack.dead()
+    if dead:
+        crashed = ", ".join(f"{p.name} (exit {p.popen.returncode}, log {p.log_path})" for p in dead)
+        return f"a part died: {crashed}", crashed
+    if fight_task is not None and fight_task.done() and fight_task.exception() is not None:
+        return f"the simulator failed: {fight_task.exception()!r}", ""
+    if status in ("defeated", "expired"):
+        return f"the boss is {status}", ""
+    if opts.duration_s and elapsed_s >= opts.duration_s:
+        return f"--duration {opts.duration_s:g} s reached", ""
+    return "", ""
+
+
+async def _progress(boss_id: int, fight, rates: _Rates) -> tuple[str, str]:
+    """One progress line and the boss's status (the line says so while the authority is away)."""
+    from core.redis import REDIS_DOWN
+
+    hits = (fight.stats.attacks_acked + fight.stats.sdk_hits) if fight else 0
+    try:
+        return await asyncio.to_thread(demo_progress_line, boss_id, hits, rates)
+    except REDIS_DOWN as exc:  # the authority restarts or fails over: the fight goes on
+        return f"authority unreachable ({type(exc).__name__}); the fight resumes when it is back", "live"
+
+
+async def _fight(opts: DemoOptions, stack, boss, specs, base: str, say, out: TextIO) -> DemoResult:
+    from tools.simsetup import fight_settle
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    reason = {"why": ""}
+    _stop_on_signals(loop, stop, reason)
+    fight, fight_task = _start_simulator(opts, specs, base)
     rates = _Rates()
     started = time.monotonic()
     tty = out.isatty()
-    status = "live"
-    crashed = ""
+    status, crashed = "live", ""
     while not stop.is_set():
-        dead = stack.dead()
-        if dead:
-            crashed = ", ".join(f"{p.name} (exit {p.popen.returncode}, log {p.log_path})" for p in dead)
-            reason["why"] = f"a part died: {crashed}"
+        why, crashed = _why_over(opts, stack, fight_task, status, time.monotonic() - started)
+        if why:
+            reason["why"] = why
             break
-        if fight_task is not None and fight_task.done():
-            exc = fight_task.exception()
-            if exc is not None:
-                reason["why"] = f"the simulator failed: {exc!r}"
-                break
-        hits = (fight.stats.attacks_acked + fight.stats.sdk_hits) if fight else 0
-        try:
-            line, status = await asyncio.to_thread(demo_progress_line, boss.pk, hits, rates)
-        except REDIS_DOWN as exc:  # the authority restarts or fails over: the fight goes on
-            line = f"authority unreachable ({type(exc).__name__}); the fight resumes when it is back"
+        line, status = await _progress(boss.pk, fight, rates)
         print(("\r" + line + "   ") if tty else line, end="" if tty else "\n", file=out, flush=True)
-        if status in ("defeated", "expired"):
-            reason["why"] = f"the boss is {status}"
-            break
-        if opts.duration_s and time.monotonic() - started >= opts.duration_s:
-            reason["why"] = f"--duration {opts.duration_s:g} s reached"
-            break
+        if _why_over(opts, stack, None, status, time.monotonic() - started)[0]:
+            continue  # over: the check above says why, without waiting another interval
         try:
             await asyncio.wait_for(stop.wait(), PROGRESS_EVERY_S if tty else 2.0)
         except TimeoutError:
@@ -305,18 +325,24 @@ async def _fight(opts: DemoOptions, stack, boss, specs, base: str, say, out: Tex
     if tty:
         print(file=out)
     say(f"stopping: {reason['why']}")
-    stats = None
-    if fight is not None and fight_task is not None:
-        fight.stop()
-        try:
-            stats = await asyncio.wait_for(fight_task, 30)
-        except Exception as exc:  # the summary still runs
-            say(f"simulator: {exc!r}")
+    stats = await _stop_simulator(fight, fight_task, say)
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.remove_signal_handler(sig)
     if not crashed:
         await asyncio.to_thread(fight_settle, boss_id=boss.pk, expected_accepted=None)
     return await asyncio.to_thread(_summary, boss, stats, time.monotonic() - started, say, crashed)
+
+
+async def _stop_simulator(fight, fight_task, say):
+    """Stop attacking, let the SDK servers flush; returns the fight's stats (None: none)."""
+    if fight is None or fight_task is None:
+        return None
+    fight.stop()
+    try:
+        return await asyncio.wait_for(fight_task, 30)
+    except Exception as exc:  # the summary still runs
+        say(f"simulator: {exc!r}")
+        return None
 
 
 def _summary(boss, stats, elapsed: float, say, crashed: str) -> DemoResult:

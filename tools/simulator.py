@@ -125,9 +125,30 @@ class FightStats:
         end = self.ended or time.monotonic()
         return max(1e-9, end - self.started) if self.started else 0.0
 
+    def add_sdk_result(self, r: dict[str, Any]) -> None:
+        """Count what an SDK game server reported at its end (:func:`sdk_server_run`)."""
+        self.sdk_damage_acked += r["acked"]
+        self.sdk_deltas += r["deltas_sent"]
+        self.sdk_duplicates += r["duplicates"]
+        _add_counts(self.sdk_errors, r["errors"])
+
     def refused(self, code: str, into: dict[str, int] | None = None) -> None:
         target = self.attacks_refused if into is None else into
         target[code] = target.get(code, 0) + 1
+
+
+def _add_counts(into: dict[str, int], counts: dict[str, int]) -> None:
+    for code, n in counts.items():
+        into[code] = into.get(code, 0) + n
+
+
+@dataclass
+class _Attacks:
+    """One hosted player's attacks in flight (id -> sent time) and the slot signal."""
+
+    sent: dict[int, float] = field(default_factory=dict)
+    room: asyncio.Event = field(default_factory=asyncio.Event)  # an answer freed a slot
+    ids: itertools.count = field(default_factory=lambda: itertools.count(1))
 
 
 class Fight:
@@ -253,85 +274,94 @@ class Fight:
     async def _player(
         self, shard_key: str, player: str, sem: asyncio.Semaphore, ready: asyncio.Event
     ) -> None:
+        ws = await self._player_connect(f"{self.base}/ws/shards/{shard_key}/?player={player}", sem, ready)
+        if ws is None:
+            return
+        attacks = _Attacks()
+        read_task = asyncio.create_task(self._player_reader(ws, shard_key, attacks))
+        try:
+            await self._go.wait()
+            await self._attack_loop(ws, attacks)
+            # every attack sent gets its ack (or error) before we leave: an overloaded server
+            # answers late, and a socket closed early would leave applied damage unacked
+            deadline = time.monotonic() + FINAL_ACKS_TIMEOUT_S
+            while attacks.sent and time.monotonic() < deadline and not read_task.done():
+                await asyncio.sleep(0.05)
+        except ConnectionClosed:
+            self.stats.refused("closed")
+        finally:
+            await ws.close()
+            read_task.cancel()
+            await asyncio.gather(read_task, return_exceptions=True)
+
+    async def _player_connect(self, url: str, sem: asyncio.Semaphore, ready: asyncio.Event):
+        """The player's socket once welcomed (None: it could not join; counted)."""
         s = self.stats
-        url = f"{self.base}/ws/shards/{shard_key}/?player={player}"
         try:
             async with sem:
                 ws = await connect(url, compression=None, open_timeout=20, max_size=2**20)
             welcome = json.loads(await asyncio.wait_for(ws.recv(), 10))
             if welcome.get("type") != "welcome":
-                raise RuntimeError(f"player {player}: expected welcome, got {welcome}")
+                raise RuntimeError(f"{url}: expected welcome, got {welcome}")
         except Exception:
             s.connect_errors += 1
-            ready.set()
-            return
-        s.players_connected += 1
-        ready.set()
-        sent: dict[int, float] = {}
-        room = asyncio.Event()  # set when an answer frees a slot under MAX_INFLIGHT_ATTACKS
-        ids = itertools.count(1)
-        plan = self.plan
-
-        async def reader() -> None:
-            try:
-                async for text in ws:
-                    msg = json.loads(text)
-                    kind = msg.get("type")
-                    if kind == "attack_ack":
-                        at = sent.pop(msg.get("id"), None)
-                        dmg = int(msg["damage"])
-                        s.attacks_acked += 1
-                        s.attack_damage += dmg
-                        cum = s.shard_acked.get(shard_key, 0) + dmg
-                        s.shard_acked[shard_key] = cum
-                        if at is not None and msg.get("id", 0) % ATTACK_SAMPLE_EVERY == 0:
-                            s.tracker.hit(f"shard:{shard_key}", cum, at)
-                    elif kind == "error":
-                        sent.pop(msg.get("id"), None)
-                        s.refused(str(msg.get("code")))
-                    room.set()
-            except ConnectionClosed:
-                pass
-            finally:
-                room.set()
-
-        read_task = asyncio.create_task(reader())
-        try:
-            await self._go.wait()
-            interval = 1.0 / plan.attacks_per_player_s
-            # spread players over the interval so attacks do not arrive in bursts
-            await asyncio.sleep(random.random() * interval)
-            next_at = time.monotonic()
-            while not self._hit_stop.is_set() and not self.boss_over:
-                if len(sent) >= MAX_INFLIGHT_ATTACKS:  # a player waits for the server
-                    room.clear()
-                    try:
-                        await asyncio.wait_for(room.wait(), 1.0)
-                    except TimeoutError:
-                        pass
-                    next_at = max(next_at, time.monotonic())
-                    continue
-                n = next(ids)
-                sent[n] = time.time()
-                await ws.send(json.dumps({"type": "attack", "boss": plan.boss, "id": n}))
-                s.attacks_sent += 1
-                next_at += interval
-                delay = next_at - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                elif delay < -1.0:  # far behind (overloaded): do not burst to catch up
-                    next_at = time.monotonic()
-            # every attack sent gets its ack (or error) before we leave: an overloaded server
-            # answers late, and a socket closed early would leave applied damage unacked
-            deadline = time.monotonic() + FINAL_ACKS_TIMEOUT_S
-            while sent and time.monotonic() < deadline and not read_task.done():
-                await asyncio.sleep(0.05)
-        except ConnectionClosed:
-            s.refused("closed")
+            return None
         finally:
-            await ws.close()
-            read_task.cancel()
-            await asyncio.gather(read_task, return_exceptions=True)
+            ready.set()
+        s.players_connected += 1
+        return ws
+
+    async def _player_reader(self, ws, shard_key: str, attacks: _Attacks) -> None:
+        """Acks and refusals of the player's attacks; freshness samples of the shard."""
+        s = self.stats
+        try:
+            async for text in ws:
+                msg = json.loads(text)
+                kind = msg.get("type")
+                if kind == "attack_ack":
+                    at = attacks.sent.pop(msg.get("id"), None)
+                    dmg = int(msg["damage"])
+                    s.attacks_acked += 1
+                    s.attack_damage += dmg
+                    cum = s.shard_acked.get(shard_key, 0) + dmg
+                    s.shard_acked[shard_key] = cum
+                    if at is not None and msg.get("id", 0) % ATTACK_SAMPLE_EVERY == 0:
+                        s.tracker.hit(f"shard:{shard_key}", cum, at)
+                elif kind == "error":
+                    attacks.sent.pop(msg.get("id"), None)
+                    s.refused(str(msg.get("code")))
+                attacks.room.set()
+        except ConnectionClosed:
+            pass
+        finally:
+            attacks.room.set()
+
+    async def _attack_loop(self, ws, attacks: _Attacks) -> None:
+        """Attacks at the plan's rate until the fight stops, at most
+        :data:`MAX_INFLIGHT_ATTACKS` unanswered (closed loop)."""
+        interval = 1.0 / self.plan.attacks_per_player_s
+        # spread players over the interval so attacks do not arrive in bursts
+        await asyncio.sleep(random.random() * interval)
+        next_at = time.monotonic()
+        while not self._hit_stop.is_set() and not self.boss_over:
+            if len(attacks.sent) >= MAX_INFLIGHT_ATTACKS:  # a player waits for the server
+                attacks.room.clear()
+                try:
+                    await asyncio.wait_for(attacks.room.wait(), 1.0)
+                except TimeoutError:
+                    pass
+                next_at = max(next_at, time.monotonic())
+                continue
+            n = next(attacks.ids)
+            attacks.sent[n] = time.time()
+            await ws.send(json.dumps({"type": "attack", "boss": self.plan.boss, "id": n}))
+            self.stats.attacks_sent += 1
+            next_at += interval
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            elif delay < -1.0:  # far behind (overloaded): do not burst to catch up
+                next_at = time.monotonic()
 
     # --- SDK game servers ----------------------------------------------------------------
 
@@ -340,107 +370,43 @@ class Fight:
         s = self.stats
         plan = self.plan
 
-        def on_result(r: dict) -> None:
-            s.sdk_damage_acked += r["acked"]
-            s.sdk_deltas += r["deltas_sent"]
-            s.sdk_duplicates += r["duplicates"]
-            for code, n in r["errors"].items():
-                s.sdk_errors[code] = s.sdk_errors.get(code, 0) + n
-
         def on_hits(n: int) -> None:
             s.sdk_hits += n
 
-        def on_sample(sess: str, cumulative: int, at: float) -> None:
-            s.tracker.hit(sess, cumulative, at)
-
         try:
             result = await sdk_server_run(
-                url=self.base,
-                boss=plan.boss,
-                shard=shard.key,
-                token=shard.token or "",
-                rate=plan.sdk_hits_per_s,
-                players=plan.sdk_players,
-                ready=ready,
-                go=self._go,
-                stop=self._hit_stop,
-                on_hits=on_hits,
-                on_sample=on_sample,
-                connected=self._server_connected,
+                SdkServer(
+                    self.base, plan.boss, shard.key, shard.token or "", plan.sdk_hits_per_s, plan.sdk_players
+                ),
+                SdkControl(
+                    ready=ready,
+                    go=self._go,
+                    stop=self._hit_stop,
+                    on_hits=on_hits,
+                    on_sample=s.tracker.hit,
+                    connected=self._server_connected,
+                ),
             )
         except Exception:
             s.connect_errors += 1
             ready.set()
             return
-        on_result(result)
+        s.add_sdk_result(result)
 
     def _server_connected(self) -> None:
         self.stats.servers_connected += 1
 
     async def _server_processes(self, sdk: list[ShardSpec], procs: int, ready: asyncio.Event) -> None:
         """SDK game servers in ``procs`` child processes (game servers are separate processes)."""
-        import sys
-
-        s = self.stats
         groups = [sdk[i::procs] for i in range(procs) if sdk[i::procs]]
-        children = []
-        for group in groups:
-            child = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "tools.simulator",
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                limit=2**24,
-            )
-            spec = {
-                "url": self.base,
-                "boss": self.plan.boss,
-                "rate": self.plan.sdk_hits_per_s,
-                "players": self.plan.sdk_players,
-                "shards": [[sh.key, sh.token] for sh in group],
-            }
-            child.stdin.write((json.dumps(spec) + "\n").encode())
-            await child.stdin.drain()
-            children.append(child)
-
-        async def read(child) -> None:
-            while True:
-                line = await child.stdout.readline()
-                if not line:
-                    return
-                kind, _, body = line.decode().partition(" ")
-                if kind == "ready":
-                    ok, failed = (int(x) for x in body.split())
-                    s.servers_connected += ok
-                    s.connect_errors += failed
-                elif kind == "hits":
-                    s.sdk_hits += int(body)
-                elif kind == "result":
-                    r = json.loads(body)
-                    s.sdk_damage_acked += r["acked"]
-                    s.sdk_deltas += r["deltas_sent"]
-                    s.sdk_duplicates += r["duplicates"]
-                    for code, n in r["errors"].items():
-                        s.sdk_errors[code] = s.sdk_errors.get(code, 0) + n
-                    for sess, cumulative, at in r["samples"]:
-                        s.tracker.hit(sess, cumulative, at)
-                if kind == "ready":
-                    pending["n"] -= 1
-                    if pending["n"] == 0:
-                        ready.set()
-
+        children = [await self._spawn_sdk_child(group) for group in groups]
         pending = {"n": len(groups)}
-        readers = [asyncio.create_task(read(c)) for c in children]
+        readers = [asyncio.create_task(self._read_child(c, pending, ready)) for c in children]
         try:
             await self._go.wait()
-            for c in children:
-                c.stdin.write(b"go\n")
-                await c.stdin.drain()
+            await _tell(children, b"go\n")
             await self._hit_stop.wait()
-            for c in children:
-                c.stdin.write(b"stop\n")
-                await c.stdin.drain()
+            await _tell(children, b"stop\n")
             await asyncio.gather(*readers)
             for c in children:
                 await c.wait()
@@ -449,6 +415,55 @@ class Fight:
                 if c.returncode is None:
                     c.kill()
                     await c.wait()
+
+    async def _spawn_sdk_child(self, group: list[ShardSpec]):
+        """``python -m tools.simulator`` running ``group``'s servers (its spec on stdin)."""
+        import sys
+
+        child = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tools.simulator",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=2**24,
+        )
+        spec = {
+            "url": self.base,
+            "boss": self.plan.boss,
+            "rate": self.plan.sdk_hits_per_s,
+            "players": self.plan.sdk_players,
+            "shards": [[sh.key, sh.token] for sh in group],
+        }
+        child.stdin.write((json.dumps(spec) + "\n").encode())
+        await child.stdin.drain()
+        return child
+
+    async def _read_child(self, child, pending: dict[str, int], ready: asyncio.Event) -> None:
+        """A child's report lines into the stats; ``ready`` once every child said ready."""
+        s = self.stats
+        while line := await child.stdout.readline():
+            kind, _, body = line.decode().partition(" ")
+            if kind == "ready":
+                ok, failed = (int(x) for x in body.split())
+                s.servers_connected += ok
+                s.connect_errors += failed
+                pending["n"] -= 1
+                if pending["n"] == 0:
+                    ready.set()
+            elif kind == "hits":
+                s.sdk_hits += int(body)
+            elif kind == "result":
+                r = json.loads(body)
+                s.add_sdk_result(r)
+                for sess, cumulative, at in r["samples"]:
+                    s.tracker.hit(sess, cumulative, at)
+
+
+async def _tell(children, command: bytes) -> None:
+    for c in children:
+        c.stdin.write(command)
+        await c.stdin.drain()
 
 
 def _damage_sum(start: int, n: int) -> int:
@@ -466,65 +481,47 @@ _DAMAGE_PREFIX = list(itertools.accumulate(SDK_DAMAGES, initial=0))
 _DAMAGE_TOTAL = _DAMAGE_PREFIX[-1]
 
 
-async def sdk_server_run(
-    *,
-    url: str,
-    boss: str,
-    shard: str,
-    token: str,
-    rate: float | None,
-    players: int,
-    ready: asyncio.Event,
-    go: asyncio.Event,
-    stop: asyncio.Event,
-    on_hits: Callable[[int], None],
-    on_sample: Callable[[str, int, float], None],
-    connected: Callable[[], None] = lambda: None,
-) -> dict[str, Any]:
-    """One game server on the reference SDK: hits in memory at ``rate`` (None: flat out) from
-    ``go`` until ``stop``; the SDK sends one delta per 100 ms and heartbeats; flushes at the end.
+@dataclass
+class SdkServer:
+    """One SDK game server to run: where, which boss and shard, how fast (None: flat out)."""
+
+    url: str
+    boss: str
+    shard: str
+    token: str
+    rate: float | None
+    players: int
+
+
+@dataclass
+class SdkControl:
+    """How a running SDK game server is driven and what it reports as it goes."""
+
+    ready: asyncio.Event  # set once connected (or failed)
+    go: asyncio.Event  # hits start
+    stop: asyncio.Event  # hits end; the server flushes and returns
+    on_hits: Callable[[int], None]
+    on_sample: Callable[[str, int, float], None]  # (session, cumulative damage, hit time)
+    connected: Callable[[], None] = lambda: None
+
+
+async def sdk_server_run(server: SdkServer, control: SdkControl) -> dict[str, Any]:
+    """One game server on the reference SDK: hits in memory at ``server.rate`` from ``go``
+    until ``stop``; the SDK sends one delta per 100 ms and heartbeats; flushes at the end.
     """
     from worldboss_sdk.client import ShardClient
 
-    client = ShardClient(url, shard=shard, token=token)
+    client = ShardClient(server.url, shard=server.shard, token=server.token)
     await client.start()
     try:
         await client.wait_connected(20)
     except Exception:
         await client.stop(flush=False)
         raise
-    connected()
-    ready.set()
-    names = [f"{shard}-p{i}" for i in range(max(1, players))]
-    await go.wait()
-    hit = client.hit
-    i = random.randrange(4096)
-    started = time.monotonic()
-    done = 0
-    session_epoch = client.epoch
-    added = 0  # damage added under the current epoch (freshness cumulative per session)
-    while not stop.is_set():
-        if rate is None:
-            n = SDK_HIT_BATCH
-        else:
-            n = min(SDK_HIT_BATCH, int((time.monotonic() - started) * rate) - done)
-            if n <= 0:
-                await asyncio.sleep(0.005)
-                continue
-        if client.epoch != session_epoch:  # fenced and rejoined: a new session counts from 0
-            session_epoch, added = client.epoch, 0
-        player = names[(done // 64) % len(names)]
-        # the first hit of each batch is the freshness sample; the rest is the bare hot path
-        d = SDK_DAMAGES[i & 4095]
-        hit(boss, d, player)
-        on_sample(session_id(shard, session_epoch), added + d, time.time())
-        for k in range(i + 1, i + n):
-            hit(boss, SDK_DAMAGES[k & 4095], player)
-        added += _damage_sum(i, n)
-        i += n
-        done += n
-        on_hits(n)
-        await asyncio.sleep(0)
+    control.connected()
+    control.ready.set()
+    await control.go.wait()
+    await _sdk_hits(client, server, control)
     await client.stop(flush=True, timeout_s=FINAL_ACKS_TIMEOUT_S)
     st = client.stats
     return {
@@ -533,89 +530,129 @@ async def sdk_server_run(
         "duplicates": st.duplicates,
         "errors": dict(st.errors),
         "fences": st.fences,
-        "held": client.unacked(boss),
+        "held": client.unacked(server.boss),
     }
+
+
+async def _sdk_hits(client, server: SdkServer, control: SdkControl) -> None:
+    """The hit loop: batches of :data:`SDK_HIT_BATCH` (paced to ``server.rate`` when set), the
+    first hit of each a freshness sample, the rest the bare hot path."""
+    names = [f"{server.shard}-p{i}" for i in range(max(1, server.players))]
+    hit, boss = client.hit, server.boss
+    i = random.randrange(4096)
+    started = time.monotonic()
+    done = 0
+    session_epoch = client.epoch
+    added = 0  # damage added under the current epoch (freshness cumulative per session)
+    while not control.stop.is_set():
+        n = SDK_HIT_BATCH
+        if server.rate is not None:
+            n = min(SDK_HIT_BATCH, int((time.monotonic() - started) * server.rate) - done)
+            if n <= 0:
+                await asyncio.sleep(0.005)
+                continue
+        if client.epoch != session_epoch:  # fenced and rejoined: a new session counts from 0
+            session_epoch, added = client.epoch, 0
+        player = names[(done // 64) % len(names)]
+        d = SDK_DAMAGES[i & 4095]
+        hit(boss, d, player)
+        control.on_sample(session_id(server.shard, session_epoch), added + d, time.time())
+        for k in range(i + 1, i + n):
+            hit(boss, SDK_DAMAGES[k & 4095], player)
+        added += _damage_sum(i, n)
+        i += n
+        done += n
+        control.on_hits(n)
+        await asyncio.sleep(0)
+
+
+class _HitReport:
+    """A child's hit count, reported to the parent as ``hits <n>`` lines (the increase)."""
+
+    def __init__(self) -> None:
+        self.hits = self.reported = 0
+
+    def add(self, n: int) -> None:
+        self.hits += n
+
+    def flush(self) -> None:
+        if self.hits != self.reported:
+            print(f"hits {self.hits - self.reported}", flush=True)
+            self.reported = self.hits
+
+    async def every(self, period_s: float) -> None:
+        while True:
+            await asyncio.sleep(period_s)
+            self.flush()
+
+
+def _read_commands(loop, go: asyncio.Event, stop: asyncio.Event) -> None:
+    """A thread: ``go`` / ``stop`` lines from the parent; its end (parent gone) stops too."""
+    import sys
+
+    for line in sys.stdin:
+        loop.call_soon_threadsafe((go if line.strip() == "go" else stop).set)
+    loop.call_soon_threadsafe(stop.set)
+
+
+def _merged(results: list, samples: list[list]) -> dict[str, Any]:
+    """The child's one ``result`` line: every server's counts summed, crashes counted."""
+    merged: dict[str, Any] = {"acked": 0, "deltas_sent": 0, "duplicates": 0, "errors": {}, "samples": samples}
+    for r in results:
+        if isinstance(r, Exception):
+            _add_counts(merged["errors"], {"crashed": 1})
+            continue
+        for k in ("acked", "deltas_sent", "duplicates"):
+            merged[k] += r[k]
+        _add_counts(merged["errors"], r["errors"])
+    return merged
+
+
+async def _child_servers(spec: dict[str, Any]) -> None:
+    """The child's SDK game servers: ready line, hits lines while they run, result line."""
+    import threading
+
+    go, stop = asyncio.Event(), asyncio.Event()
+    threading.Thread(target=_read_commands, args=(asyncio.get_running_loop(), go, stop), daemon=True).start()
+    samples: list[list] = []
+    report = _HitReport()
+
+    async def one(key: str, token: str, ready: asyncio.Event):
+        server = SdkServer(spec["url"], spec["boss"], key, token, spec["rate"], spec["players"])
+        control = SdkControl(
+            ready=ready,
+            go=go,
+            stop=stop,
+            on_hits=report.add,
+            on_sample=lambda sess, cum, at: samples.append([sess, cum, at]),
+        )
+        try:
+            return await sdk_server_run(server, control)
+        except Exception as exc:  # reported as a connect error / crash below
+            ready.set()
+            return exc
+
+    readies = [asyncio.Event() for _ in spec["shards"]]
+    tasks = [asyncio.create_task(one(key, token, ev)) for (key, token), ev in zip(spec["shards"], readies)]
+    try:
+        await asyncio.wait_for(asyncio.gather(*(ev.wait() for ev in readies)), 30)
+    except TimeoutError:
+        pass
+    failed = sum(1 for t in tasks if t.done() and isinstance(t.result(), Exception))
+    ok = sum(ev.is_set() for ev in readies) - failed
+    print(f"ready {ok} {len(tasks) - ok}", flush=True)
+    reporter = asyncio.create_task(report.every(0.25))
+    results = await asyncio.gather(*tasks)
+    reporter.cancel()
+    report.flush()
+    print("result " + json.dumps(_merged(results, samples)), flush=True)
 
 
 def _child_main() -> None:
     """``python -m tools.simulator``: SDK game servers for a parent Fight (JSON on stdin)."""
     import sys
-    import threading
 
-    spec = json.loads(sys.stdin.readline())
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        go, stop = asyncio.Event(), asyncio.Event()
-
-        def read_commands() -> None:
-            for line in sys.stdin:
-                loop.call_soon_threadsafe((go if line.strip() == "go" else stop).set)
-            loop.call_soon_threadsafe(stop.set)  # parent gone: stop
-
-        threading.Thread(target=read_commands, daemon=True).start()
-        samples: list[list] = []
-        counts = {"hits": 0, "reported": 0}
-
-        def on_hits(n: int) -> None:
-            counts["hits"] += n
-
-        def flush_hits() -> None:
-            if counts["hits"] != counts["reported"]:
-                print(f"hits {counts['hits'] - counts['reported']}", flush=True)
-                counts["reported"] = counts["hits"]
-
-        async def report() -> None:
-            while True:
-                await asyncio.sleep(0.25)
-                flush_hits()
-
-        async def one(key: str, token: str, ready: asyncio.Event):
-            try:
-                return await sdk_server_run(
-                    url=spec["url"],
-                    boss=spec["boss"],
-                    shard=key,
-                    token=token,
-                    rate=spec["rate"],
-                    players=spec["players"],
-                    ready=ready,
-                    go=go,
-                    stop=stop,
-                    on_hits=on_hits,
-                    on_sample=lambda sess, cum, at: samples.append([sess, cum, at]),
-                )
-            except Exception as exc:  # reported as a connect error / crash below
-                ready.set()
-                return exc
-
-        readies = [asyncio.Event() for _ in spec["shards"]]
-        tasks = [
-            asyncio.create_task(one(key, token, ev)) for (key, token), ev in zip(spec["shards"], readies)
-        ]
-        try:
-            await asyncio.wait_for(asyncio.gather(*(ev.wait() for ev in readies)), 30)
-        except TimeoutError:
-            pass
-        failed = sum(1 for t in tasks if t.done() and isinstance(t.result(), Exception))
-        ok = sum(ev.is_set() for ev in readies) - failed
-        print(f"ready {ok} {len(tasks) - ok}", flush=True)
-        reporter = asyncio.create_task(report())
-        results = await asyncio.gather(*tasks)
-        reporter.cancel()
-        flush_hits()
-        merged = {"acked": 0, "deltas_sent": 0, "duplicates": 0, "errors": {}, "samples": samples}
-        for r in results:
-            if isinstance(r, Exception):
-                merged["errors"]["crashed"] = merged["errors"].get("crashed", 0) + 1
-                continue
-            for k in ("acked", "deltas_sent", "duplicates"):
-                merged[k] += r[k]
-            for code, n in r["errors"].items():
-                merged["errors"][code] = merged["errors"].get(code, 0) + n
-        print("result " + json.dumps(merged), flush=True)
-
-    run_loop(main())
+    run_loop(_child_servers(json.loads(sys.stdin.readline())))
 
 
 def fight_result(

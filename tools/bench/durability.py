@@ -35,8 +35,10 @@ from tools.bench.harness import (
     percentile,
     point_authority_at,
     server_name,
+    short_row,
     start_primary_replica,
     start_redis,
+    table,
 )
 from tools.stack import Stack, embedded_redis_binary, redis_binary
 
@@ -208,25 +210,28 @@ def _ratio(value: float, base: float) -> float:
     return round(value / base, 2) if base else 0.0
 
 
+def _durability_row(r: dict[str, Any]) -> str:
+    if r["skipped"]:
+        return short_row([r["label"], f"skipped: {r['skipped']}"], 10)
+    ratios = r.get("ratios") or {}
+    return (
+        f"| {r['label']} | {r['server']} | {r['serial_p50_ms']:.3f} ms | {r['serial_p99_ms']:.3f} ms | "
+        f"{r['deltas_per_s']:,.0f} | {r['concurrent_p50_ms']:.2f} ms | {r['concurrent_p99_ms']:.2f} ms | "
+        f"{r['refused']} | {'yes' if r['exact'] else 'NO'} | "
+        f"{ratios.get('serial_p50', 1.0):.2f}x / {ratios.get('deltas_per_s', 1.0):.2f}x |"
+    )
+
+
 def durability_lines(section: dict[str, Any]) -> list[str]:
     """The section as Markdown (BENCHMARKS.md)."""
     if "error" in section:
         return [f"error: {section['error']}", ""]
-    out = [
+    header = (
         "| mode | server | serial p50 | serial p99 | concurrent deltas/s | concurrent p50 | "
-        "concurrent p99 | refused acks | exact | x no-persistence (serial p50 / deltas/s) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "concurrent p99 | refused acks | exact | x no-persistence (serial p50 / deltas/s) |"
+    )
+    return [
+        *table(header, [_durability_row(r) for r in section["rows"]]),
+        section["note"] + f" Replica timeout {section['replica_timeout_ms']} ms.",
+        "",
     ]
-    for r in section["rows"]:
-        if r["skipped"]:
-            out.append(f"| {r['label']} | skipped: {r['skipped']} | | | | | | | | |")
-            continue
-        ratios = r.get("ratios") or {}
-        out.append(
-            f"| {r['label']} | {r['server']} | {r['serial_p50_ms']:.3f} ms | {r['serial_p99_ms']:.3f} ms | "
-            f"{r['deltas_per_s']:,.0f} | {r['concurrent_p50_ms']:.2f} ms | {r['concurrent_p99_ms']:.2f} ms | "
-            f"{r['refused']} | {'yes' if r['exact'] else 'NO'} | "
-            f"{ratios.get('serial_p50', 1.0):.2f}x / {ratios.get('deltas_per_s', 1.0):.2f}x |"
-        )
-    out += ["", section["note"] + f" Replica timeout {section['replica_timeout_ms']} ms.", ""]
-    return out

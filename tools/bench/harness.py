@@ -22,7 +22,7 @@ import shutil
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -326,3 +326,26 @@ class ShardBuffer:
         self.sent += amount
         self.ingests += 1
         return amount
+
+
+# --- tables ----------------------------------------------------------------------------------
+
+
+def table(header: str, rows: Iterable[str]) -> list[str]:
+    """A Markdown table: ``header`` (``| a | b |``), its rule, ``rows``, then a blank line."""
+    return [header, "|" + "---|" * (header.count("|") - 1), *rows, ""]
+
+
+def short_row(cells: Sequence[str], width: int) -> str:
+    """A row of ``width`` columns with only the first ``cells`` filled (a skipped or failed row)."""
+    return "| " + " | ".join(cells) + " |" + " |" * (width - len(cells))
+
+
+def titled(title: str, section: dict[str, Any] | None) -> tuple[list[str], bool]:
+    """A section's heading lines and whether its table follows: ``([], False)`` when the
+    section did not run, the heading and its error line when it failed."""
+    if not section:
+        return [], False
+    if "error" in section:
+        return [title, "", f"error: {section['error']}", ""], False
+    return [title, ""], True

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tools.bench.harness import group_cpu_seconds, start_asgi
+from tools.bench.harness import group_cpu_seconds, start_asgi, table, titled
 
 SLUG = "bench-ops"
 SIZES = {  # sockets, warm-up s, measured s
@@ -138,18 +138,20 @@ def ops_bench(*, mode: str, run_dir: Path, progress) -> dict[str, Any]:
 
 def ops_lines(ops: dict[str, Any] | None) -> list[str]:
     """The Markdown rows of the ``ops`` section."""
-    if not ops:
-        return []
-    lines = ["### Operator dashboards: one boss, many operator sockets (tools/bench/ops.py)", ""]
-    if "error" in ops:
-        return [*lines, f"error: {ops['error']}", ""]
-    lines += [
-        "| feed | sockets | connected | window | server CPU s | share of one core | ops msgs / socket / s |",
-        "|---|---|---|---|---|---|---|",
+    lines, ok = titled("### Operator dashboards: one boss, many operator sockets (tools/bench/ops.py)", ops)
+    if not ok:
+        return lines
+    rows = [
+        f"| {r['feed']} | {r['sockets']} | {r['connected']} | {r['seconds']} s | {r['server_cpu_s']} | "
+        f"{100 * r['cpu_share_of_one_core']:.1f} % | {r['ops_per_socket_s']} |"
+        for r in ops["rows"]
     ]
-    for r in ops["rows"]:
-        lines.append(
-            f"| {r['feed']} | {r['sockets']} | {r['connected']} | {r['seconds']} s | {r['server_cpu_s']} | "
-            f"{100 * r['cpu_share_of_one_core']:.1f} % | {r['ops_per_socket_s']} |"
-        )
-    return [*lines, "", f"Target: shared feed < {100 * ops['target_cpu_share']:.0f} % of one core.", ""]
+    header = (
+        "| feed | sockets | connected | window | server CPU s | share of one core | ops msgs / socket / s |"
+    )
+    return [
+        *lines,
+        *table(header, rows),
+        f"Target: shared feed < {100 * ops['target_cpu_share']:.0f} % of one core.",
+        "",
+    ]

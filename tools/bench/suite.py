@@ -31,6 +31,8 @@ from typing import Any
 
 from django.conf import settings
 
+from tools.bench.harness import short_row, table, titled
+
 SCALING_PLAYERS = [10_000, 100_000, 1_000_000]
 HITS_PER_PLAYER_S = 1.0
 SECTIONS = ("lockstorm", "scaling", "ticks", "fanout", "e2e", "bosses", "durability", "ops")
@@ -399,6 +401,37 @@ def _ms(v: Any) -> str:
 
 def report_markdown(report: dict[str, Any]) -> str:
     """The report as the Markdown tables kept in BENCHMARKS.md."""
+    from tools.bench.durability import durability_lines
+    from tools.bench.ops import ops_lines
+
+    lines = _header_lines(report)
+    lines += _lockstorm_lines(report.get("lockstorm"))
+    lines += _scaling_lines(report.get("scaling"))
+    lines += _bosses_markdown(report.get("bosses"))
+    lines += ops_lines(report.get("ops"))
+    if report.get("durability"):
+        lines += ["### Durability modes: the ingest path (tools/bench/durability.py)", ""]
+        lines += durability_lines(report["durability"])
+    lines += _ticks_lines(report.get("ticks"))
+    if report.get("fanout"):
+        lines += ["### Fan-out: viewers at 10 states/s (one uvicorn process)", ""]
+        lines += _fanout_lines(report["fanout"])
+    if report.get("e2e"):
+        lines += [
+            "### End to end over real sockets (2 uvicorn processes + Celery worker/beat + simulator)",
+            "",
+        ]
+        lines += _e2e_lines(report["e2e"])
+    if report.get("section_seconds"):
+        lines += [
+            "Section times (s): " + ", ".join(f"{k} {v}" for k, v in report["section_seconds"].items()),
+            "",
+        ]
+    lines += _targets_lines(report.get("summary") or {})
+    return "\n".join(lines) + "\n"
+
+
+def _header_lines(report: dict[str, Any]) -> list[str]:
     m = report.get("machine", {})
     lines = [
         f"Command: `{report.get('command')}` — started {report.get('started_utc')}, "
@@ -413,163 +446,131 @@ def report_markdown(report: dict[str, Any]) -> str:
             "compare runs of `bench` or `bench --quick` only.**",
             "",
         ]
+    return lines
 
-    ls = report.get("lockstorm")
-    if ls:
-        lines += ["### Lock storm: 50 concurrent writers on one boss", ""]
-        if "error" in ls:
-            lines += [f"error: {ls['error']}", ""]
-        else:
-            lines += [
-                "| approach | hits/s | p50 per hit | p99 per hit | authority ops/hit | retries/hit | "
-                "HP exact | x best peer |",
-                "|---|---|---|---|---|---|---|---|",
-            ]
-            for r in ls["rows"]:
-                if r["skipped"]:
-                    lines.append(f"| {r['approach']} | {r['skipped']} | | | | | | |")
-                    continue
-                lines.append(
-                    f"| {r['approach']} | {_n(r['hits_per_s'])} | {_ms(r['p50_ms'])} | {_ms(r['p99_ms'])} | "
-                    f"{r['ops_per_hit']:.3g} | {r['retries_per_hit']:.3g} | {_n(r['hp_exact'])} | "
-                    f"{_ratio(r['extra'].get('ratio_to_best_peer'))} |"
-                )
-            lines += ["", f"Best per-hit peer: {ls['best_peer']}. PostgreSQL: {ls['postgres']}.", ""]
-    sc = report.get("scaling")
-    if sc:
-        lines += [
-            f"### Authority load as players grow (delta-sync, 50 shards, {sc.get('hits_per_player_s', '?')} "
-            "hit/s per player)",
-            "",
-        ]
-        if "error" in sc:
-            lines += [f"error: {sc['error']}", ""]
-        else:
-            lines += [
-                "| players | offered hits/s | sustained hits/s | authority ops/s | ops/hit | HP exact |",
-                "|---|---|---|---|---|---|",
-            ]
-            for r in sc["rows"]:
-                lines.append(
-                    f"| {_n(r['players'])} | {_n(r['offered_hits_per_s'])} | {_n(r['hits_per_s'])} | "
-                    f"{_n(r['authority_ops_per_s'])} | {r['ops_per_hit']:.3g} | {_n(r['hp_exact'])} |"
-                )
-            lines += [
-                "",
-                f"Authority ops/s at 100x the players / at 1x: {sc['ops_growth']} (one ingest per "
-                "shard per 100 ms shard tick + one sync tick per 100 ms, whatever the players do).",
-                "",
-            ]
-    lines += _bosses_markdown(report.get("bosses"))
-    from tools.bench.ops import ops_lines
 
-    lines += ops_lines(report.get("ops"))
-    dur = report.get("durability")
-    if dur:
-        from tools.bench.durability import durability_lines
+def _lockstorm_lines(ls: dict[str, Any] | None) -> list[str]:
+    lines, ok = titled("### Lock storm: 50 concurrent writers on one boss", ls)
+    if not ok:
+        return lines
+    rows = [
+        short_row([r["approach"], r["skipped"]], 8)
+        if r["skipped"]
+        else f"| {r['approach']} | {_n(r['hits_per_s'])} | {_ms(r['p50_ms'])} | {_ms(r['p99_ms'])} | "
+        f"{r['ops_per_hit']:.3g} | {r['retries_per_hit']:.3g} | {_n(r['hp_exact'])} | "
+        f"{_ratio(r['extra'].get('ratio_to_best_peer'))} |"
+        for r in ls["rows"]
+    ]
+    header = "| approach | hits/s | p50 per hit | p99 per hit | authority ops/hit | retries/hit | HP exact | x best peer |"
+    return [
+        *lines,
+        *table(header, rows),
+        f"Best per-hit peer: {ls['best_peer']}. PostgreSQL: {ls['postgres']}.",
+        "",
+    ]
 
-        lines += ["### Durability modes: the ingest path (tools/bench/durability.py)", ""]
-        lines += durability_lines(dur)
-    tk = report.get("ticks")
-    if tk:
-        lines += ["### Sync tick (real Celery beat + worker, 100 ms) and freshness", ""]
-        if "error" in tk:
-            lines += [f"error: {tk['error']}", ""]
-        else:
-            ti, fr = tk["tick_interval"], tk["freshness"]
-            lines += [
-                "| measure | n | p50 | p99 | max |",
-                "|---|---|---|---|---|",
-                f"| sync-tick interval | {ti['n']} | {_ms(ti['p50_ms'])} | {_ms(ti['p99_ms'])} | {_ms(ti['max_ms'])} |",
-                f"| freshness (hit -> first state including it) | {fr['n']} | {_ms(fr['p50_ms'])} | "
-                f"{_ms(fr['p99_ms'])} | {_ms(fr['max_ms'])} |",
-                "",
-                f"Load: {_n(tk['offered_hits_per_s'])} hits/s on 20 SDK-like shards (100 ms shard tick), "
-                f"HP exact: {_n(tk['hp_exact'])}; samples never seen applied: {tk['freshness_missing']}.",
-                "",
-            ]
-    fo = report.get("fanout")
-    if fo:
-        lines += ["### Fan-out: viewers at 10 states/s (one uvicorn process)", ""]
-        lines += _fanout_lines(fo)
-    e2e = report.get("e2e")
-    if e2e:
-        lines += [
-            "### End to end over real sockets (2 uvicorn processes + Celery worker/beat + simulator)",
-            "",
-        ]
-        lines += _e2e_lines(e2e)
-    if report.get("section_seconds"):
-        lines += [
-            "Section times (s): " + ", ".join(f"{k} {v}" for k, v in report["section_seconds"].items()),
-            "",
-        ]
-    summary = report.get("summary") or {}
-    if summary:
-        lines += ["### Targets", "", "| target | measured | goal | met |", "|---|---|---|---|"]
-        for name, s in summary.items():
-            lines.append(
-                f"| {name} | {_n(s['value'], 1) if isinstance(s['value'], float) else _n(s['value'])} | "
-                f"{s['target']} | {_n(s['met'])} |"
-            )
-        lines.append("")
-    return "\n".join(lines) + "\n"
+
+def _scaling_lines(sc: dict[str, Any] | None) -> list[str]:
+    per_player = (sc or {}).get("hits_per_player_s", "?")
+    lines, ok = titled(
+        f"### Authority load as players grow (delta-sync, 50 shards, {per_player} hit/s per player)", sc
+    )
+    if not ok:
+        return lines
+    rows = [
+        f"| {_n(r['players'])} | {_n(r['offered_hits_per_s'])} | {_n(r['hits_per_s'])} | "
+        f"{_n(r['authority_ops_per_s'])} | {r['ops_per_hit']:.3g} | {_n(r['hp_exact'])} |"
+        for r in sc["rows"]
+    ]
+    header = "| players | offered hits/s | sustained hits/s | authority ops/s | ops/hit | HP exact |"
+    return [
+        *lines,
+        *table(header, rows),
+        f"Authority ops/s at 100x the players / at 1x: {sc['ops_growth']} (one ingest per "
+        "shard per 100 ms shard tick + one sync tick per 100 ms, whatever the players do).",
+        "",
+    ]
+
+
+def _ticks_lines(tk: dict[str, Any] | None) -> list[str]:
+    lines, ok = titled("### Sync tick (real Celery beat + worker, 100 ms) and freshness", tk)
+    if not ok:
+        return lines
+    ti, fr = tk["tick_interval"], tk["freshness"]
+    rows = [
+        f"| sync-tick interval | {ti['n']} | {_ms(ti['p50_ms'])} | {_ms(ti['p99_ms'])} | {_ms(ti['max_ms'])} |",
+        f"| freshness (hit -> first state including it) | {fr['n']} | {_ms(fr['p50_ms'])} | "
+        f"{_ms(fr['p99_ms'])} | {_ms(fr['max_ms'])} |",
+    ]
+    return [
+        *lines,
+        *table("| measure | n | p50 | p99 | max |", rows),
+        f"Load: {_n(tk['offered_hits_per_s'])} hits/s on 20 SDK-like shards (100 ms shard tick), "
+        f"HP exact: {_n(tk['hp_exact'])}; samples never seen applied: {tk['freshness_missing']}.",
+        "",
+    ]
+
+
+def _targets_lines(summary: dict[str, Any]) -> list[str]:
+    if not summary:
+        return []
+    rows = [
+        f"| {name} | {_n(s['value'], 1) if isinstance(s['value'], float) else _n(s['value'])} | "
+        f"{s['target']} | {_n(s['met'])} |"
+        for name, s in summary.items()
+    ]
+    return ["### Targets", "", *table("| target | measured | goal | met |", rows)]
+
+
+FANOUT_LAYER_NAMES = {
+    "core": "stock RedisChannelLayer",
+    "pubsub": "stock RedisPubSubChannelLayer",
+    "hub": "this project (per-process hub)",
+}
+
+
+def _fanout_row(r: dict[str, Any]) -> str:
+    layer = FANOUT_LAYER_NAMES.get(r.get("layer", ""), r.get("layer", ""))
+    if r.get("skipped") or r.get("error"):
+        return f"| {layer} | | {_n(r.get('viewers'))} | {r.get('skipped') or r.get('error')} | | | | |"
+    return (
+        f"| {layer} | {r.get('workers', '')} | {_n(r.get('viewers'))} | {_n(r.get('delivered'))} / "
+        f"{_n(r.get('expected'))} | {_n(r.get('delivered_pct'), 1)} | {_ms(r.get('p50_lag_ms'))} | "
+        f"{_ms(r.get('p99_lag_ms'))} | {_n(r.get('ended_on_final'))} / {_n(r.get('viewers'))} |"
+    )
 
 
 def _fanout_lines(fo: dict[str, Any]) -> list[str]:
     if "error" in fo:
         return [f"error: {fo['error']}", ""]
-    rows = fo.get("rows", [])
-    names = {
-        "core": "stock RedisChannelLayer",
-        "pubsub": "stock RedisPubSubChannelLayer",
-        "hub": "this project (per-process hub)",
-    }
-    out = [
+    header = (
         "| layer | uvicorn processes | viewers | delivered / expected | delivered % | p50 lag | p99 lag | "
-        "viewers ended on final version |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        layer = names.get(r.get("layer", ""), r.get("layer", ""))
-        if r.get("skipped") or r.get("error"):
-            out.append(
-                f"| {layer} | | {_n(r.get('viewers'))} | {r.get('skipped') or r.get('error')} | | | | |"
-            )
-            continue
-        out.append(
-            f"| {layer} | {r.get('workers', '')} | {_n(r.get('viewers'))} | {_n(r.get('delivered'))} / "
-            f"{_n(r.get('expected'))} | {_n(r.get('delivered_pct'), 1)} | {_ms(r.get('p50_lag_ms'))} | "
-            f"{_ms(r.get('p99_lag_ms'))} | {_n(r.get('ended_on_final'))} / {_n(r.get('viewers'))} |"
-        )
-    out.append("")
-    if fo.get("note"):
-        out += [fo["note"], ""]
-    return out
+        "viewers ended on final version |"
+    )
+    out = table(header, [_fanout_row(r) for r in fo.get("rows", [])])
+    return out + ([fo["note"], ""] if fo.get("note") else [])
+
+
+def _e2e_row(name: str, r: dict[str, Any]) -> str:
+    if "error" in r:
+        return short_row([name, f"error: {r['error']}"], 8)
+    return (
+        f"| {r.get('label', name)} | {_n(r.get('sent_per_s'))} | {_n(r.get('acked_per_s'))} | "
+        f"{_n(r.get('rate'))} | {_n(r.get('hp_exact'))} | {_ms(r.get('freshness_p50_ms'))} / "
+        f"{_ms(r.get('freshness_p99_ms'))} | {_ms(r.get('tick_p99_ms'))} | {_n(r.get('states_per_s'))} | "
+        f"{_us(r.get('server_cpu_us_per_unit'))} / {_us(r.get('redis_cpu_us_per_unit'))} |"
+    )
 
 
 def _e2e_lines(e2e: dict[str, Any]) -> list[str]:
     if "error" in e2e:
         return [f"error: {e2e['error']}", ""]
-    out = [
+    header = (
         "| scenario | sent/s | acked/s | applied/s (rate) | HP exact (verify_boss) | freshness p50 / p99 | "
-        "tick p99 | states/s received | CPU per unit: uvicorn / Redis |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name in ("hosted", "sdk", "hosted_ceiling", "hosted_ceiling_process_limit"):
-        r = e2e.get(name)
-        if not isinstance(r, dict):
-            continue
-        if "error" in r:
-            out.append(f"| {name} | error: {r['error']} | | | | | | |")
-            continue
-        out.append(
-            f"| {r.get('label', name)} | {_n(r.get('sent_per_s'))} | {_n(r.get('acked_per_s'))} | "
-            f"{_n(r.get('rate'))} | {_n(r.get('hp_exact'))} | {_ms(r.get('freshness_p50_ms'))} / "
-            f"{_ms(r.get('freshness_p99_ms'))} | {_ms(r.get('tick_p99_ms'))} | {_n(r.get('states_per_s'))} | "
-            f"{_us(r.get('server_cpu_us_per_unit'))} / {_us(r.get('redis_cpu_us_per_unit'))} |"
-        )
-    out.append("")
+        "tick p99 | states/s received | CPU per unit: uvicorn / Redis |"
+    )
+    names = ("hosted", "sdk", "hosted_ceiling", "hosted_ceiling_process_limit")
+    out = table(header, [_e2e_row(n, e2e[n]) for n in names if isinstance(e2e.get(n), dict)])
     if e2e.get("note"):
         out += [e2e["note"], ""]
     if e2e.get("modes"):
@@ -585,74 +586,76 @@ def _x(v: Any) -> str:
     return "-" if v is None else f"{v:.2f}x"
 
 
+def _e2e_mode_row(m: dict[str, Any]) -> str:
+    if "error" in m:
+        return short_row([str(m.get("label")), f"error: {m['error']}"], 10)
+    h, d = m.get("hosted") or {}, m.get("sdk") or {}
+    return (
+        f"| {m.get('label')} | {m.get('server', '-')} | {h.get('error') or _n(h.get('rate'))} | "
+        f"{_x(h.get('x_rate'))} | {d.get('error') or _n(d.get('rate'))} | {_x(d.get('x_rate'))} | "
+        f"{_ms(h.get('freshness_p99_ms'))} | {_ms(d.get('freshness_p99_ms'))} | "
+        f"{_x(d.get('x_freshness_p99'))} | {_n(h.get('hp_exact'))} / {_n(d.get('hp_exact'))} |"
+    )
+
+
 def _e2e_modes_lines(modes: dict[str, Any]) -> list[str]:
     """The durability modes side by side (tools/bench/endtoend.py DURABILITY_MODES)."""
-    out = [
+    header = (
+        "| mode | server | hosted attacks/s | x none | SDK hits/s | x none | hosted freshness p99 | "
+        "SDK freshness p99 | x none (SDK p99) | HP exact (hosted / SDK) |"
+    )
+    return [
         "#### End to end per durability mode of the authority (2 uvicorn processes each)",
         "",
-        "| mode | server | hosted attacks/s | x none | SDK hits/s | x none | hosted freshness p99 | "
-        "SDK freshness p99 | x none (SDK p99) | HP exact (hosted / SDK) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        *table(header, [_e2e_mode_row(m) for m in modes.values()]),
     ]
-    for m in modes.values():
-        if "error" in m:
-            out.append(f"| {m.get('label')} | error: {m['error']} | | | | | | | | |")
-            continue
-        h, d = m.get("hosted") or {}, m.get("sdk") or {}
-        out.append(
-            f"| {m.get('label')} | {m.get('server', '-')} | {h.get('error') or _n(h.get('rate'))} | "
-            f"{_x(h.get('x_rate'))} | {d.get('error') or _n(d.get('rate'))} | {_x(d.get('x_rate'))} | "
-            f"{_ms(h.get('freshness_p99_ms'))} | {_ms(d.get('freshness_p99_ms'))} | "
-            f"{_x(d.get('x_freshness_p99'))} | {_n(h.get('hp_exact'))} / {_n(d.get('hp_exact'))} |"
-        )
-    out.append("")
-    return out
 
 
 def _bosses_markdown(bs: dict[str, Any] | None) -> list[str]:
-    if not bs:
-        return []
-    lines = ["### Many live bosses: one sync tick pass (tools/bench/bosses.py)", ""]
-    if "error" in bs:
-        return [*lines, f"error: {bs['error']}", ""]
-    lines += [
-        "| active bosses | idle live bosses | per-boss loop p50 / p99 | dirty pass p50 / p99 | x faster (p50) |",
-        "|---|---|---|---|---|",
+    lines, ok = titled("### Many live bosses: one sync tick pass (tools/bench/bosses.py)", bs)
+    if not ok:
+        return lines
+    passes = [
+        f"| {_n(r['active'])} | {_n(r['idle'])} | {_ms(r['per_boss_p50_ms'])} / {_ms(r['per_boss_p99_ms'])} | "
+        f"{_ms(r['dirty_p50_ms'])} / {_ms(r['dirty_p99_ms'])} | {_ratio(r['ratio_p50'])} |"
+        for r in bs["passes"]
     ]
-    for r in bs["passes"]:
-        lines.append(
-            f"| {_n(r['active'])} | {_n(r['idle'])} | {_ms(r['per_boss_p50_ms'])} / {_ms(r['per_boss_p99_ms'])} | "
-            f"{_ms(r['dirty_p50_ms'])} / {_ms(r['dirty_p99_ms'])} | {_ratio(r['ratio_p50'])} |"
-        )
+    cadence = [
+        f"| {_n(r['active'])} | {_n(r['idle'])} | {r['ticks']} | {_ms(r['pass_p99_ms'])} | "
+        f"{_ms(r['interval_p99_ms'])} | {_ms(r['freshness_p50_ms'])} / {_ms(r['freshness_p99_ms'])} |"
+        for r in bs["cadence"]
+    ]
+    lines += table(
+        "| active bosses | idle live bosses | per-boss loop p50 / p99 | dirty pass p50 / p99 | x faster (p50) |",
+        passes,
+    )
     lines += [
-        "",
         "Each pass after one delta per active boss; both implementations alternate on the same bosses.",
         "",
-        "| active bosses | idle live bosses | ticks | pass p99 | tick interval p99 | freshness p50 / p99 |",
-        "|---|---|---|---|---|---|",
     ]
-    for r in bs["cadence"]:
-        lines.append(
-            f"| {_n(r['active'])} | {_n(r['idle'])} | {r['ticks']} | {_ms(r['pass_p99_ms'])} | "
-            f"{_ms(r['interval_p99_ms'])} | {_ms(r['freshness_p50_ms'])} / {_ms(r['freshness_p99_ms'])} |"
-        )
+    lines += table(
+        "| active bosses | idle live bosses | ticks | pass p99 | tick interval p99 | freshness p50 / p99 |",
+        cadence,
+    )
     lines += [
-        "",
         "Dirty pass every 100 ms in one process while another process sends one delta per active "
         "boss per interval; freshness: a probe's ingest ack to the state message on its subscriber.",
         "",
     ]
-    c = bs.get("cluster")
-    if c:
-        lines += [
-            f"| {_n(c['active'])} bosses damaged per pass | pass p50 | boss-ticks/s | per master |",
-            "|---|---|---|---|",
-            f"| one Redis | {_ms(c['single_p50_ms'])} | {_n(c['single_boss_ticks_per_s'])} | "
-            f"{_n(c['single_boss_ticks_per_s'])} |",
-            f"| Redis Cluster, {c['cluster_masters']} masters | {_ms(c['cluster_p50_ms'])} | "
-            f"{_n(c['cluster_boss_ticks_per_s'])} | {_n(c['cluster_boss_ticks_per_s_per_master'])} |",
-            "",
-            f"One run, the same pass and bosses; one Redis / cluster pass time: {c['ratio']}x.",
-            "",
-        ]
-    return lines
+    return lines + _cluster_lines(bs.get("cluster"))
+
+
+def _cluster_lines(c: dict[str, Any] | None) -> list[str]:
+    if not c:
+        return []
+    rows = [
+        f"| one Redis | {_ms(c['single_p50_ms'])} | {_n(c['single_boss_ticks_per_s'])} | "
+        f"{_n(c['single_boss_ticks_per_s'])} |",
+        f"| Redis Cluster, {c['cluster_masters']} masters | {_ms(c['cluster_p50_ms'])} | "
+        f"{_n(c['cluster_boss_ticks_per_s'])} | {_n(c['cluster_boss_ticks_per_s_per_master'])} |",
+    ]
+    return [
+        *table(f"| {_n(c['active'])} bosses damaged per pass | pass p50 | boss-ticks/s | per master |", rows),
+        f"One run, the same pass and bosses; one Redis / cluster pass time: {c['ratio']}x.",
+        "",
+    ]

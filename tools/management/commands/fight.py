@@ -23,6 +23,7 @@ from bosses.verification import boss_verify
 from core import keys
 from core.errors import UnknownBoss
 from core.redis import get_redis
+from tools.simsetup import boss_accepted, fight_settle, sim_shards_ensure
 
 BAR_WIDTH = 24
 
@@ -72,59 +73,12 @@ class Command(BaseCommand):
         parser.add_argument("--prefix", default="fight", help="key prefix of the simulator's shards")
         parser.add_argument("--json", action="store_true", help="print the report as JSON only")
 
-    def handle(
-        self,
-        *args,
-        url: str,
-        boss: str,
-        shards: int,
-        players: int,
-        sdk: int,
-        sdk_rate: float,
-        sdk_processes: int,
-        attack_rate: float,
-        duration: float,
-        prefix: str,
-        json: bool,
-        **options,
-    ):
+    def handle(self, *args, **options):
         from tools.bench.harness import run_loop
-        from tools.simsetup import boss_accepted, fight_settle, sim_shards_ensure
-        from tools.simulator import Fight, FightPlan, fight_result
+        from tools.simulator import Fight
 
-        self._check(
-            url=url,
-            shards=shards,
-            players=players,
-            sdk=sdk,
-            sdk_rate=sdk_rate,
-            attack_rate=attack_rate,
-            duration=duration,
-        )
-        if not 0 <= sdk_processes <= 64:
-            raise CommandError(f"--sdk-processes must be between 0 and 64, got {sdk_processes}")
-        try:
-            boss_obj = boss_get(slug=boss)
-        except UnknownBoss as exc:
-            raise CommandError(str(exc)) from None
-        r = get_redis()
-        status = r.hget(keys.BossKeys(boss_obj.pk).state, "status")
-        if status != BossStatus.LIVE:
-            raise CommandError(f"boss {boss} is {status or boss_obj.status}, not live; take it live first")
-        try:
-            specs = sim_shards_ensure(prefix=prefix, hosted=shards if players else 0, sdk=sdk)
-        except ValueError as exc:
-            raise CommandError(str(exc)) from None
-        plan = FightPlan(
-            url=url,
-            boss=boss,
-            shards=specs,
-            players=players,
-            attacks_per_player_s=attack_rate,
-            sdk_hits_per_s=sdk_rate or None,
-            sdk_processes=sdk_processes,
-            duration_s=duration,
-        )
+        boss_obj, plan = self._plan(options)
+        json = options["json"]
         accepted_before = boss_accepted(boss_id=boss_obj.pk)
         fight = Fight(plan)
         show = not json
@@ -132,7 +86,7 @@ class Command(BaseCommand):
 
         def on_tick(stats) -> None:
             if show and stats.started:
-                line = progress_line(stats, duration)
+                line = progress_line(stats, plan.duration_s)
                 self.stderr.write(("\r" + line) if tty else line, ending="" if tty else "\n")
 
         try:
@@ -141,32 +95,54 @@ class Command(BaseCommand):
             raise CommandError("interrupted") from None
         if show and tty:
             self.stderr.write("")
-        acked = stats.attack_damage + stats.sdk_damage_acked
-        settled = fight_settle(boss_id=boss_obj.pk, expected_accepted=accepted_before + acked)
-        k = keys.BossKeys(boss_obj.pk)
-        result = fight_result(stats, r.xrange(k.log))
-        accepted_after = boss_accepted(boss_id=boss_obj.pk)
-        boss_obj.refresh_from_db()
-        report = boss_verify(boss=boss_obj)
-        result.update(
-            {
-                "boss": boss,
-                "settled": settled,
-                "damage_acked": acked,
-                "damage_accepted_during_fight": accepted_after - accepted_before,
-                # every acknowledged hit is in the authority (nothing else hit this boss meanwhile)
-                "damage_accounted": accepted_after - accepted_before == acked or report.status != "live",
-                "verify_ok": report.ok,
-                "verify": report.as_dict(),
-                "tick_times": _tick_summary(),
-            }
-        )
+        result, ok = _result(stats, boss_obj, accepted_before)
         if json:
             self.stdout.write(jsonlib.dumps(result, indent=2))
         else:
             self._print(result)
-        if not report.ok:
+        if not ok:
             sys.exit(1)
+
+    def _plan(self, o: dict):
+        """The live boss and the fight to run, from the command's options (CommandError on a bad one)."""
+        from tools.simulator import FightPlan
+
+        self._check(
+            url=o["url"],
+            shards=o["shards"],
+            players=o["players"],
+            sdk=o["sdk"],
+            sdk_rate=o["sdk_rate"],
+            attack_rate=o["attack_rate"],
+            duration=o["duration"],
+        )
+        if not 0 <= o["sdk_processes"] <= 64:
+            raise CommandError(f"--sdk-processes must be between 0 and 64, got {o['sdk_processes']}")
+        try:
+            boss_obj = boss_get(slug=o["boss"])
+        except UnknownBoss as exc:
+            raise CommandError(str(exc)) from None
+        status = get_redis().hget(keys.BossKeys(boss_obj.pk).state, "status")
+        if status != BossStatus.LIVE:
+            raise CommandError(
+                f"boss {o['boss']} is {status or boss_obj.status}, not live; take it live first"
+            )
+        try:
+            specs = sim_shards_ensure(
+                prefix=o["prefix"], hosted=o["shards"] if o["players"] else 0, sdk=o["sdk"]
+            )
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        return boss_obj, FightPlan(
+            url=o["url"],
+            boss=o["boss"],
+            shards=specs,
+            players=o["players"],
+            attacks_per_player_s=o["attack_rate"],
+            sdk_hits_per_s=o["sdk_rate"] or None,
+            sdk_processes=o["sdk_processes"],
+            duration_s=o["duration"],
+        )
 
     def _check(self, *, url, shards, players, sdk, sdk_rate, attack_rate, duration) -> None:
         p = urlsplit(url)
@@ -226,8 +202,34 @@ class Command(BaseCommand):
             self.stderr.write(self.style.ERROR(f"verify_boss FAIL: {problem}"))
 
 
+def _result(stats, boss_obj, accepted_before: int) -> tuple[dict, bool]:
+    """The report (after the buffers settled) and whether ``verify_boss`` holds."""
+    from tools.simulator import fight_result
+
+    acked = stats.attack_damage + stats.sdk_damage_acked
+    settled = fight_settle(boss_id=boss_obj.pk, expected_accepted=accepted_before + acked)
+    result = fight_result(stats, get_redis().xrange(keys.BossKeys(boss_obj.pk).log))
+    accepted_after = boss_accepted(boss_id=boss_obj.pk)
+    boss_obj.refresh_from_db()
+    report = boss_verify(boss=boss_obj)
+    result.update(
+        {
+            "boss": boss_obj.slug,
+            "settled": settled,
+            "damage_acked": acked,
+            "damage_accepted_during_fight": accepted_after - accepted_before,
+            # every acknowledged hit is in the authority (nothing else hit this boss meanwhile)
+            "damage_accounted": accepted_after - accepted_before == acked or report.status != "live",
+            "verify_ok": report.ok,
+            "verify": report.as_dict(),
+            "tick_times": _tick_summary(),
+        }
+    )
+    return result, report.ok
+
+
 def _tick_summary() -> dict:
-    from tools.bench.authority import percentile
+    from tools.bench.harness import percentile
 
     times = boss_tick_times_ms(limit=600)
     gaps = [b - a for a, b in zip(times, times[1:])]
