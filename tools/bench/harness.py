@@ -10,7 +10,8 @@ the servers they start and the shard writer they ingest with.
   :func:`start_asgi`: servers, all children of a :class:`tools.stack.Stack` (their own
   process group, killed with the parent, stopped with the stack);
 - :class:`ShardBuffer`: a shard's in-memory buffer that sends what it holds through the
-  production async ingest, :func:`shards.services.adelta_ingest`.
+  production async ingest, :func:`shards.services.adelta_ingest`;
+- :func:`table`, :func:`short_row`, :func:`titled`: the Markdown of every section's table.
 """
 
 from __future__ import annotations
