@@ -6,6 +6,7 @@ import json
 from decimal import Decimal
 from fractions import Fraction
 
+import pytest
 from django.db.models import Count, Max, Min
 
 from bosses.models import Contribution, RewardGrant, RewardTable, RewardTier, SagaStatus
@@ -39,6 +40,9 @@ def seed_players(boss_id: int) -> dict[str, int]:
     return damage
 
 
+# A scale run (200k players, about 8-12 s here): the whole suite runs it (make test-all), the
+# developer suite does not; the victory saga itself is covered there by test_victory.py.
+@pytest.mark.slow
 def test_two_hundred_thousand_players_stream_through_the_saga(make_boss, make_session):
     table = RewardTable.objects.create(name="Big raid", min_damage=100, last_hit_payload={"title": "Slayer"})
     RewardTier.objects.create(table=table, position=0, name="champion", kind="rank", rank_from=1, rank_to=1)
