@@ -66,13 +66,12 @@ async def _close_replaced_client() -> None:
 
 
 def drive(service: Callable[..., Awaitable[T]], /, **kwargs: Any) -> T:
-    """Run ``await service(**kwargs)`` on the background loop; its result or its exception."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    else:
-        raise RuntimeError(f"a coroutine test awaits shards.services.{service.__name__} directly")
+    """Run ``await service(**kwargs)`` on the background loop; its result or its exception.
+
+    It blocks the calling thread, also one whose own loop runs (Playwright's sync API keeps
+    one in a browser test's thread): the background loop is another thread, so the call
+    finishes all the same. A coroutine test awaits the service instead.
+    """
     executor = CurrentThreadExecutor(None)
 
     async def call() -> T:
