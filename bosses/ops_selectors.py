@@ -163,7 +163,7 @@ def _session_rows(raw: dict[str, dict[str, str]], *, now_ms: int) -> dict[str, d
 
 def _add_buffers(buf: dict[str, str], *, session: Callable[[str], SessionRow | None]) -> None:
     """The buffer hash into the session rows: a session's own deltas, and the recovered damage
-    a fair crash saga put back under its ``<session>#recovered`` field."""
+    a fair crash saga put back under its recovered field (``keys.recovered_field``)."""
     for sess, value in buf.items():
         base, recovered, _ = sess.partition(keys.RECOVERED_SUFFIX)
         row = session(base)
