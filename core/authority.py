@@ -355,7 +355,7 @@ def _parse_fence(r: Reply) -> FenceOutcome:
 # --- calls -------------------------------------------------------------------
 
 
-def seed_call(
+def seed_call(  # noqa: PLR0913 - one keyword per ARGV of seed.lua, all keyword-only
     *,
     boss_id: int,
     max_hp: int,

@@ -78,7 +78,7 @@ class Setting:
     schemes: tuple[str, ...] = ()
     accepts_doc: str = ""
 
-    def accepts(self) -> str:
+    def accepts(self) -> str:  # noqa: PLR0911 - one answer per kind, read as a table
         """What the variable takes, in words (the error messages and the README say this)."""
         if self.accepts_doc:
             return self.accepts_doc

@@ -80,7 +80,7 @@ class _Boss:
 class ShardClient:
     """One game server's connection to the platform as shard ``shard`` (see module docstring)."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - the public constructor: keyword-only options with defaults
         self,
         url: str,
         *,
