@@ -112,13 +112,19 @@ def _label(x: float, i: int) -> dict[str, Any]:
 def _charts(report: dict[str, Any]) -> dict[str, Any]:
     """SVG geometry of the HP chart (line, phase lines and marks, saga marks) and of the
     stacked shard-damage bars, in viewBox units."""
-    summary, hp = report["summary"], report["hp"]
+    summary = report["summary"]
     span = max(summary["ended_ms"] - summary["started_ms"], 1)
+    return {"hp": _hp_chart(report, span_ms=span), "shards": _shard_chart(report, span_ms=span)}
+
+
+def _hp_chart(report: dict[str, Any], *, span_ms: int) -> dict[str, Any]:
+    """The HP line and area, its axes, the phase thresholds and the phase, status and saga marks."""
+    hp = report["hp"]
     max_hp = max(hp["max_hp"], 1)
     plot_w = CHART_W - PAD_L - PAD_R
 
     def x(t_ms: float) -> float:
-        return round(PAD_L + min(max(t_ms, 0), span) / span * plot_w, 1)
+        return round(PAD_L + min(max(t_ms, 0), span_ms) / span_ms * plot_w, 1)
 
     hp_plot_h = HP_CHART_H - PAD_T - PAD_B
 
@@ -139,7 +145,7 @@ def _charts(report: dict[str, Any]) -> dict[str, Any]:
             {"y": y(max_hp * pct / 100), "label": f"{pct}%", "value": _compact(max_hp * pct / 100)}
             for pct in (0, 25, 50, 75, 100)
         ],
-        "x_ticks": _x_axis(span, HP_CHART_H),
+        "x_ticks": _x_axis(span_ms, HP_CHART_H),
         "thresholds": [{"y": y(p["hp"]), "name": p["name"]} for p in hp["phases"]],
         "phase_marks": [
             {**m, "x": x(m["t_ms"]), "y": y(m["hp"]), **_label(x(m["t_ms"]), i)}
@@ -154,7 +160,12 @@ def _charts(report: dict[str, Any]) -> dict[str, Any]:
             for m in report["marks"]["sagas"]
         ],
     }
+    return hp_chart
 
+
+def _shard_chart(report: dict[str, Any], *, span_ms: int) -> dict[str, Any]:
+    """The shard damage as stacked bars per time bucket, its axes and the series' legend."""
+    plot_w = CHART_W - PAD_L - PAD_R
     shards = report["shards"]
     buckets = shards["buckets"]
     shard_plot_h = SHARD_CHART_H - PAD_T - PAD_B
@@ -176,7 +187,7 @@ def _charts(report: dict[str, Any]) -> dict[str, Any]:
                     "h": round(h, 2),
                     "series": s,
                     "colour": SERIES_COLOURS[min(s, len(SERIES_COLOURS) - 1)],
-                    "title": f"{shards['series'][s]}: {amount:,} ({_fmt_t(b['start_ms'], span_ms=span)} to {_fmt_t(b['end_ms'], span_ms=span)})",
+                    "title": f"{shards['series'][s]}: {amount:,} ({_fmt_t(b['start_ms'], span_ms=span_ms)} to {_fmt_t(b['end_ms'], span_ms=span_ms)})",
                 }
             )
     shard_chart = {
@@ -187,14 +198,14 @@ def _charts(report: dict[str, Any]) -> dict[str, Any]:
         "y_ticks": [
             {"y": round(PAD_T + (1 - f) * shard_plot_h, 1), "label": _compact(peak * f)} for f in (0, 0.5, 1)
         ],
-        "x_ticks": _x_axis(span, SHARD_CHART_H),
+        "x_ticks": _x_axis(span_ms, SHARD_CHART_H),
         "legend": [
             {"name": name, "colour": SERIES_COLOURS[min(i, len(SERIES_COLOURS) - 1)], "series": i}
             for i, name in enumerate(shards["series"])
         ],
         "bucket_s": round(shards["bucket_ms"] / 1000, 3),
     }
-    return {"hp": hp_chart, "shards": shard_chart}
+    return shard_chart
 
 
 def _kpis(report: dict[str, Any]) -> list[dict[str, str]]:
