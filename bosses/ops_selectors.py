@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bosses.models import BossEncounter, SagaRun
-from core import authority, keys
+from core import authority, keys, messages
 from core.clients import slot_client
 from core.clock import Clock, RedisClock
 from core.redis import get_redis
@@ -312,29 +312,26 @@ def _number(state: dict[str, str], name: str) -> int:
     return int(state.get(name) or 0)
 
 
-def ops_state_message(*, boss: BossEncounter, state: dict[str, str]) -> dict[str, Any]:
+def ops_state_message(*, boss: BossEncounter, state: dict[str, str]) -> messages.StateFrame:
     """The protocol's ``state`` message from a raw state hash (or the SQL record when absent)."""
     if state:
         parsed = authority.parse_state([state.get(f) for f in authority.STATE_FIELDS])
         if parsed is not None:
             return parsed.as_message()
-    hp = boss.final_hp if boss.final_hp is not None else boss.max_hp
-    return {
-        "type": "state",
-        "boss": boss.slug,
-        "hp": hp,
-        "max_hp": boss.max_hp,
-        "version": boss.final_version or 0,
-        "status": boss.status,
-        "phase": "",
-        "phase_index": 0,
-        "ts": None,
-    }
+    return messages.record_state_frame(
+        boss=boss.slug,
+        max_hp=boss.max_hp,
+        status=boss.status,
+        final_hp=boss.final_hp,
+        final_version=boss.final_version,
+        gen=boss.authority_gen,
+        written_at=boss.updated_at,
+    )
 
 
 def ops_snapshot(
     *, boss: BossEncounter, with_series: bool = False, clock: Clock | None = None
-) -> dict[str, Any]:
+) -> messages.OpsFrame:
     """The ``ops`` message of ``/ws/ops/bosses/<slug>/``: everything the dashboard shows.
 
     ``with_series`` adds the HP-over-time series (sent once on connect; later points come
@@ -351,21 +348,20 @@ def ops_snapshot(
     state, ticks, log = pipe.execute()
     entries = [_log_entry(i, f) for i, f in log]
     shards = ops_shard_rows(boss=boss, raw=raw, now_ms=now_ms, boss_status=state.get("status") or boss.status)
-    message: dict[str, Any] = {
-        "type": "ops",
-        "boss": boss.slug,
-        "name": boss.name,
-        "server_ms": now_ms,
-        "state": ops_state_message(boss=boss, state=state),
-        "ledger": {
+    return messages.ops_frame(
+        boss=boss.slug,
+        name=boss.name,
+        server_ms=now_ms,
+        state=ops_state_message(boss=boss, state=state),
+        ledger={
             name: _number(state, name)
             for name in ("accepted", "applied", "overkill", "recovered", "discarded")
         },
-        "buffered": sum(int(v) for v in raw["buf"].values()),
-        "dps": ops_dps(entries=entries, now_ms=now_ms),
-        "tick": ops_tick_lag(state=state, tick_times_ms=[int(t) for t in ticks], now_ms=now_ms),
-        "shards": [asdict(r) for r in shards],
-        "health": {
+        buffered=sum(int(v) for v in raw["buf"].values()),
+        dps=ops_dps(entries=entries, now_ms=now_ms),
+        tick=ops_tick_lag(state=state, tick_times_ms=[int(t) for t in ticks], now_ms=now_ms),
+        shards=[asdict(r) for r in shards],
+        health={
             h: sum(1 for r in shards if r.health == h)
             for h in (
                 ShardHealth.OK,
@@ -376,18 +372,18 @@ def ops_snapshot(
                 ShardHealth.DONE,
             )
         },
-        "events": entries[:EVENTS_KEEP],
-        "sagas": ops_latest_sagas(boss=boss),
-        "config": {
+        events=entries[:EVENTS_KEEP],
+        sagas=ops_latest_sagas(boss=boss),
+        config={
             "tick_interval_ms": boss.tick_interval_ms,
             "heartbeat_interval_ms": boss.heartbeat_interval_ms,
             "heartbeat_timeout_ms": boss.heartbeat_timeout_ms,
             "crash_policy": boss.crash_policy,
         },
-    }
-    if with_series:
-        message["series"] = [[e["ts"], e["hp"], e["version"]] for e in reversed(entries[:HP_SERIES_KEEP])]
-    return message
+        series=[[e["ts"], e["hp"], e["version"]] for e in reversed(entries[:HP_SERIES_KEEP])]
+        if with_series
+        else None,
+    )
 
 
 def ops_overview() -> list[dict[str, Any]]:
@@ -489,7 +485,7 @@ def _overview_health(
 
 def ops_overview_live(
     *, tracker: OverviewTracker | None = None, clock: Clock | None = None
-) -> dict[str, Any]:
+) -> messages.OverviewFrame:
     """The ``overview`` message of ``/ws/ops/``: every boss's status, HP, DPS, shard health and
     tick lag, from two SQL queries and one Redis pipeline whatever the number of bosses.
 
@@ -511,7 +507,7 @@ def ops_overview_live(
         pipe.hgetall(k.settled)
     (seconds, micros), newest_tick, *replies = pipe.execute()
     now_ms = clock.now_ms() if clock is not None else int(seconds) * 1000 + int(micros) // 1000
-    rows = []
+    rows: list[messages.OverviewRow] = []
     for i, boss in enumerate(bosses):
         values, buf, hb, settled = replies[4 * i : 4 * i + 4]
         state = dict(zip(OVERVIEW_STATE_FIELDS, values))
@@ -545,9 +541,8 @@ def ops_overview_live(
         )
     if tracker is not None:
         tracker.forget_except({b.pk for b in bosses})
-    return {
-        "type": "overview",
-        "server_ms": now_ms,
-        "beat_age_ms": max(0, now_ms - int(newest_tick)) if newest_tick else None,
-        "bosses": rows,
-    }
+    return messages.overview_frame(
+        server_ms=now_ms,
+        beat_age_ms=max(0, now_ms - int(newest_tick)) if newest_tick else None,
+        bosses=rows,
+    )

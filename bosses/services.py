@@ -25,6 +25,7 @@ from bosses.broadcast import messages_publish, messages_publish_many
 from bosses.models import BossEncounter, BossEvent, BossStatus, RewardGrant
 from bosses.signals import fight_event_send
 from core import authority, keys
+from core import messages as wire_messages
 from core.clients import Routed, execute_pipelined
 from core.errors import (
     AlreadyClaimed,
@@ -167,14 +168,13 @@ def _state_messages(out: authority.TickOutcome | None, state: authority.BossStat
     messages = [state.as_message()]
     if out is not None and out.phase != out.old_phase:
         messages.append(
-            {
-                "type": "phase",
-                "boss": state.slug,
-                "phase": state.phase_name,
-                "phase_index": state.phase,
-                "version": state.version,
-                "ts": state.ts_ms,
-            }
+            wire_messages.phase_frame(
+                boss=state.slug,
+                phase=state.phase_name,
+                phase_index=state.phase,
+                version=state.version,
+                ts=state.ts_ms,
+            )
         )
     return messages
 
@@ -259,7 +259,9 @@ def _transition(
     if out.code == "refused":
         raise InvalidTransition(f"cannot {verb} {boss.slug}: it is {out.status}")
     _set_db_status(boss, to)
-    extra = [{"type": to, "boss": boss.slug, "version": out.version}] if to == BossStatus.EXPIRED else []
+    extra = (
+        [wire_messages.expired_frame(boss=boss.slug, version=out.version)] if to == BossStatus.EXPIRED else []
+    )
     state = boss_publish_state(boss_id=boss.pk, extra=extra)
     assert state is not None
     return state

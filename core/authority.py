@@ -17,14 +17,14 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, Literal, TypedDict, TypeVar, cast
+from typing import Generic, TypeVar, cast
 
 import redis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 
-from core import keys
+from core import keys, messages
 from core.clients import UNREACHABLE, AsyncClient, SyncClient, execute_pipelined
 from core.limits import MAX_HELD_AMOUNT
 
@@ -560,19 +560,7 @@ def restore_call(*, boss_id: int, incarnation: str, gen: int, snapshot: str) -> 
 STATE_FIELDS = ("hp", "max_hp", "version", "status", "phase", "phase_name", "last_tick_ms", "slug", "gen")
 
 
-class StateMessage(TypedDict):
-    """The ``state`` message of the protocol (docs/protocol.md), as the tick publishes it."""
-
-    type: Literal["state"]
-    boss: str
-    hp: int
-    max_hp: int
-    version: int
-    status: str
-    phase: str
-    phase_index: int
-    ts: int
-    gen: int
+StateMessage = messages.StateFrame  # the protocol's ``state`` frame (core/messages.py)
 
 
 @dataclass(frozen=True)
@@ -591,18 +579,17 @@ class BossState:
 
     def as_message(self) -> StateMessage:
         """The ``state`` message of the protocol (docs/protocol.md)."""
-        return {
-            "type": "state",
-            "boss": self.slug,
-            "hp": self.hp,
-            "max_hp": self.max_hp,
-            "version": self.version,
-            "status": self.status,
-            "phase": self.phase_name,
-            "phase_index": self.phase,
-            "ts": self.ts_ms,
-            "gen": self.gen,
-        }
+        return messages.state_frame(
+            boss=self.slug,
+            hp=self.hp,
+            max_hp=self.max_hp,
+            version=self.version,
+            status=self.status,
+            phase=self.phase_name,
+            phase_index=self.phase,
+            ts=self.ts_ms,
+            gen=self.gen,
+        )
 
 
 def parse_state(values: Sequence[str | bytes | None]) -> BossState | None:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Mapping
 from typing import Any
 
+from core import messages
 from core.errors import FrameTooLarge, LiveOpsError, MalformedFrame
 from worldboss_sdk.protocol import MAX_FRAME_BYTES
 
@@ -41,18 +43,14 @@ class FrameWindow:
         return self.count
 
 
-def encode(message: dict[str, Any]) -> str:
+def encode(message: Mapping[str, Any]) -> str:
     """Compact JSON, the wire form of every message (serialized once, sent to every socket)."""
     return json.dumps(message, separators=(",", ":"))
 
 
 def error_frame(err: LiveOpsError, **context: Any) -> str:
     """``{"type": "error", "code", "detail", ...extra, ...context}`` as wire text."""
-    body: dict[str, Any] = {"type": "error", "code": err.code, "detail": err.detail}
-    for key, value in {**err.extra, **context}.items():
-        if key not in body and value is not None:
-            body[key] = value
-    return encode(body)
+    return encode(messages.error_body(code=err.code, detail=err.detail, extras={**err.extra, **context}))
 
 
 def too_deep(text: str, limit: int = MAX_FRAME_DEPTH) -> bool:

@@ -8,6 +8,7 @@ from django.views.debug import SafeExceptionReporterFilter
 
 from bosses.models import BossEncounter
 from bosses.selectors import boss_get, boss_state
+from core import messages
 from core.errors import UnknownBoss
 from core.redaction import redact
 from shards.models import Shard
@@ -50,22 +51,22 @@ def state_api(request: HttpRequest, slug: str) -> JsonResponse:
     try:
         boss = boss_get(slug=slug)
     except UnknownBoss as exc:
-        return JsonResponse({"type": "error", "code": exc.code, "detail": str(exc)}, status=404)
+        return JsonResponse(messages.error_body(code=exc.code, detail=str(exc)), status=404)
     state = boss_state(boss_id=boss.pk)
-    if state is not None:
-        body = state.as_message()
-    else:
-        body = {
-            "type": "state",
-            "boss": boss.slug,
-            "hp": boss.final_hp if boss.final_hp is not None else boss.max_hp,
-            "max_hp": boss.max_hp,
-            "version": boss.final_version or 0,
-            "status": boss.status,
-            "phase": "",
-            "phase_index": 0,
-            "ts": None,
-        }
-    body["name"] = boss.name
-    body["shards"] = list(Shard.objects.values("key", "name", "region", "status"))
+    frame = (
+        state.as_message()
+        if state is not None
+        else messages.record_state_frame(
+            boss=boss.slug,
+            max_hp=boss.max_hp,
+            status=boss.status,
+            final_hp=boss.final_hp,
+            final_version=boss.final_version,
+            gen=boss.authority_gen,
+            written_at=boss.updated_at,
+        )
+    )
+    body = messages.state_api_body(
+        state=frame, name=boss.name, shards=list(Shard.objects.values("key", "name", "region", "status"))
+    )
     return JsonResponse(body)

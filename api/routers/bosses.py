@@ -14,6 +14,7 @@ from api.schemas import BossCreate, BossOut, BossPage, BossPatch, Schedule
 from bosses import services
 from bosses.models import BossEncounter, BossStatus
 from bosses.selectors import boss_get, boss_state
+from core import messages
 
 router = Router(tags=["bosses"])
 
@@ -25,15 +26,7 @@ def boss_out(boss: BossEncounter, *, with_live: bool = True) -> dict[str, Any]:
     if with_live and boss.status != BossStatus.DRAFT:
         state = boss_state(boss_id=boss.pk)
         if state is not None:
-            out["live"] = {
-                "hp": state.hp,
-                "max_hp": state.max_hp,
-                "version": state.version,
-                "status": state.status,
-                "phase": state.phase_name,
-                "phase_index": state.phase,
-                "ts_ms": state.ts_ms,
-            }
+            out["live"] = messages.api_live_state(state=state.as_message())
     return out
 
 

@@ -70,6 +70,7 @@ from bosses.selectors import (
 from bosses.services import event_log_archive, victory_enqueue
 from bosses.signals import fight_event_send
 from core import authority, keys, rewards
+from core import messages as wire_messages
 from core.clients import slot_client
 from core.errors import InvalidTransition, UnknownBoss
 from core.redis import get_redis
@@ -367,19 +368,18 @@ def _rewards(boss: BossEncounter) -> Callable[[SagaRun], dict[str, Any]]:
     return work
 
 
-def defeated_message(*, boss: BossEncounter, saga: SagaRun) -> dict[str, Any]:
+def defeated_message(*, boss: BossEncounter, saga: SagaRun) -> wire_messages.DefeatedFrame:
     """The ``defeated`` broadcast: final version, defeat time and the top-N leaderboard."""
     final = saga.detail["final"]
-    return {
-        "type": "defeated",
-        "boss": boss.slug,
-        "version": final["version"],
-        "ts": final["defeated_ms"],
-        "fight": saga.fight,
-        "leaderboard": saga.detail.get("leaderboard", []),
-        "players": saga.detail.get("players_count", 0),
-        "shards": len(saga.detail.get("shards", {})),
-    }
+    return wire_messages.defeated_frame(
+        boss=boss.slug,
+        version=final["version"],
+        ts=final["defeated_ms"],
+        fight=saga.fight,
+        leaderboard=saga.detail.get("leaderboard", []),
+        players=saga.detail.get("players_count", 0),
+        shards=len(saga.detail.get("shards", {})),
+    )
 
 
 def _announce(boss: BossEncounter) -> Callable[[SagaRun], dict[str, Any]]:

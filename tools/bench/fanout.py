@@ -307,20 +307,20 @@ def _server(layer: str, workers: int) -> Iterator[tuple[ManagedProcess, int]]:
 
 
 def _state_text(slug: str, version: int, hp: int) -> str:
-    return json.dumps(
-        {
-            "type": "state",
-            "boss": slug,
-            "hp": hp,
-            "max_hp": 10**9,
-            "version": version,
-            "status": "live",
-            "phase": "Opening",
-            "phase_index": 0,
-            "ts": int(time.time() * 1000),
-        },
-        separators=(",", ":"),
+    from core import messages
+
+    frame = messages.state_frame(
+        boss=slug,
+        hp=hp,
+        max_hp=10**9,
+        version=version,
+        status="live",
+        phase="Opening",
+        phase_index=0,
+        ts=int(time.time() * 1000),
+        gen=0,
     )
+    return json.dumps(frame, separators=(",", ":"))
 
 
 def _publish(layer: str, *, boss_id: int, slug: str, first_version: int, count: int, hz: float) -> int:

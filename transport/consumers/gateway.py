@@ -34,7 +34,7 @@ from django.conf import settings
 
 from bosses.hosted import hosted_shard_get
 from bosses.sagas.crash import session_end
-from core import metrics
+from core import messages, metrics
 from core.errors import (
     AuthorityUnavailable,
     Forbidden,
@@ -60,7 +60,7 @@ from transport.consumers.base import DirectDispatchMixin, GuardedSocketMixin, So
 from transport.consumers.state import boss_ref_get
 from transport.fastpath import text_frame, writer_for
 from transport.permissions import guest_id_from_cookie, origin_problem
-from worldboss_sdk.protocol import PROTOCOL_VERSION, CloseCode
+from worldboss_sdk.protocol import CloseCode
 
 AUTH_TIMEOUT_S = 10.0  # a connection that is neither a player nor authenticated by then
 MAX_BAD_FRAMES = 20  # malformed/invalid frames before CloseCode.MALFORMED
@@ -298,17 +298,7 @@ class ShardGatewayConsumer(GuardedSocketMixin, SocketGaugeMixin, DirectDispatchM
             return await self._close_with(
                 Unauthorized(f"shard {self.shard_key} is retired"), CloseCode.FORBIDDEN
             )
-        await self.send_text(
-            encode(
-                {
-                    "type": "welcome",
-                    "v": PROTOCOL_VERSION,
-                    "role": "player",
-                    "shard": self.shard_key,
-                    "player": self.player,
-                }
-            )
-        )
+        await self.send_text(encode(messages.player_welcome_frame(shard=self.shard_key, player=self.player)))
 
     async def disconnect(self, code: int) -> None:
         if self._auth_timer is not None:
@@ -362,18 +352,7 @@ class ShardGatewayConsumer(GuardedSocketMixin, SocketGaugeMixin, DirectDispatchM
                 pass  # the authority is away: the crash scan fences it once it is silent
         self._touched = None
         await self.send_text(
-            encode(
-                {
-                    "type": "welcome",
-                    "v": PROTOCOL_VERSION,
-                    "role": "server",
-                    "shard": self.shard_key,
-                    "epoch": self.epoch,
-                    "resumed": resumed,
-                    # heartbeat_ack reports durable_seq: keep acked deltas until then (v1 extension)
-                    "durable": True,
-                }
-            )
+            encode(messages.server_welcome_frame(shard=self.shard_key, epoch=self.epoch, resumed=resumed))
         )
 
     # --- frames ---------------------------------------------------------------------
@@ -422,7 +401,7 @@ class ShardGatewayConsumer(GuardedSocketMixin, SocketGaugeMixin, DirectDispatchM
                 await self.close(code=CloseCode.MALFORMED)
 
     async def on_ping(self, frame: dict) -> None:
-        await self.send_text(encode({"type": "pong", "id": _scalar(frame.get("id"))}))
+        await self.send_text(encode(messages.pong_frame(id=_scalar(frame.get("id")), echo_id=True)))
 
     async def on_auth(self, frame: dict) -> None:
         """First frame of a game server without an Authorization header (also re-auth)."""
@@ -463,7 +442,7 @@ class ShardGatewayConsumer(GuardedSocketMixin, SocketGaugeMixin, DirectDispatchM
         if not result.duplicate:
             metrics.DAMAGE_ACCEPTED.labels(boss=boss.slug).inc(int(frame["amount"]))
         await self.send_text(
-            encode({"type": "ack", "boss": boss.slug, "seq": result.seq, "duplicate": result.duplicate})
+            encode(messages.ack_frame(boss=boss.slug, seq=result.seq, duplicate=result.duplicate))
         )
 
     async def on_heartbeat(self, frame: dict) -> None:
@@ -489,13 +468,9 @@ class ShardGatewayConsumer(GuardedSocketMixin, SocketGaugeMixin, DirectDispatchM
         self._touch(boss)
         await self.send_text(
             encode(
-                {
-                    "type": "heartbeat_ack",
-                    "boss": boss.slug,
-                    "last_seq": result.last_seq,
-                    "held": result.held,
-                    "durable_seq": result.durable_seq,
-                }
+                messages.heartbeat_ack_frame(
+                    boss=boss.slug, last_seq=result.last_seq, held=result.held, durable_seq=result.durable_seq
+                )
             )
         )
 
@@ -514,7 +489,7 @@ class ShardGatewayConsumer(GuardedSocketMixin, SocketGaugeMixin, DirectDispatchM
         settled = await database_sync_to_async(_end_sync)(
             self.shard_key, epoch, list(self._touched or {}), "left"
         )
-        await self.send_text(encode({"type": "bye_ack", "epoch": epoch, "settled": settled}))
+        await self.send_text(encode(messages.bye_ack_frame(epoch=epoch, settled=settled)))
         await self.close(code=1000)
 
     async def on_attack(self, frame: dict) -> None:
@@ -541,9 +516,7 @@ class ShardGatewayConsumer(GuardedSocketMixin, SocketGaugeMixin, DirectDispatchM
             raise
         metrics.HOSTED_ATTACKS.labels(outcome="accepted").inc()
         await self.send_text(
-            encode(
-                {"type": "attack_ack", "boss": boss.slug, "damage": damage, "id": _scalar(frame.get("id"))}
-            )
+            encode(messages.attack_ack_frame(boss=boss.slug, damage=damage, id=_scalar(frame.get("id"))))
         )
 
 

@@ -33,6 +33,7 @@ from django.conf import settings
 
 from bosses.ops_selectors import OverviewTracker, ops_overview_live, ops_snapshot
 from bosses.selectors import boss_get
+from core import messages
 from core.clock import Clock
 from core.errors import (
     AuthorityUnavailable,
@@ -49,7 +50,7 @@ from transport.consumers.base import GuardedSocketMixin, SocketGaugeMixin
 from transport.hub import Subscriber, get_hub
 from transport.ops_feed import feed_join, feed_leave
 from transport.permissions import WATCH_BOSS, can_watch, origin_problem
-from worldboss_sdk.protocol import PROTOCOL_VERSION, CloseCode, ErrorCode
+from worldboss_sdk.protocol import CloseCode, ErrorCode
 
 logger = logging.getLogger(__name__)
 
@@ -125,15 +126,7 @@ class OpsBossConsumer(GuardedSocketMixin, SocketGaugeMixin, AsyncWebsocketConsum
             return
         self._window, self._bad = FrameWindow(), 0
         await self.send(
-            text_data=encode(
-                {
-                    "type": "hello",
-                    "v": PROTOCOL_VERSION,
-                    "channel": "ops",
-                    "boss": self.slug,
-                    "refresh_ms": OPS_REFRESH_INTERVAL_MS,
-                }
-            )
+            text_data=encode(messages.ops_hello_frame(boss=self.slug, refresh_ms=OPS_REFRESH_INTERVAL_MS))
         )
         base_send = self.base_send
 
@@ -222,7 +215,7 @@ class OpsBossConsumer(GuardedSocketMixin, SocketGaugeMixin, AsyncWebsocketConsum
             except REDIS_DOWN as exc:
                 await self.send(text_data=error_frame(AuthorityUnavailable(f"Redis is unreachable: {exc}")))
         else:
-            await self.send(text_data=encode({"type": "pong", "version": self.subscriber.version}))
+            await self.send(text_data=encode(messages.pong_frame(version=self.subscriber.version)))
 
 
 async def _ops_frame(consumer, text_data: str | None, bytes_data: bytes | None, *, accepts: tuple[str, ...]):
@@ -285,16 +278,7 @@ class OpsOverviewConsumer(GuardedSocketMixin, SocketGaugeMixin, AsyncWebsocketCo
         if not await _staff_or_refuse(self):
             return
         self._window, self._bad = FrameWindow(), 0
-        await self.send(
-            text_data=encode(
-                {
-                    "type": "hello",
-                    "v": PROTOCOL_VERSION,
-                    "channel": "ops",
-                    "refresh_ms": OVERVIEW_REFRESH_INTERVAL_MS,
-                }
-            )
-        )
+        await self.send(text_data=encode(messages.ops_hello_frame(refresh_ms=OVERVIEW_REFRESH_INTERVAL_MS)))
         base_send = self.base_send
 
         async def send(text: str) -> None:
@@ -338,4 +322,4 @@ class OpsOverviewConsumer(GuardedSocketMixin, SocketGaugeMixin, AsyncWebsocketCo
         if self.subscriber is None:
             return
         if await _ops_frame(self, text_data, bytes_data, accepts=("ping",)) is not None:
-            await self.send(text_data=encode({"type": "pong"}))
+            await self.send(text_data=encode(messages.pong_frame()))

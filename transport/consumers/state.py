@@ -17,19 +17,20 @@ import asyncio
 import re
 import time
 from dataclasses import dataclass
+from datetime import datetime
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from bosses.selectors import boss_get
-from core import authority
+from core import authority, messages
 from core.errors import AuthorityUnavailable, LiveOpsError, RateLimited, UnknownBoss, UnknownType
 from core.redis import REDIS_DOWN
 from core.wire import FrameWindow, encode, error_frame, parse_frame
 from transport.consumers.base import DirectDispatchMixin, GuardedSocketMixin, SocketGaugeMixin
 from transport.fastpath import writer_for
 from transport.hub import Subscriber, get_hub
-from worldboss_sdk.protocol import PROTOCOL_VERSION, CloseCode
+from worldboss_sdk.protocol import CloseCode
 
 # What BossEncounter.slug can hold (Django's SlugField, max_length 64)
 SLUG_RE = re.compile(r"[-a-zA-Z0-9_]{1,64}")
@@ -56,6 +57,8 @@ class BossRef:
     attacks_per_second: int
     heartbeat_interval_ms: int
     allow_guests: bool
+    authority_gen: int = 0
+    updated_at: datetime | None = None
 
 
 _boss_cache: dict[str, tuple[float, BossRef]] = {}
@@ -79,6 +82,8 @@ def _boss_ref_sync(slug: str) -> BossRef:
         b.attacks_per_second,
         b.heartbeat_interval_ms,
         b.allow_guests,
+        b.authority_gen,
+        b.updated_at,
     )
 
 
@@ -109,22 +114,19 @@ async def boss_ref_get(*, slug: str, fresh: bool = False) -> BossRef:
     return ref
 
 
-def snapshot_message(ref: BossRef, state: authority.BossState | None) -> dict:
-    """The ``state`` snapshot: the authority's if it exists, else the configuration's."""
+def snapshot_message(ref: BossRef, state: authority.BossState | None) -> messages.StateFrame:
+    """The ``state`` snapshot: the authority's if it exists, else the SQL record's."""
     if state is not None:
         return state.as_message()
-    hp = ref.final_hp if ref.final_hp is not None else ref.max_hp
-    return {
-        "type": "state",
-        "boss": ref.slug,
-        "hp": hp,
-        "max_hp": ref.max_hp,
-        "version": ref.final_version or 0,
-        "status": ref.status,
-        "phase": "",
-        "phase_index": 0,
-        "ts": None,
-    }
+    return messages.record_state_frame(
+        boss=ref.slug,
+        max_hp=ref.max_hp,
+        status=ref.status,
+        final_hp=ref.final_hp,
+        final_version=ref.final_version,
+        gen=ref.authority_gen,
+        written_at=ref.updated_at,
+    )
 
 
 async def boss_snapshot(ref: BossRef) -> dict:
@@ -151,17 +153,7 @@ class BossStateConsumer(GuardedSocketMixin, SocketGaugeMixin, DirectDispatchMixi
             return
         self._window = FrameWindow()
         self._bad = 0
-        await self.send(
-            text_data=encode(
-                {
-                    "type": "hello",
-                    "v": PROTOCOL_VERSION,
-                    "channel": "boss",
-                    "boss": self.boss.slug,
-                    "name": self.boss.name,
-                }
-            )
-        )
+        await self.send(text_data=encode(messages.boss_hello_frame(boss=self.boss.slug, name=self.boss.name)))
         base_send = self.base_send
 
         async def send(text: str) -> None:
@@ -222,10 +214,10 @@ class BossStateConsumer(GuardedSocketMixin, SocketGaugeMixin, DirectDispatchMixi
             return
         await self.send(
             text_data=encode(
-                {
-                    "type": "pong",
-                    "version": self.subscriber.version,
-                    "id": frame.get("id") if isinstance(frame.get("id"), (int, str)) else None,
-                }
+                messages.pong_frame(
+                    version=self.subscriber.version,
+                    id=frame.get("id") if isinstance(frame.get("id"), (int, str)) else None,
+                    echo_id=True,
+                )
             )
         )
