@@ -43,6 +43,28 @@ def _flush(url: str) -> None:
     client.close()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def frames_checked():
+    """Every frame a test receives over a socket is checked against its TypedDict
+    (core/messages.py) before the test sees it: the receive methods of Channels' test
+    communicator and of the ``websockets`` client connection (the SDK's too) are wrapped."""
+    from channels.testing import WebsocketCommunicator
+    from websockets.asyncio.client import ClientConnection
+
+    from tests.support.frame_schema import receive_checked
+
+    wrapped = [(WebsocketCommunicator, "receive_from"), (ClientConnection, "recv")]
+    saved = [(cls, name, cls.__dict__.get(name)) for cls, name in wrapped]
+    for cls, name in wrapped:
+        setattr(cls, name, receive_checked(getattr(cls, name)))
+    yield
+    for cls, name, original in saved:
+        if original is None:
+            delattr(cls, name)
+        else:
+            setattr(cls, name, original)
+
+
 @pytest.fixture(autouse=True)
 def clean_redis():
     """Every test starts with empty authority, broker and fan-out dbs."""
