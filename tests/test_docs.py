@@ -158,3 +158,66 @@ def test_the_readme_table_is_the_registry_s():
     assert not differ, "README rows differ from core.config.REGISTRY (paste `python -m core.config`):\n" + (
         "\n".join(differ)
     )
+
+
+# --- docs/protocol.md's "Frame fields" tables and samples ---------------------------------
+
+PROTOCOL_DOC = ROOT / "docs" / "protocol.md"
+TABLE_HEADING_RE = re.compile(r"^### `([\w.\[\]]+)`$")
+FIELD_ROW_RE = re.compile(r"^\| `(\w+)` \| (.+) \| (yes|no) \|$")
+
+
+def _frame_field_tables(text: str) -> dict[str, list[tuple[str, str, bool]]]:
+    """``{name: [(field, type, required), ...]}`` of the "## Frame fields" section."""
+    section = text.split("\n## Frame fields\n", 1)[1].split("\n## ", 1)[0]
+    tables: dict[str, list[tuple[str, str, bool]]] = {}
+    rows: list[tuple[str, str, bool]] = []
+    for line in section.splitlines():
+        if heading := TABLE_HEADING_RE.match(line):
+            rows = tables.setdefault(heading.group(1), [])
+        elif row := FIELD_ROW_RE.match(line):
+            rows.append((row.group(1), row.group(2), row.group(3) == "yes"))
+    return tables
+
+
+def test_the_frame_field_tables_are_the_typed_dicts() -> None:
+    """Each frame and body of core/messages.py has a table listing exactly its fields, with
+    their types and which are required, in declaration order: the tables cannot drift."""
+    from tests.support.frame_schema import documented_schemas, field_rows
+
+    tables = _frame_field_tables(PROTOCOL_DOC.read_text())
+    schemas = documented_schemas()
+    assert sorted(tables) == sorted(schemas)
+    for name, schema in schemas.items():
+        assert tables[name] == field_rows(schema), f"docs/protocol.md's table of `{name}`"
+
+
+def test_the_table_reader_sees_a_drifted_row() -> None:
+    text = '\n## Frame fields\n\n### `expired`\n\n| `type` | `"expired"` | yes |\n| `boss` | string | no |\n'
+    assert _frame_field_tables(text) == {
+        "expired": [("type", '`"expired"`', True), ("boss", "string", False)]
+    }
+
+
+def test_every_sample_server_frame_of_the_protocol_doc_passes_its_schema() -> None:
+    """The JSON examples of docs/protocol.md are frames a server may send."""
+    import json
+
+    from core.messages import FRAMES, StateApiBody
+    from tests.support.frame_schema import check, check_frame
+
+    checked = 0
+    for block in re.findall(r"```json\n(.*?)```", PROTOCOL_DOC.read_text(), flags=re.S):
+        for line in block.splitlines():
+            try:
+                frame = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(frame, dict) or frame.get("type") not in FRAMES:
+                continue  # a client's frame
+            if frame["type"] == "state" and "shards" in frame:  # GET /api/bosses/<slug>/state
+                check(StateApiBody, frame)
+            else:
+                check_frame(frame)
+            checked += 1
+    assert checked >= 15
