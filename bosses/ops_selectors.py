@@ -318,15 +318,7 @@ def ops_state_message(*, boss: BossEncounter, state: dict[str, str]) -> messages
         parsed = authority.parse_state([state.get(f) for f in authority.STATE_FIELDS])
         if parsed is not None:
             return parsed.as_message()
-    return messages.record_state_frame(
-        boss=boss.slug,
-        max_hp=boss.max_hp,
-        status=boss.status,
-        final_hp=boss.final_hp,
-        final_version=boss.final_version,
-        gen=boss.authority_gen,
-        written_at=boss.updated_at,
-    )
+    return messages.record_state_frame(record=boss)
 
 
 def ops_snapshot(

@@ -14,7 +14,7 @@ TypedDict only from real annotations, not from strings.
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, Protocol, TypedDict
 
 from worldboss_sdk.protocol import PROTOCOL_VERSION
 
@@ -285,29 +285,35 @@ def state_frame(  # noqa: PLR0913 - one keyword per field of the frame, all keyw
     }
 
 
-def record_state_frame(
-    *,
-    boss: str,
-    max_hp: int,
-    status: str,
-    final_hp: int | None,
-    final_version: int | None,
-    gen: int,
-    written_at: datetime | None,
-) -> StateFrame:
+class BossRecord(Protocol):
+    """What the SQL record of a boss gives a ``state`` frame (a model row or a cached copy)."""
+
+    slug: str
+    max_hp: int
+    status: str
+    final_hp: int | None
+    final_version: int | None
+    authority_gen: int
+    updated_at: datetime | None
+
+
+def record_state_frame(*, record: BossRecord) -> StateFrame:
     """The ``state`` of a boss whose authority holds nothing, from its SQL record: the final HP
     and version if the fight ended, full HP otherwise; ``ts`` when the record was written
     (None for a draft: it never went live)."""
+    written_at = record.updated_at
     return state_frame(
-        boss=boss,
-        hp=final_hp if final_hp is not None else max_hp,
-        max_hp=max_hp,
-        version=final_version or 0,
-        status=status,
+        boss=record.slug,
+        hp=record.final_hp if record.final_hp is not None else record.max_hp,
+        max_hp=record.max_hp,
+        version=record.final_version or 0,
+        status=record.status,
         phase="",
         phase_index=0,
-        ts=int(written_at.timestamp() * 1000) if written_at is not None and status != "draft" else None,
-        gen=gen,
+        ts=int(written_at.timestamp() * 1000)
+        if written_at is not None and record.status != "draft"
+        else None,
+        gen=record.authority_gen,
     )
 
 

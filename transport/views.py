@@ -53,19 +53,7 @@ def state_api(request: HttpRequest, slug: str) -> JsonResponse:
     except UnknownBoss as exc:
         return JsonResponse(messages.error_body(code=exc.code, detail=str(exc)), status=404)
     state = boss_state(boss_id=boss.pk)
-    frame = (
-        state.as_message()
-        if state is not None
-        else messages.record_state_frame(
-            boss=boss.slug,
-            max_hp=boss.max_hp,
-            status=boss.status,
-            final_hp=boss.final_hp,
-            final_version=boss.final_version,
-            gen=boss.authority_gen,
-            written_at=boss.updated_at,
-        )
-    )
+    frame = state.as_message() if state is not None else messages.record_state_frame(record=boss)
     body = messages.state_api_body(
         state=frame, name=boss.name, shards=list(Shard.objects.values("key", "name", "region", "status"))
     )

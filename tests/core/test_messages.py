@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,6 +13,19 @@ from core.authority import BossState
 from core.errors import Fenced, InvalidAmount
 from core.wire import error_frame
 from tests.support.frame_schema import FrameSchemaError, check, check_frame, check_text, schema_fields
+
+
+@dataclass
+class _Record:
+    """A boss's SQL record as the fallback ``state`` reads it (messages.BossRecord)."""
+
+    slug: str
+    max_hp: int
+    status: str
+    final_hp: int | None
+    final_version: int | None
+    authority_gen: int
+    updated_at: datetime | None
 
 
 def _state() -> messages.StateFrame:
@@ -34,13 +48,15 @@ def _every_frame() -> list[Any]:
         state,
         BossState(750, 1000, 42, "live", 1, "Enraged", 1764162000123, "ragnaros", 2).as_message(),
         messages.record_state_frame(
-            boss="ragnaros",
-            max_hp=1000,
-            status="draft",
-            final_hp=None,
-            final_version=None,
-            gen=0,
-            written_at=datetime(2026, 1, 1, tzinfo=UTC),
+            record=_Record(
+                slug="ragnaros",
+                max_hp=1000,
+                status="draft",
+                final_hp=None,
+                final_version=None,
+                authority_gen=0,
+                updated_at=datetime(2026, 1, 1, tzinfo=UTC),
+            )
         ),
         messages.phase_frame(boss="ragnaros", phase="Frenzy", phase_index=2, version=57, ts=1),
         messages.defeated_frame(
@@ -134,13 +150,15 @@ def test_every_state_sender_has_the_same_fields():
     from_authority = BossState(750, 1000, 42, "live", 1, "Enraged", 1764162000123, "ragnaros", 2).as_message()
     written = datetime(2026, 1, 1, tzinfo=UTC)
     from_record = messages.record_state_frame(
-        boss="ragnaros",
-        max_hp=1000,
-        status="defeated",
-        final_hp=0,
-        final_version=90,
-        gen=2,
-        written_at=written,
+        record=_Record(
+            slug="ragnaros",
+            max_hp=1000,
+            status="defeated",
+            final_hp=0,
+            final_version=90,
+            authority_gen=2,
+            updated_at=written,
+        )
     )
     assert from_authority.keys() == from_record.keys()
     assert from_record["ts"] == int(written.timestamp() * 1000)
@@ -150,13 +168,15 @@ def test_every_state_sender_has_the_same_fields():
 
 def test_a_draft_never_went_live_so_its_ts_is_null():
     draft = messages.record_state_frame(
-        boss="x",
-        max_hp=10,
-        status="draft",
-        final_hp=None,
-        final_version=None,
-        gen=0,
-        written_at=datetime.now(UTC),
+        record=_Record(
+            slug="x",
+            max_hp=10,
+            status="draft",
+            final_hp=None,
+            final_version=None,
+            authority_gen=0,
+            updated_at=datetime.now(UTC),
+        )
     )
     assert (draft["ts"], draft["hp"], draft["version"]) == (None, 10, 0)
 

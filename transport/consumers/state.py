@@ -118,15 +118,7 @@ def snapshot_message(ref: BossRef, state: authority.BossState | None) -> message
     """The ``state`` snapshot: the authority's if it exists, else the SQL record's."""
     if state is not None:
         return state.as_message()
-    return messages.record_state_frame(
-        boss=ref.slug,
-        max_hp=ref.max_hp,
-        status=ref.status,
-        final_hp=ref.final_hp,
-        final_version=ref.final_version,
-        gen=ref.authority_gen,
-        written_at=ref.updated_at,
-    )
+    return messages.record_state_frame(record=ref)
 
 
 async def boss_snapshot(ref: BossRef) -> dict:
