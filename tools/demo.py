@@ -299,6 +299,7 @@ async def _progress(boss_id: int, fight, rates: _Rates) -> tuple[str, str]:
 
 async def _fight(opts: DemoOptions, stack, boss, specs, base: str, say, out: TextIO) -> DemoResult:
     from tools.simsetup import fight_settle
+    from tools.stack import RESTART_LIMIT
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -310,6 +311,10 @@ async def _fight(opts: DemoOptions, stack, boss, specs, base: str, say, out: Tex
     tty = out.isatty()
     status, crashed = "live", ""
     while not stop.is_set():
+        for proc in stack.revive():
+            say(
+                f"{proc.name} exited on its own (exit {proc.exits[-1]}); started again ({proc.restarts} of {RESTART_LIMIT})"
+            )
         why, crashed = _why_over(opts, stack, fight_task, status, time.monotonic() - started)
         if why:
             reason["why"] = why

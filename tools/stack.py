@@ -35,6 +35,8 @@ from django.conf import settings
 ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
+# How many times :meth:`Stack.revive` starts one child again before its death ends the run.
+RESTART_LIMIT = 5
 
 
 def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
@@ -171,12 +173,18 @@ class ManagedProcess:
         self.name = name
         self.argv = argv
         self.log_path = log_path
+        self.exits: list[int | None] = []  # the exit status of each run that ended before a respawn
+        self._env = env
+        self._cwd = cwd
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(log_path, "ab")
-        self.popen = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=env,
+        self.popen = self._spawn()
+
+    def _spawn(self) -> subprocess.Popen:
+        return subprocess.Popen(
+            self.argv,
+            cwd=self._cwd,
+            env=self._env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -184,6 +192,17 @@ class ManagedProcess:
             # the hook only calls prctl (no lock, no import), so a fork among threads is safe
             preexec_fn=_die_with_parent,  # noqa: PLW1509
         )
+
+    def respawn(self) -> None:
+        """Start the same command again after it exited (its log goes on in the same file)."""
+        self._log.write(f"\n--- exited with {self.popen.returncode}; started again\n".encode())
+        self._log.flush()
+        self.exits.append(self.popen.returncode)
+        self.popen = self._spawn()
+
+    @property
+    def restarts(self) -> int:
+        return len(self.exits)
 
     @property
     def pid(self) -> int:
@@ -256,6 +275,7 @@ class Stack:
         self.env.setdefault("PYTHONUNBUFFERED", "1")
         self.env.setdefault("DJANGO_SETTINGS_MODULE", "liveops.settings")
         self.procs: list[ManagedProcess] = []
+        self._restartable: set[str] = set()
         # /metrics in multiprocess mode: every child writes its values here; wiped per run
         # before any child starts (docs/deploy.md).
         metrics_dir = self.run_dir / "prometheus"
@@ -323,13 +343,19 @@ class Stack:
 
     # --- processes -----------------------------------------------------------------
 
-    def start(self, name: str, argv: list[str], **env: str) -> ManagedProcess:
-        """Start a child (its log in run_dir/<name>.log) and remember it for :meth:`stop`."""
+    def start(self, name: str, argv: list[str], *, restart: bool = False, **env: str) -> ManagedProcess:
+        """Start a child (its log in run_dir/<name>.log) and remember it for :meth:`stop`.
+
+        ``restart``: :meth:`revive` starts it again when it exits on its own, as the process
+        manager of a deployment restarts a Celery worker or beat (docs/deploy.md).
+        """
         log = self.run_dir / f"{name}.log"
         if log.exists():
             log.unlink()
         proc = ManagedProcess(name, argv, env={**self.env, **env}, log_path=log)
         self.procs.append(proc)
+        if restart:
+            self._restartable.add(name)
         return proc
 
     def start_asgi(
@@ -365,6 +391,7 @@ class Stack:
         proc = self.start(
             "worker",
             [*celery_worker_argv(queues=queues, concurrency=concurrency), "-n", f"liveops-{os.getpid()}@%h"],
+            restart=True,
         )
         proc.wait_for_output("ready.")
         return proc
@@ -374,7 +401,7 @@ class Stack:
         schedule = self.run_dir / "celerybeat-schedule"
         for leftover in self.run_dir.glob("celerybeat-schedule*"):
             leftover.unlink()
-        proc = self.start("beat", celery_beat_argv(schedule=schedule))
+        proc = self.start("beat", celery_beat_argv(schedule=schedule), restart=True)
         proc.wait_for_output("beat: Starting")
         return proc
 
@@ -387,6 +414,15 @@ class Stack:
     def dead(self) -> list[ManagedProcess]:
         """Children that exited on their own."""
         return [p for p in self.procs if not p.alive()]
+
+    def revive(self, *, limit: int = RESTART_LIMIT) -> list[ManagedProcess]:
+        """Start again the restartable children that exited, each at most ``limit`` times;
+        the ones started again. (Celery's Redis transport can end a worker with an
+        "Unrecoverable error" while it reconnects after a Redis restart.)"""
+        revived = [p for p in self.dead() if p.name in self._restartable and p.restarts < limit]
+        for proc in revived:
+            proc.respawn()
+        return revived
 
     def stop(self) -> None:
         """Stop every child, newest first (Redis last)."""

@@ -197,7 +197,9 @@ def test_demo_reruns_and_stops_cleanly_on_ctrl_c(clone):
     _assert_nothing_running(clone, output, port)
 
 
-def test_demo_stops_everything_when_a_part_dies(clone):
+def test_demo_restarts_a_dead_worker_and_stops_everything_when_another_part_dies(clone):
+    """The worker and beat are started again when they die (as a deployment's process manager
+    does); the death of any other part (here the ASGI server) ends the demo, children and all."""
     port = processes.free_port()
     proc = _make_demo(clone, f"--port {port} --players 4 --shards 2", _env(_closed_port()))
     lines: list[str] = []
@@ -205,12 +207,16 @@ def test_demo_stops_everything_when_a_part_dies(clone):
         _wait_for(proc, "hits/s", 90, lines)
         worker = next(p for p in _procs_of(clone) if "celery" in p and " worker " in p)
         os.kill(int(worker.split(":", 1)[0]), signal.SIGKILL)
+        _wait_for(proc, "worker exited on its own (exit -9); started again (1 of 5)", 30, lines)
+        _wait_for(proc, "hits/s", 30, lines)
+        asgi = next(p for p in _procs_of(clone) if "uvicorn" in p)
+        os.kill(int(asgi.split(":", 1)[0]), signal.SIGKILL)
         rest, _ = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     output = "".join(lines) + rest
-    assert "stopping: a part died: worker" in output, output
+    assert "stopping: a part died: asgi" in output, output
     assert proc.returncode != 0
     _assert_nothing_running(clone, output, port)
 
