@@ -210,8 +210,9 @@ async def adelta_ingest(
     :class:`AuthorityUnavailable` (docs/durability.md).
     """
     epoch, seq, amount, players = _validated_delta(shard_key, epoch, seq, amount, breakdown)
-    r = get_async_redis()
     try:
+        # inside the try: on REDIS_CLUSTER=auto the first client asks the node what it is
+        r = get_async_redis()
         await _acheck_epoch(r, shard_key, epoch)
         out = await durability.aingest_acknowledged(
             r,

@@ -12,6 +12,7 @@ from bosses.services import boss_pause, boss_resume, boss_tick
 from bosses.verification import boss_verify
 from core import keys
 from core.errors import (
+    AuthorityUnavailable,
     BossNotLive,
     Fenced,
     InvalidAmount,
@@ -22,6 +23,8 @@ from core.errors import (
     UnknownShard,
 )
 from tests.support.authority import delta_ingest, heartbeat_record
+from tests.support.processes import free_port
+from tests.support.topologies import topology_env, use_topology
 
 
 def snapshot(boss):
@@ -178,3 +181,18 @@ def test_fenced_session_is_refused_and_its_held_damage_settled_once(make_boss, m
     expected_applied = 13 + (7 if policy == "fair" else 0)
     assert report.applied == expected_applied
     assert (report.recovered, report.discarded) == ((7, 0) if policy == "fair" else (0, 7))
+
+
+def test_an_unreachable_authority_on_an_auto_topology_is_authority_unavailable(live_boss, make_session):
+    """REDIS_CLUSTER=auto asks the node what it is when the first client is made: a node that
+    does not answer is the typed outage (the socket's authority_unavailable), not a bare
+    redis-py error."""
+    s = make_session()
+    args = dict(boss_id=live_boss.pk, shard_key=s.shard_key, epoch=s.epoch)
+    env = topology_env(redis_url=f"redis://127.0.0.1:{free_port()}/0", broker_url="", REDIS_CLUSTER="auto")
+    with use_topology(env):
+        with pytest.raises(AuthorityUnavailable):
+            delta_ingest(**args, seq=1, amount=10)
+        with pytest.raises(AuthorityUnavailable):
+            heartbeat_record(**args, pending=0)
+    assert delta_ingest(**args, seq=1, amount=10).duplicate is False  # nothing was taken
