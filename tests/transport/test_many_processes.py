@@ -26,6 +26,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from bosses.hosted import RATE_DOWN_S
 from bosses.models import BossEncounter, SagaKind, SagaRun, SagaStatus
 from bosses.services import boss_go_live
 from bosses.verification import boss_verify
@@ -136,7 +137,7 @@ def settled_fight(boss: BossEncounter, expected_damage: int) -> None:
 
 
 def test_a_player_on_two_processes_gets_at_most_its_rate(two_servers, make_boss):
-    (_, url_a), (_, url_b) = two_servers
+    (server_a, url_a), (server_b, url_b) = two_servers
     rate = 10
     boss = make_boss(max_hp=10**12, min_damage=1, max_damage=1, attacks_per_second=rate)
     boss_go_live(boss=boss)
@@ -151,8 +152,15 @@ def test_a_player_on_two_processes_gets_at_most_its_rate(two_servers, make_boss)
     acked = sum(t.acked for t in tallies)
     window = max(t.last_reply for t in tallies) - min(t.first_send for t in tallies)
     # GCRA: in any window at most rate x window + burst (one second of attacks) pass; a
-    # per-process limit would let through about twice that.
-    assert acked <= rate * window + rate + 1, (acked, window, [t.refused for t in tallies])
+    # per-process limit would let through about twice that. A shared check slower than
+    # RATE_CHECK_TIMEOUT_S (a loaded machine) leaves the per-process bucket alone for
+    # RATE_DOWN_S, by design (bosses/hosted.py: an attack never waits on the authority), and
+    # the server says so in its log: the bound is then the per-process one.
+    # Each such period lets through at most that process's bucket: its burst plus
+    # RATE_DOWN_S of its rate.
+    degraded = sum(s.output().count("shared rate limit unavailable") for s in (server_a, server_b))
+    bound = rate * window + rate + 1 + degraded * (rate + rate * RATE_DOWN_S)
+    assert acked <= bound, (acked, window, degraded, [t.refused for t in tallies])
     assert all(t.acked > 0 for t in tallies), "both processes served the player"
     assert sum(t.refused.get("rate_limited", 0) for t in tallies) > 0
     assert not any(t.closed for t in tallies)
