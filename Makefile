@@ -43,9 +43,12 @@ $(STAMP): pyproject.toml sdk/pyproject.toml uv.lock
 $(UV):
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target $(UV_HOME) uv==$(UV_VERSION)
 
-# Re-resolve the lock after a change of pyproject.toml (or to take newer releases: ARGS=--upgrade).
+# Re-resolve the lock after a change of pyproject.toml (or to take newer releases: ARGS=--upgrade),
+# and export it for pip users: requirements.txt (the server, hashed) and pylock.toml (PEP 751).
 lock: $(UV)
 	$(UV_ENV) $(UV) lock $(ARGS)
+	$(UV_ENV) $(UV) export --locked --format requirements-txt --no-dev --no-emit-workspace -o requirements.txt --quiet
+	$(UV_ENV) $(UV) export --locked --format pylock.toml --all-groups -o pylock.toml --quiet
 
 install: $(STAMP)
 
