@@ -6,6 +6,8 @@ The shard admin is here too: retiring a shard runs a crash saga for each of its 
 
 from __future__ import annotations
 
+import copy
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
@@ -65,9 +67,11 @@ class BossEncounterForm(forms.ModelForm):
         return data
 
 
-def _run_action(modeladmin, request, queryset, fn, verb: str) -> None:
+def _run_action(modeladmin, request, queryset, fn, verb: str, note=None) -> None:
+    """Run ``fn`` on each selected boss; ``note(before, after)`` may add to the success message."""
     action = f"boss.{fn.__name__.removeprefix('boss_')}"
     for boss in queryset:
+        before = copy.copy(boss)
         try:
             fn(boss=boss)
         except LiveOpsError as exc:
@@ -75,7 +79,8 @@ def _run_action(modeladmin, request, queryset, fn, verb: str) -> None:
             modeladmin.message_user(request, f"{boss.slug}: could not {verb}: {exc}", messages.ERROR)
         else:
             audit_record_request(request=request, action=action, target=f"boss/{boss.slug}")
-            modeladmin.message_user(request, f"{boss.slug}: {verb} done", messages.SUCCESS)
+            extra = note(before, boss) if note else ""
+            modeladmin.message_user(request, f"{boss.slug}: {verb} done{extra}", messages.SUCCESS)
 
 
 @admin.action(description="Go live (seed the authority)", permissions=["operate"])
@@ -100,7 +105,19 @@ def end(modeladmin, request, queryset):
 
 @admin.action(description="Reset to draft (not while live)", permissions=["operate"])
 def reset(modeladmin, request, queryset):
-    _run_action(modeladmin, request, queryset, services.boss_reset, "reset")
+    _run_action(modeladmin, request, queryset, services.boss_reset, "reset", note=_schedule_cleared)
+
+
+def _schedule_cleared(before, after) -> str:
+    """Say which past times a reset cleared, so the designer knows to set the next fight's."""
+    cleared = [
+        label
+        for label, field in (("start", "starts_at"), ("end", "ends_at"))
+        if getattr(before, field) and not getattr(after, field)
+    ]
+    if not cleared:
+        return ""
+    return f"; its past {' and '.join(cleared)} time was cleared: set a new schedule to start the next fight"
 
 
 class ReadOnlyInline(admin.TabularInline):

@@ -293,8 +293,14 @@ def boss_end(*, boss: BossEncounter) -> authority.BossState:
     return state
 
 
-def boss_reset(*, boss: BossEncounter) -> BossEncounter:
-    """Start the next fight: drop the authority and make the boss a draft again (not while live)."""
+def boss_reset(*, boss: BossEncounter, now: datetime | None = None) -> BossEncounter:
+    """Start the next fight: drop the authority and make the boss a draft again (not while live).
+
+    A start or end time already past is cleared: kept, it would make the beat relaunch the
+    draft at its next pass (:func:`boss_schedules_apply`), before the designer set the next
+    fight up. A future one is kept: that is the next fight's schedule.
+    """
+    now = now or timezone.now()
     state = authority.read_state(_redis(), boss.pk)
     current = state.status if state else boss.status
     if current == BossStatus.LIVE:
@@ -311,6 +317,8 @@ def boss_reset(*, boss: BossEncounter) -> BossEncounter:
             final_hp=None,
             incarnation="",
             authority_gen=0,
+            starts_at=boss.starts_at if boss.starts_at and boss.starts_at > now else None,
+            ends_at=boss.ends_at if boss.ends_at and boss.ends_at > now else None,
         )
     return boss
 

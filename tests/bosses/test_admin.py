@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from bosses.models import BossEncounter
+from bosses.services import boss_end, boss_go_live, boss_schedules_apply
 from core import keys
 from core.limits import MAX_HP
 from core.redis import get_redis
@@ -126,3 +129,18 @@ def test_running_boss_keeps_its_hp_and_phases_read_only(admin_client):
     assert response.status_code == 302
     boss.refresh_from_db()
     assert (boss.max_hp, boss.name) == (5_000_000_000, "Renamed")
+
+
+def test_reset_clears_a_past_start_time_and_says_so(admin_client, make_boss):
+    now = timezone.now()
+    boss = make_boss(starts_at=now - timedelta(minutes=5), ends_at=now - timedelta(minutes=1))
+    boss_go_live(boss=boss)
+    boss_end(boss=boss)
+
+    page = act(admin_client, "reset", boss).content.decode().lower()
+    assert "its past start and end time was cleared: set a new schedule" in page
+    boss.refresh_from_db()
+    assert (boss.status, boss.starts_at, boss.ends_at) == ("draft", None, None)
+    assert boss_schedules_apply() == []  # the beat does not relaunch it
+    boss.refresh_from_db()
+    assert boss.status == "draft"

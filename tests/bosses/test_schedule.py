@@ -13,7 +13,7 @@ from channels.testing import WebsocketCommunicator
 from django.utils import timezone
 
 from bosses.models import BossEncounter, BossStatus
-from bosses.services import boss_go_live, boss_schedules_apply, boss_tick
+from bosses.services import boss_end, boss_go_live, boss_reset, boss_schedules_apply, boss_tick
 from core import keys
 from core.errors import BossNotLive
 from core.redis import get_redis
@@ -125,3 +125,20 @@ async def test_real_beat_starts_then_expires_a_scheduled_boss_and_everyone_hears
     await _db_status_becomes(boss, BossStatus.EXPIRED)
     with pytest.raises(BossNotLive):
         await adelta_ingest(boss_id=boss.pk, shard_key=s.shard_key, epoch=s.epoch, seq=2, amount=5)
+
+
+def test_reset_keeps_a_future_schedule_and_clears_a_past_one(make_boss):
+    now = timezone.now()
+    past = make_boss(starts_at=now - timedelta(minutes=5))
+    future = make_boss(starts_at=now + timedelta(hours=1), ends_at=now + timedelta(hours=2))
+    boss_go_live(boss=past)
+    boss_end(boss=past)
+    boss_reset(boss=past, now=now)
+    boss_reset(boss=future, now=now)  # a draft: the next fight's schedule stays
+
+    past.refresh_from_db()
+    future.refresh_from_db()
+    assert past.starts_at is None
+    assert (future.starts_at, future.ends_at) == (now + timedelta(hours=1), now + timedelta(hours=2))
+    assert boss_schedules_apply(now=now + timedelta(seconds=1)) == []
+    assert boss_schedules_apply(now=now + timedelta(hours=1, seconds=1)) == [f"{future.slug}: live"]
