@@ -278,7 +278,18 @@ def boss_resume(*, boss: BossEncounter) -> authority.BossState:
 
 
 def boss_end(*, boss: BossEncounter) -> authority.BossState:
-    """End the fight undefeated (live/paused -> expired); the boss enrages and leaves."""
+    """End the fight undefeated (live/paused -> expired); the boss enrages and leaves.
+
+    A live boss's buffers are applied first: the tick skips a boss that is over, so damage
+    accepted before the end would otherwise stay buffered for good (``verify_boss`` reports
+    that). That tick may defeat the boss; the end is then refused and its victory saga runs.
+    """
+    try:
+        current = authority.read_state(_redis(), boss.pk)
+        if current is not None and current.status == BossStatus.LIVE:
+            boss_tick(boss_id=boss.pk, force=True)
+    except REDIS_DOWN as exc:
+        raise AuthorityUnavailable(f"Redis is unreachable: {exc}") from exc
     state = _transition(
         boss, to=BossStatus.EXPIRED, allowed_from=(BossStatus.LIVE, BossStatus.PAUSED), verb="end"
     )

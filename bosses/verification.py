@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from bosses.models import BossEncounter, BossEvent, BossStatus, SagaKind, SagaRun, SagaStatus
 from bosses.selectors import Ledger, boss_archived_events, boss_ledger
 from core import authority, keys
+from worldboss_sdk.protocol import ENDED_STATUSES
 
 
 @dataclass
@@ -100,6 +101,9 @@ def _ledger_problems(report: VerifyReport, *, boss: BossEncounter, buffers: dict
         p.append(f"overkill {report.overkill} recorded while hp is {report.hp}")
     if any(v < 0 for v in buffers.values()):
         p.append("a buffer is negative")
+    if report.buffered and report.status in ENDED_STATUSES:
+        # The tick skips a boss that is over: this damage was counted accepted and never applies.
+        p.append(f"buffered {report.buffered} on a {report.status} boss can never drain")
     return p
 
 

@@ -13,6 +13,9 @@
 -- players and logs it ('p'), so rewards and a restore from the archive see it. The rest of
 -- the held amount stays the shard's only. What was credited stays in heldby as the record
 -- a re-run reports; 'harsh' credits nothing and clears it.
+-- A boss that is over (defeated, expired) settles every session 'harsh', whatever its
+-- policy: damage after the end is never accepted, recovered or credited, and a buffer on such
+-- a boss would never drain (the tick skips it).
 local function I(n) return string.format('%d', n) end
 -- #include breakdown
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'no_boss'} end
@@ -33,6 +36,8 @@ if prior then
 end
 local held = tonumber(redis.call('HGET', KEYS[5], sess) or '0')
 local policy = ARGV[3]
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == 'defeated' or status == 'expired' then policy = 'harsh' end
 -- Decoded before the first write: Redis does not undo a script's writes when it fails half way.
 local credit, csum = {}, 0
 if policy == 'fair' and held > 0 then

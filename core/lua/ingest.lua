@@ -10,9 +10,12 @@
 --   gap      seq > last + 1: refused, nothing changes (resend in order)
 --   fenced   the session was settled by a crash saga (detail '<policy>:<amount>') or the
 --            shard was retired (detail 'retired'); nothing changes
---   not_live the boss is not live (detail: status); nothing changes
+--   not_live the boss is not live (detail: status); nothing changes, except that on a boss
+--            that is over (defeated, expired) the session's held report is cleared: what it
+--            held can never count any more, so no crash saga may settle it as credit
 --   no_boss  the boss has no authority (never went live, or was reset)
--- The checks come before any write, so a refused delta changes nothing.
+-- The checks come before any write, so a refused delta changes nothing (but the held report
+-- of a not_live refusal after the end).
 local function I(n) return string.format('%d', n) end
 -- #include breakdown
 local status = redis.call('HGET', KEYS[1], 'status')
@@ -28,7 +31,14 @@ if settled then return {'fenced', last, settled} end
 local floor = tonumber(redis.call('HGET', KEYS[5], shard) or '0')
 if epoch < floor then return {'fenced', last, 'retired'} end
 if seq <= last then return {'dup', last, ''} end
-if status ~= 'live' then return {'not_live', last, status} end
+if status ~= 'live' then
+  if status == 'defeated' or status == 'expired' then
+    redis.call('HDEL', KEYS[7], sess)
+    redis.call('HDEL', KEYS[8], sess)
+    redis.call('HDEL', KEYS[12], sess)
+  end
+  return {'not_live', last, status}
+end
 if seq ~= last + 1 then return {'gap', last, ''} end
 
 -- What the last heartbeat reported as held shrinks by what this delta carries, so a

@@ -188,11 +188,12 @@ class ShardClient:
 
     async def _say_goodbye(self, ws: ClientConnection) -> None:
         """Report an empty buffer, then ``bye``: the platform retires the session cleanly
-        instead of declaring it crashed after the heartbeat timeout."""
+        instead of declaring it crashed after the heartbeat timeout. A boss that is over is
+        told too: an earlier heartbeat may have reported damage it will never send."""
         self._bye = asyncio.get_running_loop().create_future()
         try:
             for slug, b in self._bosses.items():
-                if b.buffer.next_seq > 1 and not b.ended:
+                if b.buffer.next_seq > 1:
                     await ws.send(
                         json.dumps({"type": "heartbeat", "boss": slug, "pending": 0, "inflight": None})
                     )

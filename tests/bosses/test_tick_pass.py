@@ -135,6 +135,7 @@ def test_ended_and_reset_bosses_are_unmarked(make_boss, make_session, r):
     s = make_session()
     hit(ended, s, 1, 5)
     hit(reset, s, 1, 5)
+    boss_pause(boss=ended)  # ended from paused: boss_end applies a live boss's buffer first
     boss_end(boss=ended)
     boss_pause(boss=reset)
     boss_reset(boss=reset)
@@ -142,6 +143,18 @@ def test_ended_and_reset_bosses_are_unmarked(make_boss, make_session, r):
     outcomes = boss_tick_all(force=True)
     assert (outcomes[ended.pk].status, outcomes[reset.pk].code) == ("expired", "no_boss")
     assert marked(r) == set()
+
+
+def test_ending_a_live_boss_applies_what_it_had_accepted_first(make_boss, make_session, r):
+    """The tick skips a boss that is over: damage accepted before the end would stay buffered
+    for good (verify_boss reports such a buffer), so the end applies it first."""
+    [boss] = live_bosses(make_boss, 1)
+    hit(boss, make_session(), 1, 5)
+    boss_end(boss=boss)
+    boss.refresh_from_db()
+    report = boss_verify(boss=boss)
+    assert report.ok, report.problems
+    assert (report.status, report.applied, report.buffered) == ("expired", 5, 0)
 
 
 @pytest.mark.parametrize("partitions", [1, 2, 3, 7, 256])

@@ -264,3 +264,33 @@ async def test_clean_stop_says_goodbye_instead_of_crashing(server, live_boss):
     sess = f"eu-6:{client.epoch}"
     assert await sync_to_async(get_redis().hexists)(keys.BossKeys(live_boss.pk).settled, sess)
     assert (await sync_to_async(boss_ledger)(boss_id=live_boss.pk)).number("accepted") == 250
+
+
+async def test_a_goodbye_after_the_end_reports_nothing_held(server, live_boss):
+    """The SDK learns from its state socket that the fight is over while its last heartbeats
+    still report an in-flight delta: before ``bye`` it tells that boss too that it holds
+    nothing, so the session ends settled at 0 (nothing discarded, nothing credited)."""
+    from bosses.models import SagaRun
+    from bosses.services import boss_end
+
+    _, token = await sync_to_async(shard_create)(key="eu-7", name="EU 7")
+    # resend_ms: the refused delta is not re-sent (a refusal after the end drops the buffer)
+    client = ShardClient(
+        server.url, shard="eu-7", token=token, tick_ms=30, heartbeat_ms=100, resend_ms=600_000
+    )
+    client.watch(live_boss.slug)
+    await client.start()
+    await client.wait_connected()
+    epoch = client.epoch
+    await sync_to_async(boss_pause)(boss=live_boss)
+    client.hit(live_boss.slug, 500)  # refused while paused: in flight, heartbeats report it
+    await until(lambda: _held(live_boss, "eu-7", epoch) == 500)
+    await sync_to_async(boss_end)(boss=live_boss)
+    await until(lambda: (client.state(live_boss.slug) or {}).get("status") == "expired")
+    assert await client.stop()
+    assert client.left is not None and client.left["settled"] == {live_boss.slug: 0}
+    saga = await sync_to_async(SagaRun.objects.get)(shard_key="eu-7", epoch=epoch)
+    assert (saga.detail["reason"], saga.amount) == ("left", 0)
+    report = await sync_to_async(boss_verify)(boss=live_boss)
+    assert report.ok, report.problems
+    assert (report.accepted, report.discarded, report.recovered) == (0, 0, 0)

@@ -200,3 +200,72 @@ async def test_retiring_the_shard_ends_its_session_with_reason_retired(boss):
     assert (await send(comm, type="damage", boss=b.slug, seq=2, amount=5))["code"] == "fenced"
     await sync_to_async(the_books_agree)(b)
     assert (await sync_to_async(Shard.objects.get)(key="end-8")).status == ShardStatus.RETIRED
+
+
+# --- damage after the end ------------------------------------------------------------------
+
+
+async def test_a_delta_refused_after_the_defeat_never_becomes_credit(make_boss):
+    """HP 1,000 killed by 1,000; the last heartbeat reported 500 more in flight, refused
+    ``not_live``; then ``bye``: nothing is recovered, accepted stays 1,000."""
+    b = await sync_to_async(make_boss)(
+        max_hp=1_000, crash_policy="fair", heartbeat_interval_ms=100, heartbeat_timeout_ms=TIMEOUT_MS
+    )
+    await sync_to_async(boss_go_live)(boss=b)
+    _, token = await sync_to_async(new_shard)("end-9")
+    comm, _ = await server("end-9", token)
+    await send(comm, type="damage", boss=b.slug, seq=1, amount=1_000)
+    await send(comm, type="heartbeat", boss=b.slug, pending=0, inflight={"seq": 2, "amount": 500})
+    assert (await sync_to_async(boss_tick)(boss_id=b.pk, force=True)).defeated
+    refused = await send(comm, type="damage", boss=b.slug, seq=2, amount=500)
+    assert (refused["code"], refused["status"]) == ("not_live", "defeated")
+    await comm.send_to(text_data=json.dumps({"type": "bye"}))
+    assert (await recv(comm))["settled"] == {b.slug: 0}
+    await sync_to_async(the_books_agree)(b)
+    report = await sync_to_async(boss_verify)(boss=b)
+    assert (report.accepted, report.applied, report.recovered, report.buffered) == (1_000, 1_000, 0, 0)
+
+
+async def test_what_a_session_held_at_the_defeat_is_discarded_not_credited(make_boss):
+    """A fair boss's settlement after the end is harsh: the held 500 is discarded, never
+    accepted, recovered or credited to its player."""
+    b = await sync_to_async(make_boss)(
+        max_hp=1_000, crash_policy="fair", heartbeat_interval_ms=100, heartbeat_timeout_ms=TIMEOUT_MS
+    )
+    await sync_to_async(boss_go_live)(boss=b)
+    _, token = await sync_to_async(new_shard)("end-10")
+    _, other = await sync_to_async(new_shard)("end-11")
+    holder, epoch = await server("end-10", token)
+    killer, _ = await server("end-11", other)
+    await send(holder, type="heartbeat", boss=b.slug, pending=500, breakdown={"alice": 500})
+    await send(killer, type="damage", boss=b.slug, seq=1, amount=1_000, breakdown={"bob": 1_000})
+    assert (await sync_to_async(boss_tick)(boss_id=b.pk, force=True)).defeated
+    await holder.send_to(text_data=json.dumps({"type": "bye"}))
+    assert (await recv(holder))["settled"] == {b.slug: 500}
+    saga = await sync_to_async(saga_of)(b, "end-10", epoch)
+    assert (saga.policy, saga.amount, saga.detail["credited"]) == ("harsh", 500, {"players": 0, "amount": 0})
+    await sync_to_async(the_books_agree)(b)
+    report = await sync_to_async(boss_verify)(boss=b)
+    assert (report.accepted, report.recovered, report.discarded, report.buffered) == (1_000, 0, 500, 0)
+    players = await sync_to_async(get_redis().hgetall)(keys.BossKeys(b.pk).players)
+    assert players == {"bob": "1000"}
+    await killer.disconnect()
+
+
+async def test_verify_fails_on_a_buffer_left_on_a_defeated_boss(make_boss):
+    """Damage buffered on a boss that is over never drains (the tick skips it): the ledger
+    equation still holds, but verify_boss must not call it fine."""
+    b = await sync_to_async(make_boss)(max_hp=1_000)
+    await sync_to_async(boss_go_live)(boss=b)
+    _, token = await sync_to_async(new_shard)("end-12")
+    comm, epoch = await server("end-12", token)
+    await send(comm, type="damage", boss=b.slug, seq=1, amount=1_000)
+    await sync_to_async(boss_tick)(boss_id=b.pk, force=True)
+    assert (await sync_to_async(boss_verify)(boss=b)).ok
+    k = keys.BossKeys(b.pk)
+    r = get_redis()
+    await sync_to_async(r.hincrby)(k.buf, keys.session_id("end-12", epoch), 500)  # a stuck buffer
+    await sync_to_async(r.hincrby)(k.state, "accepted", 500)
+    report = await sync_to_async(boss_verify)(boss=b)
+    assert report.problems == ["buffered 500 on a defeated boss can never drain"]
+    await comm.disconnect()
