@@ -173,7 +173,8 @@ class PlayerResult(Schema):
 
 
 class TimelineItem(Schema):
-    kind: Literal["status", "phase", "crash", "restore"]
+    # a crash saga is named by how its session ended: crash, or left / replaced / retired
+    kind: Literal["status", "phase", "crash", "left", "replaced", "retired", "restore"]
     ts_ms: int
     version: int | None
     status: str | None = None

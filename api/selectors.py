@@ -19,6 +19,7 @@ from bosses.models import (
     RewardGrant,
     SagaKind,
     SagaRun,
+    session_end_kind,
 )
 from bosses.sagas.victory import victory_saga_key
 from bosses.selectors import boss_live_players
@@ -242,7 +243,7 @@ def fight_timeline(*, boss: BossEncounter, fight: int, offset: int, limit: int) 
     for s in sagas:
         items.append(
             {
-                "kind": s.kind,
+                "kind": session_end_kind(s.detail.get("reason")) if s.kind == SagaKind.CRASH else s.kind,
                 "ts_ms": int(s.started_at.timestamp() * 1000),
                 "version": None,
                 "status": s.status,
@@ -252,8 +253,8 @@ def fight_timeline(*, boss: BossEncounter, fight: int, offset: int, limit: int) 
             }
         )
     # one tick can cross phases and kill the boss: the HP crossed the phases on its way to 0
-    order = {"phase": 0, "status": 1, SagaKind.CRASH: 2, SagaKind.RESTORE: 2}
-    items.sort(key=lambda i: (i["ts_ms"], i["version"] or 0, order.get(i["kind"], 3)))
+    order = {"phase": 0, "status": 1}
+    items.sort(key=lambda i: (i["ts_ms"], i["version"] or 0, order.get(i["kind"], 2)))
     return {"count": len(items), "items": items[offset : offset + limit]}
 
 

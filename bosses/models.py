@@ -202,6 +202,19 @@ class SagaKind(models.TextChoices):
     RESTORE = "restore", "Restore"
 
 
+# Why a crash saga ended its session (``detail["reason"]``, docs/sagas.md) and what a screen
+# calls the saga: only ``crashed`` (or no reason recorded) is a crash; a session that left
+# with ``bye``, was replaced by a new ``auth`` or was retired by an operator is not.
+CRASH_REASON = "crashed"
+END_KINDS = ("left", "replaced", "retired")
+
+
+def session_end_kind(reason: str | None) -> str:
+    """``crash`` for a crash saga that recorded a crash (or no reason), else its reason
+    (``left``, ``replaced``, ``retired``): how the dashboard, report and API name it."""
+    return reason if reason in END_KINDS else SagaKind.CRASH
+
+
 class SagaStatus(models.TextChoices):
     RUNNING = "running", "Running"
     COMPLETED = "completed", "Completed"

@@ -14,7 +14,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bosses.models import BossEncounter, SagaRun
+from django.db.models import Q
+
+from bosses.models import BossEncounter, SagaKind, SagaRun, session_end_kind
 from core import authority, keys, messages
 from core.clients import slot_client
 from core.clock import Clock, RedisClock
@@ -38,7 +40,8 @@ class ShardHealth:
 
     OK = "ok"  # a fresh heartbeat or delta
     LATE = "late"  # silent past LATE_AFTER_INTERVALS heartbeats, not yet timed out
-    CRASHED = "crashed"  # every session fenced by a crash saga (or marked crashed)
+    CRASHED = "crashed"  # every session fenced, the newest one by a crash (or marked crashed)
+    LEFT = "left"  # every session ended, the newest one cleanly (bye, replaced): not a crash
     RETIRED = "retired"
     IDLE = "idle"  # never spoke to this boss
     DONE = "done"  # the fight is over: silence is expected, not a warning
@@ -55,6 +58,7 @@ class SessionRow:
     held: int = 0
     heartbeat_age_ms: int | None = None
     settled: str = ""  # "<policy>:<amount>" once fenced
+    ended: str = ""  # once fenced: "crash", "left", "replaced" or "retired" (session_end_kind)
 
 
 @dataclass
@@ -82,7 +86,8 @@ def _shard_health(*, row: ShardRow, heartbeat_interval_ms: int, boss_status: str
         return ShardHealth.CRASHED if row.status == "crashed" else ShardHealth.IDLE
     open_sessions = [s for s in row.sessions if not s.settled]
     if not open_sessions:
-        return ShardHealth.CRASHED
+        newest = max(row.sessions, key=lambda s: s.epoch)
+        return ShardHealth.CRASHED if newest.ended in ("", SagaKind.CRASH) else ShardHealth.LEFT
     if boss_status in ENDED_STATUSES:
         return ShardHealth.DONE
     ages = [s.heartbeat_age_ms for s in open_sessions if s.heartbeat_age_ms is not None]
@@ -114,6 +119,11 @@ def ops_shard_rows(
     if boss_status is None:
         boss_status = client.hget(keys.BossKeys(boss.pk).state, "status") or boss.status
     sessions = _session_rows(raw, now_ms=now_ms)
+    ended = _session_endings([(boss.pk, boss.fight)] if raw["settled"] else [])
+    for shard_key, by_epoch in sessions.items():
+        for epoch, session in by_epoch.items():
+            if session.settled:
+                session.ended = ended.get((boss.pk, shard_key, epoch), SagaKind.CRASH)
     known = {s.key: s for s in Shard.objects.all()}
     rows: list[ShardRow] = []
     for key in sorted(set(known) | set(sessions) | set(raw["contrib"])):
@@ -130,6 +140,23 @@ def ops_shard_rows(
         )
         rows.append(row)
     return rows
+
+
+def _session_endings(fights: list[tuple[int, int]]) -> dict[tuple[int, str, int], str]:
+    """``{(boss id, shard, epoch): ending}`` of the crash sagas of the given (boss, fight)s:
+    how each fenced session ended (:func:`bosses.models.session_end_kind`). One query."""
+    if not fights:
+        return {}
+    which = Q()
+    for boss_id, fight in fights:
+        which |= Q(boss_id=boss_id, fight=fight)
+    rows = SagaRun.objects.filter(which, kind=SagaKind.CRASH).values_list(
+        "boss_id", "shard_key", "epoch", "detail"
+    )
+    return {
+        (boss_id, shard_key, int(epoch or 0)): session_end_kind((detail or {}).get("reason"))
+        for boss_id, shard_key, epoch, detail in rows
+    }
 
 
 def _session_rows(raw: dict[str, dict[str, str]], *, now_ms: int) -> dict[str, dict[int, SessionRow]]:
@@ -288,6 +315,8 @@ def _saga_row(s: SagaRun) -> dict[str, Any]:
     return {
         "key": s.key,
         "kind": s.kind,
+        # how a crash saga's session ended (crash, left, replaced, retired); else the kind
+        "ending": session_end_kind(s.detail.get("reason")) if s.kind == SagaKind.CRASH else s.kind,
         "status": s.status,
         "shard": s.shard_key,
         "epoch": s.epoch,
@@ -359,6 +388,7 @@ def ops_snapshot(
                 ShardHealth.OK,
                 ShardHealth.LATE,
                 ShardHealth.CRASHED,
+                ShardHealth.LEFT,
                 ShardHealth.IDLE,
                 ShardHealth.RETIRED,
                 ShardHealth.DONE,
@@ -452,19 +482,23 @@ def _overview_health(
     status: str,
     now_ms: int,
     shards: dict,
+    ended: dict[tuple[int, str, int], str],
 ) -> dict[str, int]:
-    """``{ok, late, crashed}`` of the shards that have a session on ``boss`` (idle ones are
-    not counted), with the dashboard's rules (:func:`_shard_health`)."""
+    """``{ok, late, crashed, left}`` of the shards that have a session on ``boss`` (idle ones
+    are not counted), with the dashboard's rules (:func:`_shard_health`); ``ended``: how the
+    fenced sessions ended (:func:`_session_endings`)."""
     sessions: dict[str, list[SessionRow]] = {}
     for sess in set(hb) | set(settled):
         shard_key, _, epoch = sess.partition(":")
         if not epoch.isdigit():
             continue
         age = max(0, now_ms - int(hb[sess])) if sess in hb else None
+        fenced = settled.get(sess, "")
+        ending = ended.get((boss.pk, shard_key, int(epoch)), SagaKind.CRASH) if fenced else ""
         sessions.setdefault(shard_key, []).append(
-            SessionRow(epoch=int(epoch), heartbeat_age_ms=age, settled=settled.get(sess, ""))
+            SessionRow(epoch=int(epoch), heartbeat_age_ms=age, settled=fenced, ended=ending)
         )
-    counts = {ShardHealth.OK: 0, ShardHealth.LATE: 0, ShardHealth.CRASHED: 0}
+    counts = {ShardHealth.OK: 0, ShardHealth.LATE: 0, ShardHealth.CRASHED: 0, ShardHealth.LEFT: 0}
     for key, rows in sessions.items():
         shard = shards.get(key)
         row = ShardRow(key=key, name=key, region="", status=shard.status if shard else "unknown", health="")
@@ -479,7 +513,7 @@ def ops_overview_live(
     *, tracker: OverviewTracker | None = None, clock: Clock | None = None
 ) -> messages.OverviewFrame:
     """The ``overview`` message of ``/ws/ops/``: every boss's status, HP, DPS, shard health and
-    tick lag, from two SQL queries and one Redis pipeline whatever the number of bosses.
+    tick lag, from three SQL queries and one Redis pipeline whatever the number of bosses.
 
     ``tick_lag_ms`` of a boss: how long its buffered damage has waited for a tick (time since
     its last applied tick while something is buffered; 0 when nothing waits). ``beat_age_ms``:
@@ -499,6 +533,8 @@ def ops_overview_live(
         pipe.hgetall(k.settled)
     (seconds, micros), newest_tick, *replies = pipe.execute()
     now_ms = clock.now_ms() if clock is not None else int(seconds) * 1000 + int(micros) // 1000
+    # how the fenced sessions ended, for the bosses that have one (one query)
+    ended = _session_endings([(b.pk, b.fight) for i, b in enumerate(bosses) if replies[4 * i + 3]])
     rows: list[messages.OverviewRow] = []
     for i, boss in enumerate(bosses):
         values, buf, hb, settled = replies[4 * i : 4 * i + 4]
@@ -527,7 +563,13 @@ def ops_overview_live(
                 "buffered": buffered,
                 "tick_lag_ms": (max(0, now_ms - last_tick) if last_tick else None) if buffered else 0,
                 "shards": _overview_health(
-                    boss=boss, hb=hb, settled=settled, status=status, now_ms=now_ms, shards=shards
+                    boss=boss,
+                    hb=hb,
+                    settled=settled,
+                    status=status,
+                    now_ms=now_ms,
+                    shards=shards,
+                    ended=ended,
                 ),
             }
         )

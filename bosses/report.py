@@ -17,6 +17,7 @@ from typing import Any
 from django.db.models import Count, Max, Min, Sum
 
 from bosses.models import (
+    END_KINDS,
     BossEncounter,
     BossEvent,
     BossStatus,
@@ -25,6 +26,7 @@ from bosses.models import (
     RewardGrant,
     SagaKind,
     SagaRun,
+    session_end_kind,
 )
 from core import keys
 from core.errors import InvalidInput, UnknownBoss
@@ -335,6 +337,8 @@ def _summary(
         "events": span.n_events,
         "ticks": scan.ticks,
         "crashes": sum(1 for s in sagas["marks"] if s["kind"] == SagaKind.CRASH),
+        # sessions a crash saga ended without a crash: bye (left), a new auth, a retirement
+        "left": sum(1 for s in sagas["marks"] if s["kind"] in END_KINDS),
         "restores": sum(1 for s in sagas["marks"] if s["kind"] == SagaKind.RESTORE),
         "victory_saga": victory["status"] if victory else None,
         "last_event_at_ms": final_ts,
@@ -391,9 +395,11 @@ def _saga_marks(*, boss: BossEncounter, fight: int, t0: int) -> dict[str, Any]:
         "kind", "shard_key", "epoch", "policy", "amount", "status", "detail", "started_at", "finished_at"
     )[:SAGA_MARKS_MAX]:
         ts = _ms(started) or t0
+        reason = (detail or {}).get("reason", "")
         marks.append(
             {
-                "kind": kind,
+                # a crash saga is named by how its session ended: crash, left, replaced, retired
+                "kind": session_end_kind(reason) if kind == SagaKind.CRASH else kind,
                 "t_ms": ts - t0,
                 "ts_ms": ts,
                 "at": _iso_ms(ts),
@@ -403,7 +409,7 @@ def _saga_marks(*, boss: BossEncounter, fight: int, t0: int) -> dict[str, Any]:
                 "policy": policy,
                 "amount": amount,
                 "status": status,
-                "reason": (detail or {}).get("reason", ""),
+                "reason": reason,
             }
         )
     total = qs.count() if len(marks) == SAGA_MARKS_MAX else len(marks)

@@ -39,6 +39,7 @@ SERIES_COLOURS = (
     "#ff7eb6",
     "#6e7681",
 )
+# a crash saga that ended a session without a crash (left, replaced, retired) is grey
 SAGA_COLOURS = {"crash": "#f85149", "restore": "#39c5cf"}
 CSV_FIXED_COLUMNS = (
     "bucket",
@@ -245,7 +246,7 @@ def _kpis(report: dict[str, Any]) -> list[dict[str, str]]:
             "id": "crashes",
             "label": "Crashes",
             "value": f"{s['crashes']:,}",
-            "hint": f"{s['restores']:,} restore(s)",
+            "hint": f"{s['restores']:,} restore(s) · {s['left']:,} left cleanly",
         },
     ]
 

@@ -17,7 +17,16 @@ import redis
 from django.conf import settings
 
 from bosses import signals
-from bosses.models import BossEncounter, BossStatus, CrashPolicy, SagaKind, SagaRun, SagaStatus
+from bosses.models import (
+    CRASH_REASON,
+    END_KINDS,
+    BossEncounter,
+    BossStatus,
+    CrashPolicy,
+    SagaKind,
+    SagaRun,
+    SagaStatus,
+)
 from bosses.sagas.runner import SagaStep, saga_last_progress, saga_run
 from bosses.signals import fight_event_send
 from core import authority, keys
@@ -60,7 +69,7 @@ def shard_retire(*, shard: Shard) -> int:
 
 # Why a session ended, as a crash saga records it in ``detail["reason"]`` (docs/sagas.md).
 # Only ``crashed`` marks the shard crashed: the others were chosen by the shard or an operator.
-END_REASONS = ("crashed", "left", "replaced", "retired")
+END_REASONS = (CRASH_REASON, *END_KINDS)
 
 
 def session_end(*, shard_key: str, epoch: int, reason: str, boss_ids: Iterable[int] = ()) -> dict[str, int]:

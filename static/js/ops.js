@@ -82,7 +82,7 @@ export function startDashboard({ wsPath, snapshot, protocol = readProtocol() }) 
       $("k-shards-hint").textContent = `took part · fight over`;
     } else {
       $("k-shards").textContent = `${h.ok}/${active}`;
-      $("k-shards-hint").textContent = `healthy · ${h.late} late · ${h.crashed} crashed · ${h.idle} idle`;
+      $("k-shards-hint").textContent = `healthy · ${h.late} late · ${h.crashed} crashed · ${h.left} left · ${h.idle} idle`;
     }
     $("kc-shards").classList.toggle("bad", h.crashed > 0);
     $("kc-shards").classList.toggle("warn", h.crashed === 0 && h.late > 0);
@@ -114,7 +114,7 @@ export function startDashboard({ wsPath, snapshot, protocol = readProtocol() }) 
     const body = $("sagas").querySelector("tbody");
     if (!sagas.length) { body.innerHTML = `<tr><td colspan="8" class="empty">No sagas this fight.</td></tr>`; return; }
     body.innerHTML = sagas.map((s) => `<tr>
-      <td><b>${esc(s.kind)}</b> <span class="conn" style="font-family:var(--mono)">${esc(s.key)}</span></td>
+      <td><b>${esc(s.ending)}</b> <span class="conn" style="font-family:var(--mono)">${esc(s.key)}</span></td>
       <td><span class="badge ${esc(s.status)}">${esc(s.status)}</span></td>
       <td>${esc(s.shard) || "—"}${s.epoch ? ` <span class="conn">epoch ${s.epoch}</span>` : ""}</td>
       <td>${esc(s.policy) || "—"}</td><td class="num">${n(s.amount)}</td><td class="num">${s.attempts}</td>

@@ -26,7 +26,7 @@ function newRow(b) {
     <td><span class="badge" data-f="status"></span></td>
     <td><div class="hp small" data-f="hp"><div class="fill"></div><div class="text"></div></div></td>
     <td class="num" data-f="dps"></td>
-    <td data-f="shards"><span class="ok"></span> / <span class="late"></span> / <span class="crashed"></span></td>
+    <td data-f="shards"><span class="ok"></span> / <span class="late"></span> / <span class="crashed"></span> / <span class="left"></span></td>
     <td class="num" data-f="lag"></td><td class="num" data-f="version"></td><td data-f="phase"></td>
     <td><a class="button" href="${href}">Dashboard</a></td>`;
   return tr;
@@ -50,6 +50,7 @@ export function renderRow(tr, b, S) {
   setText(sh.querySelector(".ok"), String(b.shards.ok));
   setText(sh.querySelector(".late"), String(b.shards.late));
   setText(sh.querySelector(".crashed"), String(b.shards.crashed));
+  setText(sh.querySelector(".left"), String(b.shards.left));
   tr.classList.toggle("health-late", b.shards.late > 0);
   tr.classList.toggle("health-crashed", b.shards.crashed > 0);
   const lag = cell(tr, "lag");

@@ -111,7 +111,7 @@ async def test_overview_pushes_every_boss_in_one_message(make_boss, make_session
     rows = {r["slug"]: r for r in first["bosses"]}
     assert set(rows) == {b.slug for b in bosses}
     assert rows[bosses[11].slug]["status"] == "draft" and rows[bosses[0].slug]["status"] == "live"
-    assert rows[target.slug]["shards"] == {"ok": 2, "late": 0, "crashed": 0}
+    assert rows[target.slug]["shards"] == {"ok": 2, "late": 0, "crashed": 0, "left": 0}
     assert [k for k in feeds_running() if k[0] == "overview"] and max(feeds_running().values()) == 4
 
     await adelta_ingest(boss_id=target.pk, shard_key="eu-1", epoch=eu.epoch, seq=1, amount=400)
