@@ -16,6 +16,7 @@ from django.urls import URLPattern, URLResolver, re_path
 from ninja import NinjaAPI
 
 from api.errors import error_response, errors_install
+from api.parser import TextCheckedParser
 from api.routers import bosses, fights, rewards
 from core.errors import MethodNotAllowed, NotFound
 
@@ -72,6 +73,7 @@ api = LiveOpsApi(
         "(docs/api.md)."
     ),
     urls_namespace="api-v1",
+    parser=TextCheckedParser(),
 )
 errors_install(api)
 api.add_router("", bosses.router)

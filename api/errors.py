@@ -101,6 +101,8 @@ def _validation(request: HttpRequest, exc: ValidationError) -> HttpResponse:
 def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     if isinstance(exc, AuthenticationError):
         return _liveops(request, Unauthorized("missing or malformed Authorization: Bearer <key>"))
+    if isinstance(exc.__cause__, LiveOpsError):  # the body parser's own refusal (api/parser.py)
+        return _liveops(request, exc.__cause__)
     code = CODE_OF_HTTP_STATUS.get(exc.status_code, "error")
     detail = str(exc.message)
     if exc.status_code == 400 and detail.startswith("Cannot parse request body"):

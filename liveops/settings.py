@@ -116,6 +116,8 @@ if not PRODUCTION and importlib.util.find_spec("tools") is not None:
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # NUL and other text no database stores: 400 malformed before any view (core/text.py)
+    "liveops.middleware.TextGuardMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

@@ -102,3 +102,67 @@ def make_key(transactional_db):
 def key(make_key) -> str:
     """A key with every scope."""
     return make_key(*ALL_SCOPES)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+@dataclass
+class Browserless:
+    """A cookie-keeping HTTP client for the pages and the admin of a live server (no
+    redirects followed: a 302 is an answer)."""
+
+    base: str
+
+    def __post_init__(self) -> None:
+        import http.cookiejar
+
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar), _NoRedirect)
+
+    def cookie(self, name: str) -> str | None:
+        return next((c.value for c in self.jar if c.name == name), None)
+
+    def call(self, method: str, path: str, *, form: dict[str, str] | None = None) -> Reply:
+        import urllib.parse
+
+        data = urllib.parse.urlencode(form).encode() if form is not None else None
+        request = urllib.request.Request(f"{self.base}{path}", data=data, method=method)
+        if data is not None:
+            request.add_header("Content-Type", "application/x-www-form-urlencoded")
+            request.add_header("Referer", f"{self.base}{path}")
+        try:
+            with self.opener.open(request, timeout=30) as response:
+                status, payload, got = response.status, response.read(), dict(response.headers)
+        except urllib.error.HTTPError as exc:
+            status, payload, got = exc.code, exc.read(), dict(exc.headers)
+        try:
+            parsed = json.loads(payload) if payload else None
+        except ValueError:
+            parsed = payload.decode(errors="replace")
+        return Reply(status, parsed, {k.lower(): v for k, v in got.items()})
+
+    def login(self, username: str, password: str) -> Reply:
+        """The admin's login form, as a browser sends it (its CSRF cookie and token)."""
+        self.call("GET", "/admin/login/")
+        return self.call(
+            "POST",
+            "/admin/login/?next=/admin/",
+            form={
+                "username": username,
+                "password": password,
+                "csrfmiddlewaretoken": self.cookie("csrftoken") or "",
+                "next": "/admin/",
+            },
+        )
+
+
+@pytest.fixture
+def superuser(transactional_db):
+    """A superuser ``root`` / ``pw-root`` (credentials returned)."""
+    from django.contrib.auth import get_user_model
+
+    get_user_model().objects.create_superuser("root", "root@example.com", "pw-root")
+    return ("root", "pw-root")
