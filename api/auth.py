@@ -35,12 +35,21 @@ class ScopedKey(HttpBearer):
         apikey = apikey_authenticate(key=token)
         if self.scope not in apikey.scope_set:
             raise Forbidden(f"this key lacks the {self.scope!r} scope", scope=self.scope)
-        # Checked after the key, before the body is read: an oversized body from a caller
-        # who may call this endpoint is refused without being parsed.
-        length = request.META.get("CONTENT_LENGTH") or "0"
-        if length.isdigit() and int(length) > MAX_BODY_BYTES:
-            raise FrameTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
+        body_size_check(request)
         return apikey
+
+
+def body_size_check(request: HttpRequest) -> None:
+    """413 ``too_large`` for a body over ``MAX_BODY_BYTES``, checked after the key and before
+    the body is parsed: on the declared ``Content-Length`` first, then on the bytes actually
+    received, so a chunked body (no Content-Length) counts too.
+    Django reads at most ``DATA_UPLOAD_MAX_MEMORY_SIZE`` + 1 bytes of it (RequestDataTooBig,
+    also a 413 here)."""
+    length = request.META.get("CONTENT_LENGTH") or "0"
+    if length.isdigit() and int(length) > MAX_BODY_BYTES:
+        raise FrameTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
+    if len(request.body) > MAX_BODY_BYTES:
+        raise FrameTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
 
 
 READ = ScopedKey(ApiScope.READ)
