@@ -360,6 +360,7 @@ class HostedShard:
                 seq=delta.seq,
                 amount=delta.amount,
                 breakdown=delta.breakdown or None,
+                platform_ids=True,  # its players are users, guests and ticket holders
             )
         except AuthorityUnavailable:
             return  # same seq next tick
@@ -390,6 +391,7 @@ class HostedShard:
                 inflight_seq=inflight.seq if inflight else 0,
                 inflight_amount=inflight.amount if inflight else 0,
                 breakdown=sess.buffer.held_breakdown(),  # a fair crash saga credits these players
+                platform_ids=True,
             )
             sess.buffer.durable(beat.durable_seq)
             sess.buffer.behind(beat.last_seq)  # a rollback lost acked deltas: re-send them

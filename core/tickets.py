@@ -24,7 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from core.errors import TicketExpired, TicketInvalid
-from core.validation import PLAYER_ID_RE
+from core.validation import PLAYER_ID_RULE, player_id_problem
+from worldboss_sdk.protocol import RESERVED_PLAYER_PREFIXES
 
 __all__ = [
     "MAX_TICKET_CHARS",
@@ -45,9 +46,9 @@ TICKET_SKEW_S = 60  # clocks of the signer and the platform may differ this much
 MIN_SECRET_BYTES = 32
 # Ids the platform hands out itself (Django users, guests, the simulator): a ticket may not
 # claim one, or a game backend could act as a platform account.
-RESERVED_PREFIXES = ("user:", "guest:", "sim:")
-KEY_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
-_B64URL = re.compile(r"^[A-Za-z0-9_-]+$")
+RESERVED_PREFIXES = RESERVED_PLAYER_PREFIXES
+KEY_ID_RE = re.compile(r"\A[A-Za-z0-9_-]{1,32}\Z")
+_B64URL = re.compile(r"\A[A-Za-z0-9_-]+\Z")
 _FIELDS = frozenset({"sub", "exp", "iat", "shard", "boss"})
 
 
@@ -150,11 +151,11 @@ def _payload(payload_b64: str) -> dict[str, object]:
 def _player(payload: Mapping[str, object]) -> str:
     """The player id (``sub``): a valid id outside the platform's reserved prefixes."""
     player = payload.get("sub")
-    if not isinstance(player, str) or not PLAYER_ID_RE.match(player):
-        raise TicketInvalid("the ticket's 'sub' must be 1-64 characters of letters, digits and _.:@-")
-    if player.startswith(RESERVED_PREFIXES):
+    if player_id_problem(player, platform_ids=True) is not None:
+        raise TicketInvalid(f"the ticket's 'sub' must be {PLAYER_ID_RULE}")
+    if player_id_problem(player) is not None:
         raise TicketInvalid(f"a ticket may not name a platform id ({', '.join(RESERVED_PREFIXES)}...)")
-    return player
+    return str(player)
 
 
 def _lifetime(payload: Mapping[str, object], now_s: float) -> tuple[int, int]:

@@ -12,8 +12,43 @@ from typing import Any
 
 from core.errors import InvalidAmount, InvalidInput
 from core.limits import MAX_BREAKDOWN_ENTRIES, MAX_DELTA_AMOUNT, MAX_PLAYER_ID_LENGTH, MAX_SEQ
+from worldboss_sdk.protocol import PLAYER_ID_PATTERN, RESERVED_PLAYER_PREFIXES, SHARD_KEY_PATTERN
 
-PLAYER_ID_RE = re.compile(rf"^[A-Za-z0-9_.:@-]{{1,{MAX_PLAYER_ID_LENGTH}}}$")
+# The one rule for ids (worldboss_sdk.protocol): anchored with \A and \Z, so no newline or
+# other control character passes; every check below goes through these two.
+PLAYER_ID_RE = re.compile(PLAYER_ID_PATTERN)
+SHARD_KEY_RE = re.compile(SHARD_KEY_PATTERN)
+PLAYER_ID_RULE = f"1-{MAX_PLAYER_ID_LENGTH} characters of letters, digits and _.:@-"
+
+
+def player_id_problem(value: Any, *, platform_ids: bool = False) -> str | None:
+    """What is wrong with ``value`` as a player id, or None when it is one.
+
+    ``platform_ids``: the ids the platform hands out itself (``user:``, ``guest:``, ``sim:``)
+    are allowed; only the platform's own hosted shards pass True. A game server's breakdown,
+    a ticket and a simulated player may not name one (docs/security.md, "Player identity").
+    """
+    if not isinstance(value, str) or PLAYER_ID_RE.fullmatch(value) is None:
+        return f"player id {_describe(value)} is not {PLAYER_ID_RULE}"
+    if not platform_ids and value.startswith(RESERVED_PLAYER_PREFIXES):
+        prefixes = ", ".join(RESERVED_PLAYER_PREFIXES)
+        return f"player id {_describe(value)} is a platform id ({prefixes}...): the platform hands those out"
+    return None
+
+
+def player_id(
+    value: Any, *, field: str = "player", platform_ids: bool = False, error: type[InvalidInput] = InvalidInput
+) -> str:
+    """``value`` if it is a player id (:func:`player_id_problem`), else ``error``."""
+    problem = player_id_problem(value, platform_ids=platform_ids)
+    if problem is not None:
+        raise error(problem, field=field)
+    return str(value)
+
+
+def is_shard_key(value: Any) -> bool:
+    """A shard key: lowercase letters, digits, '-' and '_', at most 64, matched whole."""
+    return isinstance(value, str) and SHARD_KEY_RE.fullmatch(value) is not None
 
 
 def _describe(value: Any) -> str:
@@ -51,8 +86,11 @@ def epoch_number(value: Any) -> int:
     return whole_number(value, field="epoch", minimum=1, maximum=MAX_SEQ)
 
 
-def breakdown_map(value: Any, *, amount: int) -> dict[str, int]:
-    """A per-player breakdown ``{player_id: damage}`` whose sum does not exceed ``amount``."""
+def breakdown_map(value: Any, *, amount: int, platform_ids: bool = False) -> dict[str, int]:
+    """A per-player breakdown ``{player_id: damage}`` whose sum does not exceed ``amount``.
+
+    ``platform_ids``: see :func:`player_id_problem` (True for the platform's hosted shards only).
+    """
     if value is None:
         return {}
     if not isinstance(value, Mapping):
@@ -65,12 +103,9 @@ def breakdown_map(value: Any, *, amount: int) -> dict[str, int]:
         )
     out: dict[str, int] = {}
     for player, dmg in value.items():
-        if not isinstance(player, str) or not PLAYER_ID_RE.match(player):
-            raise InvalidInput(
-                f"breakdown player id {_describe(player)} is not 1-{MAX_PLAYER_ID_LENGTH} "
-                "characters of letters, digits and _.:@-",
-                field="breakdown",
-            )
+        problem = player_id_problem(player, platform_ids=platform_ids)
+        if problem is not None:
+            raise InvalidInput(f"breakdown {problem}", field="breakdown")
         out[player] = damage_amount(dmg, field=f"breakdown[{player}]")
     if sum(out.values()) > amount:
         raise InvalidAmount(
@@ -79,7 +114,7 @@ def breakdown_map(value: Any, *, amount: int) -> dict[str, int]:
     return out
 
 
-def held_breakdown_map(value: Any, *, held: int) -> dict[str, int]:
+def held_breakdown_map(value: Any, *, held: int, platform_ids: bool = False) -> dict[str, int]:
     """A heartbeat's per-player breakdown of what it holds: ``{player_id: damage}``.
 
     Optional (``None`` -> ``{}``); at most ``MAX_BREAKDOWN_ENTRIES`` players with valid ids,
@@ -100,12 +135,9 @@ def held_breakdown_map(value: Any, *, held: int) -> dict[str, int]:
         )
     out: dict[str, int] = {}
     for player, dmg in value.items():
-        if not isinstance(player, str) or not PLAYER_ID_RE.match(player):
-            raise InvalidInput(
-                f"heartbeat breakdown player id {_describe(player)} is not 1-{MAX_PLAYER_ID_LENGTH} "
-                "characters of letters, digits and _.:@-",
-                field="breakdown",
-            )
+        problem = player_id_problem(player, platform_ids=platform_ids)
+        if problem is not None:
+            raise InvalidInput(f"heartbeat breakdown {problem}", field="breakdown")
         out[player] = whole_number(
             dmg, field=f"breakdown[{player}]", minimum=1, maximum=MAX_DELTA_AMOUNT, error=InvalidAmount
         )

@@ -5,7 +5,9 @@ from __future__ import annotations
 from django.core.validators import RegexValidator
 from django.db import models
 
-SHARD_KEY_RE = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+from worldboss_sdk.protocol import SHARD_KEY_PATTERN
+
+SHARD_KEY_RE = SHARD_KEY_PATTERN  # \A...\Z: a trailing newline does not pass (Django's validator searches)
 
 
 class ShardStatus(models.TextChoices):

@@ -63,7 +63,7 @@ def _hash_token(token: str) -> str:
 def shard_create(*, key: str, name: str, region: str = "", kind: str = "game_server") -> tuple[Shard, str]:
     """Create a shard (``kind``: ``game_server`` or ``hosted``, see ShardKind) and return it
     with its token (shown once, stored only as a hash)."""
-    if not isinstance(key, str) or not _SHARD_KEY.match(key):
+    if not isinstance(key, str) or not _SHARD_KEY.fullmatch(key):
         raise InvalidInput(f"shard key {key!r} must be lowercase letters, digits, '-' or '_' (max 64)")
     if Shard.objects.filter(key=key).exists():
         raise InvalidInput(f"shard {key!r} already exists")
@@ -134,13 +134,13 @@ class IngestResult:
     duplicate: bool
 
 
-def _validated_delta(shard_key, epoch, seq, amount, breakdown):
-    if not isinstance(shard_key, str) or not _SHARD_KEY.match(shard_key):
+def _validated_delta(shard_key, epoch, seq, amount, breakdown, platform_ids=False):
+    if not isinstance(shard_key, str) or not _SHARD_KEY.fullmatch(shard_key):
         raise UnknownShard(f"unknown shard {shard_key!r}")
     epoch = epoch_number(epoch)
     seq = seq_number(seq)
     amount = damage_amount(amount)
-    return epoch, seq, amount, breakdown_map(breakdown, amount=amount)
+    return epoch, seq, amount, breakdown_map(breakdown, amount=amount, platform_ids=platform_ids)
 
 
 def _issued_epoch_in_sql(shard_key: str) -> int | None:
@@ -201,6 +201,7 @@ async def adelta_ingest(
     seq: int,
     amount: int,
     breakdown: Mapping[str, int] | None = None,
+    platform_ids: bool = False,
 ) -> IngestResult:
     """Accept one shard delta exactly once per (shard, epoch, seq); typed errors otherwise.
 
@@ -208,8 +209,11 @@ async def adelta_ingest(
     admin and commands never ingest). With ``AUTHORITY_DURABILITY=replica`` it returns only
     once a replica has the write it acknowledges (a duplicate's included), else raises
     :class:`AuthorityUnavailable` (docs/durability.md).
+
+    ``platform_ids``: the breakdown may name the platform's own ids (``user:``, ``guest:``,
+    ``sim:``); only the platform's hosted shards pass True, a game server's never may.
     """
-    epoch, seq, amount, players = _validated_delta(shard_key, epoch, seq, amount, breakdown)
+    epoch, seq, amount, players = _validated_delta(shard_key, epoch, seq, amount, breakdown, platform_ids)
     try:
         # inside the try: on REDIS_CLUSTER=auto the first client asks the node what it is
         r = get_async_redis()
@@ -236,8 +240,10 @@ class HeartbeatResult:
     attributed: int = 0  # the part of ``held`` stored per player (the breakdown, cut to fit)
 
 
-def _heartbeat_call(boss_id, shard_key, epoch, pending, inflight_seq, inflight_amount, breakdown=None):
-    if not isinstance(shard_key, str) or not _SHARD_KEY.match(shard_key):
+def _heartbeat_call(
+    boss_id, shard_key, epoch, pending, inflight_seq, inflight_amount, breakdown=None, platform_ids=False
+):
+    if not isinstance(shard_key, str) or not _SHARD_KEY.fullmatch(shard_key):
         raise UnknownShard(f"unknown shard {shard_key!r}")
     epoch = epoch_number(epoch)
     pending = whole_number(pending, field="pending", minimum=0, maximum=MAX_HELD_AMOUNT)
@@ -245,7 +251,7 @@ def _heartbeat_call(boss_id, shard_key, epoch, pending, inflight_seq, inflight_a
     inflight_amount = whole_number(
         inflight_amount, field="inflight.amount", minimum=0, maximum=MAX_HELD_AMOUNT
     )
-    players = held_breakdown_map(breakdown, held=pending + inflight_amount)
+    players = held_breakdown_map(breakdown, held=pending + inflight_amount, platform_ids=platform_ids)
     return authority.heartbeat_call(
         boss_id=boss_id,
         shard_key=shard_key,
@@ -280,15 +286,19 @@ async def aheartbeat_record(
     inflight_seq: int = 0,
     inflight_amount: int = 0,
     breakdown: Mapping[str, int] | None = None,
+    platform_ids: bool = False,
 ) -> HeartbeatResult:
     """Record a session's sign of life and the damage it still holds unacknowledged.
 
     ``breakdown`` is the optional per-player part of what it holds (pending + in flight):
-    a fair crash saga credits it to those players (docs/faults.md). In ``replica``
+    a fair crash saga credits it to those players (docs/faults.md); ``platform_ids`` as for
+    :func:`adelta_ingest`. In ``replica``
     durability the reply waits for a replica too: its ``last_seq`` tells the client which
     in-flight delta was accepted, an acknowledgement like an ingest's.
     """
-    call = _heartbeat_call(boss_id, shard_key, epoch, pending, inflight_seq, inflight_amount, breakdown)
+    call = _heartbeat_call(
+        boss_id, shard_key, epoch, pending, inflight_seq, inflight_amount, breakdown, platform_ids
+    )
     try:
         out = await durability.aheartbeat_acknowledged(
             get_async_redis(), call, ack_durability(), mark_key=BossKeys(boss_id).durable

@@ -135,6 +135,15 @@ def demo_progress_line(boss_id: int, hits_total: int, rates: _Rates) -> tuple[st
     )
 
 
+def demo_simulator_env(env: dict[str, str], opts: DemoOptions) -> None:
+    """Simulator mode (``LIVEOPS_SIMULATOR_PLAYERS=1``) for the demo's processes when it runs
+    the simulated fight; off with ``--no-sim``, whatever this process's environment says."""
+    if opts.sim:
+        env["LIVEOPS_SIMULATOR_PLAYERS"] = "1"
+    else:
+        env.pop("LIVEOPS_SIMULATOR_PLAYERS", None)
+
+
 def demo_run(opts: DemoOptions, *, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> DemoResult:
     """Run the demo; returns when the fight is over (the caller exits with ``ok``)."""
     from django.core.management import call_command
@@ -149,8 +158,9 @@ def demo_run(opts: DemoOptions, *, out: TextIO = sys.stdout, err: TextIO = sys.s
         )
     with Stack(run_dir=DEMO_DIR) as stack:
         # The simulated players connect with ?player=<id>: simulator mode, for the processes
-        # the demo starts only (docs/security.md, "Player identity"; refused in production).
-        stack.env["LIVEOPS_SIMULATOR_PLAYERS"] = "1"
+        # the demo starts only, and only when it simulates (docs/security.md, "Player
+        # identity"; refused in production). ``--no-sim`` leaves it off.
+        demo_simulator_env(stack.env, opts)
         if opts.redis == "cluster":
             say(demo_cluster_start(stack))
         else:

@@ -34,6 +34,7 @@ import asyncio
 import json
 import logging
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,11 +44,32 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from worldboss_sdk.buffer import DEFAULT_MAX_PLAYERS, BufferFull, LocalBuffer
-from worldboss_sdk.protocol import ENDED_STATUSES, MAX_DELTA_AMOUNT, PERMANENT_CLOSE_CODES, ErrorCode
+from worldboss_sdk.protocol import (
+    ENDED_STATUSES,
+    MAX_DELTA_AMOUNT,
+    PERMANENT_CLOSE_CODES,
+    PLAYER_ID_PATTERN,
+    RESERVED_PLAYER_PREFIXES,
+    ErrorCode,
+)
 
-__all__ = ["BufferFull", "ClientStats", "ShardClient"]
+__all__ = ["BufferFull", "ClientStats", "ShardClient", "player_id_check"]
 
 logger = logging.getLogger(__name__)
+
+_PLAYER_ID = re.compile(PLAYER_ID_PATTERN)
+
+
+def player_id_check(player: object) -> None:
+    """ValueError unless ``player`` is an id a game server's breakdown may name: the platform's
+    rule (1-64 letters, digits and ``_.:@-``, matched whole: no newline or other control
+    character; none of the platform's own prefixes ``user:``, ``guest:``, ``sim:``). A delta
+    naming another is refused whole, so it is refused here, at the hit."""
+    if not isinstance(player, str) or _PLAYER_ID.fullmatch(player) is None:
+        raise ValueError(f"player must be 1-64 letters, digits and _.:@-, got {player!r:.80}")
+    if player.startswith(RESERVED_PLAYER_PREFIXES):
+        raise ValueError(f"player {player!r} is a platform id ({', '.join(RESERVED_PLAYER_PREFIXES)}...)")
+
 
 RECONNECT_BACKOFF_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 
@@ -121,9 +143,12 @@ class ShardClient:
     # --- the game's side: O(1), no I/O ----------------------------------------------------
 
     def hit(self, boss: str, amount: int, player: str | None = None) -> None:
-        """Add one hit to ``boss``'s buffer. Raises ValueError (bad amount) or BufferFull."""
+        """Add one hit to ``boss``'s buffer. Raises ValueError (bad amount, or a player id the
+        platform refuses: see :func:`player_id_check`) or BufferFull."""
         if isinstance(amount, bool) or not isinstance(amount, int) or amount < 1:
             raise ValueError(f"amount must be a whole number >= 1, got {amount!r}")
+        if player is not None:
+            player_id_check(player)
         b = self._bosses.get(boss)
         if b is None:
             b = self._bosses[boss] = _Boss(self.max_pending, self.max_players)

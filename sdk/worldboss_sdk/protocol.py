@@ -26,8 +26,16 @@ MAX_SEQ: Final = 2**53 - 1
 # damage it reports held (sum <= pending + in-flight amount; a fair crash saga credits it).
 MAX_BREAKDOWN_ENTRIES: Final = 1_000
 MAX_PLAYER_ID_LENGTH: Final = 64
+# Player ids: 1-64 letters, digits and ``_.:@-``. The patterns are anchored with ``\A``/``\Z``
+# (not ``^``/``$``, whose ``$`` also matches before a trailing newline): no control character
+# ever reaches a Redis script or the event log. ``core.validation`` applies this one rule
+# everywhere an id enters the platform; the SDK's buffer refuses what it would refuse.
+PLAYER_ID_PATTERN: Final = rf"\A[A-Za-z0-9_.:@-]{{1,{MAX_PLAYER_ID_LENGTH}}}\Z"
+# Ids the platform hands out itself (Django users, guests, the simulator): no game server's
+# breakdown, ticket or simulated player may name one (docs/security.md, "Player identity").
+RESERVED_PLAYER_PREFIXES: Final = ("user:", "guest:", "sim:")
 # Shard keys: lowercase letters, digits, '-' and '_', at most 64 characters.
-SHARD_KEY_PATTERN: Final = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+SHARD_KEY_PATTERN: Final = r"\A[a-z0-9][a-z0-9_-]{0,63}\Z"
 
 
 class CloseCode:

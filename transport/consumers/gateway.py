@@ -52,7 +52,7 @@ from core.errors import (
 )
 from core.redis import REDIS_DOWN
 from core.tickets import player_ticket_verify
-from core.validation import PLAYER_ID_RE
+from core.validation import player_id
 from core.wire import encode, error_frame, parse_frame
 from shards.models import SHARD_KEY_RE, Shard, ShardKind, ShardStatus
 from shards.services import adelta_ingest, aheartbeat_record, shard_authenticate, shard_session_open
@@ -191,10 +191,8 @@ def _player_from_scope(scope, *, shard_key: str) -> tuple[str, str, str | None] 
                 "?player=<id> is accepted in simulator mode only (LIVEOPS_SIMULATOR_PLAYERS=1); "
                 "connect with ?ticket=<a ticket your game signed>, signed in, or as a guest of the player page"
             )
-        player = query["player"][0]
-        if not PLAYER_ID_RE.match(player):
-            raise InvalidInput("player must be 1-64 characters of letters, digits and _.:@-", field="player")
-        return player, PlayerSource.SIMULATOR, None
+        # the same rule as everywhere; a simulated player is never a platform id (user:, guest:, sim:)
+        return player_id(query["player"][0], field="player"), PlayerSource.SIMULATOR, None
     user = scope.get("user")
     if user is not None and getattr(user, "is_authenticated", False):
         return f"user:{user.pk}", PlayerSource.USER, None
@@ -235,7 +233,7 @@ class ShardGatewayConsumer(GuardedSocketMixin, SocketGaugeMixin, DirectDispatchM
         self.shard_key = self.scope["url_route"]["kwargs"].get("shard", "")
         self._window, self._frames, self._bad, self._refused = time.monotonic(), 0, 0, 0
         try:
-            if not _SHARD_KEY.match(self.shard_key):
+            if not _SHARD_KEY.fullmatch(self.shard_key):
                 raise UnknownShard(f"unknown shard {self.shard_key[:64]!r}")
             status, self.shard_kind = await database_sync_to_async(_shard_sync)(self.shard_key)
         except UnknownShard as err:
