@@ -29,7 +29,7 @@ endif
 TEST_SELECT ?= -m "not slow"
 ARGS ?=
 
-.PHONY: install lock lint test test-all test-postgres demo bench browser clean
+.PHONY: install lock lint test test-all test-postgres demo bench browser conformance clean
 
 # uv, at the version pyproject.toml requires, installs the locked set (uv.lock) into .venv.
 # --locked: refuses to install when pyproject.toml and uv.lock disagree (run `make lock`).
@@ -91,6 +91,14 @@ test-all: browser
 test-postgres:
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(MAKE) test
 
+# The SDK conformance kit (conformance/README.md): the shared vectors must be current, then one
+# real platform (its own Redis and SQLite database in .conformance/) runs every scenario
+# against every SDK's driver behind the fault proxy. Installs each SDK's own dependencies
+# (npm ci in sdk-ts). One line per SDK and scenario, then a table; exit 0 only if all pass.
+conformance: $(STAMP)
+	DJANGO_SETTINGS_MODULE=liveops.settings $(BIN)/python -m conformance.vectors --check
+	$(BIN)/python -m conformance $(ARGS)
+
 demo: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput >/dev/null
 	$(BIN)/python manage.py demo $(ARGS)
@@ -99,4 +107,4 @@ bench: $(STAMP)
 	$(BIN)/python manage.py bench $(ARGS)
 
 clean:
-	rm -rf $(VENV) .tools .services .demo .test-db.sqlite3 db.sqlite3
+	rm -rf $(VENV) .tools .services .demo .conformance .test-db.sqlite3 db.sqlite3
