@@ -212,6 +212,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m conformance", description=__doc__.split("\n")[0])
     parser.add_argument("--sdk", default=",".join(SDKS), help=f"comma-separated, of {', '.join(SDKS)}")
     parser.add_argument("--scenario", default="", help="comma-separated scenario names (default: all)")
+    parser.add_argument("--run-dir", type=Path, default=RUN_DIR, help=f"logs and data (default {RUN_DIR})")
     parser.add_argument(
         "--driver", action="append", default=[], metavar="NAME=COMMAND", help="another SDK's driver command"
     )
@@ -224,8 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     for spec in opts.driver:
         name, _, command = spec.partition("=")
         sdks.append(Sdk(name, shlex.split(command)))
-    RUN_DIR.mkdir(exist_ok=True)
-    platform = Platform(RUN_DIR)
+    run_dir = opts.run_dir.resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    platform = Platform(run_dir)
     try:
         platform.start()
         from conformance.scenarios import SCENARIOS
@@ -240,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table(results, [s.name for s in sdks], scenarios))
     failed = [r for r in results if not r.ok]
-    print(f"\nconformance: {len(results) - len(failed)}/{len(results)} passed (logs in {RUN_DIR}/drivers)")
+    print(f"\nconformance: {len(results) - len(failed)}/{len(results)} passed (logs in {run_dir}/drivers)")
     return 1 if failed or not results else 0
 
 
