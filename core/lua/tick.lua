@@ -7,7 +7,8 @@
 -- The log entry carries what a restore from the SQL archive needs (docs/durability.md):
 -- 'd' per-session damage, 's' each drained session's last accepted seq (every seq up to it
 -- is in this or an earlier entry: ingest adds to the buffer and the seq in one step), 'p'
--- per-player damage drained from pbuf into players.
+-- per-player damage drained from pbuf into players; each one JSON written by json_int_object
+-- (lib/json.lua: keys through cjson.encode, never pasted into the text).
 -- Drain and apply are one atomic step: a re-run tick finds the buffers empty, so no
 -- delta is ever applied twice, and a skipped tick leaves everything for the next one.
 -- The boss leaves its bucket's dirty set here only while live: once drained (unless this
@@ -15,6 +16,7 @@
 -- resume); a defeated, ended or reset one is unmarked by the caller after its follow-up
 -- (victory saga enqueued, live set left), so a caller that dies first is retried.
 local function I(n) return string.format('%d', n) end
+-- #include json
 local s = redis.call('HMGET', KEYS[1], 'status', 'hp', 'version', 'phase', 'phases',
   'last_tick_ms', 'opening', 'min_tick_ms', 'max_hp', 'slug', 'gen')
 local status = s[1]
@@ -34,29 +36,25 @@ end
 redis.call('DEL', KEYS[2])
 
 local total = 0
-local parts = {}
 local sessions = {}
 for i = 1, #entries, 2 do
   total = total + tonumber(entries[i + 1])
-  -- field names are session fields (core/keys.py: validated shard key and epoch, or the
-  -- recovered twin of one): JSON-safe, tests/core/test_keys.py checks it
-  parts[#parts + 1] = '"' .. entries[i] .. '":' .. entries[i + 1]
   if not string.find(entries[i], '#', 1, true) then sessions[#sessions + 1] = entries[i] end
 end
 local seqs = {}
 if #sessions > 0 then
   local last = redis.call('HMGET', KEYS[5], unpack(sessions))
-  for i, sess in ipairs(sessions) do seqs[#seqs + 1] = '"' .. sess .. '":' .. (last[i] or '0') end
+  for i, sess in ipairs(sessions) do
+    seqs[#seqs + 1] = sess
+    seqs[#seqs + 1] = last[i] or '0'
+  end
 end
 -- Per-player damage moves from pbuf to players with the tick, so the log can rebuild it.
 local pentries = redis.call('HGETALL', KEYS[6])
-local pparts = {}
 if #pentries > 0 then
   redis.call('DEL', KEYS[6])
   for i = 1, #pentries, 2 do
     redis.call('HINCRBY', KEYS[7], pentries[i], pentries[i + 1])
-    -- player ids are validated (core/validation.py PLAYER_ID_RE): JSON-safe
-    pparts[#pparts + 1] = '"' .. pentries[i] .. '":' .. pentries[i + 1]
   end
 end
 local hp = tonumber(s[2])
@@ -88,7 +86,7 @@ if overkill > 0 then redis.call('HINCRBY', KEYS[1], 'overkill', I(overkill)) end
 if defeated == 1 then redis.call('HSET', KEYS[1], 'defeated_ms', I(now)) end
 redis.call('XADD', KEYS[3], I(version) .. '-1', 'v', I(version), 'kind', 'tick',
   'status', new_status, 'hp', I(new_hp), 'applied', I(applied), 'overkill', I(overkill),
-  'd', '{' .. table.concat(parts, ',') .. '}', 'ts', I(now),
-  's', '{' .. table.concat(seqs, ',') .. '}', 'p', '{' .. table.concat(pparts, ',') .. '}')
+  'd', json_int_object(entries), 'ts', I(now),
+  's', json_int_object(seqs), 'p', json_int_object(pentries))
 return {'applied', version, new_hp, applied, overkill, old_phase, phase, defeated, now,
   phase_name, new_status, s[9], s[10], s[11] or '0'}

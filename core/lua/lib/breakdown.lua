@@ -18,10 +18,10 @@ local function fit(list, limit)
   return out, sum
 end
 
--- The list as compact JSON. Player ids are validated (core/validation.py PLAYER_ID_RE):
--- JSON-safe, so no escaping is needed.
+-- The list as compact JSON, by cjson.encode (every player id escaped as a JSON string). The
+-- amounts fit cjson's 14 significant digits exactly: each is at most MAX_HELD_AMOUNT (2^40,
+-- 13 digits; fit() never raises one). An empty list is '[]' (cjson would write '{}').
 local function encode(list)
-  local parts = {}
-  for i = 1, #list, 2 do parts[#parts + 1] = '"' .. list[i] .. '",' .. string.format('%d', list[i + 1]) end
-  return '[' .. table.concat(parts, ',') .. ']'
+  if #list == 0 then return '[]' end
+  return cjson.encode(list)
 end
