@@ -417,8 +417,11 @@ class Fight:
                     await c.wait()
 
     async def _spawn_sdk_child(self, group: list[ShardSpec]):
-        """``python -m tools.simulator`` running ``group``'s servers (its spec on stdin)."""
+        """``python -m tools.simulator`` running ``group``'s servers (its spec on stdin); it
+        dies with this process (``die_with_parent``), and stops when its stdin ends."""
         import sys
+
+        from tools.stack import die_with_parent
 
         child = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -427,6 +430,7 @@ class Fight:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             limit=2**24,
+            preexec_fn=die_with_parent(),  # fork-safe: see die_with_parent
         )
         spec = {
             "url": self.base,

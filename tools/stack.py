@@ -21,8 +21,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -155,15 +156,29 @@ PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGKILL when the parent dies (Linux only; a no-op elsewhere).
+def die_with_parent() -> Callable[[], None] | None:
+    """The ``preexec_fn`` that makes a child die (SIGKILL) when this process dies; None where
+    it cannot (not Linux, or not the main thread).
 
     The process group covers a normal stop; this covers a parent killed with SIGKILL, which
-    runs no cleanup at all. Linux sends it when the *thread* that started the child ends:
-    start children from the main thread (the demo and the bench do).
+    runs no cleanup at all. Linux sends the signal when the *thread* that started the child
+    ends, so only a child of the main thread gets it (one started from a worker thread would
+    be killed when that thread ends). A parent that died between the fork and the ``prctl``
+    sends nothing: the child then sees a new parent and exits before its ``exec``. The hook
+    only calls prctl, getppid and _exit (no lock, no import), so a fork among threads is safe.
+    Used by :class:`ManagedProcess` (the demo and the bench) and by the processes tests start
+    (tests/support).
     """
-    if _PRCTL is not None:
-        _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if _PRCTL is None or threading.current_thread() is not threading.main_thread():
+        return None
+    prctl, parent = _PRCTL, os.getpid()
+
+    def hook() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return hook
 
 
 class ManagedProcess:
@@ -189,8 +204,7 @@ class ManagedProcess:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            # the hook only calls prctl (no lock, no import), so a fork among threads is safe
-            preexec_fn=_die_with_parent,  # noqa: PLW1509
+            preexec_fn=die_with_parent(),  # noqa: PLW1509 - fork-safe: see die_with_parent
         )
 
     def respawn(self) -> None:

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import connection
 
 from tests.support.markers import require_process_marker
-from tools.stack import celery_beat_argv, celery_worker_argv, free_port
+from tools.stack import celery_beat_argv, celery_worker_argv, die_with_parent, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,14 +50,21 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 
 
 class Proc:
-    """A child process with its output in a temp file; ``stop()`` kills its process group."""
+    """A child process with its output in a temp file; ``stop()`` kills its process group, and
+    it dies with this process even when that is killed outright (``die_with_parent``)."""
 
     def __init__(self, name: str, argv: list[str], env: dict[str, str]):
         require_process_marker(name)
         self.name = name
         self.log = tempfile.NamedTemporaryFile(prefix=f"{name}-", suffix=".log", delete=False)
         self.popen = subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+            argv,
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent(),  # noqa: PLW1509 - fork-safe: see die_with_parent
         )
 
     @property

@@ -20,7 +20,7 @@ import pytest
 import redis
 
 from tests.support.markers import require_process_marker
-from tools.stack import embedded_redis_binary, free_port, redis_server_argv
+from tools.stack import die_with_parent, embedded_redis_binary, free_port, redis_server_argv
 
 START_TIMEOUT_S = 20.0
 # A primary starts the first sync of a replica at once (the default waits 5 s for more
@@ -58,6 +58,7 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=die_with_parent(),  # noqa: PLW1509 - fork-safe: see die_with_parent
         )
         client = self.client()
         deadline = time.monotonic() + START_TIMEOUT_S

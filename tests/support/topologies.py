@@ -28,7 +28,7 @@ from django.conf import settings
 from core import redis as core_redis
 from tests.support.markers import require_process_marker
 from tools.cluster import CLUSTER_NODE_OPTIONS, cluster_create, cluster_port, cluster_wait_ok, sentinel_config
-from tools.stack import free_port, redis_server_argv
+from tools.stack import die_with_parent, free_port, redis_server_argv
 
 START_TIMEOUT_S = 20.0
 SENTINEL_MASTER = "liveops-test"
@@ -66,7 +66,11 @@ class Node:
         """Start (or restart) the server on its port and data dir; returns once it answers."""
         require_process_marker(Path(self.binary).name)
         self.popen = subprocess.Popen(
-            self.argv(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+            self.argv(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=die_with_parent(),  # noqa: PLW1509 - fork-safe: see die_with_parent
         )
         client = self.client()
         deadline = time.monotonic() + START_TIMEOUT_S

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tools.stack import free_port, redis_binary, redis_server_argv
+from tools.stack import die_with_parent, free_port, redis_binary, redis_server_argv
 
 START_TIMEOUT_S = 20.0
 # The dbs a single-process run uses on the shared test Redis (Makefile TEST_REDIS_URL).
@@ -54,6 +54,7 @@ def _start(worker: str) -> str:
         redis_server_argv(binary, port=port, data_dir=_workdir, extra=("--logfile", str(log_file))),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=die_with_parent(),  # noqa: PLW1509 - fork-safe: see die_with_parent
     )
     atexit.register(_stop)
     url = f"redis://127.0.0.1:{port}"

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import processes
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.process]
 
@@ -219,6 +220,32 @@ def test_demo_restarts_a_dead_worker_and_stops_everything_when_another_part_dies
     assert "stopping: a part died: asgi" in output, output
     assert proc.returncode != 0
     _assert_nothing_running(clone, output, port)
+
+
+def test_kill_9_of_the_demo_takes_every_child_with_it(clone):
+    """``kill -9`` of the demo process runs none of its cleanup: its children (Redis, uvicorn,
+    the Celery worker and beat) still end with it, within 5 s,
+    and free the port (PR_SET_PDEATHSIG on each child, tools/stack.py)."""
+    port = processes.free_port()
+    proc = _manage_demo(clone, ["--port", str(port), "--players", "4", "--shards", "2"], _env(_closed_port()))
+    lines: list[str] = []
+    try:
+        _wait_for(proc, "hits/s", 90, lines)
+        children = [p for p in _procs_of(clone) if int(p.split(":", 1)[0]) != proc.pid]
+        for part in ("uvicorn", " worker ", " beat ", "redis"):
+            assert any(part in p for p in children), (part, children)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        left = wait_until(lambda: not _procs_of(clone), timeout_s=5, what="every child of the demo to end")
+        assert left
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        for p in _procs_of(clone):  # a failed run must not leave them behind either
+            os.kill(int(p.split(":", 1)[0]), signal.SIGKILL)
+    from tools.stack import port_open
+
+    assert not port_open("127.0.0.1", port), f"port {port} still open"
 
 
 @pytest.mark.parametrize(
