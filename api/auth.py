@@ -7,6 +7,7 @@ from ninja.security import HttpBearer
 
 from api.models import ApiKey, ApiScope
 from api.services import apikey_authenticate
+from api.trail import request_key_set
 from core.errors import Forbidden, FrameTooLarge, Unauthorized
 
 # The largest body an API call may carry (a boss draft is well under 2 KiB).
@@ -33,6 +34,7 @@ class ScopedKey(HttpBearer):
     def authenticate(self, request: HttpRequest, token: str) -> ApiKey:
         """The key (also on ``request.auth``), or a typed refusal."""
         apikey = apikey_authenticate(key=token)
+        request_key_set(request, apikey)  # a refusal from here on is audited (api/trail.py)
         if self.scope not in apikey.scope_set:
             raise Forbidden(f"this key lacks the {self.scope!r} scope", scope=self.scope)
         body_size_check(request)

@@ -15,6 +15,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
+from api.trail import write_refusal_record
 from core.errors import (
     AlreadyClaimed,
     AuthorityUnavailable,
@@ -70,6 +71,15 @@ def error_response(code: str, detail: str, status: int, field: str | None = None
     return JsonResponse(error_body(code, detail, field), status=status)
 
 
+def refused(
+    request: HttpRequest, code: str, detail: str, status: int, field: str | None = None
+) -> JsonResponse:
+    """A refusal of an API call as a response, recorded in the audit trail when the call is a
+    write by an authenticated key that its endpoint did not record (api/trail.py)."""
+    write_refusal_record(request, code=code, detail=detail, field=field)
+    return error_response(code, detail, status, field)
+
+
 def status_of(exc: LiveOpsError) -> int:
     """The HTTP status of a typed error (400 for one this table does not name)."""
     for cls, status in STATUS_OF:
@@ -80,7 +90,7 @@ def status_of(exc: LiveOpsError) -> int:
 
 def _liveops(request: HttpRequest, exc: LiveOpsError) -> HttpResponse:
     field = exc.extra.get("field")
-    response = error_response(exc.code, exc.detail, status_of(exc), str(field) if field else None)
+    response = refused(request, exc.code, exc.detail, status_of(exc), str(field) if field else None)
     if isinstance(exc, Unauthorized):
         response["WWW-Authenticate"] = 'Bearer realm="api"'
     return response
@@ -95,7 +105,7 @@ def _validation(request: HttpRequest, exc: ValidationError) -> HttpResponse:
     detail = first.get("msg", "invalid input")
     if field:
         detail = f"{field}: {detail}"
-    return error_response(InvalidInput.code, detail, 422, field)
+    return refused(request, InvalidInput.code, detail, 422, field)
 
 
 def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
@@ -107,20 +117,24 @@ def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     detail = str(exc.message)
     if exc.status_code == 400 and detail.startswith("Cannot parse request body"):
         detail = "the body is not valid JSON"
-    return error_response(code, detail, exc.status_code)
+    return refused(request, code, detail, exc.status_code)
 
 
 def _too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
-    return error_response(FrameTooLarge.code, "the request body is too large", 413)
+    return refused(request, FrameTooLarge.code, "the request body is too large", 413)
 
 
 def _http404(request: HttpRequest, exc: Http404) -> HttpResponse:
-    return error_response(NotFound.code, str(exc) or "not found", 404)
+    return refused(request, NotFound.code, str(exc) or "not found", 404)
 
 
 def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
     logger.exception("API call %s %s failed", request.method, request.path)
-    return error_response("error", "internal error", 500)
+    try:
+        return refused(request, "error", "internal error", 500)
+    except Exception:  # the trail's database may be what failed: the 500 is answered anyway
+        logger.exception("recording the failed API call %s %s failed", request.method, request.path)
+        return error_response("error", "internal error", 500)
 
 
 def errors_install(api: NinjaAPI) -> None:

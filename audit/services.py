@@ -7,6 +7,7 @@ from typing import Any
 from django.http import HttpRequest
 
 from audit.models import AuditEntry
+from core.text import json_text_clean, text_clean
 
 
 def audit_actor_of(request: HttpRequest) -> str:
@@ -38,13 +39,14 @@ def audit_record(
         if candidate is not None and candidate.is_authenticated:
             user = candidate
         address = request.META.get("REMOTE_ADDR") or None
+    # a refused input may hold text no database stores (a NUL): recorded as U+FFFD
     return AuditEntry.objects.create(
-        actor=actor[:120],
+        actor=text_clean(actor[:120]),
         user=user,
         action=action[:64],
-        target=target[:200],
+        target=text_clean(target[:200]),
         outcome=outcome[:64],
-        detail=detail or {},
+        detail=json_text_clean(detail or {}),
         address=address,
     )
 

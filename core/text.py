@@ -37,9 +37,33 @@ def url_text_problem(value: str) -> str | None:
     return f"contains {_describe(found.group())}" if found else None
 
 
+def text_clean(value: str) -> str:
+    """``value`` with what :func:`text_problem` refuses replaced by U+FFFD (for a record of
+    a refused input, such as the audit trail's target or detail)."""
+    return _INVALID_TEXT.sub("\ufffd", value)
+
+
+def json_text_clean(value: Any, *, depth: int = 0) -> Any:
+    """:func:`text_clean` on every string (keys too) of a JSON-like value."""
+    if isinstance(value, str):
+        return text_clean(value)
+    if depth >= MAX_DEPTH:
+        return None
+    if isinstance(value, dict):
+        return {text_clean(str(k)): json_text_clean(v, depth=depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_text_clean(v, depth=depth + 1) for v in value]
+    return value
+
+
+def _printable_key(key: str) -> str:
+    return ascii(key)[1:-1] if text_problem(key) else key
+
+
 def json_text_problem(value: Any, *, path: str = "", depth: int = 0) -> tuple[str, str] | None:
     """The first string in a decoded JSON value (keys included) that cannot be stored, as
-    ``(where, problem)`` with ``where`` a dotted path (``"phases.0.name"``), or None."""
+    ``(where, problem)`` with ``where`` a dotted path (``"phases.0.name"``; a refused key
+    escaped, ``"k\\x00"``), or None."""
     if isinstance(value, str):
         problem = text_problem(value)
         return (path, problem) if problem else None
@@ -53,7 +77,8 @@ def json_text_problem(value: Any, *, path: str = "", depth: int = 0) -> tuple[st
     else:
         return None
     for key, item in items:
-        where = f"{path}.{key}" if path else str(key)
+        name = _printable_key(key) if isinstance(key, str) else str(key)
+        where = f"{path}.{name}" if path else name
         if isinstance(key, str) and (problem := text_problem(key)):
             return (where, f"key {problem}")
         if found := json_text_problem(item, path=where, depth=depth + 1):

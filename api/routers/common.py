@@ -11,6 +11,7 @@ from pydantic import Field
 
 from api.auth import key_of
 from api.schemas import Error
+from api.trail import request_recorded_set
 from audit.services import audit_record
 from core.errors import LiveOpsError
 
@@ -37,11 +38,17 @@ def errors(*statuses: int) -> dict[int, Any]:
     return {**AUTH_ERRORS, **dict.fromkeys(statuses, Error)}
 
 
+def _field_of(exc: LiveOpsError) -> dict[str, str]:
+    field = exc.extra.get("field")
+    return {"field": str(field)} if field else {}
+
+
 def audited(
     request: HttpRequest, *, action: str, target: str, work: Callable[[], T], detail: dict | None = None
 ) -> T:
     """Run a write and record it with the key as actor: ``ok`` or the refusal's code."""
     apikey = key_of(request)
+    request_recorded_set(request)  # the error handlers record nothing more (api/trail.py)
     try:
         result = work()
     except LiveOpsError as exc:
@@ -50,7 +57,7 @@ def audited(
             action=action,
             target=target,
             outcome=exc.code,
-            detail={**(detail or {}), "error": exc.detail},
+            detail={**(detail or {}), "error": exc.detail, **_field_of(exc)},
             request=request,
         )
         raise
