@@ -35,6 +35,17 @@ def boss_state(*, boss_id: int) -> authority.BossState | None:
     return authority.read_state(get_redis(), boss_id)
 
 
+def boss_live_state_by_slug(*, slug: str) -> authority.BossState | None:
+    """The authority's state of the live (or paused) boss with ``slug``, found in Redis alone
+    (no SQL: for answering while the database is unreachable); None when no fight has it."""
+    r = get_redis()
+    for boss_id in sorted(int(i) for i in r.smembers(keys.LIVE_BOSSES)):
+        state = authority.read_state(r, boss_id)
+        if state is not None and state.slug == slug:
+            return state
+    return None
+
+
 def boss_sagas_running(*, boss_id: int) -> int:
     """How many sagas of the boss are still running (a crash saga for a ``bye`` runs on a worker)."""
     return SagaRun.objects.filter(boss_id=boss_id, status=SagaStatus.RUNNING).count()

@@ -60,6 +60,10 @@ multi-key script; keys read together share a hash tag):
     liveops:bosses:live             SET     ids of bosses the sync tick visits (live or paused)
     liveops:ticks                   LIST    recent tick start times, ms (newest first, capped)
     liveops:shards:epoch            HASH    shard key -> last epoch handed out
+    liveops:shards:auth             HASH    shard key -> kind and token hash of a game server's
+                                            shard (JSON), copied at each database-checked
+                                            auth: lets a session resume while the database
+                                            is down (docs/faults.md)
     liveops:{crashscan}:last_ms     STRING  when the crash scan last completed (Redis TIME, ms)
     liveops:{crashscan}:since_ms    STRING  since when the crash scan has watched without a gap
                                             (read with last_ms in one MGET: same slot)
@@ -84,12 +88,13 @@ LIVE_BOSSES = f"{GLOBAL_PREFIX}bosses:live"
 TICK_TIMES = f"{GLOBAL_PREFIX}ticks"
 TICK_TIMES_KEEP = 2_000
 SHARD_EPOCHS = f"{GLOBAL_PREFIX}shards:epoch"
+SHARD_AUTH = f"{GLOBAL_PREFIX}shards:auth"
 # The crash scan reads both of its keys with one MGET, which Redis Cluster only allows on
 # keys of one slot: the shared hash tag puts them there.
 CRASH_SCAN_TAG = "{crashscan}"
 CRASH_SCAN_LAST = f"{GLOBAL_PREFIX}{CRASH_SCAN_TAG}:last_ms"
 CRASH_SCAN_SINCE = f"{GLOBAL_PREFIX}{CRASH_SCAN_TAG}:since_ms"
-GLOBAL_KEYS = (LIVE_BOSSES, TICK_TIMES, SHARD_EPOCHS, CRASH_SCAN_LAST, CRASH_SCAN_SINCE)
+GLOBAL_KEYS = (LIVE_BOSSES, TICK_TIMES, SHARD_EPOCHS, SHARD_AUTH, CRASH_SCAN_LAST, CRASH_SCAN_SINCE)
 
 # --- one boss -------------------------------------------------------------------------------
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import logging
 import re
 import secrets
 from collections.abc import Mapping
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -33,7 +35,7 @@ from core.errors import (
     UnknownEpoch,
     UnknownShard,
 )
-from core.keys import SHARD_EPOCHS, BossKeys
+from core.keys import SHARD_AUTH, SHARD_EPOCHS, BossKeys
 from core.limits import MAX_HELD_AMOUNT, MAX_SEQ
 from core.redis import REDIS_DOWN, get_async_redis, get_redis
 from core.validation import (
@@ -44,7 +46,13 @@ from core.validation import (
     seq_number,
     whole_number,
 )
-from shards.models import SHARD_KEY_RE, Shard, ShardStatus
+from shards.models import SHARD_KEY_RE, Shard, ShardKind, ShardStatus
+
+logger = logging.getLogger(__name__)
+
+# What the ORM raises when the database cannot be reached (stopped, restarting, cut off).
+# The hot path catches these and goes on from Redis (docs/faults.md, "Database outage").
+DATABASE_DOWN: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
 
 TOKEN_BYTES = 32
 _SHARD_KEY = re.compile(SHARD_KEY_RE)
@@ -76,7 +84,72 @@ def shard_token_rotate(*, shard: Shard) -> str:
     token = secrets.token_urlsafe(TOKEN_BYTES)
     Shard.objects.filter(pk=shard.pk).update(token_hash=_hash_token(token), token_rotated_at=timezone.now())
     shard.token_hash = _hash_token(token)
+    shard_auth_copy_drop(shard_key=shard.key)
     return token
+
+
+# --- the Redis copy of a shard's identity (sessions resume through a database outage) ---
+
+
+def _auth_copy_put(shard: Shard) -> None:
+    """Copy a game server's shard identity to Redis after the database checked its token."""
+    if shard.kind != ShardKind.GAME_SERVER or shard.status == ShardStatus.RETIRED:
+        return
+    entry = json.dumps({"kind": shard.kind, "token_hash": shard.token_hash})
+    try:
+        get_redis().hset(SHARD_AUTH, shard.key, entry)
+    except REDIS_DOWN:
+        pass  # the next database-checked auth copies it
+
+
+def shard_auth_copy_drop(*, shard_key: str) -> None:
+    """Forget the Redis copy of a shard's identity (its token was rotated, it was retired)."""
+    try:
+        get_redis().hdel(SHARD_AUTH, shard_key)
+    except REDIS_DOWN:
+        logger.warning(
+            "could not drop the Redis copy of shard %s's token hash (Redis unreachable)", shard_key
+        )
+
+
+def shard_auth_copy_exists(*, shard_key: str) -> bool:
+    """Whether Redis holds a copy of the shard's identity (False when Redis is unreachable)."""
+    try:
+        return bool(get_redis().hexists(SHARD_AUTH, shard_key))
+    except REDIS_DOWN:
+        return False
+
+
+def shard_session_resume_from_copy(*, shard_key: str, token: str, resume: int | None) -> int:
+    """Resume epoch ``resume`` of a game server while the database is unreachable.
+
+    The token is checked against the Redis copy written by the last database-checked auth,
+    and the epoch against Redis's issued-epoch counter. A new session needs the database
+    (SQL hands out epochs): without ``resume`` this raises :class:`AuthorityUnavailable`,
+    as it does when Redis has no copy; a wrong token raises :class:`Unauthorized`.
+    """
+    try:
+        raw, issued = (
+            get_redis()
+            .pipeline(transaction=False)
+            .hget(SHARD_AUTH, shard_key)
+            .hget(SHARD_EPOCHS, shard_key)
+            .execute()
+        )
+    except REDIS_DOWN as exc:
+        raise AuthorityUnavailable(f"Redis is unreachable: {exc}") from exc
+    if raw is None:
+        raise AuthorityUnavailable(
+            "the database is unreachable and Redis has no copy of this shard's identity"
+        )
+    entry = json.loads(raw)
+    if not token or not hmac.compare_digest(str(entry.get("token_hash", "")), _hash_token(token)):
+        raise Unauthorized("unknown shard or wrong token")
+    if resume is None or issued is None or resume > int(issued):
+        raise AuthorityUnavailable(
+            "the database is unreachable: only a session already opened can resume now"
+        )
+    return resume
 
 
 def shard_authenticate(*, shard_key: str, token: str) -> Shard:
@@ -87,6 +160,7 @@ def shard_authenticate(*, shard_key: str, token: str) -> Shard:
     expected = shard.token_hash if shard else _hash_token("-")
     if not hmac.compare_digest(expected, _hash_token(token)) or shard is None or not shard.token_hash:
         raise Unauthorized("unknown shard or wrong token")
+    _auth_copy_put(shard)
     return shard
 
 
@@ -161,7 +235,10 @@ async def _acheck_epoch(r: AsyncClient, shard_key: str, epoch: int) -> None:
     raw = await r.hget(SHARD_EPOCHS, shard_key)
     issued = None if raw is None else int(raw)
     if issued is None or epoch > issued:
-        current = await sync_to_async(_issued_epoch_in_sql)(shard_key)
+        try:
+            current = await sync_to_async(_issued_epoch_in_sql)(shard_key)
+        except DATABASE_DOWN as exc:
+            raise AuthorityUnavailable(f"the database is unreachable: {exc}") from exc
         if current is not None and (issued is None or current > issued):
             await r.hset(SHARD_EPOCHS, shard_key, current)
             issued = current

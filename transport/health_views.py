@@ -4,7 +4,10 @@
   probe: restart the process when it fails).
 * ``/readyz``: every dependency a request needs answers: the database, the authority's Redis,
   the Celery broker, and the beat is ticking (the newest entry of the tick-times list,
-  ``core.keys.TICK_TIMES``, is younger than ``READY_TICK_MAX_AGE_MS``). JSON with each check's status; 200 when all pass, else 503.
+  ``core.keys.TICK_TIMES``, is younger than ``READY_TICK_MAX_AGE_MS``). JSON with each check's
+  status; 200 when all pass, 200 with status ``degraded`` when only the database fails (the
+  hot path runs on Redis alone through a database outage: keep routing game servers and
+  viewers here; docs/faults.md), else 503.
 * ``/metrics``: the Prometheus exposition of every process on this host (core/metrics.py).
   With ``METRICS_TOKEN`` set it needs ``Authorization: Bearer <token>``; without it only
   loopback and private (internal) client addresses get an answer.
@@ -99,13 +102,20 @@ def _run(check: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     return result
 
 
+# Checks whose failure alone leaves the host serving the hot path (ingest, heartbeats, the
+# tick, fan-out, sessions resuming): ``degraded``, still 200.
+DEGRADABLE_CHECKS = frozenset({"database"})
+
+
 @never_cache
 @require_GET
 def readyz(request: HttpRequest) -> HttpResponse:
-    """Readiness: 200 with every check ``ok``, else 503 (the body says which failed)."""
+    """Readiness: 200 with every check ``ok``; 200 ``degraded`` when only a degradable check
+    failed (the database); else 503 (the body says which failed)."""
     checks = {name: _run(check) for name, check in READY_CHECKS.items()}
-    ok = all(c["status"] == "ok" for c in checks.values())
-    return JsonResponse({"status": "ok" if ok else "fail", "checks": checks}, status=200 if ok else 503)
+    failed = {name for name, c in checks.items() if c["status"] != "ok"}
+    status = "ok" if not failed else "degraded" if failed <= DEGRADABLE_CHECKS else "fail"
+    return JsonResponse({"status": status, "checks": checks}, status=503 if status == "fail" else 200)
 
 
 def _internal_address(addr: str) -> bool:

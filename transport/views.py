@@ -7,11 +7,13 @@ from django.shortcuts import render
 from django.views.debug import SafeExceptionReporterFilter
 
 from bosses.models import BossEncounter
-from bosses.selectors import boss_get, boss_state
+from bosses.selectors import boss_get, boss_live_state_by_slug, boss_state
 from core import messages
-from core.errors import UnknownBoss
+from core.errors import AuthorityUnavailable, UnknownBoss
 from core.redaction import redact
+from core.redis import REDIS_DOWN
 from shards.models import Shard
+from shards.services import DATABASE_DOWN
 from worldboss_sdk.protocol import as_dict as protocol_as_dict
 
 
@@ -46,15 +48,52 @@ def home(request: HttpRequest) -> HttpResponse:
     return render_page(request, "home.html", {"bosses": BossEncounter.objects.all()})
 
 
+# What the state API read from the database last, per process: served with the authority's
+# state while the database is unreachable (slug -> (boss id, name); the public shard list).
+_known_bosses: dict[str, tuple[int, str]] = {}
+_known_shards: list[messages.PublicShard] = []
+RETRY_AFTER_S = 1
+
+
 def state_api(request: HttpRequest, slug: str) -> JsonResponse:
-    """``GET /api/bosses/<slug>/state``: the snapshot as JSON plus the public shard list."""
+    """``GET /api/bosses/<slug>/state``: the snapshot as JSON plus the public shard list.
+
+    While the database is unreachable the authority's state is served alone, with the name
+    and shards last read (docs/faults.md); 503 ``authority_unavailable`` when Redis is
+    unreachable, or when the database is and Redis holds no fight of that boss.
+    """
     try:
         boss = boss_get(slug=slug)
+        shards = list(Shard.objects.values("key", "name", "region", "status"))
     except UnknownBoss as exc:
         return JsonResponse(messages.error_body(code=exc.code, detail=str(exc)), status=404)
-    state = boss_state(boss_id=boss.pk)
+    except DATABASE_DOWN as exc:
+        return _state_api_from_authority(slug, f"the database is unreachable: {exc}")
+    _known_bosses[slug] = (boss.pk, boss.name)
+    _known_shards[:] = shards  # type: ignore[assignment]  # the four public fields
+    try:
+        state = boss_state(boss_id=boss.pk)
+    except REDIS_DOWN as exc:
+        return _unavailable(f"Redis is unreachable: {exc}")
     frame = state.as_message() if state is not None else messages.record_state_frame(record=boss)
-    body = messages.state_api_body(
-        state=frame, name=boss.name, shards=list(Shard.objects.values("key", "name", "region", "status"))
-    )
-    return JsonResponse(body)
+    return JsonResponse(messages.state_api_body(state=frame, name=boss.name, shards=_known_shards))
+
+
+def _state_api_from_authority(slug: str, why: str) -> JsonResponse:
+    """The state API's answer from Redis alone (the database is unreachable)."""
+    known = _known_bosses.get(slug)
+    try:
+        state = boss_state(boss_id=known[0]) if known else boss_live_state_by_slug(slug=slug)
+    except REDIS_DOWN as exc:
+        return _unavailable(f"{why}; Redis is unreachable too: {exc}")
+    if state is None:
+        return _unavailable(f"{why}, and the authority holds no fight of boss {slug!r}")
+    name = known[1] if known else slug
+    return JsonResponse(messages.state_api_body(state=state.as_message(), name=name, shards=_known_shards))
+
+
+def _unavailable(detail: str) -> JsonResponse:
+    err = AuthorityUnavailable(redact(detail)[:300])
+    response = JsonResponse(messages.error_body(code=err.code, detail=str(err)), status=503)
+    response["Retry-After"] = str(RETRY_AFTER_S)
+    return response

@@ -33,6 +33,7 @@ from core import authority, keys
 from core.clock import Clock, RedisClock
 from core.redis import get_redis
 from shards.models import Shard, ShardStatus
+from shards.services import shard_auth_copy_drop
 
 CRASH_STEPS = ("fence", "settle", "mark_shard")
 # A crash saga still 'running' this long after its last progress (start, attempt or step)
@@ -52,6 +53,7 @@ def shard_retire(*, shard: Shard) -> int:
     """
     Shard.objects.filter(pk=shard.pk).update(status=ShardStatus.RETIRED)
     shard.refresh_from_db()
+    shard_auth_copy_drop(shard_key=shard.key)
     r = get_redis()
     fenced = 0
     for boss in BossEncounter.objects.exclude(status=BossStatus.DRAFT):
@@ -233,12 +235,15 @@ def _scan_blind_after_ms() -> int:
 
 
 def _watching_since(r, now_ms: int) -> int:
-    """Start of the scanner's unbroken watch; a gap in scans (Redis away, no worker) restarts it.
+    """Start of the scanner's unbroken watch; a gap in scans restarts it.
 
-    After a blind spot nobody can tell a silent shard from one whose heartbeats could not
-    be recorded (Redis was paused or down), so every session gets a full timeout counted
-    from the end of the gap: an authority outage never crashes healthy shards (which under
-    *harsh* would discard their damage); a shard really gone is declared one timeout later.
+    A gap is any stretch without a completed scan: Redis away, no worker, or the database
+    away (a scan whose SQL read failed saw nothing and records nothing). After a blind spot
+    nobody can tell a silent shard from one whose heartbeats could not be recorded, or whose
+    gateway could not serve it, so every session gets a full timeout counted from the end
+    of the gap: its deadline moves by at least the time the scan was blind. An outage never
+    crashes healthy shards (which under *harsh* would discard their damage); a shard really
+    gone is declared one timeout later.
     """
     last, since = r.mget(keys.CRASH_SCAN_LAST, keys.CRASH_SCAN_SINCE)
     if last is None or since is None or now_ms - int(last) > _scan_blind_after_ms():
@@ -260,10 +265,12 @@ def crashed_sessions_scan(*, clock: Clock | None = None) -> list[SagaRun]:
     clock = clock or RedisClock(r)
     now_ms = clock.now_ms()
     since = _watching_since(r, now_ms)
-    try:
-        return _scan(r, clock=clock, now_ms=now_ms, since=since)
-    finally:
-        r.set(keys.CRASH_SCAN_LAST, now_ms)
+    # Only a scan that saw everything (its SQL read and every saga done) counts as watching:
+    # one that failed (the database or Redis away) leaves the last scan where it was, so the
+    # next scan finds the gap and gives every session a full timeout from its end.
+    sagas = _scan(r, clock=clock, now_ms=now_ms, since=since)
+    r.set(keys.CRASH_SCAN_LAST, now_ms)
+    return sagas
 
 
 def _scan(r: redis.Redis, *, clock: Clock, now_ms: int, since: int) -> list[SagaRun]:

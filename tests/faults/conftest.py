@@ -9,9 +9,10 @@ import sys
 import pytest
 
 from tests.support import processes
+from tests.support.pg_cluster import pg_cluster
 from tests.support.waiting import wait_until
 
-__all__ = ["FAST", "SdkProcess", "ShardProcess", "start_server", "wait_until"]
+__all__ = ["FAST", "SdkProcess", "ShardProcess", "pg_cluster", "start_server", "wait_until"]
 
 FAST = {"CRASH_SCAN_INTERVAL_MS": "200", "SAGA_RESUME_INTERVAL_MS": "500"}
 

@@ -10,6 +10,13 @@ MODE ``run``: hit every 5 ms (7 damage) until SIGUSR1, then flush and print
 ``DONE {"generated", "dropped", "fences", "acked"}`` (``dropped``: what fence settlements
 took out of the buffer, see sdk/worldboss_sdk/buffer.py).
 
+MODE ``players``: hit every 5 ms (7 damage) for five players ``<shard>-p0`` .. ``-p4`` in
+turn, print ``PROGRESS {"acked", "connects", "fences", "longest_gap_s"}`` every 100 ms
+(``longest_gap_s``: the longest time so far without a new ack, sampled every 10 ms);
+SIGUSR2 drops the socket (as a network failure would: the SDK reconnects and resumes);
+SIGUSR1 flushes and prints ``DONE`` with the same figures plus ``generated`` and
+``per_player``.
+
 Every line it prints is ``WORD {json}``. Tick 50 ms, heartbeat 100 ms.
 """
 
@@ -46,6 +53,9 @@ async def main() -> None:
         await asyncio.sleep(0.5)  # several heartbeats report what it holds
         say("HOLDING", unacked=client.unacked(boss), epoch=client.epoch)
         await asyncio.Event().wait()
+    if mode == "players":
+        await players(client, shard, boss, go)
+        return
     generated = 0
     while not go.is_set():
         client.hit(boss, 7)
@@ -64,6 +74,49 @@ async def main() -> None:
         flushed=flushed,
         epoch=client.epoch,
     )
+
+
+async def players(client, shard: str, boss: str, go: asyncio.Event) -> None:
+    """The ``players`` mode (see the module docstring)."""
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGUSR2, client.drop_connection)
+    per_player: dict[str, int] = {}
+    watch = {"acked": -1, "since": loop.time(), "longest": 0.0}
+
+    def figures() -> dict:
+        return {
+            "acked": client.stats.acked,
+            "connects": client.stats.connects,
+            "fences": client.stats.fences,
+            "longest_gap_s": round(watch["longest"], 3),
+            "epoch": client.epoch,
+        }
+
+    async def sample() -> None:
+        while True:
+            now = loop.time()
+            if client.stats.acked != watch["acked"]:
+                watch["acked"], watch["since"] = client.stats.acked, now
+            watch["longest"] = max(watch["longest"], now - watch["since"])
+            await asyncio.sleep(0.01)
+
+    async def report() -> None:
+        while True:
+            say("PROGRESS", **figures())
+            await asyncio.sleep(0.1)
+
+    tasks = [asyncio.create_task(sample()), asyncio.create_task(report())]
+    i = 0
+    while not go.is_set():
+        player = f"{shard}-p{i % 5}"
+        client.hit(boss, 7, player=player)
+        per_player[player] = per_player.get(player, 0) + 7
+        i += 1
+        await asyncio.sleep(0.005)
+    for task in tasks:
+        task.cancel()
+    flushed = await client.stop(timeout_s=30)
+    say("DONE", generated=sum(per_player.values()), per_player=per_player, flushed=flushed, **figures())
 
 
 if __name__ == "__main__":

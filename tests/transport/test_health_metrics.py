@@ -113,3 +113,16 @@ def test_ingest_and_tick_move_the_metrics(live_boss, make_session):
     assert moved("worldboss_tick_duration_seconds_count") == passes
     assert moved("worldboss_tick_pass_bosses_count") == passes
     assert moved("worldboss_tick_interval_seconds_count") >= passes - 1
+
+
+def test_readyz_is_degraded_not_failed_while_only_the_database_is_unreachable():
+    from tests.support.database import database_unreachable
+
+    tick_live_bosses(partition=0, partitions=1)
+    with database_unreachable():
+        resp = Client().get("/readyz")
+    body = resp.json()
+    assert resp.status_code == 200 and body["status"] == "degraded", body
+    assert body["checks"]["database"]["status"] == "fail"
+    assert all(body["checks"][name]["status"] == "ok" for name in ("authority", "broker", "beat"))
+    assert Client().get("/readyz").json()["status"] == "ok"  # and back

@@ -55,7 +55,15 @@ from core.tickets import player_ticket_verify
 from core.validation import player_id
 from core.wire import encode, error_frame, parse_frame
 from shards.models import SHARD_KEY_RE, Shard, ShardKind, ShardStatus
-from shards.services import adelta_ingest, aheartbeat_record, shard_authenticate, shard_session_open
+from shards.services import (
+    DATABASE_DOWN,
+    adelta_ingest,
+    aheartbeat_record,
+    shard_auth_copy_exists,
+    shard_authenticate,
+    shard_session_open,
+    shard_session_resume_from_copy,
+)
 from transport.consumers.base import DirectDispatchMixin, GuardedSocketMixin, SocketGaugeMixin
 from transport.consumers.state import boss_ref_get
 from transport.fastpath import text_frame, writer_for
@@ -73,8 +81,18 @@ _SHARD_KEY = re.compile(SHARD_KEY_RE)
 
 
 def _shard_sync(shard_key: str) -> tuple[str, str]:
-    """``(status, kind)`` of a shard, or :class:`UnknownShard`."""
-    row = Shard.objects.filter(key=shard_key).values_list("status", "kind").first()
+    """``(status, kind)`` of a shard, or :class:`UnknownShard`.
+
+    With the database unreachable, a shard Redis holds a copy of is an online game server's
+    (its token is checked against the copy next, :func:`_auth_sync`); any other shard
+    answers :class:`AuthorityUnavailable` (try again).
+    """
+    try:
+        row = Shard.objects.filter(key=shard_key).values_list("status", "kind").first()
+    except DATABASE_DOWN as exc:
+        if shard_auth_copy_exists(shard_key=shard_key):
+            return ShardStatus.ONLINE, ShardKind.GAME_SERVER
+        raise AuthorityUnavailable(f"the database is unreachable: {exc}") from exc
     if row is None:
         raise UnknownShard(f"unknown shard {shard_key!r}")
     return row
@@ -85,22 +103,30 @@ def _auth_sync(shard_key: str, token: str, resume) -> tuple[int, bool]:
 
     Resuming lets an SDK that lost its socket re-send its in-flight seq under the same epoch
     (acked as a duplicate if it had landed): exactly-once across reconnects. A fenced epoch
-    can be resumed, but every delta under it is then refused with ``fenced``.
+    can be resumed, but every delta under it is then refused with ``fenced``. While the
+    database is unreachable, a session resumes on the Redis copy of the shard's identity
+    (shards.services.shard_session_resume_from_copy); a new one waits for the database.
     """
-    shard = shard_authenticate(shard_key=shard_key, token=token)
+    if resume is not None and (isinstance(resume, bool) or not isinstance(resume, int) or resume < 1):
+        raise InvalidInput(f"resume must be an epoch number, got {resume!r}", field="resume")
+    try:
+        shard = shard_authenticate(shard_key=shard_key, token=token)
+    except DATABASE_DOWN:
+        return shard_session_resume_from_copy(shard_key=shard_key, token=token, resume=resume), True
     if shard.kind != ShardKind.GAME_SERVER:
         # checked after the token: who does not hold it learns nothing about the shard
         raise WrongShardKind(
             f"shard {shard.key} is hosted by the platform: game servers cannot connect to it"
         )
     if resume is not None:
-        if isinstance(resume, bool) or not isinstance(resume, int) or resume < 1:
-            raise InvalidInput(f"resume must be an epoch number, got {resume!r}", field="resume")
         if shard.status == ShardStatus.RETIRED:
             raise Unauthorized(f"shard {shard.key} is retired")
         if resume <= shard.current_epoch:
             return resume, True
-    return shard_session_open(shard=shard).epoch, False
+    try:
+        return shard_session_open(shard=shard).epoch, False
+    except DATABASE_DOWN as exc:
+        raise AuthorityUnavailable(f"the database is unreachable: {exc}") from exc
 
 
 def _end_sync(shard_key: str, epoch: int, boss_ids: list[int], reason: str) -> dict[str, int]:
@@ -114,6 +140,8 @@ def _end_sync(shard_key: str, epoch: int, boss_ids: list[int], reason: str) -> d
         return session_end(shard_key=shard_key, epoch=epoch, reason=reason, boss_ids=boss_ids)
     except REDIS_DOWN as exc:  # the client may say bye again; the crash scan covers it anyway
         raise AuthorityUnavailable(f"Redis is unreachable: {exc}") from exc
+    except DATABASE_DOWN as exc:  # the saga needs SQL: the same answer
+        raise AuthorityUnavailable(f"the database is unreachable: {exc}") from exc
 
 
 SQL_STATUS_RECHECK_S = 1.0
@@ -238,6 +266,8 @@ class ShardGatewayConsumer(GuardedSocketMixin, SocketGaugeMixin, DirectDispatchM
             status, self.shard_kind = await database_sync_to_async(_shard_sync)(self.shard_key)
         except UnknownShard as err:
             return await self._close_with(err, CloseCode.UNKNOWN_BOSS)
+        except AuthorityUnavailable as err:
+            return await self._close_with(err, CloseCode.TRY_AGAIN)
         token = _bearer(self.scope)
         if token is not None:
             return await self._connect_game_server(token)

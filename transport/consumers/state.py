@@ -27,6 +27,7 @@ from core import authority, messages
 from core.errors import AuthorityUnavailable, LiveOpsError, RateLimited, UnknownBoss, UnknownType
 from core.redis import REDIS_DOWN
 from core.wire import FrameWindow, encode, error_frame, parse_frame
+from shards.services import DATABASE_DOWN
 from transport.consumers.base import DirectDispatchMixin, GuardedSocketMixin, SocketGaugeMixin
 from transport.fastpath import writer_for
 from transport.hub import Subscriber, get_hub
@@ -39,6 +40,9 @@ SLUG_RE = re.compile(r"[-a-zA-Z0-9_]{1,64}")
 VIEWER_FRAMES_PER_S = 20
 VIEWER_MAX_BAD_FRAMES = 10
 BOSS_CACHE_TTL_S = 5.0
+# While the database is unreachable the last copy read is served (stale-while-error) and the
+# database is asked again at most this often per boss and process.
+BOSS_CACHE_RETRY_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -88,20 +92,24 @@ def _boss_ref_sync(slug: str) -> BossRef:
 
 
 async def boss_ref_get(*, slug: str, fresh: bool = False) -> BossRef:
-    """The boss with ``slug`` (cached ~5 s per process) or :class:`UnknownBoss`."""
+    """The boss with ``slug`` (cached ~5 s per process) or :class:`UnknownBoss`.
+
+    When the database cannot be reached, the last copy this process read is returned (the
+    hot path runs on Redis alone through a database outage, docs/faults.md); without one,
+    :class:`AuthorityUnavailable` (try again).
+    """
     if not isinstance(slug, str) or not SLUG_RE.fullmatch(slug):
         # checked before any query: a NUL byte would make PostgreSQL raise, not miss
         raise UnknownBoss(f"no boss with slug {slug[:80] if isinstance(slug, str) else slug!r}")
-    now = time.monotonic()
     hit = _boss_cache.get(slug)
-    if hit is not None and not fresh and now - hit[0] < BOSS_CACHE_TTL_S:
+    if hit is not None and not fresh and time.monotonic() - hit[0] < BOSS_CACHE_TTL_S:
         return hit[1]
     pending = _boss_lookups.get(slug)
     if pending is not None and pending.get_loop() is asyncio.get_running_loop():
         return await asyncio.shield(pending)
     fut = _boss_lookups[slug] = asyncio.get_running_loop().create_future()
     try:
-        ref = await database_sync_to_async(_boss_ref_sync)(slug)
+        ref = await _boss_ref_read(slug)
     except BaseException as exc:
         fut.set_exception(exc)
         fut.exception()  # retrieved: waiters re-raise it
@@ -109,8 +117,25 @@ async def boss_ref_get(*, slug: str, fresh: bool = False) -> BossRef:
     finally:
         if _boss_lookups.get(slug) is fut:
             del _boss_lookups[slug]
-    _boss_cache[slug] = (now, ref)
     fut.set_result(ref)
+    return ref
+
+
+async def _boss_ref_read(slug: str) -> BossRef:
+    """Read the boss from the database into the cache; the cached copy if the database is away."""
+    now = time.monotonic()
+    try:
+        ref = await database_sync_to_async(_boss_ref_sync)(slug)
+    except DATABASE_DOWN as exc:
+        hit = _boss_cache.get(slug)
+        if hit is None:
+            raise AuthorityUnavailable(
+                f"the database is unreachable and this process has no copy of boss {slug!r}: {exc}"
+            ) from exc
+        # Served as is for BOSS_CACHE_RETRY_S more before the database is asked again.
+        _boss_cache[slug] = (now - BOSS_CACHE_TTL_S + BOSS_CACHE_RETRY_S, hit[1])
+        return hit[1]
+    _boss_cache[slug] = (now, ref)
     return ref
 
 
@@ -139,9 +164,10 @@ class BossStateConsumer(GuardedSocketMixin, SocketGaugeMixin, DirectDispatchMixi
         slug = self.scope["url_route"]["kwargs"].get("slug", "")
         try:
             self.boss = await boss_ref_get(slug=slug)
-        except UnknownBoss as err:
-            await self.send(text_data=error_frame(err, close=CloseCode.UNKNOWN_BOSS))
-            await self.close(code=CloseCode.UNKNOWN_BOSS)
+        except (UnknownBoss, AuthorityUnavailable) as err:
+            code = CloseCode.UNKNOWN_BOSS if isinstance(err, UnknownBoss) else CloseCode.TRY_AGAIN
+            await self.send(text_data=error_frame(err, close=code))
+            await self.close(code=code)
             return
         self._window = FrameWindow()
         self._bad = 0

@@ -205,3 +205,30 @@ def test_verify_boss_checks_recovered_and_discarded_against_saga_records(
     report = boss_verify(boss=boss)
     assert not report.ok
     assert any(problem in p for p in report.problems), report.problems
+
+
+@pytest.mark.django_db(transaction=True)
+def test_scan_counts_no_silence_while_the_database_was_unreachable(quick_boss, make_session):
+    """A scan whose SQL read failed saw nothing: it records no scan, so the next one finds the
+    gap and gives every session a full timeout from its end (docs/faults.md)."""
+    from django.db import OperationalError
+
+    from tests.support.database import database_unreachable
+
+    boss, s = quick_boss("harsh"), make_session()
+    heartbeat_record(**args(boss, s), pending=40)
+    clock = ManualClock(last_sign_of_life(boss, s))
+    assert crashed_sessions_scan(clock=clock) == []
+    with database_unreachable():
+        for _ in range(6):  # 3 s of scans every 500 ms, each failing on its SQL read
+            clock.advance(500)
+            with pytest.raises(OperationalError):
+                crashed_sessions_scan(clock=clock)
+    clock.advance(100)
+    # Silent 3.1 s by its stamp, but the scan was blind for all of it: not fenced.
+    assert crashed_sessions_scan(clock=clock) == []
+    clock.advance(TIMEOUT_MS)
+    assert crashed_sessions_scan(clock=clock) == []
+    clock.advance(1)  # a full timeout after the blind spot ended: really gone
+    [saga] = crashed_sessions_scan(clock=clock)
+    assert saga.detail["silent_ms"] == TIMEOUT_MS + 1 and saga.amount == 40
