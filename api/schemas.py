@@ -48,6 +48,7 @@ class BossOut(Schema):
     max_damage: int
     attacks_per_second: int
     allow_guests: bool
+    template: str | None = Field(None, description="Slug of the template the settings came from.")
     starts_at: datetime | None
     ends_at: datetime | None
     defeated_at: datetime | None
@@ -98,6 +99,75 @@ class BossPatch(_BossFields):
     max_hp: int | None = None
 
 
+class TemplateOut(Schema):
+    """A boss template: the settings fights start from (docs/liveops.md)."""
+
+    slug: str
+    name: str
+    description: str
+    max_hp: int
+    phases: str
+    tick_interval_ms: int
+    crash_policy: str
+    heartbeat_interval_ms: int
+    heartbeat_timeout_ms: int
+    min_damage: int
+    max_damage: int
+    attacks_per_second: int
+    allow_guests: bool
+    reward_table: str | None = Field(
+        description="Name of the reward table (set in the admin); null: the default tiers."
+    )
+    created_at: datetime
+    updated_at: datetime
+
+
+class TemplatePage(Schema):
+    count: int
+    offset: int
+    limit: int
+    items: list[TemplateOut]
+
+
+class _TemplateFields(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    description: str | None = Field(None, max_length=2_000)
+    phases: str | None = Field(None, max_length=400, examples=["75:Enraged, 50:Frenzy, 25:Last stand"])
+    tick_interval_ms: int | None = None
+    crash_policy: Literal["fair", "harsh"] | None = None
+    heartbeat_interval_ms: int | None = None
+    heartbeat_timeout_ms: int | None = None
+    min_damage: int | None = None
+    max_damage: int | None = None
+    attacks_per_second: int | None = None
+    allow_guests: bool | None = None
+
+
+class TemplateCreate(_TemplateFields):
+    name: str = Field(min_length=1, max_length=120)
+    slug: str = Field(min_length=1, max_length=64, pattern=SLUG_PATTERN)
+    max_hp: int
+
+
+class TemplatePatch(_TemplateFields):
+    """Fields to change; the fights already started from the template keep their configuration."""
+
+    name: str | None = Field(None, min_length=1, max_length=120)
+    max_hp: int | None = None
+
+
+class BossFromTemplate(Schema):
+    """A new draft boss with the template's settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=120)
+    slug: str = Field(min_length=1, max_length=64, pattern=SLUG_PATTERN)
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+
+
 class Schedule(Schema):
     """When the boss goes live and when it expires; null clears one."""
 
@@ -120,10 +190,57 @@ class VictoryInfo(Schema):
     finished_at: datetime | None
 
 
+class RewardTierOut(Schema):
+    name: str
+    kind: str
+    rank_from: int | None
+    rank_to: int | None
+    percent: str | None
+    damage_min: int | None
+    payload: dict[str, Any]
+
+
+class RewardTableOut(Schema):
+    id: int
+    name: str
+    min_damage: int
+    last_hit_payload: Any = None
+    tiers: list[RewardTierOut]
+
+
+class FightConfigOut(Schema):
+    """The configuration a fight ran (or runs) with, frozen when it went live (docs/liveops.md)."""
+
+    fight: int
+    frozen: bool = Field(
+        description="True once the fight went live; false: the boss's current settings (a fight "
+        "that has not gone live, or one from before configurations were kept)."
+    )
+    frozen_at: datetime | None
+    template: str | None = Field(description="Slug of the template the boss's settings came from.")
+    name: str
+    slug: str
+    max_hp: int
+    phases: str
+    thresholds: list[tuple[int, str]] = Field(description="Each phase's HP threshold and name.")
+    tick_interval_ms: int
+    crash_policy: str
+    heartbeat_interval_ms: int
+    heartbeat_timeout_ms: int
+    min_damage: int
+    max_damage: int
+    attacks_per_second: int
+    allow_guests: bool
+    reward_table: RewardTableOut | None
+    starts_at: datetime | None
+    ends_at: datetime | None
+
+
 class Results(Schema):
     boss: str
     fight: int
-    max_hp: int
+    max_hp: int = Field(description="The fight's max HP (its frozen configuration's).")
+    config: FightConfigOut
     status: str | None
     hp: int | None
     version: int | None
@@ -205,4 +322,17 @@ class Claim(Schema):
         max_length=64,
         description="Chosen by the game (e.g. its own transaction id): a retry with the same id "
         "gets the same answer.",
+    )
+
+
+class ConfigChangeOut(Schema):
+    field: str
+    before: Any = Field(description="The fight's frozen value.")
+    after: Any = Field(description="The boss's current value.")
+
+
+class FightConfigDiff(Schema):
+    config: FightConfigOut
+    changes: list[ConfigChangeOut] = Field(
+        description="What differs between this fight's configuration and the boss's current one."
     )

@@ -10,6 +10,7 @@ from typing import Any
 
 from django.db.models import Count, Q, QuerySet, Sum
 
+from bosses.fight_configs import FightSetup, fight_config_get
 from bosses.models import (
     BossEncounter,
     BossEvent,
@@ -25,7 +26,6 @@ from bosses.sagas.victory import victory_saga_key
 from bosses.selectors import boss_live_players
 from core import keys
 from core.errors import NotFound
-from core.phases import parse_phases, phase_thresholds
 from core.redis import get_redis
 
 # The running fight's leaderboard is ranked from the live per-player hash in Redis. One
@@ -120,10 +120,12 @@ def fight_results(*, boss: BossEncounter, fight: int) -> dict[str, Any]:
         n=Count("id"), total=Sum("damage")
     )
     last = BossEvent.objects.filter(boss=boss, fight=fight).order_by("-version").first()
+    setup = fight_config_get(boss=boss, fight=fight)
     out: dict[str, Any] = {
         "boss": boss.slug,
         "fight": fight,
-        "max_hp": boss.max_hp,
+        "max_hp": setup.max_hp,
+        "config": fight_config_out(setup=setup),
         "status": None,
         "hp": None,
         "version": None,
@@ -166,6 +168,12 @@ def fight_results(*, boss: BossEncounter, fight: int) -> dict[str, Any]:
     if fight != boss.fight and not final and last is not None:
         out["status"] = last.status
     return out
+
+
+def fight_config_out(*, setup: FightSetup) -> dict[str, Any]:
+    """A fight's configuration as the API shows it: frozen at go-live, or (``frozen`` false)
+    the boss's current settings for a fight that has not gone live."""
+    return {**setup.config, "fight": setup.fight, "frozen": setup.frozen, "frozen_at": setup.frozen_at}
 
 
 def fight_leaderboard(*, boss: BossEncounter, fight: int, offset: int, limit: int) -> dict[str, Any]:
@@ -221,8 +229,8 @@ def fight_player(*, boss: BossEncounter, fight: int, player: str) -> dict[str, A
 def fight_timeline(*, boss: BossEncounter, fight: int, offset: int, limit: int) -> dict[str, Any]:
     """Status changes, phase changes and crash/restore sagas of the fight, oldest first.
 
-    Phase changes are the first archived tick at or below each threshold of the boss's
-    phases (one indexed query per phase); only what the SQL archive holds is shown.
+    Phase changes are the first archived tick at or below each threshold of the fight's
+    frozen phases (one indexed query per phase); only what the SQL archive holds is shown.
     """
     fight_check(boss=boss, fight=fight)
     items: list[dict[str, Any]] = []
@@ -233,7 +241,7 @@ def fight_timeline(*, boss: BossEncounter, fight: int, offset: int, limit: int) 
         items.append(
             {"kind": "status", "ts_ms": e.ts_ms, "version": e.version, "status": e.status, "hp": e.hp}
         )
-    for threshold, name in phase_thresholds(parse_phases(boss.phases), boss.max_hp):
+    for threshold, name in fight_config_get(boss=boss, fight=fight).thresholds:
         e = events.filter(hp__lte=threshold).order_by("version").first()
         if e is not None:
             items.append({"kind": "phase", "ts_ms": e.ts_ms, "version": e.version, "phase": name, "hp": e.hp})

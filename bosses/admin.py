@@ -15,7 +15,15 @@ from django.utils.html import format_html, format_html_join
 
 from audit.services import audit_record_request
 from bosses import rules, services
-from bosses.models import BossEncounter, BossEvent, BossStatus, Contribution, RewardGrant, SagaRun
+from bosses.models import (
+    BossEncounter,
+    BossEvent,
+    BossStatus,
+    Contribution,
+    FightConfig,
+    RewardGrant,
+    SagaRun,
+)
 from bosses.sagas.crash import shard_retire
 from bosses.selectors import boss_state
 from core.errors import LiveOpsError
@@ -108,6 +116,20 @@ def reset(modeladmin, request, queryset):
     _run_action(modeladmin, request, queryset, services.boss_reset, "reset", note=_schedule_cleared)
 
 
+@admin.action(description="Copy (a new draft with the same settings)", permissions=["add"])
+def copy_bosses(modeladmin, request, queryset):
+    for boss in queryset:
+        slug, n = f"{boss.slug}-copy"[:64], 1
+        while BossEncounter.objects.filter(slug=slug).exists():
+            n += 1
+            slug = f"{boss.slug[:56]}-copy-{n}"
+        copy = services.boss_copy(boss=boss, name=boss.name, slug=slug)
+        audit_record_request(
+            request=request, action="boss.create", target=f"boss/{copy.slug}", detail={"from": boss.slug}
+        )
+        modeladmin.message_user(request, f"{copy.slug}: a draft copy of {boss.slug}", messages.SUCCESS)
+
+
 def _schedule_cleared(before, after) -> str:
     """Say which past times a reset cleared, so the designer knows to set the next fight's."""
     cleared = [
@@ -154,6 +176,16 @@ class SagaRunInline(ReadOnlyInline):
     ordering = ("-started_at",)
 
 
+class FightConfigInline(ReadOnlyInline):
+    """Each fight's frozen configuration; its page shows what changed since."""
+
+    model = FightConfig
+    fields = ("fight", "template", "frozen_at")
+    readonly_fields = fields
+    ordering = ("-fight",)
+    verbose_name_plural = "Fight configurations (frozen at go-live; open one for what changed since)"
+
+
 @admin.register(BossEncounter)
 class BossEncounterAdmin(admin.ModelAdmin):
     form = BossEncounterForm
@@ -171,14 +203,15 @@ class BossEncounterAdmin(admin.ModelAdmin):
     list_filter = ("status", "crash_policy")
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
-    actions = [go_live, pause, resume, end, reset]
+    actions = [go_live, pause, resume, end, reset, copy_bosses]
 
     def has_operate_permission(self, request):
         """The lifecycle actions need ``bosses.operate_boss``: staff alone is not a role."""
         return request.user.has_perm("bosses.operate_boss")
 
-    inlines = [SagaRunInline]
+    inlines = [FightConfigInline, SagaRunInline]
     readonly_fields = (
+        "template",
         "live_hp",
         "live_version",
         "fight",
@@ -189,7 +222,7 @@ class BossEncounterAdmin(admin.ModelAdmin):
         "updated_at",
     )
     fieldsets = (
-        (None, {"fields": ("name", "slug", "status", "fight", "max_hp", "phases")}),
+        (None, {"fields": ("name", "slug", "status", "fight", "template", "max_hp", "phases")}),
         ("Live", {"fields": ("live_hp", "live_version", "defeated_at", "final_hp", "final_version")}),
         (
             "Sync and crashes",

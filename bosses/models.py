@@ -81,31 +81,16 @@ class RewardTier(models.Model):
         return f"{self.table_id}#{self.position} {self.name} ({self.kind})"
 
 
-class BossEncounter(models.Model):
-    """A World Boss as a designer configures it; status mirrors the authority in Redis."""
+class FightSettings(models.Model):
+    """What a fight runs with: shared by a boss and the templates fights start from.
 
-    name = models.CharField(max_length=120)
-    slug = models.SlugField(max_length=64, unique=True)
+    A boss's settings are the next fight's (or the running one's); each fight's own are frozen
+    in its :class:`FightConfig` when it goes live (docs/liveops.md).
+    """
+
     max_hp = models.BigIntegerField(
         validators=[MinValueValidator(1), MaxValueValidator(MAX_HP)],
         help_text=f"Whole hit points, 1 to {MAX_HP:,}.",
-    )
-    status = models.CharField(max_length=16, choices=BossStatus.choices, default=BossStatus.DRAFT)
-    fight = models.PositiveIntegerField(
-        default=1, help_text="Fight number; a reset starts the next one with a clean authority."
-    )
-    authority_gen = models.PositiveIntegerField(
-        default=0,
-        editable=False,
-        help_text="Restores of this fight's authority from the SQL archive (docs/durability.md).",
-    )
-    incarnation = models.CharField(
-        max_length=32,
-        blank=True,
-        default="",
-        editable=False,
-        help_text="Identity of this fight's authority in Redis, set when it goes live; "
-        "an authority with another one belongs to another database or fight.",
     )
     tick_interval_ms = models.PositiveIntegerField(
         default=100,
@@ -121,8 +106,6 @@ class BossEncounter(models.Model):
         validators=[MinValueValidator(300), MaxValueValidator(600_000)],
         help_text="A shard silent this long is declared crashed and fenced.",
     )
-    starts_at = models.DateTimeField(null=True, blank=True, help_text="Goes live at this time.")
-    ends_at = models.DateTimeField(null=True, blank=True, help_text="Expires (enrage) at this time.")
     phases = models.CharField(
         max_length=400,
         blank=True,
@@ -144,6 +127,85 @@ class BossEncounter(models.Model):
         default=True,
         help_text="Players without a game ticket or an account may fight (opaque guest ids; docs/security.md).",
     )
+
+    class Meta:
+        abstract = True
+
+
+# The settings a template gives a boss and a fight's frozen configuration records, in form order
+# (``reward_table`` is a foreign key on each model: its related name differs).
+SETTINGS_FIELDS = (
+    "max_hp",
+    "phases",
+    "tick_interval_ms",
+    "crash_policy",
+    "heartbeat_interval_ms",
+    "heartbeat_timeout_ms",
+    "min_damage",
+    "max_damage",
+    "attacks_per_second",
+    "allow_guests",
+    "reward_table",
+)
+
+
+class BossTemplate(FightSettings):
+    """A boss's settings kept to start fights from: a new boss, a recurring schedule's fights
+    (docs/liveops.md). Editing a template changes only fights started from it afterwards."""
+
+    name = models.CharField(max_length=120, unique=True)
+    slug = models.SlugField(max_length=64, unique=True)
+    description = models.TextField(blank=True, default="")
+    reward_table = models.ForeignKey(
+        RewardTable,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="templates",
+        help_text="What a victory grants; empty: the default tiers (docs/rewards.md).",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.slug})"
+
+
+class BossEncounter(FightSettings):
+    """A World Boss as a designer configures it; status mirrors the authority in Redis."""
+
+    name = models.CharField(max_length=120)
+    slug = models.SlugField(max_length=64, unique=True)
+    status = models.CharField(max_length=16, choices=BossStatus.choices, default=BossStatus.DRAFT)
+    fight = models.PositiveIntegerField(
+        default=1, help_text="Fight number; a reset starts the next one with a clean authority."
+    )
+    authority_gen = models.PositiveIntegerField(
+        default=0,
+        editable=False,
+        help_text="Restores of this fight's authority from the SQL archive (docs/durability.md).",
+    )
+    incarnation = models.CharField(
+        max_length=32,
+        blank=True,
+        default="",
+        editable=False,
+        help_text="Identity of this fight's authority in Redis, set when it goes live; "
+        "an authority with another one belongs to another database or fight.",
+    )
+    template = models.ForeignKey(
+        BossTemplate,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="bosses",
+        help_text="The template this boss's settings came from (a schedule applies it to each fight).",
+    )
+    starts_at = models.DateTimeField(null=True, blank=True, help_text="Goes live at this time.")
+    ends_at = models.DateTimeField(null=True, blank=True, help_text="Expires (enrage) at this time.")
     reward_table = models.ForeignKey(
         RewardTable,
         on_delete=models.PROTECT,
@@ -166,6 +228,34 @@ class BossEncounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.slug})"
+
+
+class FightConfig(models.Model):
+    """The configuration one fight ran with, frozen when it went live (docs/liveops.md).
+
+    ``config`` holds every setting (:data:`SETTINGS_FIELDS`, the reward table with its tiers),
+    the schedule and the phase thresholds in HP. Results, timelines, reports and
+    ``verify_boss`` read it, never the boss's row: editing the boss or its template later
+    changes no past fight. The settings a running fight reads afresh (crash policy, heartbeats,
+    damage range, guests, ``ends_at``) are recorded again when they change during the fight; the
+    reward table once more when the victory saga reads it.
+    """
+
+    boss = models.ForeignKey(BossEncounter, on_delete=models.CASCADE, related_name="fight_configs")
+    fight = models.PositiveIntegerField()
+    template = models.ForeignKey(
+        BossTemplate, on_delete=models.SET_NULL, null=True, blank=True, related_name="fight_configs"
+    )
+    config = models.JSONField(default=dict)
+    frozen_at = models.DateTimeField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["boss", "fight"]
+        constraints = [models.UniqueConstraint(fields=["boss", "fight"], name="uniq_fight_config")]
+
+    def __str__(self) -> str:
+        return f"{self.boss_id} fight {self.fight} config"
 
 
 class BossEvent(models.Model):

@@ -16,6 +16,7 @@ from typing import Any
 
 from django.db.models import Count, Max, Min, Sum
 
+from bosses.fight_configs import fight_config_get
 from bosses.models import (
     END_KINDS,
     BossEncounter,
@@ -64,9 +65,9 @@ def _iso_ms(ts_ms: int | None) -> str | None:
     return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
 
 
-def _thresholds(boss: BossEncounter, max_hp: int) -> list[tuple[int, str]]:
+def _thresholds(phases: str, max_hp: int) -> list[tuple[int, str]]:
     try:
-        return phase_thresholds(parse_phases(boss.phases), max_hp)
+        return phase_thresholds(parse_phases(phases), max_hp)
     except InvalidInput:  # a damaged config: the report still shows everything but phases
         return []
 
@@ -126,19 +127,26 @@ class _Span:
 def _fight_span(*, boss: BossEncounter, fight: int, events: Any) -> _Span:
     """The span of the archived ``events`` of ``fight``, or :class:`UnknownFight` for none.
 
-    The fight's max HP is the seed entry's HP (version 1); a config changed since does not count.
+    The fight's max HP and phases are its frozen configuration's (docs/liveops.md); a fight
+    from before configurations were kept takes its max HP from the seed entry (version 1).
+    A config changed since does not count.
     """
     span = events.aggregate(t0=Min("ts_ms"), t1=Max("ts_ms"), n=Count("id"), v1=Min("version"))
     if not span["n"]:
         raise UnknownFight(f"fight {fight} of boss {boss.slug!r} has no archived event yet")
-    first_hp = events.filter(version=span["v1"]).values_list("hp", flat=True).first()
-    max_hp = int(first_hp) if span["v1"] == 1 and first_hp else boss.max_hp
+    setup = fight_config_get(boss=boss, fight=fight)
+    if setup.frozen:
+        max_hp, thresholds = setup.max_hp, setup.thresholds
+    else:
+        first_hp = events.filter(version=span["v1"]).values_list("hp", flat=True).first()
+        max_hp = int(first_hp) if span["v1"] == 1 and first_hp else boss.max_hp
+        thresholds = _thresholds(boss.phases, max_hp)
     return _Span(
         t0=int(span["t0"]),
         t1=int(span["t1"]),
         n_events=int(span["n"]),
         max_hp=max_hp,
-        thresholds=_thresholds(boss, max_hp),
+        thresholds=thresholds,
     )
 
 

@@ -49,8 +49,9 @@ DESIGNER_FIELDS = (
     "starts_at",
     "ends_at",
 )
-# Written by the lifecycle services, the tick and the sagas; never by a designer.
-PLATFORM_FIELDS = ("status", "fight", "defeated_at", "final_hp", "final_version")
+# Written by the lifecycle services, the tick and the sagas; never by a designer (``template``:
+# by the services that start a boss from a template or apply one, docs/liveops.md).
+PLATFORM_FIELDS = ("status", "fight", "defeated_at", "final_hp", "final_version", "template")
 
 # Frozen from go-live until a reset, and why (what depends on the value).
 FROZEN_WHILE_RUNNING: Mapping[str, str] = {

@@ -10,6 +10,7 @@ from bosses.models import (
     BossEncounter,
     BossEvent,
     BossStatus,
+    BossTemplate,
     Contribution,
     ContributionKind,
     RewardTable,
@@ -18,7 +19,7 @@ from bosses.models import (
 )
 from core import authority, keys, rewards
 from core.clients import slot_client
-from core.errors import UnknownBoss
+from core.errors import NotFound, UnknownBoss
 from core.redis import get_redis
 
 
@@ -28,6 +29,14 @@ def boss_get(*, slug: str) -> BossEncounter:
         return BossEncounter.objects.get(slug=slug)
     except BossEncounter.DoesNotExist:
         raise UnknownBoss(f"no boss with slug {slug!r}") from None
+
+
+def template_get(*, slug: str) -> BossTemplate:
+    """The template with ``slug`` or :class:`NotFound`."""
+    template = BossTemplate.objects.select_related("reward_table").filter(slug=slug).first()
+    if template is None:
+        raise NotFound(f"no template with slug {slug!r}")
+    return template
 
 
 def boss_state(*, boss_id: int) -> authority.BossState | None:

@@ -22,7 +22,16 @@ from django.utils import timezone
 
 from bosses import rules, signals
 from bosses.broadcast import messages_publish, messages_publish_many
-from bosses.models import BossEncounter, BossEvent, BossStatus, RewardGrant
+from bosses.fight_configs import boss_config_current, reward_table_record
+from bosses.models import (
+    SETTINGS_FIELDS,
+    BossEncounter,
+    BossEvent,
+    BossStatus,
+    BossTemplate,
+    FightConfig,
+    RewardGrant,
+)
 from bosses.signals import fight_event_send
 from core import authority, keys
 from core import messages as wire_messages
@@ -152,6 +161,9 @@ def boss_update(*, boss_id: int, fields: Mapping[str, Any]) -> BossEncounter:
                 boss.save(update_fields=[*changed, "updated_at"])
         except IntegrityError:
             raise _slug_taken(boss) from None
+        if boss.status in rules.RUNNING:
+            # what the running fight reads afresh is recorded as the fight has it now
+            fight_config_record(boss=boss, fields=changed)
     return boss
 
 
@@ -200,6 +212,7 @@ def boss_go_live(*, boss: BossEncounter) -> authority.BossState:
         for s in Shard.objects.filter(status=ShardStatus.RETIRED).only("key", "current_epoch")
     }
     thresholds = phase_thresholds(parse_phases(boss.phases), boss.max_hp)
+    fight_config_freeze(boss=boss)
     if not boss.incarnation:
         # Stored before the seed: a go-live that dies after seeding finds its own authority.
         boss.incarnation = uuid.uuid4().hex
@@ -332,6 +345,128 @@ def boss_reset(*, boss: BossEncounter, now: datetime | None = None) -> BossEncou
             ends_at=boss.ends_at if boss.ends_at and boss.ends_at > now else None,
         )
     return boss
+
+
+# --- templates and frozen fight configurations (docs/liveops.md) ---------------------------
+
+
+def fight_config_freeze(*, boss: BossEncounter, now: datetime | None = None) -> FightConfig:
+    """Freeze the configuration of the boss's current fight (at go-live, while it is a draft).
+
+    A go-live that failed and is tried again after an edit freezes the edited configuration:
+    the fight has not started until the authority is seeded.
+    """
+    row, _ = FightConfig.objects.update_or_create(
+        boss=boss,
+        fight=boss.fight,
+        defaults={
+            "template_id": boss.template_id,
+            "config": boss_config_current(boss=boss),
+            "frozen_at": now or timezone.now(),
+        },
+    )
+    return row
+
+
+def fight_config_record(*, boss: BossEncounter, fields: Sequence[str], fight: int | None = None) -> None:
+    """Record ``fields`` of the boss's current row into the configuration of ``fight`` (the
+    current one by default): a setting the running fight reads afresh changed. Nothing is
+    recorded for a fight that has no frozen configuration."""
+    with transaction.atomic():
+        row = (
+            FightConfig.objects.select_for_update()
+            .filter(boss=boss, fight=fight if fight is not None else boss.fight)
+            .first()
+        )
+        if row is None:
+            return
+        current = boss_config_current(boss=boss)
+        for name in fields:
+            if name in current:
+                row.config[name] = current[name]
+        row.save(update_fields=["config", "updated_at"])
+
+
+def fight_reward_table_record(*, boss_id: int, fight: int, table: Any) -> None:
+    """Record the reward table a fight's victory granted from (its tiers as they were read)."""
+    with transaction.atomic():
+        row = FightConfig.objects.select_for_update().filter(boss_id=boss_id, fight=fight).first()
+        if row is not None:
+            row.config["reward_table"] = reward_table_record(table=table)
+            row.save(update_fields=["config", "updated_at"])
+
+
+def _settings_of(source: BossEncounter | BossTemplate) -> dict[str, Any]:
+    return {f: getattr(source, f) for f in SETTINGS_FIELDS}
+
+
+def _template_check(template: BossTemplate) -> None:
+    try:
+        template.full_clean()
+    except ValidationError as exc:
+        raise _validation_error(exc) from None
+    parse_phases(template.phases)
+    if template.min_damage > template.max_damage:
+        raise InvalidInput("min damage must not exceed max damage", field="min_damage")
+    if template.heartbeat_timeout_ms <= template.heartbeat_interval_ms:
+        raise InvalidInput(
+            "heartbeat timeout must be longer than the heartbeat interval", field="heartbeat_timeout_ms"
+        )
+
+
+TEMPLATE_FIELDS = ("name", "slug", "description", *SETTINGS_FIELDS)
+
+
+def template_save(*, template: BossTemplate | None, fields: Mapping[str, Any]) -> BossTemplate:
+    """Create (``template`` None) or change a template from designer ``fields``; the fights
+    already started from it keep their frozen configuration."""
+    unknown = set(fields) - set(TEMPLATE_FIELDS)
+    if unknown:
+        raise InvalidInput(f"unknown field(s) {', '.join(sorted(unknown))}", field=sorted(unknown)[0])
+    target = template or BossTemplate()
+    for name, value in fields.items():
+        setattr(target, name, value)
+    _template_check(target)
+    try:
+        with transaction.atomic():
+            target.save()
+    except IntegrityError:
+        raise InvalidInput(
+            f"a template named {target.name!r} or slugged {target.slug!r} exists", field="slug"
+        ) from None
+    return target
+
+
+def template_from_boss(*, boss: BossEncounter, name: str, slug: str) -> BossTemplate:
+    """A new template with the settings of ``boss`` (to start its next fights from)."""
+    return template_save(template=None, fields={"name": name, "slug": slug, **_settings_of(boss)})
+
+
+def boss_create_from_template(
+    *, template: BossTemplate, name: str, slug: str, fields: Mapping[str, Any] | None = None
+) -> BossEncounter:
+    """A new draft boss with the template's settings (``fields`` override any designer field)."""
+    boss = boss_create(fields={"name": name, "slug": slug, **_settings_of(template), **(fields or {})})
+    BossEncounter.objects.filter(pk=boss.pk).update(template=template)
+    boss.template = template
+    return boss
+
+
+def boss_copy(*, boss: BossEncounter, name: str, slug: str) -> BossEncounter:
+    """A new draft boss with the settings of ``boss`` (and its template); no schedule, no history."""
+    copy = boss_create(fields={"name": name, "slug": slug, **_settings_of(boss)})
+    if boss.template_id:
+        BossEncounter.objects.filter(pk=copy.pk).update(template_id=boss.template_id)
+        copy.template_id = boss.template_id
+    return copy
+
+
+def boss_template_apply(*, boss: BossEncounter, template: BossTemplate) -> BossEncounter:
+    """Give a draft boss the template's settings (the next fight starts with them)."""
+    updated = boss_update(boss_id=boss.pk, fields=_settings_of(template))
+    BossEncounter.objects.filter(pk=boss.pk).update(template=template)
+    updated.template = template
+    return updated
 
 
 # --- the sync tick -----------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
+from bosses.fight_configs import fight_config_get
 from bosses.models import BossEncounter, BossEvent, BossStatus, SagaKind, SagaRun, SagaStatus
 from bosses.selectors import Ledger, boss_archived_events, boss_ledger
 from core import authority, keys
@@ -43,7 +44,9 @@ class VerifyReport:
 
 def boss_verify(*, boss: BossEncounter) -> VerifyReport:
     """Check the ledger equation, hp = max_hp - applied, the log replay and versions."""
-    report = VerifyReport(boss=boss.slug, max_hp=boss.max_hp, status=boss.status)
+    report = VerifyReport(
+        boss=boss.slug, max_hp=fight_config_get(boss=boss, fight=boss.fight).max_hp, status=boss.status
+    )
     ledger = boss_ledger(boss_id=boss.pk)
     archived = boss_archived_events(boss=boss)
     if not ledger.state:
@@ -51,7 +54,7 @@ def boss_verify(*, boss: BossEncounter) -> VerifyReport:
             report.problems.append(
                 f"no authority in Redis for a {boss.status} boss ({len(archived)} archived events)"
             )
-        report.hp = report.replay_hp = boss.max_hp
+        report.hp = report.replay_hp = report.max_hp
         return report
 
     theirs = ledger.state.get("incarnation") or ""
@@ -95,8 +98,9 @@ def _ledger_problems(report: VerifyReport, *, boss: BossEncounter, buffers: dict
         p.append(f"hp {report.hp} != max_hp {report.max_hp} - applied {report.applied}")
     if not 0 <= report.hp <= report.max_hp:
         p.append(f"hp {report.hp} outside [0, {report.max_hp}]")
-    if report.max_hp != boss.max_hp:
-        p.append(f"authority max_hp {report.max_hp} != configured {boss.max_hp}")
+    configured = fight_config_get(boss=boss, fight=boss.fight).max_hp  # the frozen one
+    if report.max_hp != configured:
+        p.append(f"authority max_hp {report.max_hp} != configured {configured}")
     if report.overkill and report.hp != 0:
         p.append(f"overkill {report.overkill} recorded while hp is {report.hp}")
     if any(v < 0 for v in buffers.values()):

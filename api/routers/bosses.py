@@ -21,7 +21,8 @@ router = Router(tags=["bosses"])
 
 def boss_out(boss: BossEncounter, *, with_live: bool = True) -> dict[str, Any]:
     """The API's view of a boss (with its authority's state unless it is a draft)."""
-    out = {f: getattr(boss, f) for f in BossOut.model_fields if f != "live"}
+    out = {f: getattr(boss, f) for f in BossOut.model_fields if f not in ("live", "template")}
+    out["template"] = boss.template.slug if boss.template_id and boss.template else None
     out["live"] = None
     if with_live and boss.status != BossStatus.DRAFT:
         state = boss_state(boss_id=boss.pk)

@@ -29,12 +29,13 @@ from typing import Any
 from django.db.models import Max, Q
 
 from bosses.broadcast import messages_publish
+from bosses.fight_configs import fight_config_get
 from bosses.models import BossEncounter, BossEvent, BossStatus, CrashPolicy, SagaKind, SagaRun, SagaStatus
 from bosses.sagas.runner import SagaStep, SagaUnrecoverable, saga_last_progress, saga_run
 from bosses.services import TICK_INTERVAL_SLACK
 from core import authority, keys
 from core.clients import SyncClient
-from core.phases import OPENING_PHASE_NAME, parse_phases, phase_of, phase_thresholds
+from core.phases import OPENING_PHASE_NAME, phase_of
 from core.redis import REDIS_DOWN, get_redis
 from shards.models import Shard, ShardStatus
 
@@ -237,12 +238,13 @@ def _restored_state(
     settlements: _Settlements,
 ) -> dict[str, Any]:
     """The authority's state hash as generation ``gen``, status ``recovering``."""
-    thresholds = phase_thresholds(parse_phases(boss.phases), boss.max_hp)
-    hp = last.hp if last else boss.max_hp
+    setup = fight_config_get(boss=boss, fight=boss.fight)  # what the fight was seeded with
+    thresholds = setup.thresholds
+    hp = last.hp if last else setup.max_hp
     phase, phase_name = phase_of(thresholds, hp)
     state: dict[str, Any] = {
         "hp": hp,
-        "max_hp": boss.max_hp,
+        "max_hp": setup.max_hp,
         "version": last.version if last else 1,
         "status": RECOVERING,
         "phase": phase,
@@ -278,7 +280,16 @@ def archive_snapshot(*, boss: BossEncounter, gen: int, now_ms: int) -> dict[str,
     )
     first: list[Any] = []
     if last is None:  # nothing archived yet: the fight restarts as go-live seeded it
-        first = ["v", 1, "kind", "status", "status", "live", "hp", boss.max_hp]
+        first = [
+            "v",
+            1,
+            "kind",
+            "status",
+            "status",
+            "live",
+            "hp",
+            fight_config_get(boss=boss, fight=boss.fight).max_hp,
+        ]
         first += ["applied", 0, "overkill", 0, "d", "{}", "ts", now_ms]
     floor = {
         s.key: s.current_epoch + 1

@@ -67,7 +67,7 @@ from bosses.selectors import (
     fight_players_ranked,
     reward_table_spec,
 )
-from bosses.services import event_log_archive, victory_enqueue
+from bosses.services import event_log_archive, fight_reward_table_record, victory_enqueue
 from bosses.signals import fight_event_send
 from core import authority, keys, rewards
 from core import messages as wire_messages
@@ -296,6 +296,8 @@ def _rewards(boss: BossEncounter) -> Callable[[SagaRun], dict[str, Any]]:
         # a crash inside it grants from scratch, never half from one table, half from another).
         fresh = BossEncounter.objects.select_related("reward_table").get(pk=boss.pk)
         table = reward_table_spec(table=fresh.reward_table)
+        # the fight's record keeps the tiers it was granted from (docs/liveops.md)
+        fight_reward_table_record(boss_id=boss.pk, fight=saga.fight, table=fresh.reward_table)
         eligible = fight_players_eligible(boss=boss, fight=saga.fight, min_damage=table.min_damage)
         before = RewardGrant.objects.filter(boss=boss, fight=saga.fight).count()
         per_tier: dict[str, int] = {}

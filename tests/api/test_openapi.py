@@ -26,6 +26,12 @@ ENDPOINTS = {
     ("get", "/api/v1/bosses/{slug}/fights/{fight}/timeline"),
     ("get", "/api/v1/rewards"),
     ("post", "/api/v1/rewards/{grant_id}/claim"),
+    ("get", "/api/v1/bosses/{slug}/fights/{fight}/config"),
+    ("get", "/api/v1/templates"),
+    ("post", "/api/v1/templates"),
+    ("get", "/api/v1/templates/{slug}"),
+    ("patch", "/api/v1/templates/{slug}"),
+    ("post", "/api/v1/templates/{slug}/bosses"),
 }
 
 
