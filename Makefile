@@ -91,12 +91,15 @@ test-all: browser
 test-postgres:
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(MAKE) test
 
-# The SDK conformance kit (conformance/README.md): the shared vectors must be current, then one
-# real platform (its own Redis and SQLite database in .conformance/) runs every scenario
-# against every SDK's driver behind the fault proxy. Installs each SDK's own dependencies
-# (npm ci in sdk-ts). One line per SDK and scenario, then a table; exit 0 only if all pass.
+# The SDK conformance kit (conformance/README.md): the shared vectors and the TypeScript SDK's
+# generated protocol file (scripts/ts_protocol.py) must be current, then one real platform
+# (its own Redis and SQLite database in .conformance/) runs every scenario against every
+# SDK's driver behind the fault proxy. Installs each SDK's own dependencies
+# (npm ci in sdk-ts, whose build and unit tests run there too). One line per SDK and
+# scenario, then a table; exit 0 only if all pass.
 conformance: $(STAMP)
 	DJANGO_SETTINGS_MODULE=liveops.settings $(BIN)/python -m conformance.vectors --check
+	$(BIN)/python scripts/ts_protocol.py --check
 	$(BIN)/python -m conformance $(ARGS)
 
 demo: $(STAMP)

@@ -48,6 +48,14 @@ class Sdk:
 
 SDKS = {
     "python": Sdk("python", [sys.executable, "conformance/drivers/python_driver.py"]),
+    "typescript": Sdk(
+        "typescript",
+        ["node", "sdk-ts/dist/src/conformance/driver.js"],
+        setup=[
+            ["npm", "ci", "--prefix", "sdk-ts", "--no-audit", "--no-fund"],
+            ["npm", "test", "--prefix", "sdk-ts"],  # tsc, then its own unit tests
+        ],
+    ),
 }
 
 

@@ -82,10 +82,15 @@ def resume(ctx: Context) -> str:
     """Three cuts mid-fight: the SDK resumes its epoch each time (no new session)."""
     boss = ctx.boss()
     epoch = ctx.connect()
-    for _ in range(3):
+    for n in range(3):
         _fight(ctx, boss.slug, 10)
         ctx.proxy.cut()
-        wait_until(lambda: ctx.driver.call("stats")["connected"], what="a reconnect")
+
+        def back(connects: int = n + 2) -> bool:
+            stats = ctx.driver.call("stats")
+            return bool(stats["connected"] and stats["connects"] >= connects)
+
+        wait_until(back, what="a reconnect")
     stats = _flushed(ctx)
     assert stats["epoch"] == epoch, f"the SDK took a new epoch instead of resuming {epoch}: {stats}"
     assert stats["connects"] >= 4 and stats["fences"] == 0, stats
