@@ -516,7 +516,8 @@ def ops_overview_live(
     tick lag, from three SQL queries and one Redis pipeline whatever the number of bosses.
 
     ``tick_lag_ms`` of a boss: how long its buffered damage has waited for a tick (time since
-    its last applied tick while something is buffered; 0 when nothing waits). ``beat_age_ms``:
+    its last applied tick while something is buffered; 0 when nothing waits). ``archive_problem``:
+    why the archive of the boss stopped, from ``keys.ARCHIVE_PROBLEMS``. ``beat_age_ms``:
     since the newest sync tick started (the beat's heartbeat, as on the dashboard).
     """
     bosses = list(BossEncounter.objects.order_by("name", "pk"))
@@ -525,13 +526,14 @@ def ops_overview_live(
     pipe = client.pipeline(transaction=False)
     pipe.time()
     pipe.lindex(keys.TICK_TIMES, 0)
+    pipe.hgetall(keys.ARCHIVE_PROBLEMS)
     for boss in bosses:
         k = keys.BossKeys(boss.pk)
         pipe.hmget(k.state, OVERVIEW_STATE_FIELDS)
         pipe.hvals(k.buf)
         pipe.hgetall(k.hb)
         pipe.hgetall(k.settled)
-    (seconds, micros), newest_tick, *replies = pipe.execute()
+    (seconds, micros), newest_tick, archive_problems, *replies = pipe.execute()
     now_ms = clock.now_ms() if clock is not None else int(seconds) * 1000 + int(micros) // 1000
     # how the fenced sessions ended, for the bosses that have one (one query)
     ended = _session_endings([(b.pk, b.fight) for i, b in enumerate(bosses) if replies[4 * i + 3]])
@@ -571,6 +573,8 @@ def ops_overview_live(
                     shards=shards,
                     ended=ended,
                 ),
+                # why the archive of this boss stopped (an event-log entry it cannot read), or None
+                "archive_problem": archive_problems.get(str(boss.pk)),
             }
         )
     if tracker is not None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -88,6 +89,61 @@ def boss_ledger(*, boss_id: int) -> Ledger:
     pipe.xrange(k.log)
     state, buf, settled, log = pipe.execute()
     return Ledger(state, {f: int(v) for f, v in buf.items()}, settled, log)
+
+
+class EventLogUndecodable(ValueError):
+    """An event-log entry of one boss that cannot be read (a field that is not the JSON or the
+    number the tick writes). The archive of that boss stops before it; other bosses go on."""
+
+    def __init__(self, *, boss: BossEncounter, version: int | str, field: str, problem: str) -> None:
+        self.boss_id, self.slug, self.version, self.field = boss.pk, boss.slug, version, field
+        super().__init__(
+            f"event {version} of {boss.slug}: field {field!r} is not readable ({problem}); "
+            "the archive of this boss stops before it"
+        )
+
+
+def _json_object(text: str) -> dict[str, int]:
+    """A log entry's ``d``/``s``/``p``: a JSON object of whole numbers (``""`` -> ``{}``)."""
+    value = json.loads(text) if text else {}
+    if not isinstance(value, dict) or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value.values()
+    ):
+        raise ValueError("not an object of whole numbers")
+    return value
+
+
+def event_log_row(*, boss: BossEncounter, entry_id: str, fields: Mapping[str, str]) -> BossEvent:
+    """The :class:`BossEvent` of one log entry; :class:`EventLogUndecodable` if it cannot be read."""
+    field = "v"
+    try:
+        version = int(fields["v"])
+        numbers = {}
+        for field in ("hp", "applied", "overkill", "ts"):
+            numbers[field] = int(fields[field])
+        objects = {}
+        for field in ("d", "s", "p"):
+            objects[field] = _json_object(fields.get(field, ""))
+        field = "kind"
+        kind, status = fields["kind"], fields["status"]
+    except (KeyError, ValueError) as exc:
+        raise EventLogUndecodable(
+            boss=boss, version=fields.get("v") or entry_id, field=field, problem=str(exc)[:120]
+        ) from None
+    return BossEvent(
+        boss=boss,
+        fight=boss.fight,
+        version=version,
+        kind=kind,
+        status=status,
+        hp=numbers["hp"],
+        applied=numbers["applied"],
+        overkill=numbers["overkill"],
+        deltas=objects["d"],
+        seqs=objects["s"],
+        players=objects["p"],
+        ts_ms=numbers["ts"],
+    )
 
 
 def boss_archived_events(*, boss: BossEncounter) -> list[BossEvent]:

@@ -7,7 +7,6 @@ a boss or its authority. What a boss may change in each status is decided in bos
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -32,8 +31,9 @@ from bosses.models import (
     FightConfig,
     RewardGrant,
 )
+from bosses.selectors import EventLogUndecodable, event_log_row
 from bosses.signals import fight_event_send
-from core import authority, keys
+from core import authority, keys, metrics
 from core import messages as wire_messages
 from core.clients import Routed, execute_pipelined
 from core.errors import (
@@ -631,6 +631,9 @@ def event_log_archive(*, boss: BossEncounter) -> int:
 
     The unique (boss, fight, version) constraint makes a re-run or a concurrent run harmless;
     the stream is trimmed only below what SQL already holds, keeping a tail for dashboards.
+    An entry that cannot be read: the entries before it are archived, the problem is recorded
+    (the ``worldboss_event_log_undecodable`` gauge, ``keys.ARCHIVE_PROBLEMS`` for the ops
+    overview; ``verify_boss`` names it too) and :class:`EventLogUndecodable` is raised.
     """
     r = _redis()
     log_key = keys.BossKeys(boss.pk).log
@@ -641,34 +644,43 @@ def event_log_archive(*, boss: BossEncounter) -> int:
         .first()
     ) or 0
     copied = 0
-    while True:
-        entries = r.xrange(log_key, min=f"{last + 1}-0", count=ARCHIVE_BATCH)
-        if not entries:
-            break
-        rows = [
-            BossEvent(
-                boss=boss,
-                fight=boss.fight,
-                version=int(f["v"]),
-                kind=f["kind"],
-                status=f["status"],
-                hp=int(f["hp"]),
-                applied=int(f["applied"]),
-                overkill=int(f["overkill"]),
-                deltas=_json(f["d"]),
-                seqs=_json(f.get("s", "")),
-                players=_json(f.get("p", "")),
-                ts_ms=int(f["ts"]),
-            )
-            for _, f in entries
-        ]
-        BossEvent.objects.bulk_create(rows, ignore_conflicts=True)
-        _archived_seqs_record(r, boss.pk, rows)
-        copied += len(rows)
-        last = rows[-1].version
+    try:
+        while True:
+            entries = r.xrange(log_key, min=f"{last + 1}-0", count=ARCHIVE_BATCH)
+            if not entries:
+                break
+            rows: list[BossEvent] = []
+            bad: EventLogUndecodable | None = None
+            for entry_id, f in entries:
+                try:
+                    rows.append(event_log_row(boss=boss, entry_id=entry_id, fields=f))
+                except EventLogUndecodable as exc:
+                    bad = exc
+                    break
+            if rows:
+                BossEvent.objects.bulk_create(rows, ignore_conflicts=True)
+                _archived_seqs_record(r, boss.pk, rows)
+                copied += len(rows)
+                last = rows[-1].version
+            if bad is not None:
+                raise bad
+    except EventLogUndecodable as exc:
+        _archive_problem_record(r, boss=boss, problem=str(exc))
+        raise
+    _archive_problem_record(r, boss=boss, problem=None)
     if last > LOG_TAIL_KEEP:
         r.xtrim(log_key, minid=f"{last - LOG_TAIL_KEEP}-0", approximate=False)
     return copied
+
+
+def _archive_problem_record(r, *, boss: BossEncounter, problem: str | None) -> None:
+    """Report (or clear) the boss's archive problem: a log line, the gauge, the overview's hash."""
+    metrics.EVENT_LOG_UNDECODABLE.labels(boss=boss.slug).set(1 if problem else 0)
+    if problem is None:
+        r.hdel(keys.ARCHIVE_PROBLEMS, str(boss.pk))
+        return
+    logger.error("%s", problem)
+    r.hset(keys.ARCHIVE_PROBLEMS, str(boss.pk), problem)
 
 
 def _archived_seqs_record(r, boss_id: int, rows: list[BossEvent]) -> None:
@@ -682,15 +694,18 @@ def _archived_seqs_record(r, boss_id: int, rows: list[BossEvent]) -> None:
         r.hset(keys.BossKeys(boss_id).archived, mapping=high)
 
 
-def _json(text: str) -> dict:
-    return json.loads(text) if text else {}
-
-
 def event_log_archive_all() -> int:
-    """Archive the logs of every boss that has (or had) an authority this fight."""
+    """Archive the logs of every boss that has (or had) an authority this fight.
+
+    Each boss on its own: a boss whose log holds an entry that cannot be read is reported
+    (:func:`event_log_archive`) and skipped, and every other boss is archived as usual.
+    """
     total = 0
     for boss in BossEncounter.objects.exclude(status=BossStatus.DRAFT):
-        total += event_log_archive(boss=boss)
+        try:
+            total += event_log_archive(boss=boss)
+        except EventLogUndecodable:
+            continue  # reported by event_log_archive; the next boss is archived all the same
     return total
 
 

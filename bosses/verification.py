@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 from bosses.fight_configs import fight_config_get
 from bosses.models import BossEncounter, BossEvent, BossStatus, SagaKind, SagaRun, SagaStatus
-from bosses.selectors import Ledger, boss_archived_events, boss_ledger
+from bosses.selectors import EventLogUndecodable, Ledger, boss_archived_events, boss_ledger, event_log_row
 from core import authority, keys
 from worldboss_sdk.protocol import ENDED_STATUSES
 
@@ -72,7 +72,7 @@ def boss_verify(*, boss: BossEncounter) -> VerifyReport:
     p.extend(_settlement_totals_problems(report, boss=boss, settled=ledger.settled))
     p.extend(_settlements_vs_sagas(boss, ledger.settled))
     p.extend(_failed_sagas(boss, ledger.settled))
-    p.extend(_replay_problems(report, archived=archived, live_log=ledger.log))
+    p.extend(_replay_problems(report, boss=boss, archived=archived, live_log=ledger.log))
     return report
 
 
@@ -134,20 +134,30 @@ def _settlement_totals_problems(
 
 
 def _replay_problems(
-    report: VerifyReport, *, archived: list[BossEvent], live_log: list[tuple[str, dict[str, str]]]
+    report: VerifyReport,
+    *,
+    boss: BossEncounter,
+    archived: list[BossEvent],
+    live_log: list[tuple[str, dict[str, str]]],
 ) -> list[str]:
     """Replay the archived log and the live tail, merged by version: they must agree.
 
     Sets ``report.events`` and ``report.replay_hp``; the replay stops at the first event whose
-    logged HP it does not reach.
+    logged HP it does not reach. A live entry that cannot be read is a problem of its own
+    (the archive of the boss stops before it) and is left out of the replay.
     """
     p = []
     entries: dict[int, tuple[int, int, int, dict]] = {}
     for ev in archived:
         entries[ev.version] = (ev.hp, ev.applied, ev.overkill, ev.deltas)
-    for _, f in live_log:
-        v = int(f["v"])
-        row = (int(f["hp"]), int(f["applied"]), int(f["overkill"]), json.loads(f["d"] or "{}"))
+    for entry_id, f in live_log:
+        try:
+            event = event_log_row(boss=boss, entry_id=entry_id, fields=f)
+        except EventLogUndecodable as exc:
+            p.append(str(exc))
+            continue
+        v = event.version
+        row = (event.hp, event.applied, event.overkill, event.deltas)
         if v in entries and entries[v][:3] != row[:3]:
             p.append(f"event {v}: archived and live entries differ")
         entries[v] = row

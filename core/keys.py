@@ -64,6 +64,9 @@ multi-key script; keys read together share a hash tag):
                                             shard (JSON), copied at each database-checked
                                             auth: lets a session resume while the database
                                             is down (docs/faults.md)
+    liveops:archive:problems        HASH    boss id -> why the archive of that boss stopped (an
+                                            event-log entry it cannot read); the ops overview
+                                            shows it, the next clean archive of the boss clears it
     liveops:{crashscan}:last_ms     STRING  when the crash scan last completed (Redis TIME, ms)
     liveops:{crashscan}:since_ms    STRING  since when the crash scan has watched without a gap
                                             (read with last_ms in one MGET: same slot)
@@ -94,7 +97,16 @@ SHARD_AUTH = f"{GLOBAL_PREFIX}shards:auth"
 CRASH_SCAN_TAG = "{crashscan}"
 CRASH_SCAN_LAST = f"{GLOBAL_PREFIX}{CRASH_SCAN_TAG}:last_ms"
 CRASH_SCAN_SINCE = f"{GLOBAL_PREFIX}{CRASH_SCAN_TAG}:since_ms"
-GLOBAL_KEYS = (LIVE_BOSSES, TICK_TIMES, SHARD_EPOCHS, SHARD_AUTH, CRASH_SCAN_LAST, CRASH_SCAN_SINCE)
+ARCHIVE_PROBLEMS = f"{GLOBAL_PREFIX}archive:problems"
+GLOBAL_KEYS = (
+    LIVE_BOSSES,
+    TICK_TIMES,
+    SHARD_EPOCHS,
+    SHARD_AUTH,
+    CRASH_SCAN_LAST,
+    CRASH_SCAN_SINCE,
+    ARCHIVE_PROBLEMS,
+)
 
 # --- one boss -------------------------------------------------------------------------------
 

@@ -193,6 +193,7 @@ class OverviewRow(TypedDict):
     buffered: int
     tick_lag_ms: int | None
     shards: dict[str, int]
+    archive_problem: str | None
 
 
 class OverviewFrame(TypedDict):

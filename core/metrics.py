@@ -10,7 +10,7 @@ that are gone (a restarted uvicorn worker), which prometheus-client leaves to th
 
 Labels are bounded: ``code``/``outcome``/``reason``/``op``/``endpoint``/``kind`` take a few
 fixed values each; ``boss`` is the boss's slug (one series per boss a designer created, two
-counters per boss: see docs/deploy.md, "Cardinality"). No player, shard session or epoch is
+counters and one gauge per boss: see docs/deploy.md, "Cardinality"). No player, shard session or epoch is
 ever a label.
 """
 
@@ -80,6 +80,13 @@ AUTHORITY_ERRORS = Counter(
     "worldboss_authority_errors_total",
     "Calls that found the authority's Redis unreachable, by operation.",
     ["op"],
+)
+EVENT_LOG_UNDECODABLE = Gauge(
+    "worldboss_event_log_undecodable",
+    "1 while a boss's event log holds an entry the archive cannot read (its archive stops "
+    "before it; every other boss is archived as usual), else 0; by boss slug.",
+    ["boss"],
+    multiprocess_mode="mostrecent",  # the latest archive run of any worker tells the truth
 )
 SOCKETS_OPEN = Gauge(
     "worldboss_sockets_open",

@@ -127,7 +127,16 @@ def _diverged(r: SyncClient, *, fights: dict[int, int], archived: dict[int, int]
     for boss_id, entries in logged.items():
         if entries and boss_id in archived_rows:
             fields = entries[0][1]
-            if (int(fields.get("hp", -1)), int(fields.get("ts", -1))) != archived_rows[boss_id]:
+            try:
+                logged_row = (int(fields.get("hp", -1)), int(fields.get("ts", -1)))
+            except ValueError:
+                # an entry that cannot be read is that boss's problem (the archive reports it),
+                # never a reason to stop checking the others
+                logger.error(
+                    "the log entry %s of boss %s cannot be read: not compared", entries[0][0], boss_id
+                )
+                continue
+            if logged_row != archived_rows[boss_id]:
                 diverged.add(boss_id)
     return diverged
 

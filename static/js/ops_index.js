@@ -56,7 +56,10 @@ export function renderRow(tr, b, S) {
   const lag = cell(tr, "lag");
   setText(lag, ms(b.tick_lag_ms));
   lag.classList.toggle("bad", b.tick_lag_ms !== null && b.tick_lag_ms > 1000 && [S.LIVE, S.PAUSED].includes(b.status));
-  setText(cell(tr, "version"), String(b.version));
+  const version = cell(tr, "version");
+  setText(version, b.archive_problem ? `${b.version} (archive stopped)` : String(b.version));
+  version.classList.toggle("bad", Boolean(b.archive_problem));
+  version.title = b.archive_problem || "";
   setText(cell(tr, "phase"), b.phase || "—");
 }
 

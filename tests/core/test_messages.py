@@ -117,6 +117,7 @@ def _every_frame() -> list[Any]:
                     "buffered": 0,
                     "tick_lag_ms": 0,
                     "shards": {"ok": 1, "late": 0, "crashed": 0},
+                    "archive_problem": None,
                 }
             ],
         ),
