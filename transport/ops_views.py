@@ -20,7 +20,6 @@ from django.views.decorators.http import require_http_methods
 
 from audit.services import audit_record_request
 from bosses import services
-from bosses.hosted import GATEWAY_TICK_MS
 from bosses.ops_selectors import ops_overview_live, ops_snapshot
 from bosses.selectors import boss_get
 from core.errors import AuthorityUnavailable, Forbidden, LiveOpsError, UnknownBoss
@@ -56,9 +55,6 @@ OPS_ACTIONS = {
     ),
 }
 CONFIRM_VALUE = "yes"
-# Slack on top of the gateway flush + sync tick before the player page trusts that a
-# state message holds an acked hit (docs/player.md).
-SETTLE_MARGIN_MS = 80
 
 
 def _not_found(request: HttpRequest, exc: UnknownBoss) -> HttpResponse:
@@ -237,10 +233,9 @@ def play(request: HttpRequest, slug: str) -> HttpResponse:
         "max_hp": boss.max_hp,
         "min_damage": boss.min_damage,
         "max_damage": boss.max_damage,
-        "expected_damage": (boss.min_damage + boss.max_damage) / 2,
+        # a click takes the least a hit deals off the bar: the ack's real damage only lowers it
+        "predicted_damage": boss.min_damage,
         "attacks_per_second": boss.attacks_per_second,
-        # an acked hit is surely in the truth after one gateway flush and one sync tick
-        "settle_ms": GATEWAY_TICK_MS + boss.tick_interval_ms + SETTLE_MARGIN_MS,
         "state_path": f"/ws/bosses/{boss.slug}/",
         "shard_path": f"/ws/shards/{shard.key}/",
         "snapshot_url": reverse("boss-state-api", kwargs={"slug": boss.slug}),

@@ -2,30 +2,35 @@
 //
 // Truth: the newest state message (absolute hp + version). Anything not newer than what we
 // show is ignored, so a lost or reordered message costs nothing.
-// Prediction (player page): a click subtracts the expected damage at once; the ack replaces
-// it with the real damage; the hit stays subtracted until a truth arrives that surely holds
-// it (received settleMs after the ack: one shard flush + one sync tick), then the truth
-// alone is shown. An acked hit is also let go holdMs after its ack (no tick came, e.g. the
-// boss is idle or paused: the truth is then all we know), and a hit never acked expires
-// after expireMs (its socket dropped).
-// Interpolation: the shown value eases toward the target (truth minus pending hits) with a
-// time constant, except that our own hits snap down at once (the "hit feels instant" rule).
+// Prediction (player page): a click subtracts the predicted damage at once (the boss's
+// min_damage: the least a hit deals, so the ack's real damage only ever lowers the bar).
+// Which of the player's own hits a truth already holds is not said by the truth, so the
+// model never guesses it: each hit remembers `base`, the truth shown when it was clicked
+// (which surely does not hold it, nor any later hit). Every hit i then bounds the HP from
+// above: HP <= base_i - (hit i and every later hit), and so does the truth. The target is the
+// lowest of these bounds: it counts a hit only while no truth can hold it, never twice, and
+// it never rises while the truth does not (HP only falls within a fight). A hit whose bound is
+// no lower than the truth is done (the truth says at least as much; it stays done). A hit never
+// acked is dropped after expireMs (its socket died), an acked one after dropMs whatever
+// happened (a crashed gateway lost it); a truth that rose (a reset or a restore), a status
+// other than live or a dead boss drop every hit: the truth is then all we know.
+// Interpolation: the shown value eases toward the target with a time constant, except that
+// our own hits snap down at once (the "hit feels instant" rule).
 // `protocol` is the page's protocol constants (protocol.js): the model learns from it which
 // status is live, so this file needs no DOM and no status names of its own.
 
 export class HpModel {
-  constructor({ hp, maxHp, protocol, version = 0, settleMs = 300, holdMs = 1200, expireMs = 3000, smoothMs = 160 } = {}) {
+  constructor({ hp, maxHp, protocol, version = 0, expireMs = 3000, dropMs = 10000, smoothMs = 160 } = {}) {
     this.liveStatus = protocol.status.LIVE;
     this.maxHp = maxHp;
     this.truthHp = hp;
     this.version = version;
     this.gen = 0;
     this.status = "";
-    this.settleMs = settleMs;
-    this.holdMs = Math.max(holdMs, settleMs);
     this.expireMs = expireMs;
+    this.dropMs = Math.max(dropMs, expireMs);
     this.smoothMs = smoothMs;
-    this.pending = new Map(); // id -> {amount, sentAt, ackAt}
+    this.pending = new Map(); // id -> {amount, base, sentAt, ackAt}, oldest first
     this.shown = hp;
     this.nextId = 1;
     this.lastFrame = null;
@@ -40,24 +45,25 @@ export class HpModel {
     const gen = typeof msg.gen === "number" ? msg.gen : 0;
     if (!force && gen <= this.gen && msg.version <= this.version) return false;
     if (!force && gen < this.gen) return false;
+    const rose = msg.hp > this.truthHp || gen !== this.gen;
     this.gen = gen;
     this.truthHp = msg.hp;
     this.version = msg.version;
     if (typeof msg.max_hp === "number") this.maxHp = msg.max_hp;
     if (msg.status) this.status = msg.status;
-    for (const [id, p] of this.pending) {
-      const settled = p.ackAt !== null && now - p.ackAt >= this.settleMs;
-      if (settled || msg.hp === 0 || msg.status !== this.liveStatus) this.pending.delete(id);
-    }
-    if (force) this.shown = Math.min(this.shown, this.target());
+    if (rose || msg.hp === 0 || msg.status !== this.liveStatus) this.pending.clear();
+    this.prune(now);
+    if (force) this.shown = Math.min(this.shown, this.target(now));
     return true;
   }
 
-  // The player clicked: subtract the expected damage now. Returns the hit's id.
+  // The player clicked: subtract the predicted damage now. Returns the hit's id.
   predict(amount, now) {
     const id = this.nextId++;
-    this.pending.set(id, { amount, sentAt: now, ackAt: null });
-    this.shown = Math.max(0, this.shown - amount);
+    const before = this.target(now);
+    this.pending.set(id, { amount, base: this.truthHp, sentAt: now, ackAt: null });
+    // the target fell by exactly `amount`: so does the bar, at once
+    this.shown = Math.max(0, Math.min(this.shown, before) - amount);
     return id;
   }
 
@@ -65,9 +71,9 @@ export class HpModel {
   ack(id, damage, now) {
     const p = this.pending.get(id);
     if (!p) return;
-    this.shown = Math.max(0, this.shown - (damage - p.amount));
     p.amount = damage;
     p.ackAt = now;
+    this.shown = Math.min(this.shown, this.target(now)); // a snap down, never up
   }
 
   // The server refused the hit (rate limit, boss not live ...): give the HP back smoothly.
@@ -75,19 +81,37 @@ export class HpModel {
     this.pending.delete(id);
   }
 
-  pendingDamage(now) {
-    let sum = 0;
+  // Drop the hits that expired, then the oldest ones the truth already accounts for.
+  prune(now) {
     for (const [id, p] of this.pending) {
-      const stale = p.ackAt === null ? now - p.sentAt > this.expireMs : now - p.ackAt > this.holdMs;
-      if (stale) { this.pending.delete(id); continue; }
-      sum += p.amount;
+      const stale = p.ackAt === null ? now - p.sentAt > this.expireMs : now - p.ackAt > this.dropMs;
+      if (stale) this.pending.delete(id);
     }
-    return sum;
+    let later = 0;
+    for (const p of this.pending.values()) later += p.amount;
+    for (const [id, p] of this.pending) {
+      if (p.base - later < this.truthHp) break; // its bound is below the truth: still counts
+      this.pending.delete(id); // done: the truth is no higher than its bound, for good
+      later -= p.amount;
+    }
   }
 
-  // What the bar should converge to: the truth minus our hits it does not hold yet.
+  // Our hits' damage the target takes off the truth (0 once the truth holds them all).
+  pendingDamage(now) {
+    return this.truthHp - this.target(now);
+  }
+
+  // What the bar should converge to: the lowest upper bound of the HP (see the top).
   target(now = performance.now()) {
-    return Math.max(0, this.truthHp - this.pendingDamage(now));
+    this.prune(now);
+    let later = 0;
+    let low = this.truthHp;
+    const hits = [...this.pending.values()];
+    for (let i = hits.length - 1; i >= 0; i--) {
+      later += hits[i].amount;
+      low = Math.min(low, hits[i].base - later);
+    }
+    return Math.max(0, low);
   }
 
   // Advance the animation to `now`; returns the HP to draw.
@@ -102,7 +126,7 @@ export class HpModel {
   }
 
   settled(now) {
-    return this.pending.size === 0 && this.shown === this.truthHp;
+    return this.target(now) === this.truthHp && this.pending.size === 0 && this.shown === this.truthHp;
   }
 }
 

@@ -14,7 +14,7 @@ const $ = (id) => document.getElementById(id);
 export function startPlayer(cfg, protocol = readProtocol()) {
   const S = protocol.status;
   const E = protocol.errors;
-  const model = new HpModel({ hp: cfg.max_hp, maxHp: cfg.max_hp, protocol, version: -1, settleMs: cfg.settle_ms });
+  const model = new HpModel({ hp: cfg.max_hp, maxHp: cfg.max_hp, protocol, version: -1 });
   const stats = { hits: 0, damage: 0, refused: 0 };
   const sent = new Map(); // attack id -> model hit id
   let nextAttack = 1;
@@ -77,7 +77,7 @@ export function startPlayer(cfg, protocol = readProtocol()) {
     if (bucket.tokens < 1) return;
     bucket.tokens -= 1;
     const id = nextAttack++;
-    const hitId = model.predict(cfg.expected_damage, now);
+    const hitId = model.predict(cfg.predicted_damage, now);
     sent.set(id, hitId);
     if (!shard || !shard.send({ type: "attack", boss: cfg.boss, id })) {
       model.reject(hitId);

@@ -153,8 +153,8 @@ def test_player_bar_drops_before_the_ack_then_settles_on_the_truth(asgi_server, 
 
     hold["on"] = True
     page.click("#attack")
-    # at once: the bar shows the expected damage (mean of 80..120) gone, with no ack yet
-    page.wait_for_function("+document.getElementById('hpbar').dataset.hp === 99900", timeout=1_000)
+    # at once: the bar shows the predicted damage (the least a hit deals: 80) gone, no ack yet
+    page.wait_for_function("+document.getElementById('hpbar').dataset.hp === 99920", timeout=1_000)
     pending = page.evaluate("[...window.__play.model.pending.values()].map(p => p.ackAt)")
     assert pending == [None]
     assert bar(page)["truth"] == 100_000

@@ -133,7 +133,7 @@ def test_player_page_picks_a_shard_and_carries_its_config(live_boss):
         re.search(r'<script id="play-config" type="application/json">(.*?)</script>', body, re.S).group(1)
     )
     assert config["shard"] == "eu-1" and config["shard_path"] == "/ws/shards/eu-1/"
-    assert config["expected_damage"] == (live_boss.min_damage + live_boss.max_damage) / 2
+    assert config["predicted_damage"] == live_boss.min_damage
     assert client.session.session_key  # the guest identity exists before the socket opens
 
 
