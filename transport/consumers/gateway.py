@@ -10,7 +10,8 @@ Two kinds of client share the endpoint:
   ticket its game's backend signed (``?ticket=<ticket>``: the ticket's ``sub``), else by the
   Django session (``user:<pk>``), else by the signed guest cookie the player page issued
   (``guest:<random>``, only for bosses that allow guests); ``?player=<id>`` is taken at its
-  word only in simulator mode (``LIVEOPS_SIMULATOR_PLAYERS=1``). It sends ``attack {boss}``;
+  word only in simulator mode (``LIVEOPS_SIMULATOR_PLAYERS=1``). A ticket's socket is closed
+  at the ticket's ``exp`` (``ticket_expired``, 4401). It sends ``attack {boss}``;
   the process's :class:`~bosses.hosted.HostedShard` computes the damage, rate-limits and
   buffers it; the ack carries the damage.
 
@@ -42,6 +43,7 @@ from core.errors import (
     LiveOpsError,
     MalformedFrame,
     RateLimited,
+    TicketExpired,
     TicketInvalid,
     Unauthorized,
     UnknownBoss,
@@ -199,8 +201,9 @@ class PlayerSource:
     GUEST = "guest"
 
 
-def _player_from_scope(scope, *, shard_key: str) -> tuple[str, str, str | None] | None:
-    """``(player id, PlayerSource, boss slug the ticket is limited to)``, or None (no player).
+def _player_from_scope(scope, *, shard_key: str) -> tuple[str, str, str | None, int | None] | None:
+    """``(player id, PlayerSource, boss slug the ticket is limited to, the ticket's exp)``, or
+    None (no player). Only a ticket has an expiry (unix s): the socket is closed at it.
 
     Raises :class:`Unauthorized` (``?player=`` outside simulator mode), a ticket error, or
     :class:`InvalidInput` (a simulator id that is not a player id).
@@ -212,7 +215,7 @@ def _player_from_scope(scope, *, shard_key: str) -> tuple[str, str, str | None] 
         ticket = player_ticket_verify(
             ticket=query["ticket"][0], keys=settings.PLAYER_TICKET_KEYS, now_s=time.time(), shard=shard_key
         )
-        return ticket.player, PlayerSource.TICKET, ticket.boss
+        return ticket.player, PlayerSource.TICKET, ticket.boss, ticket.expires_at_s
     if "player" in query:
         if not settings.SIMULATOR_PLAYER_IDS:
             raise Unauthorized(
@@ -220,12 +223,12 @@ def _player_from_scope(scope, *, shard_key: str) -> tuple[str, str, str | None] 
                 "connect with ?ticket=<a ticket your game signed>, signed in, or as a guest of the player page"
             )
         # the same rule as everywhere; a simulated player is never a platform id (user:, guest:, sim:)
-        return player_id(query["player"][0], field="player"), PlayerSource.SIMULATOR, None
+        return player_id(query["player"][0], field="player"), PlayerSource.SIMULATOR, None, None
     user = scope.get("user")
     if user is not None and getattr(user, "is_authenticated", False):
-        return f"user:{user.pk}", PlayerSource.USER, None
+        return f"user:{user.pk}", PlayerSource.USER, None, None
     guest = guest_id_from_cookie((scope.get("cookies") or {}).get(settings.GUEST_COOKIE_NAME))
-    return (guest, PlayerSource.GUEST, None) if guest else None
+    return (guest, PlayerSource.GUEST, None, None) if guest else None
 
 
 def _scalar(value):
@@ -242,7 +245,9 @@ class ShardGatewayConsumer(GuardedSocketMixin, SocketGaugeMixin, DirectDispatchM
     player: str | None = None
     player_source: str | None = None  # PlayerSource
     ticket_boss: str | None = None  # the boss slug a ticket is limited to
+    ticket_expires_s: int | None = None  # the ticket's exp (unix s): the socket closes then
     _auth_timer: asyncio.Task | None = None
+    _ticket_timer: asyncio.Task | None = None
     _touched: dict[int, str] | None = None  # boss id -> slug this session sent damage/heartbeats to
 
     _raw = None
@@ -314,7 +319,7 @@ class ShardGatewayConsumer(GuardedSocketMixin, SocketGaugeMixin, DirectDispatchM
                 ),
                 CloseCode.UNAUTHORIZED,
             )
-        self.player, self.player_source, self.ticket_boss = identity
+        self.player, self.player_source, self.ticket_boss, self.ticket_expires_s = identity
         # identified by a cookie (session or guest): only pages of this site may use it
         cookie_player = self.player_source in (PlayerSource.USER, PlayerSource.GUEST)
         if cookie_player and (problem := origin_problem(self.scope)):
@@ -327,10 +332,14 @@ class ShardGatewayConsumer(GuardedSocketMixin, SocketGaugeMixin, DirectDispatchM
                 Unauthorized(f"shard {self.shard_key} is retired"), CloseCode.FORBIDDEN
             )
         await self.send_text(encode(messages.player_welcome_frame(shard=self.shard_key, player=self.player)))
+        if self.ticket_expires_s is not None:
+            self._ticket_timer = asyncio.get_running_loop().create_task(self._ticket_deadline())
 
     async def disconnect(self, code: int) -> None:
         if self._auth_timer is not None:
             self._auth_timer.cancel()
+        if self._ticket_timer is not None:
+            self._ticket_timer.cancel()
         if self.player is not None:
             # A graceful shutdown closes every socket first: flush what this process's hosted
             # shard holds so acked attacks are not left to the crash saga.
@@ -345,6 +354,23 @@ class ShardGatewayConsumer(GuardedSocketMixin, SocketGaugeMixin, DirectDispatchM
             await self._close_with(
                 Unauthorized(f"no auth frame within {AUTH_TIMEOUT_S:g} s"), CloseCode.UNAUTHORIZED
             )
+
+    async def _ticket_deadline(self) -> None:
+        """A ticket vouches for its player until its ``exp``, on an open socket too."""
+        assert self.ticket_expires_s is not None
+        await asyncio.sleep(max(0.0, self.ticket_expires_s - time.time()))
+        await self._ticket_expired_close()
+
+    def _ticket_expired(self) -> bool:
+        return self.ticket_expires_s is not None and time.time() >= self.ticket_expires_s
+
+    async def _ticket_expired_close(self) -> None:
+        """The error frame ``ticket_expired``, then close 4401 with the reason ``ticket_expired``:
+        the game's client reconnects with a fresh ticket (docs/security.md, "Tickets")."""
+        self.ticket_expires_s = None  # closed once, by the timer or by an attack
+        err = TicketExpired("the ticket has expired on this connection: reconnect with a fresh one")
+        await self.send_text(error_frame(err, close=CloseCode.UNAUTHORIZED))
+        await self.close(code=CloseCode.UNAUTHORIZED, reason=err.code)
 
     async def _close_with(self, err: LiveOpsError, code: int) -> None:
         await self.send_text(error_frame(err, close=code))
@@ -526,6 +552,8 @@ class ShardGatewayConsumer(GuardedSocketMixin, SocketGaugeMixin, DirectDispatchM
             raise Unauthorized(
                 "attacks need a player: connect with ?ticket=<ticket>, a session or a guest cookie"
             )
+        if self._ticket_expired():  # the timer is due: never an attack past the ticket's exp
+            return await self._ticket_expired_close()
         boss = await self._boss(frame)
         if self.ticket_boss is not None and boss.slug != self.ticket_boss:
             raise TicketInvalid(f"this connection's ticket is for the boss {self.ticket_boss!r} only")
