@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from tools.stack import ROOT, _die_with_parent
+from tools.stack import ROOT, die_with_parent
 
 REPLY_TIMEOUT_S = 60.0
 
@@ -35,7 +35,7 @@ class Driver:
             stdout=subprocess.PIPE,
             stderr=self._log,
             start_new_session=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only a prctl call
+            preexec_fn=die_with_parent(),  # noqa: PLW1509 - fork-safe: see tools.stack.die_with_parent
         )
         self._lines: queue.Queue[str | None] = queue.Queue()
         self._next_id = 0

@@ -11,9 +11,11 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+import redis
+from django.conf import settings
 from websockets.sync.client import connect
 
 from bosses.models import SagaKind, SagaRun, SagaStatus
@@ -217,6 +219,79 @@ def crash_harsh(ctx: Context) -> str:
     return _crash(ctx, "harsh")
 
 
+def _authority_keys(boss_id: int) -> tuple[redis.Redis, list[str]]:
+    """A bytes client on the authority (DUMP/RESTORE need bytes) and the boss's own keys."""
+    return redis.Redis.from_url(settings.REDIS_URL), keys.BossKeys(boss_id).all()
+
+
+def _rollback_setup(ctx: Context, **connect: Any) -> tuple[Any, dict[str, bytes | None]]:
+    """Round 1 acknowledged, applied and reported durable; a copy of the boss's keys; round 2
+    acknowledged (kept by the SDK: not durable yet)."""
+    boss = ctx.boss()
+    ctx.connect(**connect)
+    _fight(ctx, boss.slug, 10)
+    _flushed(ctx)
+    wait_until(lambda: not get_redis().hlen(keys.BossKeys(boss.pk).buf), what="round 1 applied")
+    wait_until(lambda: ctx.driver.call("stats")["kept"] == 0, what="round 1 reported durable", timeout_s=20)
+    client, names = _authority_keys(boss.pk)
+    copy = {name: client.dump(name) for name in names}
+    client.close()
+    acked = ctx.driver.call("stats")["acked"]
+    for _ in range(3):  # three deltas, each acknowledged before the next hits
+        _fight(ctx, boss.slug, 2, amount=3)
+        acked += len(PLAYERS) * 2 * 3
+        assert ctx.driver.call("wait_acked", amount=acked, timeout_ms=20_000)["reached"]
+    stats = ctx.driver.call("stats")
+    assert stats["kept"] >= 3, f"acknowledged deltas not kept until durable_seq: {stats}"
+    return boss, copy
+
+
+def _roll_back(boss_id: int, copy: dict[str, bytes | None]) -> None:
+    """The authority comes back as the copy was (one MULTI: the tick never sees half of it)."""
+    client, _ = _authority_keys(boss_id)
+    with client.pipeline(transaction=True) as pipe:
+        for name, dump in copy.items():
+            pipe.delete(name)
+            if dump is not None:
+                pipe.restore(name, 0, dump)
+        pipe.execute()
+    client.close()
+
+
+def _restored(boss_id: int) -> bool:
+    return SagaRun.objects.filter(boss_id=boss_id, kind=SagaKind.RESTORE).exists()
+
+
+def rollback(ctx: Context) -> str:
+    """The authority rolls back behind what it acknowledged: the SDK sees the lower
+    ``last_seq`` in a ``heartbeat_ack`` and re-sends its kept deltas (after ``durable_seq``)
+    under their own seqs. No new hit is needed for it."""
+    boss, copy = _rollback_setup(ctx, heartbeat_ms=100)
+    _roll_back(boss.pk, copy)
+    wait_until(
+        lambda: ctx.driver.call("stats")["replayed"] > 0 or _restored(boss.pk),
+        what="the kept deltas re-sent (or the archive's restore)",
+    )
+    stats = _flushed(ctx)
+    how = f"{stats['replayed']} deltas re-sent" if stats["replayed"] else "restored from the archive"
+    return ctx.books(boss, stats["generated"][boss.slug], how)
+
+
+def seq_gap(ctx: Context) -> str:
+    """After a rollback (its heartbeat acks lost), the next delta is ahead of the authority:
+    ``seq_gap`` with ``last_seq``; the SDK re-sends its kept deltas, then the new one."""
+    boss, copy = _rollback_setup(ctx)
+    ctx.proxy.set(drop_server={"heartbeat_ack": 10**6})
+    _roll_back(boss.pk, copy)
+    _fight(ctx, boss.slug, 5)
+    wait_until(lambda: ctx.proxy.seen.error_codes["seq_gap"] > 0 or _restored(boss.pk), what="a seq_gap")
+    ctx.proxy.reset()
+    stats = _flushed(ctx)
+    if not _restored(boss.pk):
+        assert stats["replayed"] > 0 and stats["errors"].get("seq_gap", 0) >= 1, stats
+    return ctx.books(boss, stats["generated"][boss.slug], f"{stats['replayed']} deltas re-sent after seq_gap")
+
+
 def tickets(ctx: Context) -> str:
     """Every signing vector reproduced byte for byte; a fresh ticket admits a player to the platform."""
     vectors = json.loads((VECTORS / "tickets.json").read_text())
@@ -262,6 +337,8 @@ SCENARIOS: dict[str, Callable[[Context], str]] = {
     "rate_limited": rate_limited,
     "fenced": fenced,
     "stale_epoch": stale_epoch,
+    "rollback": rollback,
+    "seq_gap": seq_gap,
     "bye": bye,
     "crash_fair": crash_fair,
     "crash_harsh": crash_harsh,

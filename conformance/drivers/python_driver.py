@@ -106,6 +106,7 @@ class Driver:
             "unacked": {slug: b.buffer.unacked for slug, b in bosses.items()},
             "dropped": {slug: b.buffer.dropped for slug, b in bosses.items()},
             "replayed": sum(b.buffer.replayed for b in bosses.values()),
+            "kept": sum(len(b.buffer.kept) for b in bosses.values()),
         }
 
     async def bye(self, cmd: dict[str, Any]) -> dict[str, Any]:

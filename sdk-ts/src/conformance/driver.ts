@@ -96,12 +96,14 @@ class Driver {
     const unacked: Record<string, number> = {};
     const dropped: Record<string, number> = {};
     let replayed = 0;
+    let kept = 0;
     for (const [slug, b] of c.bosses) {
       unacked[slug] = b.buffer.unacked;
       dropped[slug] = b.buffer.dropped;
       replayed += b.buffer.replayed;
+      kept += b.buffer.kept.length;
     }
-    return { epoch: c.epoch, connected: c.connected, ...c.stats, generated: this.generated, unacked, dropped, replayed };
+    return { epoch: c.epoch, connected: c.connected, ...c.stats, generated: this.generated, unacked, dropped, replayed, kept };
   }
 
   async bye(cmd: Cmd): Promise<Reply> {
