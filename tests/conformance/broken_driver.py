@@ -1,5 +1,10 @@
-"""A Python SDK with one bug, for the kit's own test: on ``fenced`` it keeps what the crash
-saga settled (it ignores ``settled``), so under a *fair* boss that damage would land twice."""
+"""A Python SDK with one bug, for the kit's own test (the bug named by the first argument):
+
+* ``settled``: on ``fenced`` it keeps what the crash saga settled (it ignores ``settled``), so
+  under a *fair* boss that damage would land twice;
+* ``keeps``: it forgets acknowledged deltas at once (it ignores ``durable_seq``), so what an
+  authority rollback took back is lost.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,19 @@ from worldboss_sdk.buffer import LocalBuffer
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "conformance" / "drivers"))
 import python_driver
 
-fenced = LocalBuffer.fenced
-LocalBuffer.fenced = lambda self, *, last_seq, settled: fenced(self, last_seq=last_seq, settled=0)  # type: ignore[method-assign]
+if sys.argv[1:] == ["settled"]:
+    fenced = LocalBuffer.fenced
+    LocalBuffer.fenced = lambda self, *, last_seq, settled: fenced(self, last_seq=last_seq, settled=0)  # type: ignore[method-assign]
+elif sys.argv[1:] == ["keeps"]:
+    acked = LocalBuffer.acked
+
+    def acked_forgetting(self: LocalBuffer, seq: int) -> bool:
+        done = acked(self, seq)
+        self.kept.clear()
+        return done
+
+    LocalBuffer.acked = acked_forgetting  # type: ignore[method-assign]
+else:
+    raise SystemExit(f"usage: broken_driver.py settled|keeps, not {sys.argv[1:]}")
 
 asyncio.run(python_driver.main())
