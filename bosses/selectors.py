@@ -7,6 +7,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 
+from django.db.models import QuerySet
+
 from bosses.models import (
     BossEncounter,
     BossEvent,
@@ -30,6 +32,21 @@ def boss_get(*, slug: str) -> BossEncounter:
         return BossEncounter.objects.get(slug=slug)
     except BossEncounter.DoesNotExist:
         raise UnknownBoss(f"no boss with slug {slug!r}") from None
+
+
+def boss_get_visible(*, slug: str, drafts: bool) -> BossEncounter:
+    """:func:`boss_get` for a public page: a draft is :class:`UnknownBoss`, as if it did not
+    exist, unless ``drafts`` (the viewer may watch fights: docs/security.md, "Drafts")."""
+    boss = boss_get(slug=slug)
+    if boss.status == BossStatus.DRAFT and not drafts:
+        raise UnknownBoss(f"no boss with slug {slug!r}")
+    return boss
+
+
+def bosses_visible(*, drafts: bool) -> QuerySet[BossEncounter]:
+    """Every boss for a public list: drafts only with ``drafts``."""
+    rows = BossEncounter.objects.all()
+    return rows if drafts else rows.exclude(status=BossStatus.DRAFT)
 
 
 def template_get(*, slug: str) -> BossTemplate:

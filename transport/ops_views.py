@@ -21,7 +21,7 @@ from django.views.decorators.http import require_http_methods
 from audit.services import audit_record_request
 from bosses import services
 from bosses.ops_selectors import ops_overview_live, ops_snapshot
-from bosses.selectors import boss_get
+from bosses.selectors import boss_get, boss_get_visible
 from core.errors import AuthorityUnavailable, Forbidden, LiveOpsError, UnknownBoss
 from core.redis import REDIS_DOWN
 from shards.models import Shard, ShardKind, ShardStatus
@@ -34,7 +34,7 @@ from transport.permissions import (
     guest_id_from_cookie,
     guest_id_new,
 )
-from transport.views import render_page
+from transport.views import render_page, sees_drafts
 from worldboss_sdk.protocol import Status
 
 # action -> (service, button label, what it does, which statuses allow it)
@@ -200,7 +200,7 @@ def play(request: HttpRequest, slug: str) -> HttpResponse:
     when the page needs one (no session row is written); else the page asks to sign in.
     """
     try:
-        boss = boss_get(slug=slug)
+        boss = boss_get_visible(slug=slug, drafts=sees_drafts(request))
     except UnknownBoss as exc:
         return render_page(request, "play/not_found.html", {"error": exc}, status=404)
     shards = list(

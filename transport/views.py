@@ -6,14 +6,14 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.debug import SafeExceptionReporterFilter
 
-from bosses.models import BossEncounter
-from bosses.selectors import boss_get, boss_live_state_by_slug, boss_state
+from bosses.selectors import boss_get_visible, boss_live_state_by_slug, boss_state, bosses_visible
 from core import messages
 from core.errors import AuthorityUnavailable, UnknownBoss
 from core.redaction import redact
 from core.redis import REDIS_DOWN
-from shards.models import Shard
+from shards.models import Shard, ShardKind, ShardStatus
 from shards.services import DATABASE_DOWN
+from transport.permissions import can_watch
 from worldboss_sdk.protocol import as_dict as protocol_as_dict
 
 
@@ -43,9 +43,22 @@ def render_page(
     return render(request, template, {**protocol_constants(request), **(context or {})}, status=status)
 
 
+def sees_drafts(request: HttpRequest) -> bool:
+    """Whether this viewer may see draft bosses (an unreleased event): those who may watch
+    fights (transport.permissions.can_watch); for anyone else a draft does not exist."""
+    return can_watch(getattr(request, "user", None))
+
+
 def home(request: HttpRequest) -> HttpResponse:
-    """A short index of bosses with links to their pages."""
-    return render_page(request, "home.html", {"bosses": BossEncounter.objects.all()})
+    """A short index of bosses with links to their pages (drafts only for staff who watch)."""
+    return render_page(request, "home.html", {"bosses": bosses_visible(drafts=sees_drafts(request))})
+
+
+def public_shards() -> list[messages.PublicShard]:
+    """The shards the public may see: those a player can join (hosted, not retired). A game
+    server's shard stays off the public list (docs/security.md, "What is public")."""
+    rows = Shard.objects.filter(kind=ShardKind.HOSTED).exclude(status=ShardStatus.RETIRED).order_by("key")
+    return list(rows.values("key", "name", "region", "status"))  # type: ignore[arg-type]
 
 
 # What the state API read from the database last, per process: served with the authority's
@@ -56,15 +69,16 @@ RETRY_AFTER_S = 1
 
 
 def state_api(request: HttpRequest, slug: str) -> JsonResponse:
-    """``GET /api/bosses/<slug>/state``: the snapshot as JSON plus the public shard list.
+    """``GET /api/bosses/<slug>/state``: the snapshot as JSON plus the public shard list; a
+    draft is 404 ``unknown_boss`` unless the viewer may watch fights.
 
     While the database is unreachable the authority's state is served alone, with the name
     and shards last read (docs/faults.md); 503 ``authority_unavailable`` when Redis is
     unreachable, or when the database is and Redis holds no fight of that boss.
     """
     try:
-        boss = boss_get(slug=slug)
-        shards = list(Shard.objects.values("key", "name", "region", "status"))
+        boss = boss_get_visible(slug=slug, drafts=sees_drafts(request))
+        shards = public_shards()
     except UnknownBoss as exc:
         return JsonResponse(messages.error_body(code=exc.code, detail=str(exc)), status=404)
     except DATABASE_DOWN as exc:

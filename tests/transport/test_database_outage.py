@@ -16,6 +16,7 @@ import json
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.contrib.auth import get_user_model
 from django.test import Client
 
 from bosses.services import boss_go_live, boss_tick
@@ -126,9 +127,12 @@ async def test_viewers_connect_on_the_cached_boss_and_a_cold_one_is_told_to_retr
 def test_the_state_api_answers_from_the_authority_while_the_database_is_unreachable(fight, make_boss):
     boss, _, _ = fight
     draft = make_boss(max_hp=500)  # no authority: nothing to answer from without the database
+    shard_create(key="near-1", name="Near 1", kind="hosted")  # the public list: hosted shards
     client = Client()
+    staff = Client()
+    staff.force_login(get_user_model().objects.create_superuser("root", "r@example.com", "pw"))
     before = client.get(f"/api/bosses/{boss.slug}/state").json()
-    assert before["name"] == boss.name and [s["key"] for s in before["shards"]] == ["far-1"]
+    assert before["name"] == boss.name and [s["key"] for s in before["shards"]] == ["near-1"]
     with database_unreachable():
         resp = client.get(f"/api/bosses/{boss.slug}/state")
         assert resp.status_code == 200 and resp.json() == before
@@ -139,4 +143,5 @@ def test_the_state_api_answers_from_the_authority_while_the_database_is_unreacha
         resp = client.get(f"/api/bosses/{draft.slug}/state")
         assert resp.status_code == 503 and resp["Retry-After"] == "1"
         assert resp.json()["code"] == "authority_unavailable"
-    assert client.get(f"/api/bosses/{draft.slug}/state").status_code == 200
+    assert staff.get(f"/api/bosses/{draft.slug}/state").status_code == 200
+    assert client.get(f"/api/bosses/{draft.slug}/state").status_code == 404  # drafts are not public

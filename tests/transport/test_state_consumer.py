@@ -175,7 +175,7 @@ async def test_viewers_share_one_subscription_and_leave_cleanly(live_boss):
 async def test_http_snapshot_matches_the_websocket_snapshot(live_boss, make_session, client):
     from shards.services import shard_create
 
-    await sync_to_async(shard_create)(key="eu-9", name="EU 9", region="eu")
+    await sync_to_async(shard_create)(key="eu-9", name="EU 9", region="eu", kind="hosted")
     s = await sync_to_async(make_session)()
     await sync_to_async(hit_and_tick)(live_boss, s, 1, 777)
     comm, snap = await open_viewer(live_boss.slug)
