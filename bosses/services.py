@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from celery import current_app
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -54,6 +55,11 @@ logger = logging.getLogger(__name__)
 # fires every SYNC_TICK_INTERVAL_MS, so a 100 ms boss must not skip a 98 ms beat.
 TICK_INTERVAL_SLACK = 0.8
 ARCHIVE_BATCH = 1_000
+# Bosses one archive pass takes (the rest stay marked for the next pass), and bosses per SQL
+# statement of the archive and the restore check: an IN list or an OR of per-boss conditions
+# that SQLite (expression depth 1000, 32766 parameters) and PostgreSQL both take.
+ARCHIVE_PASS_BOSSES = 1_000
+SQL_BATCH_BOSSES = 100
 # Entries kept in the Redis stream after they were archived (dashboards read the tail).
 LOG_TAIL_KEEP = 500
 # A defeated boss still in the live set this long after its death tick means that tick
@@ -570,6 +576,14 @@ def tick_partition_buckets(*, partition: int, partitions: int) -> list[int]:
     return [b for b in range(keys.TICK_BUCKETS) if b % partitions == partition]
 
 
+def tick_pass_claim(*, partition: int) -> bool:
+    """Claim the next pass of a tick partition; False when one started less than half an
+    interval ago (a backlog of beat sends: the pass that ran drained everything, so the
+    stale task returns after this one command instead of running a pass)."""
+    claim_ms = max(1, settings.SYNC_TICK_INTERVAL_MS // 2)
+    return bool(_redis().set(keys.tick_claim_key(partition), 1, nx=True, px=claim_ms))
+
+
 def boss_tick_all(
     *, partition: int = 0, partitions: int = 1, force: bool = False
 ) -> dict[int, authority.TickOutcome]:
@@ -617,7 +631,11 @@ def boss_tick_all(
 
 def victory_enqueue(*, boss_id: int) -> None:
     """Enqueue the victory saga; the saga's own record makes a repeated enqueue harmless."""
-    fight = int(_redis().hget(keys.BossKeys(boss_id).state, "fight") or 0)
+    r = _redis()
+    fight = int(r.hget(keys.BossKeys(boss_id).state, "fight") or 0)
+    # Pending until the resume sweep sees its saga finished: a task lost on the way is found
+    # there without reading every boss (bosses/sagas/victory.py victory_sagas_resume).
+    r.sadd(keys.VICTORY_PENDING, boss_id)
     current_app.send_task(
         VICTORY_SAGA_TASK, kwargs={"boss_id": boss_id, "fight": fight}, task_id=f"victory-{boss_id}-{fight}"
     )
@@ -694,18 +712,62 @@ def _archived_seqs_record(r, boss_id: int, rows: list[BossEvent]) -> None:
         r.hset(keys.BossKeys(boss_id).archived, mapping=high)
 
 
-def event_log_archive_all() -> int:
-    """Archive the logs of every boss that has (or had) an authority this fight.
+def unarchived_take(*, limit: int = ARCHIVE_PASS_BOSSES) -> list[int]:
+    """Take up to ``limit`` bosses (lowest ids first) out of the buckets' unarchived sets.
+
+    Every script that appends to a log marks its boss there, atomically with the entry. The
+    marks are taken *before* the logs are copied, so an entry appended during the copy marks
+    the boss again for the next pass; bosses past ``limit`` stay marked for the next pass.
+    One pipeline (one per master on a cluster) reads the 256 sets, one removes the taken ids.
+    """
+    r = _redis()
+    names = [keys.unarchived_key(b) for b in range(keys.TICK_BUCKETS)]
+    replies = execute_pipelined(r, [(name, ("SMEMBERS", name)) for name in names])
+    down = [reply for reply in replies if isinstance(reply, Exception)]
+    if len(down) == len(replies):
+        raise down[0]
+    ids = sorted({int(i) for members in replies if not isinstance(members, Exception) for i in members})
+    ids = ids[:limit]
+    if ids:
+        execute_pipelined(r, [(_unarchived(i), ("SREM", _unarchived(i), i)) for i in ids])
+    return ids
+
+
+def unarchived_mark(*, boss_ids: Sequence[int]) -> None:
+    """Mark bosses for the next archive pass again (their copy failed or was not reached)."""
+    if boss_ids:
+        execute_pipelined(_redis(), [(_unarchived(i), ("SADD", _unarchived(i), i)) for i in boss_ids])
+
+
+def _unarchived(boss_id: int) -> str:
+    return keys.boss_keys(boss_id).unarchived
+
+
+def event_log_archive_all(*, boss_ids: Sequence[int] | None = None) -> int:
+    """Archive the logs of the bosses whose log changed since the last pass (``boss_ids``, by
+    default those :func:`unarchived_take` takes): the cost follows the changed fights, not
+    the live ones. SQL reads go by batches of SQL_BATCH_BOSSES ids.
 
     Each boss on its own: a boss whose log holds an entry that cannot be read is reported
-    (:func:`event_log_archive`) and skipped, and every other boss is archived as usual.
+    (:func:`event_log_archive`), marked again (so it is retried every pass) and skipped, and
+    every other boss is archived as usual. Any other failure puts the bosses not yet
+    archived back for the next pass, then propagates.
     """
+    ids = unarchived_take() if boss_ids is None else list(boss_ids)
     total = 0
-    for boss in BossEncounter.objects.exclude(status=BossStatus.DRAFT):
+    undecodable: list[int] = []
+    for start in range(0, len(ids), SQL_BATCH_BOSSES):
+        batch = ids[start : start + SQL_BATCH_BOSSES]
         try:
-            total += event_log_archive(boss=boss)
-        except EventLogUndecodable:
-            continue  # reported by event_log_archive; the next boss is archived all the same
+            for boss in BossEncounter.objects.filter(pk__in=batch).exclude(status=BossStatus.DRAFT):
+                try:
+                    total += event_log_archive(boss=boss)
+                except EventLogUndecodable:
+                    undecodable.append(boss.pk)  # reported by event_log_archive
+        except Exception:
+            unarchived_mark(boss_ids=[*undecodable, *ids[start:]])
+            raise
+    unarchived_mark(boss_ids=undecodable)
     return total
 
 

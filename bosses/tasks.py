@@ -11,16 +11,22 @@ import time
 from celery import shared_task
 
 from bosses.sagas.crash import crashed_sessions_scan
-from bosses.sagas.restore import authority_check_all
+from bosses.sagas.restore import archive_pass_run
 from bosses.sagas.victory import boss_victory_run, victory_sagas_resume
-from bosses.services import VICTORY_SAGA_TASK, boss_schedules_apply, boss_tick_all, event_log_archive_all
+from bosses.services import VICTORY_SAGA_TASK, boss_schedules_apply, boss_tick_all, tick_pass_claim
 from core import keys, metrics
 from core.redis import REDIS_DOWN, get_redis
 
 
 @shared_task(name="bosses.tick_live_bosses", ignore_result=True)
 def tick_live_bosses(*, partition: int = 0, partitions: int = 1) -> None:
-    """The sync tick of one partition: drain and apply its dirty bosses (beat, every ~100 ms)."""
+    """The sync tick of one partition: drain and apply its dirty bosses (beat, every ~100 ms).
+
+    A task of a backlog (the worker was away, the broker held the beat's sends) finds the
+    partition's claim of the pass that just ran and returns after one Redis command."""
+    if not tick_pass_claim(partition=partition):
+        metrics.TICK_SKIPPED.inc()
+        return
     started = time.perf_counter()
     try:
         results = boss_tick_all(partition=partition, partitions=partitions)
@@ -67,10 +73,9 @@ def victory_saga(*, boss_id: int, fight: int) -> None:
 
 @shared_task(name="bosses.archive_event_logs", ignore_result=True)
 def archive_event_logs() -> None:
-    """Check each fight's authority against the archive (restore what Redis lost or rolled
-    back), then copy new event-log entries to SQL."""
-    authority_check_all()
-    event_log_archive_all()
+    """Check the changed fights' authority against the archive (restore what Redis lost or
+    rolled back), then copy their new event-log entries to SQL."""
+    archive_pass_run()
 
 
 @shared_task(name="bosses.apply_schedules", ignore_result=True)

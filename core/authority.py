@@ -381,10 +381,11 @@ def seed_call(  # noqa: PLR0913 - one keyword per ARGV of seed.lua, all keyword-
         slug,
         min_tick_ms,
         incarnation,
+        boss_id,
     ]
     for shard, epoch in floors.items():
         args += [shard, epoch]
-    return Call("seed", [k.state, k.log, k.floor], args, _parse_seed)
+    return Call("seed", [k.state, k.log, k.floor, k.unarchived], args, _parse_seed)
 
 
 def ingest_call(
@@ -427,7 +428,7 @@ def tick_call(*, boss_id: int, force: bool = False) -> Call[TickOutcome]:
     k = keys.boss_keys(boss_id)
     return Call(
         "tick",
-        [k.state, k.buf, k.log, k.dirty, k.seq, k.pbuf, k.players],
+        [k.state, k.buf, k.log, k.dirty, k.seq, k.pbuf, k.players, k.unarchived],
         ["1" if force else "0", boss_id],
         _parse_tick,
     )
@@ -436,7 +437,7 @@ def tick_call(*, boss_id: int, force: bool = False) -> Call[TickOutcome]:
 def transition_call(*, boss_id: int, to: str, allowed_from: tuple[str, ...]) -> Call[TransitionOutcome]:
     """Change the status if it is one of ``allowed_from``."""
     k = keys.boss_keys(boss_id)
-    return Call("transition", [k.state, k.log], [to, *allowed_from], _parse_transition)
+    return Call("transition", [k.state, k.log, k.unarchived], [to, boss_id, *allowed_from], _parse_transition)
 
 
 def heartbeat_call(
@@ -549,6 +550,7 @@ def restore_call(*, boss_id: int, incarnation: str, gen: int, snapshot: str) -> 
             k.archived,
             k.log,
             k.dirty,
+            k.unarchived,
         ],
         [incarnation, gen, boss_id, snapshot],
         _parse_restore,

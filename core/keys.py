@@ -15,6 +15,16 @@ next tick atomically (docs/sync-tick.md). ``<b>`` is the bucket, ``<id>`` the bo
                                       removed by tick.lua once the buffer is drained (or by
                                       the tick's follow-up once a defeated, ended or reset
                                       boss is settled)
+    {bosses:<b>}:unarchived    SET    ids of this bucket's bosses whose event log may hold
+                                      entries the SQL archive lacks: added by every script
+                                      that appends to a log (seed, tick, transition,
+                                      restore), taken by the archive pass before it copies
+                                      (so a change during the copy marks the boss again)
+    {bosses:<b>}:watch         STRING written by the restore check once it has checked
+                                      every fight of the bucket; missing (a Redis that
+                                      restarted empty, a flush, a failover to an empty
+                                      node) makes the next pass check the bucket's every
+                                      fight against the archive (docs/durability.md)
     {bosses:<b>}:<id>:state    HASH   the authority: hp, max_hp, version, status, phase,
                                       phase_name, phases (JSON), accepted, applied, overkill,
                                       recovered, discarded, last_tick_ms, fight, slug,
@@ -70,6 +80,16 @@ multi-key script; keys read together share a hash tag):
     liveops:{crashscan}:last_ms     STRING  when the crash scan last completed (Redis TIME, ms)
     liveops:{crashscan}:since_ms    STRING  since when the crash scan has watched without a gap
                                             (read with last_ms in one MGET: same slot)
+    liveops:restore:cursor          STRING  the last boss id the restore check's rolling sweep
+                                            checked (it wraps to the start past the last)
+    liveops:archive:lock            STRING  held (SET NX PX) by the archive pass that runs:
+                                            a second pass scheduled meanwhile returns at once
+    liveops:tick:<p>:claim          STRING  held (SET NX PX, half a tick interval) by the pass
+                                            of tick partition <p> that started last: a stale
+                                            tick task of a backlog returns at once
+    liveops:victory:pending         SET     ids of defeated bosses whose victory saga was
+                                            enqueued and has not finished (the resume sweep
+                                            reads these, not every boss)
     boss:<id>:state                 pub/sub channel: one JSON state message per changed tick
                                     (PUBLISH/SUBSCRIBE on one Redis or behind Sentinel)
     {bosses:<b>}:<id>:state         the same channel on a Redis Cluster, sharded pub/sub
@@ -98,6 +118,17 @@ CRASH_SCAN_TAG = "{crashscan}"
 CRASH_SCAN_LAST = f"{GLOBAL_PREFIX}{CRASH_SCAN_TAG}:last_ms"
 CRASH_SCAN_SINCE = f"{GLOBAL_PREFIX}{CRASH_SCAN_TAG}:since_ms"
 ARCHIVE_PROBLEMS = f"{GLOBAL_PREFIX}archive:problems"
+RESTORE_CURSOR = f"{GLOBAL_PREFIX}restore:cursor"
+ARCHIVE_LOCK = f"{GLOBAL_PREFIX}archive:lock"
+VICTORY_PENDING = f"{GLOBAL_PREFIX}victory:pending"
+TICK_CLAIM_PREFIX = f"{GLOBAL_PREFIX}tick:"
+
+
+def tick_claim_key(partition: int) -> str:
+    """The claim of the newest pass of one tick partition (a stale task of a backlog skips)."""
+    return f"{TICK_CLAIM_PREFIX}{partition}:claim"
+
+
 GLOBAL_KEYS = (
     LIVE_BOSSES,
     TICK_TIMES,
@@ -106,6 +137,9 @@ GLOBAL_KEYS = (
     CRASH_SCAN_LAST,
     CRASH_SCAN_SINCE,
     ARCHIVE_PROBLEMS,
+    RESTORE_CURSOR,
+    ARCHIVE_LOCK,
+    VICTORY_PENDING,
 )
 
 # --- one boss -------------------------------------------------------------------------------
@@ -115,6 +149,8 @@ GLOBAL_KEYS = (
 TICK_BUCKETS = 256
 BOSS_TAG_PREFIX = "{bosses:"
 DIRTY_NAME = "dirty"
+UNARCHIVED_NAME = "unarchived"
+WATCH_NAME = "watch"
 
 
 def tick_bucket(boss_id: int) -> int:
@@ -130,6 +166,16 @@ def bucket_tag(bucket: int) -> str:
 def dirty_key(bucket: int) -> str:
     """The set of a bucket's boss ids that have something for the tick to do."""
     return f"{bucket_tag(bucket)}:{DIRTY_NAME}"
+
+
+def unarchived_key(bucket: int) -> str:
+    """The set of a bucket's boss ids whose log may hold entries the archive has not copied."""
+    return f"{bucket_tag(bucket)}:{UNARCHIVED_NAME}"
+
+
+def watch_key(bucket: int) -> str:
+    """The restore check's mark that it has checked every fight of the bucket."""
+    return f"{bucket_tag(bucket)}:{WATCH_NAME}"
 
 
 # Prefix of the per-player rate-limit keys (:meth:`BossKeys.rate`); not one of the
@@ -173,6 +219,11 @@ class BossKeys:
     def dirty(self) -> str:
         """The dirty set of the boss's bucket (shared with the bucket's other bosses)."""
         return dirty_key(tick_bucket(self.boss_id))
+
+    @cached_property
+    def unarchived(self) -> str:
+        """The unarchived set of the boss's bucket (shared with the bucket's other bosses)."""
+        return unarchived_key(tick_bucket(self.boss_id))
 
     @cached_property
     def state(self) -> str:

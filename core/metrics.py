@@ -51,6 +51,10 @@ TICK_DURATION = Histogram(
     "Wall time of one sync tick pass (read dirty sets, tick, publish, follow-ups).",
     buckets=_FAST_S,
 )
+TICK_SKIPPED = Counter(
+    "worldboss_tick_skipped_total",
+    "Sync tick tasks that returned at once: a pass of their partition started within half an interval (a backlog).",
+)
 TICK_BOSSES = Histogram(
     "worldboss_tick_pass_bosses",
     "Bosses ticked by one sync tick pass (the dirty ones of its partition).",

@@ -183,7 +183,9 @@ def demo_run(opts: DemoOptions, *, out: TextIO = sys.stdout, err: TextIO = sys.s
             f"{' (reset from the last run)' if setup.reset else ''}; shards: {', '.join(s.key for s in specs)}"
         )
         stack.start_asgi(port=opts.port, host=opts.host)
-        stack.start_worker(queues="ticks,sagas", concurrency=4)
+        # The tick has its own worker: an archive or saga pass never holds a thread it needs.
+        stack.start_worker(queues="ticks", concurrency=2, name="tick")
+        stack.start_worker(queues="sagas", concurrency=4)
         stack.start_beat()
         base = f"http://127.0.0.1:{opts.port}"
         wait_ready(base)  # /readyz: database, Redis, broker and a fresh sync tick

@@ -400,11 +400,14 @@ class Stack:
         self.wait_listening(proc, "127.0.0.1" if host in ("0.0.0.0", "") else host, port)
         return proc
 
-    def start_worker(self, *, queues: str = "ticks,sagas", concurrency: int = 4) -> ManagedProcess:
-        """A Celery worker (thread pool) on the configured broker; returns once it is ready."""
+    def start_worker(
+        self, *, queues: str = "ticks,sagas", concurrency: int = 4, name: str = "worker"
+    ) -> ManagedProcess:
+        """A Celery worker (thread pool) on the configured broker; returns once it is ready.
+        ``name`` tells two workers of one stack apart (their logs and Celery node names)."""
         proc = self.start(
-            "worker",
-            [*celery_worker_argv(queues=queues, concurrency=concurrency), "-n", f"liveops-{os.getpid()}@%h"],
+            name,
+            [*celery_worker_argv(queues=queues, concurrency=concurrency), "-n", f"{name}-{os.getpid()}@%h"],
             restart=True,
         )
         proc.wait_for_output("ready.")

@@ -30,6 +30,7 @@ from bosses.models import (
 from bosses.sagas.runner import SagaStep, saga_last_progress, saga_run
 from bosses.signals import fight_event_send
 from core import authority, keys
+from core.clients import Routed, execute_pipelined
 from core.clock import Clock, RedisClock
 from core.redis import get_redis
 from shards.models import Shard, ShardStatus
@@ -43,6 +44,9 @@ CRASH_SAGA_RESUME_AFTER_MS = 2_000
 # saga at every scan (500 ms) and a stalled one every CRASH_SAGA_RESUME_AFTER_MS, so this is
 # about 10 s of failing scans, or 40 s of stalled resumes.
 CRASH_MAX_ATTEMPTS = 20
+# Live bosses per pipeline (their heartbeats and settlements) and per SQL query (the
+# timeouts of those with a silent session) of the crash scan.
+CRASH_SCAN_BATCH = 100
 
 
 def shard_retire(*, shard: Shard) -> int:
@@ -274,30 +278,28 @@ def crashed_sessions_scan(*, clock: Clock | None = None) -> list[SagaRun]:
 
 
 def _scan(r: redis.Redis, *, clock: Clock, now_ms: int, since: int) -> list[SagaRun]:
-    ids = [int(i) for i in r.smembers(keys.LIVE_BOSSES)]
+    ids = sorted(int(i) for i in r.smembers(keys.LIVE_BOSSES))
     sagas: list[SagaRun] = []
     if not ids:
         return sagas
-    for boss in BossEncounter.objects.filter(pk__in=ids):
-        k = keys.BossKeys(boss.pk)
-        pipe = r.pipeline(transaction=False)
-        pipe.hgetall(k.hb)
-        pipe.hgetall(k.settled)
-        beats, settled = pipe.execute()
-        for sess, seen in beats.items():
-            silent = now_ms - max(int(seen), since)
-            if sess in settled or silent <= boss.heartbeat_timeout_ms:
-                continue
+    for start in range(0, len(ids), CRASH_SCAN_BATCH):
+        for boss, sess, silent in _silent_sessions(r, ids[start : start + CRASH_SCAN_BATCH], now_ms, since):
             shard_key, _, epoch = sess.partition(":")
             sagas.append(
                 session_fence(boss=boss, shard_key=shard_key, epoch=int(epoch), silent_ms=silent, clock=clock)
             )
     # A saga without progress for CRASH_SAGA_RESUME_AFTER_MS lost its process: resume it.
+    live = set(ids)
     stale = datetime.fromtimestamp((now_ms - CRASH_SAGA_RESUME_AFTER_MS) / 1000, tz=UTC)
     for saga in SagaRun.objects.filter(
-        kind=SagaKind.CRASH, status=SagaStatus.RUNNING, boss_id__in=ids, started_at__lt=stale
+        kind=SagaKind.CRASH, status=SagaStatus.RUNNING, started_at__lt=stale
     ).select_related("boss"):
-        if saga.fight == saga.boss.fight and saga.epoch is not None and saga_last_progress(saga=saga) < stale:
+        if (
+            saga.boss_id in live
+            and saga.fight == saga.boss.fight
+            and saga.epoch is not None
+            and saga_last_progress(saga=saga) < stale
+        ):
             sagas.append(
                 session_fence(
                     boss=saga.boss,
@@ -308,3 +310,33 @@ def _scan(r: redis.Redis, *, clock: Clock, now_ms: int, since: int) -> list[Saga
                 )
             )
     return sagas
+
+
+def _silent_sessions(
+    r: redis.Redis, batch: list[int], now_ms: int, since: int
+) -> list[tuple[BossEncounter, str, int]]:
+    """``(boss, session, silent ms)`` of every unsettled session of ``batch`` silent past its
+    boss's heartbeat timeout: one pipeline for the batch's heartbeats and settlements, and
+    one SQL query for the timeouts of the bosses that have a silent session at all."""
+    commands: list[Routed] = []
+    for boss_id in batch:
+        k = keys.boss_keys(boss_id)
+        commands += [(k.hb, ("HGETALL", k.hb)), (k.settled, ("HKEYS", k.settled))]
+    replies = execute_pipelined(r, commands)
+    silent: dict[int, dict[str, int]] = {}
+    for i, boss_id in enumerate(batch):
+        beats, settled = replies[2 * i], replies[2 * i + 1]
+        if isinstance(beats, Exception) or isinstance(settled, Exception):
+            continue  # its master is down: nothing can be fenced there now
+        quiet = {s: now_ms - max(int(seen), since) for s, seen in beats.items() if s not in set(settled)}
+        quiet = {s: ms for s, ms in quiet.items() if ms > 0}
+        if quiet:
+            silent[boss_id] = quiet
+    if not silent:
+        return []
+    return [
+        (boss, sess, ms)
+        for boss in BossEncounter.objects.filter(pk__in=list(silent))
+        for sess, ms in silent[boss.pk].items()
+        if ms > boss.heartbeat_timeout_ms
+    ]

@@ -22,19 +22,27 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db.models import Max, Q
+from django.db.models import OuterRef, Q, Subquery
+from django.db.models.functions import Mod
 
 from bosses.broadcast import messages_publish
 from bosses.fight_configs import fight_config_get
 from bosses.models import BossEncounter, BossEvent, BossStatus, CrashPolicy, SagaKind, SagaRun, SagaStatus
 from bosses.sagas.runner import SagaStep, SagaUnrecoverable, saga_last_progress, saga_run
-from bosses.services import TICK_INTERVAL_SLACK
+from bosses.services import (
+    SQL_BATCH_BOSSES,
+    TICK_INTERVAL_SLACK,
+    event_log_archive_all,
+    unarchived_mark,
+    unarchived_take,
+)
 from core import authority, keys
-from core.clients import SyncClient
+from core.clients import SyncClient, execute_pipelined
 from core.phases import OPENING_PHASE_NAME, phase_of
 from core.redis import REDIS_DOWN, get_redis
 from shards.models import Shard, ShardStatus
@@ -45,6 +53,12 @@ RESTORE_STEPS = ("rebuild", "reopen")
 RESTORE_MAX_ATTEMPTS = 20
 # A restore saga still running this long after its last progress lost its process: resume it.
 RESTORE_RESUME_AFTER_MS = 2_000
+# Fights the restore check's rolling sweep checks per pass besides the changed ones: each
+# unchanged fight is checked once per (restorable fights / this) passes (docs/durability.md).
+RESTORE_SWEEP_BOSSES = 250
+# The archive pass's lock lives this long at most: a pass whose process died blocks the next
+# ones no longer than this.
+ARCHIVE_LOCK_MS = 10_000
 RECOVERING = "recovering"  # the authority's status between rebuild and reopen
 # Statuses a fight can be restored into (a draft has no authority to restore).
 RESTORABLE = (BossStatus.LIVE, BossStatus.PAUSED, BossStatus.DEFEATED, BossStatus.EXPIRED)
@@ -91,15 +105,17 @@ def _verdicts(bosses: list[BossEncounter]) -> dict[int, str]:
 
 
 def _archived_tops(fights: dict[int, int]) -> dict[int, int]:
-    """The highest archived version of each boss's current fight (``fights``: boss id -> fight)."""
+    """The highest archived version of each boss's current fight (``fights``: boss id -> fight):
+    one query, a LIMIT 1 subquery per boss on the (boss, fight, version) index, so its cost
+    does not grow with the length of the fights."""
+    newest = BossEvent.objects.filter(boss=OuterRef("pk"), fight=OuterRef("fight")).order_by("-version")
     archived: dict[int, int] = {}
     for boss_id, fight, top in (
-        BossEvent.objects.filter(boss_id__in=fights)
-        .values_list("boss_id", "fight")
-        .annotate(top=Max("version"))
-        .values_list("boss_id", "fight", "top")
+        BossEncounter.objects.filter(pk__in=list(fights))
+        .annotate(top=Subquery(newest.values("version")[:1]))
+        .values_list("pk", "fight", "top")
     ):
-        if fights[boss_id] == fight:
+        if top is not None and fights[boss_id] == fight:
             archived[boss_id] = top
     return archived
 
@@ -402,21 +418,108 @@ def authority_restore(*, boss: BossEncounter, reason: str, gen: int | None = Non
     )
 
 
-def authority_check_all() -> list[SagaRun]:
-    """Check every fight's authority against SQL and restore what is lost or behind; resume
-    restore sagas a dead process left running (periodic, with the archive)."""
+def authority_check_all(*, changed: Collection[int] = (), sweep: int = RESTORE_SWEEP_BOSSES) -> list[SagaRun]:
+    """Check fights' authority against SQL and restore what is lost or behind; resume restore
+    sagas a dead process left running (periodic, with the archive: docs/durability.md).
+
+    A pass checks the fights whose log ``changed`` (the archive pass's marks), the next
+    ``sweep`` fights of a rolling cursor over every restorable fight, and every fight of a
+    bucket whose watch key is missing (a Redis that lost its data: restarted empty, flushed,
+    failed over to an empty node), in SQL batches of SQL_BATCH_BOSSES; then it sets the
+    missing watch keys. Its cost follows the changed fights, not the live ones.
+    """
+    r = get_redis()
+    try:
+        unwatched = _unwatched_buckets(r)
+        ids = set(changed) | set(_sweep_ids(r, sweep))
+    except REDIS_DOWN:
+        return []  # the authority is away: nothing can be checked or restored now
+    restorable = BossEncounter.objects.filter(status__in=RESTORABLE).order_by("pk")
+    if unwatched:
+        ids |= set(
+            restorable.annotate(bucket=Mod("id", keys.TICK_BUCKETS))
+            .filter(bucket__in=unwatched)
+            .values_list("pk", flat=True)
+        )
+    ordered = sorted(ids)
     sagas: list[SagaRun] = []
-    bosses = list(BossEncounter.objects.filter(status__in=RESTORABLE))
+    for start in range(0, len(ordered), SQL_BATCH_BOSSES):
+        sagas += _check_batch(list(restorable.filter(pk__in=ordered[start : start + SQL_BATCH_BOSSES])))
+    if unwatched:
+        execute_pipelined(r, [(keys.watch_key(b), ("SET", keys.watch_key(b), 1)) for b in unwatched])
+    return sagas + _stale_restores_resume()
+
+
+def archive_pass_run() -> int:
+    """One pass of the periodic archive (docs/durability.md): take the bosses whose log
+    changed, check their authority (with the sweep and any unwatched bucket) against SQL,
+    then copy their new log entries. Returns the entries copied.
+
+    One pass runs at a time (``ARCHIVE_LOCK``, expiring after ARCHIVE_LOCK_MS if its
+    process dies): a pass scheduled while one runs returns at once. The check comes before
+    the copy, so a rolled-back authority's new entries never reach the archive.
+    """
+    r = get_redis()
+    token = uuid.uuid4().hex
+    if not r.set(keys.ARCHIVE_LOCK, token, nx=True, px=ARCHIVE_LOCK_MS):
+        return 0
+    try:
+        changed = unarchived_take()
+        try:
+            authority_check_all(changed=changed)
+        except Exception:
+            unarchived_mark(boss_ids=changed)
+            raise
+        return event_log_archive_all(boss_ids=changed)
+    finally:
+        if r.get(keys.ARCHIVE_LOCK) == token:
+            r.delete(keys.ARCHIVE_LOCK)
+
+
+def _check_batch(bosses: list[BossEncounter]) -> list[SagaRun]:
+    """Check one batch of fights and restore the lost or behind ones."""
+    sagas: list[SagaRun] = []
     try:
         verdicts = _verdicts(bosses)
     except REDIS_DOWN:
-        return sagas  # the authority is away: nothing can be checked or restored now
+        return sagas
     for boss in bosses:
         verdict = verdicts[boss.pk]
         if verdict in ("lost", "behind"):
             sagas.append(authority_restore(boss=boss, reason=verdict))
         elif verdict == "foreign":
             logger.error("the authority of %s belongs to another database or fight: not touched", boss.slug)
+    return sagas
+
+
+def _unwatched_buckets(r: SyncClient) -> list[int]:
+    """The buckets whose watch key is missing (one pipeline; one per master on a cluster)."""
+    names = [keys.watch_key(b) for b in range(keys.TICK_BUCKETS)]
+    replies = execute_pipelined(r, [(name, ("EXISTS", name)) for name in names])
+    down = [reply for reply in replies if isinstance(reply, Exception)]
+    if down and len(down) == len(replies):
+        raise down[0]
+    return [b for b, reply in enumerate(replies) if reply == 0]
+
+
+def _sweep_ids(r: SyncClient, count: int) -> list[int]:
+    """The next ``count`` restorable fights after the cursor (wrapping to the first), and
+    the cursor moved past them: every fight is checked once per N / count passes."""
+    if count <= 0:
+        return []
+    cursor = int(r.get(keys.RESTORE_CURSOR) or 0)
+    restorable = BossEncounter.objects.filter(status__in=RESTORABLE).order_by("pk")
+    ids = list(restorable.filter(pk__gt=cursor).values_list("pk", flat=True)[:count])
+    if len(ids) < count:
+        ids += list(restorable.filter(pk__lte=cursor).values_list("pk", flat=True)[: count - len(ids)])
+    if ids:
+        r.set(keys.RESTORE_CURSOR, ids[-1])
+    return ids
+
+
+def _stale_restores_resume() -> list[SagaRun]:
+    """Resume the restore sagas a dead process left running."""
+    sagas: list[SagaRun] = []
     stale = datetime.fromtimestamp(time.time() - RESTORE_RESUME_AFTER_MS / 1000, tz=UTC)
     for saga in SagaRun.objects.filter(kind=SagaKind.RESTORE, status=SagaStatus.RUNNING).select_related(
         "boss"

@@ -67,7 +67,7 @@ from bosses.selectors import (
     fight_players_ranked,
     reward_table_spec,
 )
-from bosses.services import event_log_archive, fight_reward_table_record, victory_enqueue
+from bosses.services import SQL_BATCH_BOSSES, event_log_archive, fight_reward_table_record, victory_enqueue
 from bosses.signals import fight_event_send
 from core import authority, keys, rewards
 from core import messages as wire_messages
@@ -441,33 +441,55 @@ def boss_victory_run(*, boss_id: int, fight: int) -> SagaRun:
 def victory_sagas_resume(*, stale_ms: int | None = None) -> list[str]:
     """Re-enqueue victory sagas that a dead worker left behind (periodic; idempotent).
 
-    A boss whose authority says ``defeated`` and whose fight has no finished (completed or
-    failed) victory saga is enqueued again unless its saga made progress within ``stale_ms``
-    (a live run is left alone; a concurrent duplicate would still be harmless). Returns the
-    saga keys enqueued.
+    The candidates are the bosses :func:`bosses.services.victory_enqueue` marked pending and
+    the bosses with a victory saga still running, not every boss: a boss whose authority
+    says ``defeated`` and whose fight has no finished (completed or failed) victory saga is
+    enqueued again unless its saga made progress within ``stale_ms`` (a live run is left
+    alone; a concurrent duplicate would still be harmless); a finished or no longer defeated
+    one leaves the pending set. Returns the saga keys enqueued.
     """
     stale_ms = settings.SAGA_STALE_MS if stale_ms is None else stale_ms
     cutoff = timezone.now() - timedelta(milliseconds=stale_ms)
     r = get_redis()
-    enqueued = []
-    bosses = list(BossEncounter.objects.exclude(status__in=[BossStatus.DRAFT, BossStatus.EXPIRED]))
-    finished = set(
-        SagaRun.objects.filter(kind=SagaKind.VICTORY, boss__in=bosses)
-        .exclude(status=SagaStatus.RUNNING)
-        .values_list("key", flat=True)
+    pending = {int(i) for i in r.smembers(keys.VICTORY_PENDING)}
+    running = set(
+        SagaRun.objects.filter(kind=SagaKind.VICTORY, status=SagaStatus.RUNNING).values_list(
+            "boss_id", flat=True
+        )
     )
+    ids = sorted(pending | running)
+    enqueued: list[str] = []
+    for start in range(0, len(ids), SQL_BATCH_BOSSES):
+        enqueued += _resume_batch(r, ids[start : start + SQL_BATCH_BOSSES], cutoff=cutoff)
+    return enqueued
+
+
+def _resume_batch(r: Any, ids: list[int], *, cutoff: datetime) -> list[str]:
+    """:func:`victory_sagas_resume` for one batch: one Redis pipeline, two SQL queries."""
+    bosses = list(
+        BossEncounter.objects.filter(pk__in=ids).exclude(status__in=[BossStatus.DRAFT, BossStatus.EXPIRED])
+    )
+    pipe = r.pipeline(transaction=False)
     for boss in bosses:
-        if victory_saga_key(boss_id=boss.pk, fight=boss.fight) in finished:
-            continue
-        status, fight = r.hmget(keys.BossKeys(boss.pk).state, ["status", "fight"])
-        if status != BossStatus.DEFEATED or fight is None:
-            continue
-        key = victory_saga_key(boss_id=boss.pk, fight=int(fight))
-        saga = SagaRun.objects.filter(key=key).first()
-        if saga is not None and (saga.status != SagaStatus.RUNNING or saga_last_progress(saga=saga) > cutoff):
-            continue
-        victory_enqueue(boss_id=boss.pk)
-        enqueued.append(key)
+        pipe.hmget(keys.BossKeys(boss.pk).state, ["status", "fight"])
+    states = pipe.execute() if bosses else []
+    wanted = {
+        boss.pk: victory_saga_key(boss_id=boss.pk, fight=int(fight))
+        for boss, (status, fight) in zip(bosses, states, strict=True)
+        if status == BossStatus.DEFEATED and fight is not None
+    }
+    sagas = {saga.key: saga for saga in SagaRun.objects.filter(key__in=list(wanted.values()))}
+    done = [i for i in ids if i not in wanted]
+    enqueued = []
+    for boss_id, key in wanted.items():
+        saga = sagas.get(key)
+        if saga is not None and saga.status != SagaStatus.RUNNING:
+            done.append(boss_id)
+        elif saga is None or saga_last_progress(saga=saga) <= cutoff:
+            victory_enqueue(boss_id=boss_id)
+            enqueued.append(key)
+    if done:
+        r.srem(keys.VICTORY_PENDING, *done)
     return enqueued
 
 

@@ -1,6 +1,7 @@
 -- Rebuild a boss's authority from the SQL archive (restore saga, docs/durability.md).
 -- KEYS: 1 state, 2 buf, 3 seq, 4 settled, 5 floor, 6 hb, 7 held, 8 hbase, 9 contrib, 10 pbuf,
---       11 players, 12 archived, 13 log, 14 the bucket's dirty set
+--       11 players, 12 archived, 13 log, 14 the bucket's dirty set, 15 the bucket's
+--       unarchived set (the boss joins it: its log starts again)
 -- ARGV: 1 incarnation of the fight being restored, 2 generation being written, 3 boss id,
 --       4 JSON snapshot {state: {field: value}, seq, settled, floor, contrib, players, buf:
 --       {field: value}, first: [entry fields] or []} (every value a string: cjson reads
@@ -35,4 +36,5 @@ if #snap.first > 0 then
   redis.call('XADD', KEYS[13], '1-1', unpack(snap.first))
 end
 if next(snap.buf) ~= nil then redis.call('SADD', KEYS[14], ARGV[3]) end
+redis.call('SADD', KEYS[15], ARGV[3])
 return {'restored', snap.state.version}

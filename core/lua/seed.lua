@@ -1,9 +1,10 @@
 -- Seed a boss's authority when it goes live (first time in this fight).
--- KEYS: 1 state, 2 log, 3 floor
+-- KEYS: 1 state, 2 log, 3 floor, 4 the bucket's unarchived set (the boss joins it with its
+--       first log entry)
 -- ARGV: 1 max_hp, 2 phases JSON [[at_hp, name], ...] (decreasing), 3 opening phase name,
 --       4 fight, 5 slug, 6 minimum ms between applied ticks, 7 incarnation (the fight's
 --       identity, kept in SQL: an authority seeded by another database or fight has another),
---       8.. pairs (shard, lowest accepted epoch) for retired shards
+--       8 boss id, 9.. pairs (shard, lowest accepted epoch) for retired shards
 -- Returns {'ok', version} or {'exists', status, incarnation} (never overwrites a running fight).
 local function I(n) return string.format('%d', n) end
 if redis.call('EXISTS', KEYS[1]) == 1 then
@@ -20,7 +21,8 @@ redis.call('HSET', KEYS[1],
   'incarnation', ARGV[7])
 redis.call('XADD', KEYS[2], '1-1', 'v', 1, 'kind', 'status', 'status', 'live',
   'hp', ARGV[1], 'applied', 0, 'overkill', 0, 'd', '{}', 'ts', I(now))
-for i = 8, #ARGV, 2 do
+redis.call('SADD', KEYS[4], ARGV[8])
+for i = 9, #ARGV, 2 do
   redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
 end
 return {'ok', 1}

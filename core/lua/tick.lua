@@ -1,5 +1,6 @@
 -- The sync tick of one boss: drain every buffer, apply the total, log, bump the version.
--- KEYS: 1 state, 2 buf, 3 log, 4 the bucket's dirty set, 5 seq, 6 pbuf, 7 players
+-- KEYS: 1 state, 2 buf, 3 log, 4 the bucket's dirty set, 5 seq, 6 pbuf, 7 players,
+--       8 the bucket's unarchived set (the boss joins it with its log entry)
 -- ARGV: 1 '1' to ignore the boss's minimum tick interval (state field min_tick_ms), 2 boss id
 -- Returns {'applied', version, hp, applied, overkill, old_phase, phase, defeated(0/1),
 --          ts_ms, phase_name, status, max_hp, slug, gen} or {'idle'|'early', version, status}
@@ -88,5 +89,6 @@ redis.call('XADD', KEYS[3], I(version) .. '-1', 'v', I(version), 'kind', 'tick',
   'status', new_status, 'hp', I(new_hp), 'applied', I(applied), 'overkill', I(overkill),
   'd', json_int_object(entries), 'ts', I(now),
   's', json_int_object(seqs), 'p', json_int_object(pentries))
+redis.call('SADD', KEYS[8], ARGV[2])
 return {'applied', version, new_hp, applied, overkill, old_phase, phase, defeated, now,
   phase_name, new_status, s[9], s[10], s[11] or '0'}

@@ -110,9 +110,11 @@ def test_ingest_and_tick_move_the_metrics(live_boss, make_session):
     assert moved("worldboss_ingest_total", code="ok") == 1
     assert moved("worldboss_ingest_total", code="dup") == 1
     assert moved("worldboss_damage_applied_total", boss=live_boss.slug) == 250
-    assert moved("worldboss_tick_duration_seconds_count") == passes
-    assert moved("worldboss_tick_pass_bosses_count") == passes
-    assert moved("worldboss_tick_interval_seconds_count") >= passes - 1
+    # a task within half an interval of the last pass returns at once (a backlog's stale one)
+    ran = moved("worldboss_tick_duration_seconds_count")
+    assert ran >= 1 and ran + moved("worldboss_tick_skipped_total") == passes
+    assert moved("worldboss_tick_pass_bosses_count") == ran
+    assert moved("worldboss_tick_interval_seconds_count") >= ran - 1
 
 
 def test_readyz_is_degraded_not_failed_while_only_the_database_is_unreachable():
