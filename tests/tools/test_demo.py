@@ -206,9 +206,10 @@ def test_demo_restarts_a_dead_worker_and_stops_everything_when_another_part_dies
     lines: list[str] = []
     try:
         _wait_for(proc, "hits/s", 90, lines)
-        worker = next(p for p in _procs_of(clone) if "celery" in p and " worker " in p)
+        # the tick worker (-Q ticks alone; the saga worker is restarted the same way)
+        worker = next(p for p in _procs_of(clone) if "celery" in p and " -Q ticks " in p)
         os.kill(int(worker.split(":", 1)[0]), signal.SIGKILL)
-        _wait_for(proc, "worker exited on its own (exit -9); started again (1 of 5)", 30, lines)
+        _wait_for(proc, "tick exited on its own (exit -9); started again (1 of 5)", 30, lines)
         _wait_for(proc, "hits/s", 30, lines)
         asgi = next(p for p in _procs_of(clone) if "uvicorn" in p)
         os.kill(int(asgi.split(":", 1)[0]), signal.SIGKILL)
