@@ -143,7 +143,11 @@ def compare_passes(
     started_all = time.perf_counter()
     try:
         for i in range(rounds * 2):
-            if len(new) >= MIN_ROUNDS and len(old) == len(new) and time.perf_counter() - started_all > budget_s:
+            if (
+                len(new) >= MIN_ROUNDS
+                and len(old) == len(new)
+                and time.perf_counter() - started_all > budget_s
+            ):
                 break
             _damage(r, active_ids, seqs)
             started = time.perf_counter()
