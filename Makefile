@@ -29,7 +29,7 @@ endif
 TEST_SELECT ?= -m "not slow"
 ARGS ?=
 
-.PHONY: install lock lint test test-all test-postgres demo bench browser conformance clean
+.PHONY: install lock lint test test-all test-postgres faults demo bench browser conformance clean
 
 # uv, at the version pyproject.toml requires, installs the locked set (uv.lock) into .venv.
 # --locked: refuses to install when pyproject.toml and uv.lock disagree (run `make lock`).
@@ -90,6 +90,15 @@ test-all: browser
 
 test-postgres:
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(MAKE) test
+
+# The fault rig (docs/faults.md, "The fault rig"): game servers in network namespaces behind
+# a user-space link emulator (tools/faults), and the database outage on a PostgreSQL cluster
+# of its own. Prints each scenario's availability figures. Needs root: elsewhere it says so
+# and exits 0. `make test-all` (CI) runs the same tests with the suite.
+FAULT_TESTS ?= tests/faults/netns tests/faults/test_database_outage.py
+faults: $(STAMP)
+	@if [ "$$(id -u)" != 0 ]; then echo "make faults: needs root (ip netns, TUN devices, initdb as postgres); skipped"; exit 0; fi
+	$(MAKE) test TEST_SELECT= TEST_WORKERS=1 PYTEST_ARGS="$(FAULT_TESTS) -rP $(PYTEST_ARGS)"
 
 # The SDK conformance kit (conformance/README.md): the shared vectors and the TypeScript SDK's
 # generated protocol file (scripts/ts_protocol.py) must be current, then one real platform

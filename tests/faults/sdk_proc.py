@@ -11,8 +11,10 @@ MODE ``run``: hit every 5 ms (7 damage) until SIGUSR1, then flush and print
 took out of the buffer, see sdk/worldboss_sdk/buffer.py).
 
 MODE ``players``: hit every 5 ms (7 damage) for five players ``<shard>-p0`` .. ``-p4`` in
-turn, print ``PROGRESS {"acked", "connects", "fences", "longest_gap_s"}`` every 100 ms
-(``longest_gap_s``: the longest time so far without a new ack, sampled every 10 ms);
+turn, print ``PROGRESS {"t", "last_ack_t", "acked", "connects", "fences", "longest_gap_s",
+"epoch"}`` every 100 ms (``longest_gap_s``: the longest time so far without a new ack,
+sampled every 10 ms; ``t``, ``last_ack_t``: ``time.monotonic()``, the clock of every process
+on the machine);
 SIGUSR2 drops the socket (as a network failure would: the SDK reconnects and resumes);
 SIGUSR1 flushes and prints ``DONE`` with the same figures plus ``generated`` and
 ``per_player``.
@@ -85,6 +87,8 @@ async def players(client, shard: str, boss: str, go: asyncio.Event) -> None:
 
     def figures() -> dict:
         return {
+            "t": round(loop.time(), 3),  # time.monotonic(): one clock for every process here
+            "last_ack_t": round(watch["since"], 3),
             "acked": client.stats.acked,
             "connects": client.stats.connects,
             "fences": client.stats.fences,

@@ -114,9 +114,10 @@ class Proc:
         self.signal(signal.SIGKILL)
 
 
-def start_server(*, port: int | None = None, **env: str) -> tuple[Proc, int]:
+def start_server(*, port: int | None = None, host: str = "127.0.0.1", **env: str) -> tuple[Proc, int]:
     """A real uvicorn serving liveops.asgi with the production WebSocket flags
-    (transport.hub.UVICORN_WS_ARGS); returns once Django answers HTTP on ``port``."""
+    (transport.hub.UVICORN_WS_ARGS); returns once Django answers HTTP on ``host:port``
+    (``host``: the loopback, or the host's address on a fault rig's link, tools/faults)."""
     import urllib.error
     import urllib.request
 
@@ -131,7 +132,7 @@ def start_server(*, port: int | None = None, **env: str) -> tuple[Proc, int]:
             "uvicorn",
             "liveops.asgi:application",
             "--host",
-            "127.0.0.1",
+            host,
             "--port",
             str(port),
             *UVICORN_WS_ARGS,
@@ -141,7 +142,7 @@ def start_server(*, port: int | None = None, **env: str) -> tuple[Proc, int]:
     deadline = time.monotonic() + 30
     while True:
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/bosses/none/state", timeout=2)
+            urllib.request.urlopen(f"http://{host}:{port}/api/bosses/none/state", timeout=2)
         except urllib.error.HTTPError:
             return proc, port  # Django answered (404 for that slug): serving
         except OSError as exc:
