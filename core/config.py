@@ -613,6 +613,23 @@ REGISTRY: tuple[Setting, ...] = (
         low=0,
         high=1_000_000,
     ),
+    _ms(
+        "HANDSHAKE_TIMEOUT_MS",
+        10_000,
+        "time a connection has to send a whole HTTP request head (a WebSocket upgrade included); "
+        "then 408 and closed (transport/handshake.py)",
+        low=100,
+        high=600_000,
+    ),
+    Setting(
+        "MAX_UNFINISHED_HANDSHAKES",
+        "int",
+        "connections one ASGI process holds that have not sent a whole request head yet; past it "
+        "the oldest is closed (transport/handshake.py); 0: no cap",
+        default="1000",
+        low=0,
+        high=1_000_000,
+    ),
     _flag(
         "HOSTED_SHARED_RATE_LIMIT",
         "hosted players' rate limit shared by every ASGI process through the authority; off: per process",

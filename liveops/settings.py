@@ -262,6 +262,10 @@ OPS_FEED_SHARED = config.read_bool("OPS_FEED_SHARED")
 # WebSockets one client address may hold open on one ASGI process (players behind one NAT
 # share an address: size it for the largest venue; 0 turns the cap off).
 MAX_SOCKETS_PER_ADDRESS = config.read_int("MAX_SOCKETS_PER_ADDRESS")
+# Half-open handshakes (transport/handshake.py reads these itself, in uvicorn's protocol
+# before Django is loaded; read here too so a bad value stops every role at start).
+HANDSHAKE_TIMEOUT_MS = config.read_duration_ms("HANDSHAKE_TIMEOUT_MS")
+MAX_UNFINISHED_HANDSHAKES = config.read_int("MAX_UNFINISHED_HANDSHAKES")
 
 # --- Player identity (docs/security.md, "Player identity") --------------------------------
 # Secrets a game's backend signs player tickets with: "kid1:secret1,kid2:secret2" (several

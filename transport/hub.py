@@ -93,7 +93,8 @@ READ_CHUNK_BYTES = 256 * 1024
 # is paused, and it is the one transport/fastpath.py writes frames through), no per-message
 # deflate (the dominant CPU cost per message; a frame built once cannot be compressed per
 # connection), a 64 KiB frame limit (a 1 MiB frame is refused with close code 1009 before
-# any consumer sees it).
+# any consumer sees it), httptools with a deadline and a cap on unfinished request heads
+# (transport/handshake.py: half-open handshakes).
 UVICORN_WS_ARGS = [
     "--ws",
     "websockets-sansio",
@@ -102,7 +103,7 @@ UVICORN_WS_ARGS = [
     "--ws-max-size",
     "65536",
     "--http",
-    "httptools",
+    "transport.handshake:GuardedHttpToolsProtocol",  # httptools with a handshake deadline and cap
     "--loop",
     "uvloop",
     "--no-access-log",
