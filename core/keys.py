@@ -97,10 +97,15 @@ multi-key script; keys read together share a hash tag):
                                     channel name, not the key of the same spelling)
     bench:{<run>}:<name>            scratch keys of one benchmark run (tools/bench), deleted
                                     when the run ends
+    liveops:login:fail:<digest>     STRING  failed admin logins of one username from one
+                                            address (digest: SHA-256 of both), expiring with
+                                            the throttle's window (audit/login_throttle.py)
+    liveops:login:fail:addr:<digest>  STRING  failed admin logins from one address, any username
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
@@ -441,3 +446,23 @@ def bench_key(run: str, name: str) -> str:
     DEL stay on one slot.
     """
     return f"{BENCH_PREFIX}{{{run}}}:{name}"
+
+
+# --- admin login throttle (audit/login_throttle.py) -------------------------------------------
+
+LOGIN_FAILURES_PREFIX = f"{GLOBAL_PREFIX}login:fail:"
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\n".join(parts).encode("utf-8", "replace")).hexdigest()[:32]
+
+
+def login_failures_key(*, username: str, address: str) -> str:
+    """The failed-login counter of ``username`` (case-folded) from ``address``: hashed, so a
+    key's length and characters do not depend on what a client typed."""
+    return f"{LOGIN_FAILURES_PREFIX}{_digest(username.casefold(), address)}"
+
+
+def login_address_failures_key(*, address: str) -> str:
+    """The failed-login counter of ``address``, whatever the username."""
+    return f"{LOGIN_FAILURES_PREFIX}addr:{_digest(address)}"
