@@ -93,6 +93,8 @@ class AuthorityMachine(RuleBasedStateMachine):
         elif self.status != "live":
             with pytest.raises(BossNotLive):
                 delta_ingest(**args)
+            if self.status in ("defeated", "expired"):
+                s.held = None  # what it held can never count any more: the report is cleared
         elif seq != s.last_seq + 1:
             with pytest.raises(SeqGap):
                 delta_ingest(**args)
@@ -133,7 +135,8 @@ class AuthorityMachine(RuleBasedStateMachine):
 
     def _settle(self, s: ModelSession, amount: int) -> None:
         assert amount == (s.held or 0)
-        if self.boss.crash_policy == "fair":
+        # a boss that is over settles harsh whatever its policy: nothing after the end is credit
+        if self.boss.crash_policy == "fair" and self.status not in ("defeated", "expired"):
             self.recovered += amount
             self.accepted += amount
             self.buffered += amount
