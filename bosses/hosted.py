@@ -382,6 +382,7 @@ class HostedShard:
 
     async def _heartbeat(self, sess: _BossSession) -> None:
         inflight = sess.buffer.inflight
+        held_by, flight = sess.buffer.held_parts()  # a fair crash saga credits these players
         try:
             beat = await aheartbeat_record(
                 boss_id=sess.boss.id,
@@ -390,7 +391,8 @@ class HostedShard:
                 pending=sess.buffer.waiting,
                 inflight_seq=inflight.seq if inflight else 0,
                 inflight_amount=inflight.amount if inflight else 0,
-                breakdown=sess.buffer.held_breakdown(),  # a fair crash saga credits these players
+                breakdown=held_by,
+                inflight_breakdown=flight if inflight else None,
                 platform_ids=True,
             )
             sess.buffer.durable(beat.durable_seq)
@@ -402,8 +404,11 @@ class HostedShard:
 
     async def _refence(self, sess: _BossSession, err: Fenced) -> None:
         """This process's epoch was retired: settle locally, then continue under a new epoch."""
+        credited = err.extra.get("credited")
         sess.buffer.fenced(
-            last_seq=int(err.extra.get("last_seq", 0)), settled=int(err.extra.get("settled", 0))
+            last_seq=int(err.extra.get("last_seq", 0)),
+            settled=int(err.extra.get("settled", 0)),
+            credited=credited if isinstance(credited, dict) else None,
         )
         sess.fences += 1
         try:

@@ -215,6 +215,7 @@ class IngestOutcome:
     code: str  # ok | dup | gap | fenced | not_live | no_boss
     last_seq: int
     detail: str
+    credited: dict[str, int] | None = None  # fenced: who the settlement credited (heldby)
 
 
 @dataclass(frozen=True)
@@ -264,6 +265,7 @@ class HeartbeatOutcome:
     detail: str  # held amount (ok) or settlement (fenced)
     durable_seq: int = 0  # highest seq of the session in the SQL archive (ok)
     attributed: int = 0  # the part of held stored per player (ok; <= held)
+    credited: dict[str, int] | None = None  # fenced: who the settlement credited (heldby)
 
 
 @dataclass(frozen=True)
@@ -295,7 +297,16 @@ def _parse_seed(r: Reply) -> SeedOutcome:
 
 
 def _parse_ingest(r: Reply) -> IngestOutcome:
+    if _text(r[0]) == "fenced":
+        return IngestOutcome("fenced", int(r[1]), _text(r[2]), _credited(r))
     return IngestOutcome(_text(r[0]), int(r[1]), _text(r[2]))
+
+
+def _credited(r: Reply) -> dict[str, int]:
+    """A fenced reply's 4th item: the stored held breakdown (``[player, damage, ...]``) as a map."""
+    raw = _text(r[3]) if len(r) > 3 and r[3] is not None else ""
+    flat = json.loads(raw) if raw else []
+    return {str(flat[i]): int(flat[i + 1]) for i in range(0, len(flat), 2)}
 
 
 def _parse_tick(r: Reply) -> TickOutcome:
@@ -329,6 +340,8 @@ def _parse_transition(r: Reply) -> TransitionOutcome:
 
 
 def _parse_heartbeat(r: Reply) -> HeartbeatOutcome:
+    if _text(r[0]) == "fenced":
+        return HeartbeatOutcome("fenced", int(r[1]), _text(r[2]), credited=_credited(r))
     return HeartbeatOutcome(
         _text(r[0]),
         int(r[1]),
@@ -449,12 +462,15 @@ def heartbeat_call(
     inflight_seq: int = 0,
     inflight_amount: int = 0,
     breakdown: Mapping[str, int] | None = None,
+    inflight_breakdown: Mapping[str, int] | None = None,
 ) -> Call[HeartbeatOutcome]:
     """Record a session's sign of life and its unacknowledged damage.
 
     ``breakdown`` (validated: :func:`core.validation.held_breakdown_map`) is the per-player
-    part of what is held; it replaces the one stored before (none clears it) and is cut to
-    fit the capped held amount (heartbeat.lua).
+    part of ``pending`` (or, without ``inflight_breakdown``, of everything held);
+    ``inflight_breakdown`` the in-flight delta's, counted only while that delta is not
+    accepted. Together they replace the breakdown stored before (none clears it), cut to fit
+    the capped held amount (heartbeat.lua).
     """
     k = keys.boss_keys(boss_id)
     args: list[ScriptArg] = [
@@ -465,8 +481,9 @@ def heartbeat_call(
         inflight_amount,
         keys.session_id(shard_key, epoch),
         MAX_HELD_AMOUNT,
+        len(breakdown or {}),
     ]
-    for player, dmg in (breakdown or {}).items():
+    for player, dmg in [*(breakdown or {}).items(), *(inflight_breakdown or {}).items()]:
         args += [player, dmg]
     return Call(
         "heartbeat",

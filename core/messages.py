@@ -107,6 +107,7 @@ class ErrorFrame(TypedDict):
     last_seq: NotRequired[int]
     policy: NotRequired[str]
     settled: NotRequired[int]
+    credited: NotRequired[dict[str, int]]
     status: NotRequired[str]
     retry_after_ms: NotRequired[int]
     pending: NotRequired[int]

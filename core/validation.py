@@ -114,37 +114,40 @@ def breakdown_map(value: Any, *, amount: int, platform_ids: bool = False) -> dic
     return out
 
 
-def held_breakdown_map(value: Any, *, held: int, platform_ids: bool = False) -> dict[str, int]:
+def held_breakdown_map(
+    value: Any, *, held: int, platform_ids: bool = False, field: str = "breakdown"
+) -> dict[str, int]:
     """A heartbeat's per-player breakdown of what it holds: ``{player_id: damage}``.
 
     Optional (``None`` -> ``{}``); at most ``MAX_BREAKDOWN_ENTRIES`` players with valid ids,
-    each a whole number from 1 to ``MAX_DELTA_AMOUNT`` (``== MAX_HELD_AMOUNT``), summing to at most ``held`` (pending
-    plus the in-flight amount as reported; the rest of held stays unattributed).
+    each a whole number from 1 to ``MAX_DELTA_AMOUNT`` (``== MAX_HELD_AMOUNT``), summing to at most ``held`` (what
+    the breakdown covers: ``pending``, the in-flight amount, or both for a merged one; the rest
+    stays unattributed). ``field`` names it in errors (``breakdown``, ``inflight.breakdown``).
     """
     if value is None:
         return {}
     if not isinstance(value, Mapping):
         raise InvalidInput(
-            f"heartbeat breakdown must be an object of player -> damage, got {_describe(value)}",
-            field="breakdown",
+            f"heartbeat {field} must be an object of player -> damage, got {_describe(value)}",
+            field=field,
         )
     if len(value) > MAX_BREAKDOWN_ENTRIES:
         raise InvalidInput(
-            f"heartbeat breakdown has {len(value)} players; at most {MAX_BREAKDOWN_ENTRIES}",
-            field="breakdown",
+            f"heartbeat {field} has {len(value)} players; at most {MAX_BREAKDOWN_ENTRIES}",
+            field=field,
         )
     out: dict[str, int] = {}
     for player, dmg in value.items():
         problem = player_id_problem(player, platform_ids=platform_ids)
         if problem is not None:
-            raise InvalidInput(f"heartbeat breakdown {problem}", field="breakdown")
+            raise InvalidInput(f"heartbeat {field} {problem}", field=field)
         out[player] = whole_number(
-            dmg, field=f"breakdown[{player}]", minimum=1, maximum=MAX_DELTA_AMOUNT, error=InvalidAmount
+            dmg, field=f"{field}[{player}]", minimum=1, maximum=MAX_DELTA_AMOUNT, error=InvalidAmount
         )
     total = sum(out.values())
     if total > held:
         raise InvalidAmount(
-            f"heartbeat breakdown sums to {total}, more than the {held} held (pending + in flight)",
-            field="breakdown",
+            f"heartbeat {field} sums to {total}, more than the {held} it covers",
+            field=field,
         )
     return out

@@ -249,6 +249,16 @@ async def _acheck_epoch(r: AsyncClient, shard_key: str, epoch: int) -> None:
     _known_epochs[shard_key] = issued
 
 
+def _fenced(detail: str, *, last_seq: int, credited: dict[str, int] | None) -> Fenced:
+    """The ``fenced`` refusal: the settlement, and under *fair* who it credited, so the client
+    drops exactly that damage from each player before sending the rest again."""
+    policy, amount = authority.parse_settlement(detail) if detail != "retired" else ("retired", 0)
+    extra: dict[str, object] = {"last_seq": last_seq, "policy": policy, "settled": amount}
+    if policy == "fair":
+        extra["credited"] = credited or {}
+    return Fenced("this epoch was retired; reconnect for a new one", **extra)
+
+
 def _ingest_result(out: authority.IngestOutcome, *, boss_id: int, seq: int) -> IngestResult:
     metrics.INGEST.labels(code=out.code).inc()
     if out.code == "ok":
@@ -256,13 +266,7 @@ def _ingest_result(out: authority.IngestOutcome, *, boss_id: int, seq: int) -> I
     if out.code == "dup":
         return IngestResult(seq, duplicate=True)
     if out.code == "fenced":
-        policy, amount = authority.parse_settlement(out.detail) if out.detail != "retired" else ("retired", 0)
-        raise Fenced(
-            "this epoch was retired; reconnect for a new one",
-            last_seq=out.last_seq,
-            policy=policy,
-            settled=amount,
-        )
+        raise _fenced(out.detail, last_seq=out.last_seq, credited=out.credited)
     if out.code == "gap":
         raise SeqGap(f"seq {seq} skips ahead; the next seq is {out.last_seq + 1}", last_seq=out.last_seq)
     if out.code == "not_live":
@@ -317,8 +321,16 @@ class HeartbeatResult:
     attributed: int = 0  # the part of ``held`` stored per player (the breakdown, cut to fit)
 
 
-def _heartbeat_call(
-    boss_id, shard_key, epoch, pending, inflight_seq, inflight_amount, breakdown=None, platform_ids=False
+def _heartbeat_call(  # noqa: PLR0913 - one argument per heartbeat field, validated here
+    boss_id,
+    shard_key,
+    epoch,
+    pending,
+    inflight_seq,
+    inflight_amount,
+    breakdown=None,
+    platform_ids=False,
+    inflight_breakdown=None,
 ):
     if not isinstance(shard_key, str) or not _SHARD_KEY.fullmatch(shard_key):
         raise UnknownShard(f"unknown shard {shard_key!r}")
@@ -328,7 +340,14 @@ def _heartbeat_call(
     inflight_amount = whole_number(
         inflight_amount, field="inflight.amount", minimum=0, maximum=MAX_HELD_AMOUNT
     )
-    players = held_breakdown_map(breakdown, held=pending + inflight_amount, platform_ids=platform_ids)
+    if inflight_breakdown is None:  # one merged breakdown of everything held
+        players = held_breakdown_map(breakdown, held=pending + inflight_amount, platform_ids=platform_ids)
+        flight: dict[str, int] = {}
+    else:
+        players = held_breakdown_map(breakdown, held=pending, platform_ids=platform_ids)
+        flight = held_breakdown_map(
+            inflight_breakdown, held=inflight_amount, platform_ids=platform_ids, field="inflight.breakdown"
+        )
     return authority.heartbeat_call(
         boss_id=boss_id,
         shard_key=shard_key,
@@ -337,24 +356,19 @@ def _heartbeat_call(
         inflight_seq=inflight_seq,
         inflight_amount=inflight_amount,
         breakdown=players,
+        inflight_breakdown=flight,
     )
 
 
 def _heartbeat_result(out: authority.HeartbeatOutcome, boss_id: int) -> HeartbeatResult:
     if out.code == "fenced":
-        policy, amount = authority.parse_settlement(out.detail) if out.detail != "retired" else ("retired", 0)
-        raise Fenced(
-            "this epoch was retired; reconnect for a new one",
-            last_seq=out.last_seq,
-            policy=policy,
-            settled=amount,
-        )
+        raise _fenced(out.detail, last_seq=out.last_seq, credited=out.credited)
     if out.code == "no_boss":
         raise UnknownBoss(f"boss {boss_id} has no live authority")
     return HeartbeatResult(out.last_seq, int(out.detail), out.durable_seq, out.attributed)
 
 
-async def aheartbeat_record(
+async def aheartbeat_record(  # noqa: PLR0913 - the heartbeat frame's fields, all keyword-only
     *,
     boss_id: int,
     shard_key: str,
@@ -364,17 +378,28 @@ async def aheartbeat_record(
     inflight_amount: int = 0,
     breakdown: Mapping[str, int] | None = None,
     platform_ids: bool = False,
+    inflight_breakdown: Mapping[str, int] | None = None,
 ) -> HeartbeatResult:
     """Record a session's sign of life and the damage it still holds unacknowledged.
 
-    ``breakdown`` is the optional per-player part of what it holds (pending + in flight):
-    a fair crash saga credits it to those players (docs/faults.md); ``platform_ids`` as for
-    :func:`adelta_ingest`. In ``replica``
+    ``breakdown`` is the optional per-player part of what it holds: of ``pending`` when
+    ``inflight_breakdown`` (the in-flight delta's players, counted only while that delta is
+    not accepted) is given, else of pending + in flight (trimmed by order when the in-flight
+    delta turns out accepted). A fair crash saga credits it to those players
+    (docs/faults.md); ``platform_ids`` as for :func:`adelta_ingest`. In ``replica``
     durability the reply waits for a replica too: its ``last_seq`` tells the client which
     in-flight delta was accepted, an acknowledgement like an ingest's.
     """
     call = _heartbeat_call(
-        boss_id, shard_key, epoch, pending, inflight_seq, inflight_amount, breakdown, platform_ids
+        boss_id,
+        shard_key,
+        epoch,
+        pending,
+        inflight_seq,
+        inflight_amount,
+        breakdown,
+        platform_ids,
+        inflight_breakdown,
     )
     try:
         out = await durability.aheartbeat_acknowledged(

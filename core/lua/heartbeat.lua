@@ -4,20 +4,26 @@
 -- ARGV: 1 shard, 2 epoch, 3 pending (local buffer not yet in any delta),
 --       4 in-flight seq (0: none), 5 in-flight amount, 6 session field (core/keys.py
 --       session_id), 7 the most a session may hold (core/limits.py MAX_HELD_AMOUNT),
---       8.. pairs (player, damage) of the held breakdown (validated: positive whole
---       numbers, at most MAX_BREAKDOWN_ENTRIES, sum <= pending + in-flight amount)
--- Returns {'ok', last_seq, held, durable_seq, attributed} or {'fenced', last_seq, detail} or
--- {'no_boss', 0, ''}; durable_seq: the session's highest seq in the SQL archive (the
--- archive writes it), so a client may stop keeping deltas up to it; attributed: the sum of
--- the breakdown stored with held (<= held).
--- The in-flight delta counts as held only if it was not accepted yet; later accepted
--- deltas shrink 'held' again (ingest.lua), so a crash saga recovers exactly the damage
--- the platform knows of and never accepted.
+--       8 n: how many (player, damage) pairs follow for the pending part, 9.. those n pairs,
+--       then pairs of the in-flight delta's part (validated: positive whole numbers, at most
+--       MAX_BREAKDOWN_ENTRIES each, the pending part's sum <= pending and the in-flight
+--       part's <= its amount; a client that sends one merged breakdown has it all as the
+--       pending part, its sum <= pending + in-flight amount)
+-- Returns {'ok', last_seq, held, durable_seq, attributed} or
+-- {'fenced', last_seq, detail, credited} or {'no_boss', 0, ''}; durable_seq: the session's
+-- highest seq in the SQL archive (the archive writes it), so a client may stop keeping
+-- deltas up to it; attributed: the sum of the breakdown stored with held (<= held);
+-- credited: what a fair settlement credited (heldby's JSON, '' if none), so the client drops
+-- exactly that from each player.
+-- The in-flight delta counts as held only if it was not accepted yet, and so does its part of
+-- the breakdown; later accepted deltas shrink 'held' and the breakdown by their own
+-- breakdown again (ingest.lua), so a crash saga recovers exactly the damage the platform
+-- knows of and never accepted, and credits each player exactly their part of it.
 -- The breakdown replaces the previous one (a heartbeat without one clears it) and is cut to
--- fit held: entries in order, the one crossing held trimmed, the rest dropped. That covers
--- the cap and an in-flight delta accepted before this heartbeat (its players were credited
--- by ingest.lua; which entries were its own is not known here, so the total stays exact and
--- only the attribution of the trimmed part is approximate).
+-- fit held (entries in order, the one crossing held trimmed, the rest dropped): that only
+-- happens at the cap, or for a merged breakdown whose in-flight delta was accepted before
+-- this heartbeat (which entries were its own is not known then, so only the attribution of
+-- the trimmed part is approximate).
 local function I(n) return string.format('%d', n) end
 -- #include breakdown
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'no_boss', 0, ''} end
@@ -25,7 +31,7 @@ local shard = ARGV[1]
 local sess = ARGV[6]
 local last = tonumber(redis.call('HGET', KEYS[2], sess) or '0')
 local settled = redis.call('HGET', KEYS[3], sess)
-if settled then return {'fenced', last, settled} end
+if settled then return {'fenced', last, settled, redis.call('HGET', KEYS[9], sess) or ''} end
 local floor = tonumber(redis.call('HGET', KEYS[4], shard) or '0')
 if tonumber(ARGV[2]) < floor then return {'fenced', last, 'retired'} end
 local held = tonumber(ARGV[3])
@@ -40,9 +46,24 @@ end
 local cap = tonumber(ARGV[7])
 if held > cap then held = cap end
 local given = {}
-for i = 8, #ARGV, 2 do
+local split = 9 + 2 * tonumber(ARGV[8])
+for i = 9, split - 1, 2 do
   given[#given + 1] = ARGV[i]
   given[#given + 1] = ARGV[i + 1]
+end
+if iseq > last then  -- the in-flight delta's players, merged into the pending part
+  local at = {}
+  for i = 1, #given, 2 do at[given[i]] = i end
+  for i = split, #ARGV, 2 do
+    local j = at[ARGV[i]]
+    if j then
+      given[j + 1] = tonumber(given[j + 1]) + tonumber(ARGV[i + 1])
+    else
+      given[#given + 1] = ARGV[i]
+      given[#given + 1] = ARGV[i + 1]
+      at[ARGV[i]] = #given - 1
+    end
+  end
 end
 local by, attributed = fit(given, held)
 local t = redis.call('TIME')

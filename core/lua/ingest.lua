@@ -8,8 +8,9 @@
 --   ok       accepted now (last_seq = this seq)
 --   dup      seq <= last accepted: already accepted, nothing changes (the caller acks it)
 --   gap      seq > last + 1: refused, nothing changes (resend in order)
---   fenced   the session was settled by a crash saga (detail '<policy>:<amount>') or the
---            shard was retired (detail 'retired'); nothing changes
+--   fenced   the session was settled by a crash saga (detail '<policy>:<amount>'; a 4th
+--            item: what a fair one credited, heldby's JSON or '') or the shard was retired
+--            (detail 'retired'); nothing changes
 --   not_live the boss is not live (detail: status); nothing changes, except that on a boss
 --            that is over (defeated, expired) the session's held report is cleared: what it
 --            held can never count any more, so no crash saga may settle it as credit
@@ -27,7 +28,7 @@ local amount = tonumber(ARGV[4])
 local sess = ARGV[5]
 local last = tonumber(redis.call('HGET', KEYS[3], sess) or '0')
 local settled = redis.call('HGET', KEYS[4], sess)
-if settled then return {'fenced', last, settled} end
+if settled then return {'fenced', last, settled, redis.call('HGET', KEYS[12], sess) or ''} end
 local floor = tonumber(redis.call('HGET', KEYS[5], shard) or '0')
 if epoch < floor then return {'fenced', last, 'retired'} end
 if seq <= last then return {'dup', last, ''} end

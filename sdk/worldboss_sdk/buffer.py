@@ -9,9 +9,9 @@ Shared by the game-server SDK (worldboss_sdk.client) and the platform-hosted sha
 * :meth:`LocalBuffer.fenced` applies a ``fenced`` error's settlement: an in-flight delta with
   ``seq <= last_seq`` was accepted and is dropped; ``settled`` (what the crash saga applied or
   discarded) is dropped from what is still held; seq restarts at 1 for the next epoch;
-* :meth:`LocalBuffer.held_breakdown` is the per-player part of what a heartbeat reports held
-  (pending, queued re-sends and the in-flight delta): a fair crash saga credits it to those
-  players (docs/sdk.md);
+* :meth:`LocalBuffer.held_parts` is the per-player part of what a heartbeat reports held
+  (pending and queued re-sends; the in-flight delta's apart): a fair crash saga credits it to
+  those players (docs/sdk.md); :meth:`LocalBuffer.held_breakdown` is the older merged form;
 * the buffer is bounded: past ``max_pending`` damage held (pending + in flight) or
   ``max_players`` players waiting it raises
   :class:`BufferFull` (never a silent drop);
@@ -164,6 +164,32 @@ class LocalBuffer:
         self.reported = dict(out)
         return out
 
+    def held_parts(self) -> tuple[dict[str, int], dict[str, int]]:
+        """The per-player parts of what a heartbeat reports held, kept apart so the platform
+        attributes them exactly: who holds ``waiting`` (pending players first, then the queued
+        re-sends', at most ``MAX_BREAKDOWN_ENTRIES`` players, summing to at most ``waiting``)
+        and who the in-flight delta carries (its own breakdown). The platform counts the
+        in-flight part only if that delta was not accepted yet (heartbeat.lua), so an
+        acceptance racing the heartbeat never moves damage between players. Call it to send a
+        heartbeat: their merge is remembered as :attr:`reported`. Unattributed damage and
+        players past the bound stay the shard's only.
+        """
+        waiting = self.waiting
+        part: dict[str, int] = dict(itertools.islice(self.players.items(), MAX_BREAKDOWN_ENTRIES))
+        for delta in self.queued:
+            for player, dmg in delta.breakdown.items():
+                if player in part:
+                    part[player] += dmg
+                elif len(part) < MAX_BREAKDOWN_ENTRIES:
+                    part[player] = dmg
+        out = _fit(part, waiting)
+        flight = dict(self.inflight.breakdown) if self.inflight else {}
+        reported = dict(out)
+        for player, dmg in flight.items():
+            reported[player] = reported.get(player, 0) + dmg
+        self.reported = reported
+        return out, flight
+
     def _unreport(self, breakdown: dict[str, int]) -> None:
         """An accepted delta's players no longer hold that damage (the platform subtracts
         it from the stored breakdown the same way)."""
@@ -257,8 +283,11 @@ class LocalBuffer:
                 return
         self.next_seq = last_seq + 1
 
-    def fenced(self, *, last_seq: int, settled: int) -> int:
-        """Apply a fence settlement and start a new epoch's numbering; returns what remains held."""
+    def fenced(self, *, last_seq: int, settled: int, credited: dict[str, int] | None = None) -> int:
+        """Apply a fence settlement and start a new epoch's numbering; returns what remains held.
+
+        ``credited`` is who a fair settlement credited (the ``fenced`` error reports it); without
+        it the buffer assumes what it last reported (:attr:`reported`, less accepted deltas)."""
         if self.inflight is not None:
             if self.inflight.seq <= last_seq:
                 self._unreport(self.inflight.breakdown)
@@ -272,7 +301,7 @@ class LocalBuffer:
         self._requeue()  # reported as pending by heartbeats: part of what ``settled`` covers
         # A fair saga credited the reported players: their damage goes first, so what is sent
         # again under the new epoch is not credited to them a second time.
-        self._drop(settled, first=self.reported)
+        self._drop(settled, first=self.reported if credited is None else credited)
         self.reported = {}
         self.kept = []  # accepted under the fenced epoch: nothing to re-send there any more
         self.next_seq = 1
@@ -320,3 +349,17 @@ class LocalBuffer:
             amount -= take
             if self.players[player] == 0:
                 del self.players[player]
+
+
+def _fit(breakdown: dict[str, int], limit: int) -> dict[str, int]:
+    """``breakdown`` cut to sum at most ``limit``: entries in order, the one crossing it trimmed."""
+    out: dict[str, int] = {}
+    total = 0
+    for player, dmg in breakdown.items():
+        if total >= limit:
+            break
+        part = min(dmg, limit - total)
+        if part > 0:
+            out[player] = part
+            total += part
+    return out

@@ -16,7 +16,7 @@ What it does for you:
 * a tick loop (``tick_ms``, default 100) sends one ``damage`` per boss per tick with the
   per-player breakdown and re-sends the SAME seq until it is acknowledged;
 * a heartbeat loop reports ``pending``, the in-flight delta and who holds that damage
-  (``LocalBuffer.held_breakdown``) every ``heartbeat_ms``;
+  (``LocalBuffer.held_parts``) every ``heartbeat_ms``;
 * on a lost connection it reconnects with backoff and RESUMES its epoch, so an in-flight seq
   that had landed is acked as a duplicate and never applied twice (exactly-once);
 * on ``fenced`` (the platform declared this session crashed) it drops an in-flight delta with
@@ -417,7 +417,12 @@ class ShardClient:
                 return  # a late duplicate of a fence already handled
             if b.buffer.next_seq == 1 and b.buffer.inflight is None:
                 return
-            b.buffer.fenced(last_seq=int(msg.get("last_seq", 0)), settled=int(msg.get("settled", 0)))
+            credited = msg.get("credited")
+            b.buffer.fenced(
+                last_seq=int(msg.get("last_seq", 0)),
+                settled=int(msg.get("settled", 0)),
+                credited=credited if isinstance(credited, dict) else None,
+            )
             self.stats.fences += 1
             self._rotate = True
         elif (code == ErrorCode.NOT_LIVE and b is not None and msg.get("status") in ENDED_STATUSES) or (
@@ -493,14 +498,18 @@ class ShardClient:
         if now - b.last_heartbeat < self.heartbeat_s or not (buf.next_seq > 1 or buf.unacked):
             return None
         inflight = buf.inflight
+        # Who the held damage belongs to: a fair crash saga credits these players. The
+        # in-flight delta's players go with it: the platform counts them only while that
+        # delta is not accepted, so each player's credit is exact.
+        held_by, flight = buf.held_parts()
         beat: dict[str, object] = {
             "type": "heartbeat",
             "boss": slug,
             "pending": buf.waiting,
-            "inflight": {"seq": inflight.seq, "amount": inflight.amount} if inflight else None,
+            "inflight": (
+                {"seq": inflight.seq, "amount": inflight.amount, "breakdown": flight} if inflight else None
+            ),
         }
-        # Who the held damage belongs to: a fair crash saga credits these players.
-        held_by = buf.held_breakdown()
         if held_by:
             beat["breakdown"] = held_by
         b.last_heartbeat = now

@@ -150,3 +150,31 @@ def test_a_fence_with_the_in_flight_delta_accepted_unreports_it():
     # seq 1 was accepted before the fence (its ack never came); the saga settled the 25 left.
     assert buf.fenced(last_seq=1, settled=25) == 0
     assert buf.players == {} and buf.unattributed == 0 and buf.dropped == 25
+
+
+def test_held_parts_keep_the_in_flight_delta_apart():
+    buf = LocalBuffer()
+    buf.add(50, "bob")
+    delta = buf.take()
+    assert delta is not None
+    buf.add(50)  # no player
+    buf.add(100, "ann")
+    buf.add(5, "bob")
+    assert buf.held_parts() == ({"ann": 100, "bob": 5}, {"bob": 50})
+    assert buf.reported == {"ann": 100, "bob": 55}
+    assert buf.acked(delta.seq)
+    assert buf.held_parts() == ({"ann": 100, "bob": 5}, {})
+
+
+def test_a_fence_drops_what_the_platform_credited_when_the_last_report_was_lost():
+    """The platform credited the report it had (ann 100; 30 unattributed); the later heartbeat
+    naming bob never arrived. Dropping by the platform's ``credited`` keeps bob's damage to
+    send again under the new epoch (dropping by the buffer's own last report would lose it)."""
+    buf = LocalBuffer()
+    buf.add(100, "ann")
+    buf.add(30)
+    assert buf.held_parts() == ({"ann": 100}, {})  # recorded: held 130
+    buf.add(30, "bob")
+    buf.held_parts()  # lost on the way
+    assert buf.fenced(last_seq=0, settled=130, credited={"ann": 100}) == 30
+    assert buf.players == {"bob": 30} and buf.unattributed == 0

@@ -174,7 +174,9 @@ def test_fenced_session_is_refused_and_its_held_damage_settled_once(make_boss, m
     assert session_fence(boss=boss, shard_key=s.shard_key, epoch=s.epoch).amount == 7  # re-run
     with pytest.raises(Fenced) as err:
         delta_ingest(**args, seq=3, amount=7)
-    assert err.value.extra == {"last_seq": 2, "policy": policy, "settled": 7}
+    # a fair settlement also says who it credited (nobody here: no breakdown was reported)
+    credited = {"credited": {}} if policy == "fair" else {}
+    assert err.value.extra == {"last_seq": 2, "policy": policy, "settled": 7, **credited}
     boss_tick(boss_id=boss.pk, force=True)
     report = boss_verify(boss=boss)
     assert report.ok, report.problems

@@ -269,3 +269,48 @@ async def test_verify_fails_on_a_buffer_left_on_a_defeated_boss(make_boss):
     report = await sync_to_async(boss_verify)(boss=b)
     assert report.problems == ["buffered 500 on a defeated boss can never drain"]
     await comm.disconnect()
+
+
+async def test_the_in_flight_part_counts_only_while_unaccepted_and_the_fence_says_who_it_credited(boss):
+    """bob's delta lands before the heartbeat that still reports it: only the pending part
+    (ann 100, 50 unattributed) is held and credited, and the ``fenced`` refusal names it."""
+    b = await sync_to_async(boss)("fair")
+    _, token = await sync_to_async(new_shard)("end-13")
+    comm, epoch = await server("end-13", token)
+    await send(comm, type="damage", boss=b.slug, seq=1, amount=50, breakdown={"bob": 50})
+    beat = await send(
+        comm,
+        type="heartbeat",
+        boss=b.slug,
+        pending=150,
+        breakdown={"ann": 100},
+        inflight={"seq": 1, "amount": 50, "breakdown": {"bob": 50}},
+    )
+    assert beat["held"] == 150
+    heldby = await sync_to_async(get_redis().hget)(
+        keys.BossKeys(b.pk).heldby, keys.session_id("end-13", epoch)
+    )
+    assert json.loads(heldby) == ["ann", 100]
+    [saga] = await sync_to_async(declare_silent_sessions_crashed)(b)
+    assert (saga.amount, saga.detail["credited"]) == (150, {"players": 1, "amount": 100})
+    refused = await send(comm, type="damage", boss=b.slug, seq=2, amount=150, breakdown={"ann": 100})
+    assert (refused["code"], refused["settled"], refused["credited"]) == ("fenced", 150, {"ann": 100})
+    await sync_to_async(the_books_agree)(b)
+    players = await sync_to_async(get_redis().hgetall)(keys.BossKeys(b.pk).players)
+    assert players == {"ann": "100", "bob": "50"}
+    await comm.disconnect()
+
+
+async def test_an_in_flight_breakdown_over_its_amount_is_refused(boss):
+    b = await sync_to_async(boss)("fair")
+    _, token = await sync_to_async(new_shard)("end-14")
+    comm, _ = await server("end-14", token)
+    refused = await send(
+        comm,
+        type="heartbeat",
+        boss=b.slug,
+        pending=0,
+        inflight={"seq": 1, "amount": 5, "breakdown": {"a": 6}},
+    )
+    assert (refused["code"], refused["field"]) == ("invalid_amount", "inflight.breakdown")
+    await comm.disconnect()
