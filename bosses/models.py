@@ -401,3 +401,83 @@ class RewardGrant(models.Model):
 
     def __str__(self) -> str:
         return f"{self.player}: {self.tier} ({self.boss_id}/{self.fight})"
+
+
+class SpawnSchedule(models.Model):
+    """A boss that comes back: an RFC 5545 recurrence rule on a time zone's wall clock, each
+    occurrence a new fight of the boss (docs/liveops.md, "Recurring spawns")."""
+
+    boss = models.ForeignKey(BossEncounter, on_delete=models.CASCADE, related_name="spawn_schedules")
+    name = models.CharField(max_length=120, blank=True, default="")
+    template = models.ForeignKey(
+        BossTemplate,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="spawn_schedules",
+        help_text="Applied to the boss before each fight; empty: the boss's own settings.",
+    )
+    timezone = models.CharField(max_length=64, default="UTC", help_text="IANA name, e.g. Europe/Paris.")
+    rule = models.CharField(
+        max_length=400,
+        help_text='RFC 5545 RRULE without DTSTART, e.g. "FREQ=DAILY" or "FREQ=WEEKLY;BYDAY=SA,SU".',
+    )
+    start_date = models.DateField(help_text="The first day (local) the rule may spawn on.")
+    start_time = models.TimeField(help_text="Local wall time of each spawn (unless the rule sets BYHOUR...).")
+    duration_s = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Each fight expires (enrages) this many seconds after its spawn; empty: runs until defeated.",
+    )
+    blackout_dates = models.JSONField(
+        default=list, blank=True, help_text='Local dates with no spawn, e.g. ["2026-12-24", "2026-12-31"].'
+    )
+    notice_minutes = models.PositiveIntegerField(
+        default=15,
+        validators=[MaxValueValidator(10_080)],
+        help_text="The boss.spawn_upcoming webhook goes out this many minutes before each spawn (0: none).",
+    )
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["boss", "id"]
+
+    def __str__(self) -> str:
+        return self.name or f"{self.boss_id}: {self.rule}"
+
+
+class OccurrenceStatus(models.TextChoices):
+    CLAIMED = "claimed", "Claimed (spawning)"
+    SPAWNED = "spawned", "Spawned"
+    SKIPPED = "skipped", "Skipped"
+
+
+class SpawnOccurrence(models.Model):
+    """One occurrence of a schedule: the unique (schedule, at) key makes its spawn happen once,
+    whatever the number of beats; the lease lets one worker at a time carry it out, and another
+    finish it once a killed worker's lease ran out."""
+
+    schedule = models.ForeignKey(SpawnSchedule, on_delete=models.CASCADE, related_name="occurrences")
+    boss = models.ForeignKey(BossEncounter, on_delete=models.CASCADE, related_name="spawn_occurrences")
+    at = models.DateTimeField(help_text="The spawn's instant.")
+    fight = models.PositiveIntegerField(null=True, blank=True, help_text="The fight this occurrence starts.")
+    status = models.CharField(
+        max_length=8, choices=OccurrenceStatus.choices, default=OccurrenceStatus.CLAIMED
+    )
+    detail = models.CharField(max_length=200, blank=True, default="")
+    lease_until = models.DateTimeField(null=True, blank=True)
+    holder = models.CharField(max_length=32, blank=True, default="", help_text="Who holds the lease.")
+    attempts = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    spawned_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-at"]
+        constraints = [models.UniqueConstraint(fields=["schedule", "at"], name="uniq_spawn_occurrence")]
+        indexes = [models.Index(fields=["status", "lease_until"], name="spawn_occurrence_lease_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.schedule_id} @ {self.at.isoformat()} ({self.status})"

@@ -31,6 +31,7 @@ from bosses.models import (
     BossTemplate,
     FightConfig,
     RewardGrant,
+    SpawnSchedule,
 )
 from bosses.selectors import EventLogUndecodable, event_log_row
 from bosses.signals import fight_event_send
@@ -46,6 +47,7 @@ from core.errors import (
     UnknownBoss,
 )
 from core.phases import OPENING_PHASE_NAME, parse_phases, phase_thresholds
+from core.recurrence import recurrence_parse
 from core.redis import REDIS_DOWN, get_redis
 from shards.models import Shard, ShardStatus
 
@@ -473,6 +475,52 @@ def boss_template_apply(*, boss: BossEncounter, template: BossTemplate) -> BossE
     BossEncounter.objects.filter(pk=boss.pk).update(template=template)
     updated.template = template
     return updated
+
+
+# --- recurring spawn schedules (docs/liveops.md) ---------------------------------------------
+
+SCHEDULE_FIELDS = (
+    "boss",
+    "name",
+    "template",
+    "timezone",
+    "rule",
+    "start_date",
+    "start_time",
+    "duration_s",
+    "blackout_dates",
+    "notice_minutes",
+    "enabled",
+)
+
+
+def spawn_schedule_save(*, schedule: SpawnSchedule | None, fields: Mapping[str, Any]) -> SpawnSchedule:
+    """Create (``schedule`` None) or change a recurring spawn schedule: the model's validation,
+    then the rule, time zone and blackout dates (:func:`core.recurrence.recurrence_parse`).
+    A change applies to occurrences not spawned yet; spawned ones stay as they were."""
+    unknown = set(fields) - set(SCHEDULE_FIELDS)
+    if unknown:
+        raise InvalidInput(f"unknown field(s) {', '.join(sorted(unknown))}", field=sorted(unknown)[0])
+    target = schedule or SpawnSchedule()
+    for name, value in fields.items():
+        setattr(target, name, value)
+    if not isinstance(target.blackout_dates, list):
+        raise InvalidInput("blackout_dates must be a list of YYYY-MM-DD dates", field="blackout_dates")
+    try:
+        target.full_clean()
+    except ValidationError as exc:
+        raise _validation_error(exc) from None
+    recurrence = recurrence_parse(
+        rule=target.rule,
+        start_date=target.start_date,
+        start_time=target.start_time,
+        tz=target.timezone,
+        blackouts=target.blackout_dates,
+    )
+    target.rule = recurrence.rule
+    target.blackout_dates = sorted(d.isoformat() for d in recurrence.blackouts)
+    target.save()
+    return target
 
 
 # --- the sync tick -----------------------------------------------------------------

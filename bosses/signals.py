@@ -24,7 +24,9 @@ DEFEATED = "boss.defeated"
 EXPIRED = "boss.expired"
 CRASH_SETTLED = "crash.settled"
 REWARDS_GRANTED = "rewards.granted"
-FIGHT_EVENTS = (WENT_LIVE, PHASE, DEFEATED, EXPIRED, CRASH_SETTLED, REWARDS_GRANTED)
+# A recurring schedule's next spawn is near (its notice_minutes before; docs/liveops.md).
+SPAWN_UPCOMING = "boss.spawn_upcoming"
+FIGHT_EVENTS = (WENT_LIVE, PHASE, DEFEATED, EXPIRED, CRASH_SETTLED, REWARDS_GRANTED, SPAWN_UPCOMING)
 
 
 def fight_event_send(

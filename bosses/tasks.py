@@ -12,6 +12,7 @@ from celery import shared_task
 
 from bosses.sagas.crash import crashed_sessions_scan
 from bosses.sagas.restore import archive_pass_run
+from bosses.sagas.spawn import spawns_apply
 from bosses.sagas.victory import boss_victory_run, victory_sagas_resume
 from bosses.services import VICTORY_SAGA_TASK, boss_schedules_apply, boss_tick_all, tick_pass_claim
 from core import keys, metrics
@@ -82,6 +83,13 @@ def archive_event_logs() -> None:
 def apply_schedules() -> None:
     """Start scheduled bosses and expire those past their end time."""
     boss_schedules_apply()
+
+
+@shared_task(name="bosses.apply_spawns", ignore_result=True)
+def apply_spawns() -> None:
+    """Spawn the due occurrences of recurring schedules (each exactly once) and send the
+    ``boss.spawn_upcoming`` notices (docs/liveops.md)."""
+    spawns_apply()
 
 
 @shared_task(name="bosses.resume_sagas", ignore_result=True)

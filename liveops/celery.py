@@ -78,6 +78,12 @@ def _build_beat_schedule() -> dict:
             "schedule": timedelta(seconds=1),
             "options": {"queue": SAGA_QUEUE, "expires": 2},
         },
+        # Recurring spawns (docs/liveops.md): each occurrence once, whatever the number of beats.
+        "apply-spawns": {
+            "task": "bosses.apply_spawns",
+            "schedule": timedelta(seconds=1),
+            "options": {"queue": SAGA_QUEUE, "expires": 2},
+        },
     }
 
 

@@ -57,3 +57,39 @@ def test_a_fight_configuration_page_shows_what_changed_since(admin_client, make_
         reverse("admin:bosses_bossencounter_change", args=[boss.pk])
     ).content.decode()
     assert "Fight configurations" in boss_page
+
+
+def test_a_schedule_is_checked_and_shows_its_next_spawns_and_the_calendar(admin_client, make_boss):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from bosses.models import SpawnSchedule
+
+    boss = make_boss(slug="evening-wyrm", name="Evening Wyrm")
+    url = reverse("admin:bosses_spawnschedule_add")
+    form = {
+        "boss": boss.pk,
+        "name": "Evenings",
+        "timezone": "Europe/Paris",
+        "rule": "FREQ=DAILY",
+        "start_date": (timezone.now() - timedelta(days=1)).date().isoformat(),
+        "start_time": "20:00",
+        "duration_s": "1800",
+        "blackout_dates": "[]",
+        "notice_minutes": "15",
+        "enabled": "on",
+    }
+    refused = admin_client.post(url, {**form, "timezone": "Mars/Olympus"}).content.decode()
+    assert "unknown time zone" in refused
+    refused = admin_client.post(url, {**form, "rule": "FREQ=SOMETIMES"}).content.decode()
+    assert "not an RFC 5545 RRULE" in refused
+    assert admin_client.post(url, form).status_code == 302
+    schedule = SpawnSchedule.objects.get()
+    page = admin_client.get(reverse("admin:bosses_spawnschedule_change", args=[schedule.pk])).content.decode()
+    assert page.count("20:00 CE") in (14, 15)  # the next 14 days of evenings, local time
+    calendar = admin_client.get(reverse("admin:bosses_spawnschedule_calendar")).content.decode()
+    assert calendar.count("Evening Wyrm (evening-wyrm)") in (14, 15)
+    assert ("spawn_schedule.create", "boss/evening-wyrm") in set(
+        AuditEntry.objects.values_list("action", "target")
+    )
