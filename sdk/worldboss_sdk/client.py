@@ -72,6 +72,13 @@ def player_id_check(player: object) -> None:
 
 
 RECONNECT_BACKOFF_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+# Liveness of the shard socket: a ping every second, a link without a pong for a second is
+# dead and is left at once, well inside the platform's heartbeat timeout (5 s by default);
+# TCP's own retransmission back-off would take seconds more. A close handshake the platform
+# does not answer within a second is given up (the connection is dropped).
+PING_INTERVAL_S = 1.0
+PING_TIMEOUT_S = 1.0
+CLOSE_TIMEOUT_S = 1.0
 
 
 @dataclass
@@ -84,6 +91,7 @@ class ClientStats:
     duplicates: int = 0  # acks flagged duplicate (a re-sent seq that had already landed)
     fences: int = 0
     connects: int = 0
+    unanswered_closes: int = 0  # closes this client started that the platform never answered
     errors: dict[str, int] = field(default_factory=dict)
 
 
@@ -114,6 +122,8 @@ class ShardClient:
         max_pending: int = MAX_DELTA_AMOUNT,
         max_players: int = DEFAULT_MAX_PLAYERS,
         open_timeout_s: float = 5.0,
+        ping_interval_s: float | None = PING_INTERVAL_S,
+        ping_timeout_s: float | None = PING_TIMEOUT_S,
     ) -> None:
         self.url = url.rstrip("/")
         self.shard = shard
@@ -124,6 +134,8 @@ class ShardClient:
         self.max_pending = max_pending
         self.max_players = max_players
         self.open_timeout_s = open_timeout_s
+        self.ping_interval_s = ping_interval_s  # None: no keepalive pings (liveness is then TCP's)
+        self.ping_timeout_s = ping_timeout_s
         self.epoch: int | None = None
         self.connected = asyncio.Event()
         self.stats = ClientStats()
@@ -287,7 +299,9 @@ class ShardClient:
                     additional_headers={"Authorization": f"Bearer {self._token}"},
                     compression=None,
                     open_timeout=self.open_timeout_s,
-                    ping_interval=None,
+                    ping_interval=self.ping_interval_s,
+                    ping_timeout=self.ping_timeout_s,
+                    close_timeout=CLOSE_TIMEOUT_S,
                 ) as ws:
                     welcome = json.loads(await asyncio.wait_for(ws.recv(), self.open_timeout_s))
                     self._on_welcome(welcome)
@@ -295,6 +309,7 @@ class ShardClient:
                     attempt = 0
                     self.connected.set()
                     await self._receive(ws)
+                    await self._leave(ws)
             except asyncio.CancelledError:
                 raise
             except websockets.exceptions.InvalidStatus as exc:
@@ -355,6 +370,23 @@ class ShardClient:
                     await self._release_sessions(ws)
                 if not self._releasing:
                     break  # fenced: reconnect for a new epoch now that nothing is in flight
+
+    async def _leave(self, ws: ClientConnection) -> None:
+        """Close a fenced epoch's socket, reading (and dropping) what the platform still sends.
+
+        Its answers to the frames sent during a partition may be queued unread: past
+        websockets' queue bound it stops reading the socket, so the platform's close frame
+        would never be read and the close would wait for its timeout before the new epoch.
+        """
+        closing = asyncio.ensure_future(ws.close())
+        try:
+            while True:
+                await ws.recv()
+        except websockets.exceptions.ConnectionClosed:
+            pass
+        await closing
+        if ws.protocol.close_rcvd is None:
+            self.stats.unanswered_closes += 1
 
     def _on_connection_lost(self, exc: Exception) -> None:
         """A lost or closed socket: stop for good on a permanent close code, else reconnect."""
