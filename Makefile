@@ -61,14 +61,17 @@ browser:
 	  else echo "chromium: not installed and not root; browser tests will be skipped"; fi; }
 
 # Lint: style (ruff), formatting, function length (scripts/check_function_size.py: ruff
-# counts statements and branches, not lines), the one-way layers (lint-imports) and strict
-# types on the core and the SDK (mypy). CI runs it before the tests.
+# counts statements and branches, not lines), the one-way layers (lint-imports), strict
+# types on the core and the SDK (mypy), and that the generated SDK files are current: the
+# TypeScript protocol (scripts/ts_protocol.py) and the conformance vectors. CI runs it first.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python scripts/check_function_size.py
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/mypy
+	$(BIN)/python scripts/ts_protocol.py --check
+	DJANGO_SETTINGS_MODULE=liveops.settings $(BIN)/python -m conformance.vectors --check
 
 # Exit code 5 (nothing collected) from the developer suite most often means every selected
 # test is slow: say so, and still fail, so that a slow test never passes by not running.
@@ -107,8 +110,8 @@ faults: $(STAMP)
 # (npm ci in sdk-ts, whose build and unit tests run there too). One line per SDK and
 # scenario, then a table; exit 0 only if all pass.
 conformance: $(STAMP)
-	DJANGO_SETTINGS_MODULE=liveops.settings $(BIN)/python -m conformance.vectors --check
 	$(BIN)/python scripts/ts_protocol.py --check
+	DJANGO_SETTINGS_MODULE=liveops.settings $(BIN)/python -m conformance.vectors --check
 	$(BIN)/python -m conformance $(ARGS)
 
 demo: $(STAMP)

@@ -80,6 +80,7 @@ export interface OverviewRow {
   buffered: number;
   tick_lag_ms: number | null;
   shards: Record<string, number>;
+  archive_problem: string | null;
 }
 
 /** A boss's absolute state; ``ts`` is None for a boss that never went live. */
