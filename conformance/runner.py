@@ -144,9 +144,10 @@ class Context:
         assert state is not None
         return int(state.hp)
 
-    def books(self, boss: Any, expected: int, detail: str) -> str:
+    def books(self, boss: Any, expected: int, detail: str, *, each: int | None = None) -> str:
         """Wait for the authority to apply everything and settle every saga; then its books must
-        show exactly ``expected`` applied and verify_boss OK."""
+        show exactly ``expected`` applied and verify_boss OK, and (``each``) every player of
+        the scenario exactly ``each`` damage in the authority's per-player totals."""
         from bosses.models import BossEncounter
         from bosses.selectors import boss_sagas_running
         from bosses.verification import boss_verify
@@ -166,7 +167,14 @@ class Context:
             report = boss_verify(boss=BossEncounter.objects.get(pk=boss.pk))
             raise AssertionError(f"books: expected {expected} applied; {report.as_dict()}") from None
         assert report.hp == boss.max_hp - expected, report.as_dict()
-        return f"{detail}; books: {expected:,} applied, HP exact, verify_boss OK"
+        if each is None:
+            return f"{detail}; books: {expected:,} applied, HP exact, verify_boss OK"
+        from bosses.selectors import boss_live_players
+        from conformance.scenarios import PLAYERS
+
+        totals = {name: dmg for batch in boss_live_players(boss_id=boss.pk) for name, dmg in batch}
+        assert totals == dict.fromkeys(PLAYERS, each), f"per-player totals {totals}, expected {each} each"
+        return f"{detail}; books: {expected:,} applied, {each} per player, HP exact, verify_boss OK"
 
     def close(self) -> None:
         self.driver.close()

@@ -77,7 +77,7 @@ def exactly_once(ctx: Context) -> str:
     stats = _flushed(ctx)
     assert ctx.proxy.seen.duplicated == 4 and ctx.proxy.seen.server_types["ack"] > 0
     assert stats["duplicates"] >= 1, stats  # a duplicated frame is acked duplicate: true
-    return ctx.books(boss, stats["generated"][boss.slug], f"{stats['resent']} re-sends")
+    return ctx.books(boss, stats["generated"][boss.slug], f"{stats['resent']} re-sends", each=60 * 7)
 
 
 def resume(ctx: Context) -> str:
@@ -165,7 +165,8 @@ def fenced(ctx: Context) -> str:
     _fight(ctx, boss.slug, 5)
     stats = _flushed(ctx)
     assert stats["fences"] == 1 and stats["dropped"][boss.slug] == saga.amount > 0, (stats, saga.amount)
-    return ctx.books(boss, stats["generated"][boss.slug], f"settled {saga.amount}, epoch {stats['epoch']}")
+    detail = f"settled {saga.amount}, epoch {stats['epoch']}"
+    return ctx.books(boss, stats["generated"][boss.slug], detail, each=10 * 7 + 10 * 5 + 5 * 7)
 
 
 def stale_epoch(ctx: Context) -> str:
@@ -181,7 +182,9 @@ def stale_epoch(ctx: Context) -> str:
     stats = _flushed(ctx)
     assert stats["fences"] == 1 and stats["dropped"][boss.slug] == saga.amount > 0, (stats, saga.amount)
     assert ctx.proxy.seen.error_codes["fenced"] >= 1
-    return ctx.books(boss, stats["generated"][boss.slug] - saga.amount, f"discarded {saga.amount}")
+    return ctx.books(
+        boss, stats["generated"][boss.slug] - saga.amount, f"discarded {saga.amount}", each=10 * 7
+    )
 
 
 def bye(ctx: Context) -> str:
@@ -206,7 +209,8 @@ def _crash(ctx: Context, policy: str) -> str:
     assert saga.detail.get("reason") == "crashed" and saga.amount == len(PLAYERS) * 50, saga.detail
     boss_resume(boss=boss)
     lands = acked + saga.amount if policy == "fair" else acked
-    return ctx.books(boss, lands, f"{policy}: settled {saga.amount}")
+    each = 10 * 7 + (10 * 5 if policy == "fair" else 0)  # a fair saga credits the reported players
+    return ctx.books(boss, lands, f"{policy}: settled {saga.amount}", each=each)
 
 
 def crash_fair(ctx: Context) -> str:

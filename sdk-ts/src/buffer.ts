@@ -136,6 +136,32 @@ export class LocalBuffer {
     return out;
   }
 
+  /** The per-player parts of what a heartbeat reports held, kept apart so the platform
+   * attributes them exactly: who holds `waiting` (pending players first, then the queued
+   * re-sends', at most MAX_BREAKDOWN_ENTRIES players, summing to at most `waiting`) and who the
+   * in-flight delta carries (its own breakdown; the platform counts it only while that delta
+   * is not accepted). Their merge is remembered as `reported`. */
+  heldParts(): [Map<string, number>, Map<string, number>] {
+    const part = new Map<string, number>();
+    for (const [player, dmg] of this.players) {
+      if (part.size >= MAX_BREAKDOWN_ENTRIES) break;
+      part.set(player, dmg);
+    }
+    for (const delta of this.queued) {
+      for (const [player, dmg] of delta.breakdown) {
+        const current = part.get(player);
+        if (current !== undefined) part.set(player, current + dmg);
+        else if (part.size < MAX_BREAKDOWN_ENTRIES) part.set(player, dmg);
+      }
+    }
+    const out = fit(part, this.waiting);
+    const flight = new Map(this.inflight?.breakdown ?? []);
+    const reported = new Map(out);
+    for (const [player, dmg] of flight) reported.set(player, (reported.get(player) ?? 0) + dmg);
+    this.reported = reported;
+    return [out, flight];
+  }
+
   private unreport(breakdown: ReadonlyMap<string, number>): void {
     if (this.reported.size === 0) return;
     for (const [player, dmg] of breakdown) {
@@ -229,8 +255,10 @@ export class LocalBuffer {
     this.nextSeq = lastSeq + 1;
   }
 
-  /** Apply a fence's settlement and restart numbering; what remains held. */
-  fenced(lastSeq: number, settled: number): number {
+  /** Apply a fence's settlement and restart numbering; what remains held. `credited` is who a
+   * fair settlement credited (the `fenced` error reports it); without it, what was last
+   * reported (`reported`, less accepted deltas). */
+  fenced(lastSeq: number, settled: number, credited?: ReadonlyMap<string, number>): number {
     if (this.inflight !== null) {
       if (this.inflight.seq <= lastSeq) {
         this.unreport(this.inflight.breakdown);
@@ -241,7 +269,7 @@ export class LocalBuffer {
     }
     for (const delta of this.queued) this.backToPending(delta);
     this.queued = [];
-    this.drop(settled, this.reported); // the credited players' damage goes first
+    this.drop(settled, credited ?? this.reported); // the credited players' damage goes first
     this.reported = new Map();
     this.kept = [];
     this.nextSeq = 1;
@@ -290,4 +318,19 @@ export class LocalBuffer {
       takeFrom(player, Infinity);
     }
   }
+}
+
+/** `breakdown` cut to sum at most `limit`: entries in order, the one crossing it trimmed. */
+function fit(breakdown: ReadonlyMap<string, number>, limit: number): Map<string, number> {
+  const out = new Map<string, number>();
+  let total = 0;
+  for (const [player, dmg] of breakdown) {
+    if (total >= limit) break;
+    const part = Math.min(dmg, limit - total);
+    if (part > 0) {
+      out.set(player, part);
+      total += part;
+    }
+  }
+  return out;
 }

@@ -413,7 +413,12 @@ export class ShardClient {
     if (code === ErrorCode.FENCED && (msg.ref === "damage" || msg.ref === "heartbeat")) {
       if (msg.ref === "damage" && b.buffer.inflight === null) return; // a late duplicate
       if (b.buffer.nextSeq === 1 && b.buffer.inflight === null) return;
-      b.buffer.fenced(Number(msg.last_seq ?? 0), Number(msg.settled ?? 0));
+      const credited = msg.credited;
+      b.buffer.fenced(
+        Number(msg.last_seq ?? 0),
+        Number(msg.settled ?? 0),
+        credited !== null && typeof credited === "object" ? new Map(Object.entries(credited)) : undefined,
+      );
       this.stats.fences += 1;
       this.rotate = true;
     } else if (
@@ -471,13 +476,15 @@ export class ShardClient {
     const buf = b.buffer;
     if (at - b.lastHeartbeat < this.heartbeatMs || !(buf.nextSeq > 1 || buf.unacked)) return null;
     const inflight = buf.inflight;
+    // Who the held damage belongs to: a fair crash saga credits these players. The in-flight
+    // delta's players go with it: the platform counts them only while it is not accepted.
+    const [heldBy, flight] = buf.heldParts();
     const beat: HeartbeatFrame = {
       type: "heartbeat",
       boss: slug,
       pending: buf.waiting,
-      inflight: inflight ? { seq: inflight.seq, amount: inflight.amount } : null,
+      inflight: inflight ? { seq: inflight.seq, amount: inflight.amount, breakdown: Object.fromEntries(flight) } : null,
     };
-    const heldBy = buf.heldBreakdown(); // who the held damage belongs to: a fair saga credits them
     if (heldBy.size > 0) beat.breakdown = Object.fromEntries(heldBy);
     b.lastHeartbeat = at;
     return beat;

@@ -22,7 +22,8 @@ export interface HeartbeatFrame {
   type: "heartbeat";
   boss: string;
   pending: number;
-  inflight: { seq: number; amount: number } | null;
+  /** `breakdown`: the in-flight delta's own players (counted while it is not accepted). */
+  inflight: { seq: number; amount: number; breakdown?: Record<string, number> } | null;
   breakdown?: Record<string, number>;
 }
 

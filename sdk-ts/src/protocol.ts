@@ -156,6 +156,7 @@ export interface ErrorFrame {
   last_seq?: number;
   policy?: string;
   settled?: number;
+  credited?: Record<string, number>;
   status?: string;
   retry_after_ms?: number;
   pending?: number;

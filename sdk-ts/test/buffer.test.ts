@@ -57,3 +57,16 @@ test("the buffer is bounded and names at most MAX_BREAKDOWN_ENTRIES players per 
   assert.equal(many.take()!.breakdown.size, MAX_BREAKDOWN_ENTRIES);
   assert.equal(many.pending, 5);
 });
+
+test("a heartbeat's parts: who holds what waits, and the in-flight delta's players apart", () => {
+  const b = new LocalBuffer();
+  b.add(100, "alice");
+  b.take();
+  b.add(40, "bob");
+  b.add(10, null);
+  const [waiting, flight] = b.heldParts();
+  assert.deepEqual([Object.fromEntries(waiting), Object.fromEntries(flight)], [{ bob: 40 }, { alice: 100 }]);
+  assert.deepEqual(Object.fromEntries(b.reported), { bob: 40, alice: 100 });
+  b.fenced(0, 60, new Map([["alice", 60]])); // the platform says whom it credited
+  assert.deepEqual(Object.fromEntries(b.players), { alice: 40, bob: 40 });
+});
