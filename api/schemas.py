@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, time
 from typing import Any, Literal
 
 from ninja import Schema
@@ -51,6 +51,7 @@ class BossOut(Schema):
     template: str | None = Field(None, description="Slug of the template the settings came from.")
     starts_at: datetime | None
     ends_at: datetime | None
+    next_spawn_at: datetime | None = Field(None, description="The next recurring spawn (docs/liveops.md).")
     defeated_at: datetime | None
     final_hp: int | None
     final_version: int | None
@@ -336,3 +337,78 @@ class FightConfigDiff(Schema):
     changes: list[ConfigChangeOut] = Field(
         description="What differs between this fight's configuration and the boss's current one."
     )
+
+
+class UpcomingSpawnOut(Schema):
+    boss: str
+    schedule: int = Field(description="The schedule's id.")
+    timezone: str
+    at: datetime = Field(description="When the fight spawns (UTC).")
+    ends_at: datetime | None = Field(description="When it expires; null: it runs until defeated.")
+
+
+class UpcomingSpawns(Schema):
+    days: int
+    items: list[UpcomingSpawnOut]
+
+
+class _ScheduleFields(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, max_length=120)
+    template: str | None = Field(None, description="Slug of a template applied before each fight.")
+    timezone: str | None = Field(None, max_length=64, examples=["Europe/Paris"])
+    duration_s: int | None = Field(None, ge=1, description="Each fight expires this long after its spawn.")
+    blackout_dates: list[str] | None = Field(None, examples=[["2026-12-24"]])
+    notice_minutes: int | None = Field(None, ge=0, le=10_080)
+    enabled: bool | None = None
+
+
+class ScheduleCreate(_ScheduleFields):
+    """A recurring spawn schedule (docs/liveops.md): an RFC 5545 RRULE on a time zone's wall clock."""
+
+    rule: str = Field(max_length=400, examples=["FREQ=WEEKLY;BYDAY=SA,SU"])
+    start_date: date
+    start_time: time = Field(description="Local wall time of each spawn (unless the rule sets BYHOUR).")
+
+
+class SchedulePatch(_ScheduleFields):
+    rule: str | None = Field(None, max_length=400)
+    start_date: date | None = None
+    start_time: time | None = None
+
+
+class ScheduleOut(Schema):
+    id: int
+    boss: str
+    name: str
+    template: str | None
+    timezone: str
+    rule: str
+    start_date: date
+    start_time: time
+    duration_s: int | None
+    blackout_dates: list[str]
+    notice_minutes: int
+    enabled: bool
+    next_spawn_at: datetime | None
+
+
+class SchedulePage(Schema):
+    items: list[ScheduleOut]
+
+
+class OccurrenceOut(Schema):
+    at: datetime
+    fight: int | None
+    status: Literal["claimed", "spawned", "skipped"]
+    detail: str
+    attempts: int
+    spawned_at: datetime | None
+
+
+class OccurrencePage(Schema):
+    count: int
+    offset: int
+    limit: int
+    items: list[OccurrenceOut]

@@ -10,6 +10,8 @@ from bosses.models import BossEncounter, SpawnSchedule
 from core.recurrence import Recurrence, recurrence_parse
 
 CALENDAR_DAYS = 14
+# The ICS feed a player subscribes to lists this many days ahead (calendar apps refresh it).
+ICS_DAYS = 60
 # The boss's next spawn is looked for this far ahead (a yearly rule still shows its next one).
 NEXT_SPAWN_HORIZON = timedelta(days=400)
 

@@ -217,10 +217,12 @@ class PublicShard(TypedDict):
 
 
 class StateApiBody(StateFrame):
-    """``GET /api/bosses/<slug>/state``: the snapshot plus the boss's name and public shards."""
+    """``GET /api/bosses/<slug>/state``: the snapshot plus the boss's name, public shards and
+    next recurring spawn (ISO 8601, UTC; null: none scheduled, or the database is down)."""
 
     name: str
     shards: list[PublicShard]
+    next_spawn_at: str | None
 
 
 class ApiLiveState(TypedDict):
@@ -482,9 +484,16 @@ def overview_frame(*, server_ms: int, beat_age_ms: int | None, bosses: list[Over
     return {"type": "overview", "server_ms": server_ms, "beat_age_ms": beat_age_ms, "bosses": bosses}
 
 
-def state_api_body(*, state: StateFrame, name: str, shards: Sequence[PublicShard]) -> StateApiBody:
+def state_api_body(
+    *, state: StateFrame, name: str, shards: Sequence[PublicShard], next_spawn_at: datetime | None
+) -> StateApiBody:
     """``GET /api/bosses/<slug>/state``."""
-    return {**state, "name": name, "shards": list(shards)}
+    return {
+        **state,
+        "name": name,
+        "shards": list(shards),
+        "next_spawn_at": next_spawn_at.isoformat() if next_spawn_at is not None else None,
+    }
 
 
 def api_live_state(*, state: StateFrame) -> ApiLiveState:

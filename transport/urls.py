@@ -11,6 +11,7 @@ urlpatterns = [
     path("readyz", health_views.readyz, name="readyz"),
     path("metrics", health_views.metrics_view, name="metrics"),
     path("api/bosses/<slug:slug>/state", views.state_api, name="boss-state-api"),
+    path("bosses/<slug:slug>/spawns.ics", views.spawns_ics, name="boss-spawns-ics"),
     path("ops/", ops_views.ops_index, name="ops-index"),
     path("ops/bosses/<slug:slug>/", ops_views.ops_boss, name="ops-boss"),
     path("ops/bosses/<slug:slug>/<str:action>/", ops_views.ops_boss_action, name="ops-boss-action"),

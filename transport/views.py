@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
 from django.views.debug import SafeExceptionReporterFilter
 
 from bosses.selectors import boss_get_visible, boss_live_state_by_slug, boss_state, bosses_visible
+from bosses.spawn_selectors import ICS_DAYS, boss_next_spawn_at, spawns_upcoming
 from core import messages
 from core.errors import AuthorityUnavailable, UnknownBoss
+from core.ical import CalendarEvent, calendar_text
 from core.redaction import redact
 from core.redis import REDIS_DOWN
 from shards.models import Shard, ShardKind, ShardStatus
@@ -90,7 +96,10 @@ def state_api(request: HttpRequest, slug: str) -> JsonResponse:
     except REDIS_DOWN as exc:
         return _unavailable(f"Redis is unreachable: {exc}")
     frame = state.as_message() if state is not None else messages.record_state_frame(record=boss)
-    return JsonResponse(messages.state_api_body(state=frame, name=boss.name, shards=_known_shards))
+    next_spawn = boss_next_spawn_at(boss=boss, now=timezone.now())
+    return JsonResponse(
+        messages.state_api_body(state=frame, name=boss.name, shards=_known_shards, next_spawn_at=next_spawn)
+    )
 
 
 def _state_api_from_authority(slug: str, why: str) -> JsonResponse:
@@ -103,11 +112,39 @@ def _state_api_from_authority(slug: str, why: str) -> JsonResponse:
     if state is None:
         return _unavailable(f"{why}, and the authority holds no fight of boss {slug!r}")
     name = known[1] if known else slug
-    return JsonResponse(messages.state_api_body(state=state.as_message(), name=name, shards=_known_shards))
+    return JsonResponse(
+        messages.state_api_body(state=state.as_message(), name=name, shards=_known_shards, next_spawn_at=None)
+    )
 
 
 def _unavailable(detail: str) -> JsonResponse:
     err = AuthorityUnavailable(redact(detail)[:300])
     response = JsonResponse(messages.error_body(code=err.code, detail=str(err)), status=503)
     response["Retry-After"] = str(RETRY_AFTER_S)
+    return response
+
+
+def spawns_ics(request: HttpRequest, slug: str) -> HttpResponse:
+    """``GET /bosses/<slug>/spawns.ics``: the boss's spawns of the next ICS_DAYS days as an
+    iCalendar feed a player subscribes to (docs/liveops.md). Public like the state API: a
+    draft answers 404 to anyone who may not watch fights."""
+    try:
+        boss = boss_get_visible(slug=slug, drafts=sees_drafts(request))
+    except UnknownBoss as exc:
+        return JsonResponse(messages.error_body(code=exc.code, detail=str(exc)), status=404)
+    now = timezone.now()
+    play_url = request.build_absolute_uri(reverse("play", kwargs={"slug": boss.slug}))
+    events = [
+        CalendarEvent(
+            uid=f"{s.key}@{boss.slug}",
+            start=s.at,
+            end=s.ends_at or s.at + timedelta(hours=1),
+            summary=f"{boss.name} spawns" + ("" if s.ends_at else " (until defeated)"),
+            url=play_url,
+        )
+        for s in spawns_upcoming(now=now, days=ICS_DAYS, boss=boss)
+    ]
+    body = calendar_text(name=f"{boss.name}: spawns", events=events, now=now)
+    response = HttpResponse(body, content_type="text/calendar; charset=utf-8")
+    response["Content-Disposition"] = f'inline; filename="{boss.slug}-spawns.ics"'
     return response

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest
+from django.utils import timezone
 from ninja import Query, Router
 
 from api import auth
@@ -14,6 +15,7 @@ from api.schemas import BossCreate, BossOut, BossPage, BossPatch, Schedule
 from bosses import services
 from bosses.models import BossEncounter, BossStatus
 from bosses.selectors import boss_get, boss_state
+from bosses.spawn_selectors import boss_next_spawn_at
 from core import messages
 
 router = Router(tags=["bosses"])
@@ -21,8 +23,11 @@ router = Router(tags=["bosses"])
 
 def boss_out(boss: BossEncounter, *, with_live: bool = True) -> dict[str, Any]:
     """The API's view of a boss (with its authority's state unless it is a draft)."""
-    out = {f: getattr(boss, f) for f in BossOut.model_fields if f not in ("live", "template")}
+    out = {
+        f: getattr(boss, f) for f in BossOut.model_fields if f not in ("live", "template", "next_spawn_at")
+    }
     out["template"] = boss.template.slug if boss.template_id and boss.template else None
+    out["next_spawn_at"] = boss_next_spawn_at(boss=boss, now=timezone.now())
     out["live"] = None
     if with_live and boss.status != BossStatus.DRAFT:
         state = boss_state(boss_id=boss.pk)

@@ -32,6 +32,12 @@ ENDPOINTS = {
     ("get", "/api/v1/templates/{slug}"),
     ("patch", "/api/v1/templates/{slug}"),
     ("post", "/api/v1/templates/{slug}/bosses"),
+    ("get", "/api/v1/spawns"),
+    ("get", "/api/v1/bosses/{slug}/spawns"),
+    ("get", "/api/v1/bosses/{slug}/schedules"),
+    ("post", "/api/v1/bosses/{slug}/schedules"),
+    ("patch", "/api/v1/schedules/{schedule_id}"),
+    ("get", "/api/v1/schedules/{schedule_id}/occurrences"),
 }
 
 
