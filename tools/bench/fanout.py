@@ -45,7 +45,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tools.bench.harness import group_cpu_seconds, run_loop, summarize_ms
+from tools.bench.harness import group_cpu_seconds, group_rss_kib, run_loop, summarize_ms
 
 if TYPE_CHECKING:
     from tools.stack import ManagedProcess
@@ -84,6 +84,9 @@ class FanoutResult:
     client_cpu_s: float | None = None
     drain_s: float = 0.0
     subscribed_s: float | None = None  # hub: connects until every viewer had its snapshot
+    # the servers' resident memory grown by the held sockets, per socket (KiB; after every
+    # viewer connected and, for the hub, had its snapshot; before any state is published)
+    rss_per_socket_kib: float | None = None
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -503,12 +506,15 @@ async def _drive(run: _Run, snap_version: int, drain_s: float, layer: str) -> Fa
     result = run.result
     first = snap_version + 1
     sink = _Sink(min_version=first)
+    rss0 = group_rss_kib(run.proc.pid)
     started = time.monotonic()
     clients = await _connect_all(run, sink)
     result.connected = len(clients)
     if layer == "hub":
         result.subscribed_s = await _wait_snapshots(clients, started)
     await asyncio.sleep(1.0)  # group joins / subscriptions settle
+    if clients:
+        result.rss_per_socket_kib = round((group_rss_kib(run.proc.pid) - rss0) / len(clients), 1)
     count = max(1, int(result.seconds * result.hz))
     result.published = count
     result.final_version = first + count - 1
@@ -569,17 +575,18 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     """The docs/fanout.md table."""
     out = [
         "| layer | workers | viewers | delivered / expected | delivered % | p50 lag | p99 lag | max lag | "
-        "ended on final version | server CPU s | client CPU s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "ended on final version | server CPU s | client CPU s | server RSS per socket |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if r.get("error"):
-            out.append(f"| {r['layer']} | | {r['viewers']} | error: {r['error']} | | | | | | | |")
+            out.append(f"| {r['layer']} | | {r['viewers']} | error: {r['error']} | | | | | | | | |")
             continue
         out.append(
             f"| {r['layer']} | {r['workers']} | {r['viewers']:,} | {r['delivered']:,} / {r['expected']:,} | "
             f"{r['delivered_pct']:.1f} | {r['p50_lag_ms']} ms | {r['p99_lag_ms']} ms | {r['max_lag_ms']} ms | "
-            f"{r['ended_on_final']:,} / {r['viewers']:,} | {r['server_cpu_s']} | {r['client_cpu_s']} |"
+            f"{r['ended_on_final']:,} / {r['viewers']:,} | {r['server_cpu_s']} | {r['client_cpu_s']} | "
+            f"{r.get('rss_per_socket_kib')} KiB |"
         )
     return "\n".join(out)
 

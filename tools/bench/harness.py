@@ -80,6 +80,25 @@ def group_cpu_seconds(pgid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def group_rss_kib(pgid: int) -> int:
+    """Resident memory (KiB) of every live process in process group ``pgid`` (Linux /proc):
+    a uvicorn parent and its workers, for the memory one held socket costs."""
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            if int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[2]) != pgid:
+                continue
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
+
+
 def own_cpu_seconds() -> float:
     """User + system CPU seconds of this process (the load generator)."""
     t = os.times()
