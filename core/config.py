@@ -609,7 +609,7 @@ REGISTRY: tuple[Setting, ...] = (
         "MAX_SOCKETS_PER_ADDRESS",
         "int",
         "WebSockets one client address may hold open on one ASGI process (size it for the largest NAT); 0: no cap",
-        default="256",
+        default="4096",
         low=0,
         high=1_000_000,
     ),

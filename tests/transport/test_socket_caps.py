@@ -130,3 +130,28 @@ def test_counts_return_to_zero_however_sockets_end():
         assert not cap.open_sockets
 
     asyncio.run(scenario())
+
+
+def test_the_default_cap_admits_a_one_box_load_test_past_the_old_256(live_boss):
+    """With the default, one address holds more sockets on one process than the former cap
+    of 256 (a carrier NAT or a load generator: the per-identity limits do the protecting)."""
+    from django.conf import settings
+
+    held_count = 300
+    assert settings.MAX_SOCKETS_PER_ADDRESS >= 2_000  # a 2,000-viewer load test on one process
+    proc, port = start_server()  # the default cap
+
+    async def scenario():
+        held = []
+        try:
+            for _ in range(held_count):
+                held.append(await _viewer(port, live_boss.slug))
+            for ws in held:
+                assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "hello"
+        finally:
+            await asyncio.gather(*(ws.close() for ws in held), return_exceptions=True)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        proc.stop()
