@@ -27,6 +27,8 @@ from typing import TextIO
 
 from django.conf import settings
 
+from core import config
+
 DEMO_SLUG = "demo"
 DEMO_ADMIN = "demo-admin"
 DEMO_DIR = Path(settings.BASE_DIR) / ".demo"
@@ -167,8 +169,11 @@ def demo_run(opts: DemoOptions, *, out: TextIO = sys.stdout, err: TextIO = sys.s
             redis_url = settings.REDIS_URL if opts.redis == "auto" else None
             choice = stack.ensure_redis(redis_url, prefer_embedded=opts.redis == "embedded")
             say(f"redis: {choice.how}")
-            settings_use_redis(choice.url)
-            stack.env.update(redis_env(choice.url))
+            broker = demo_broker_url(choice.url, own_server=choice.process is not None)
+            if broker:
+                say(f"broker: BROKER_URL {config.mask_password(broker)}")
+            settings_use_redis(choice.url, broker_url=broker)
+            stack.env.update(redis_env(choice.url, broker_url=broker))
         call_command("migrate", verbosity=0, interactive=False)
         password = demo_admin_ensure()
         from tools.bench.harness import run_loop
@@ -200,6 +205,63 @@ def demo_run(opts: DemoOptions, *, out: TextIO = sys.stdout, err: TextIO = sys.s
             + (f" Stops by itself after {opts.duration_s:g} s." if opts.duration_s else "")
         )
         return run_loop(_fight(opts, stack, setup.boss, specs, base, say, out))
+
+
+def demo_broker_url(redis_url: str, *, own_server: bool) -> str | None:
+    """The broker the demo's parts use: ``BROKER_URL`` when it is set (it must answer and be a
+    standalone Redis), else None (the demo's Redis, db + 1). Raises ValueError with one line
+    saying what is wrong when it cannot: Celery's broker cannot live on a Redis Cluster (no
+    SELECT there, and kombu has no cluster transport)."""
+    import redis
+
+    if not settings.BROKER_URL_DEFAULTED:
+        broker = settings.BROKER_URL
+        if not broker.startswith(("redis://", "rediss://")):
+            return broker  # sentinel:// and the like: kombu's to resolve
+        problem = _redis_problem(redis, broker)
+        if problem:
+            raise ValueError(f"BROKER_URL={config.mask_password(broker)}: {problem}")
+        return broker
+    if not own_server and _is_cluster_node(redis, redis_url):
+        raise ValueError(
+            f"REDIS_URL={config.mask_password(redis_url)} is a node of a Redis Cluster and BROKER_URL is not "
+            "set: Celery's broker cannot live on a cluster; set BROKER_URL to a standalone Redis "
+            '(redis://host:6379/0), or let the demo start its own cluster (make demo ARGS="--redis cluster")'
+        )
+    return None
+
+
+def _is_cluster_node(redis, url: str) -> bool:
+    client = redis.Redis.from_url(url_db_zero(url), socket_connect_timeout=2, socket_timeout=2)
+    try:
+        return bool(client.info("cluster").get("cluster_enabled"))
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def _redis_problem(redis, url: str) -> str:
+    """Why ``url`` cannot be Celery's broker ("" when it can)."""
+    if _is_cluster_node(redis, url):
+        return "a node of a Redis Cluster, which cannot be Celery's broker; point it at a standalone Redis"
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        return (
+            f"does not answer ({type(exc).__name__}: {exc}); start that Redis or point BROKER_URL elsewhere"
+        )
+    finally:
+        client.close()
+    return ""
+
+
+def url_db_zero(url: str) -> str:
+    """``url`` on database 0 (a cluster node refuses any other)."""
+    from tools.stack import url_with_db
+
+    return url_with_db(url, 0)
 
 
 def demo_cluster_start(stack) -> str:
@@ -322,7 +384,9 @@ async def _fight(opts: DemoOptions, stack, boss, specs, base: str, say, out: Tex
     started = time.monotonic()
     tty = out.isatty()
     status, crashed = "live", ""
+    refusals = 0
     while not stop.is_set():
+        refusals = _say_viewer_refusals(fight, refusals, say)
         for proc in stack.revive():
             say(
                 f"{proc.name} exited on its own (exit {proc.exits[-1]}); started again ({proc.restarts} of {RESTART_LIMIT})"
@@ -341,13 +405,61 @@ async def _fight(opts: DemoOptions, stack, boss, specs, base: str, say, out: Tex
             pass
     if tty:
         print(file=out)
+    stats = None
+    if not crashed and _boss_over(reason["why"]) and opts.duration_s:
+        # the boss died before --duration: the simulator stops, the pages keep serving
+        say(f"{reason['why']}: the simulated players stop; the dashboard, report, admin and player")
+        say(f"page stay up until --duration {opts.duration_s:g} s ends (Ctrl-C ends it now)")
+        stats = await _stop_simulator(fight, fight_task, say)
+        fight = fight_task = None
+        crashed = await _serve_until(opts, stack, stop, reason, started, say)
     say(f"stopping: {reason['why']}")
-    stats = await _stop_simulator(fight, fight_task, say)
+    stats = await _stop_simulator(fight, fight_task, say) or stats
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.remove_signal_handler(sig)
     if not crashed:
         await asyncio.to_thread(fight_settle, boss_id=boss.pk, expected_accepted=None)
     return await asyncio.to_thread(_summary, boss, stats, time.monotonic() - started, say, crashed)
+
+
+def _boss_over(why: str) -> bool:
+    return why.startswith("the boss is ")
+
+
+async def _serve_until(
+    opts: DemoOptions, stack, stop: asyncio.Event, reason: dict, started: float, say
+) -> str:
+    """Keep every part serving (restarting the worker and beat as in the fight) until
+    ``--duration`` ends, Ctrl-C or a part dies; returns the dead parts ("" when none)."""
+    from tools.stack import RESTART_LIMIT
+
+    reason["why"] = ""  # a Ctrl-C now says so
+    while not stop.is_set():
+        for proc in stack.revive():
+            say(
+                f"{proc.name} exited on its own (exit {proc.exits[-1]}); started again ({proc.restarts} of {RESTART_LIMIT})"
+            )
+        why, crashed = _why_over(opts, stack, None, "live", time.monotonic() - started)
+        if why:
+            reason["why"] = why
+            return crashed
+        try:
+            await asyncio.wait_for(stop.wait(), 1.0)
+        except TimeoutError:
+            pass
+    return ""
+
+
+def _say_viewer_refusals(fight, said: int, say) -> int:
+    """A line when the simulated viewer was refused again (the per-address socket cap): it
+    backs off and retries, the fight goes on. Returns the refusals said so far."""
+    total = sum(fight.stats.viewer_refused.values()) if fight else 0
+    if total > said:
+        say(
+            f"viewer refused ({', '.join(f'{c} x{n}' for c, n in sorted(fight.stats.viewer_refused.items()))}: "
+            f"{fight.stats.viewer_refusal}); it backs off and tries again, the fight goes on"
+        )
+    return total
 
 
 async def _stop_simulator(fight, fight_task, say):
@@ -380,6 +492,9 @@ def _summary(boss, stats, elapsed: float, say, crashed: str) -> DemoResult:
             f"{stats.attacks_acked / e:,.0f}/s), {stats.servers_connected} SDK game servers "
             f"({stats.sdk_hits:,} hits, {stats.sdk_hits / e:,.0f}/s), {stats.states:,} states received"
         )
+        if stats.viewer_refused:
+            refused = ", ".join(f"{c} x{n}" for c, n in sorted(stats.viewer_refused.items()))
+            say(f"  viewer: refused {refused} (last: {stats.viewer_refusal}); it backed off and retried")
     say(
         f"  ledger: accepted {report.accepted:,} = applied {report.applied:,} + overkill {report.overkill:,} "
         f"+ buffered {report.buffered:,}; event log replays to hp {report.replay_hp:,} over {report.events} events"

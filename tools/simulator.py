@@ -50,6 +50,8 @@ FINAL_ACKS_TIMEOUT_S = 20.0
 # overloaded server slows the players down instead of queueing without bound.
 MAX_INFLIGHT_ATTACKS = 4
 RECONNECT_BACKOFF_S = (0.2, 0.5, 1.0, 2.0)
+# A refused viewer waits this long (or the refusal's retry_after_ms) before it tries again.
+VIEWER_REFUSED_BACKOFF_S = 2.0
 ATTACK_SAMPLE_EVERY = 7  # hosted attacks sampled for freshness
 SDK_HIT_BATCH = 2_000  # hits between yields of an SDK hit loop (keeps its ticker on time)
 SDK_MIN_DAMAGE, SDK_MAX_DAMAGE = 50, 150
@@ -91,6 +93,14 @@ class FightPlan:
     connect_concurrency: int = 50
 
 
+class _ViewerRefused(Exception):
+    """The server answered the viewer with an ``error`` frame (it closes the socket next)."""
+
+    def __init__(self, frame: dict[str, Any]) -> None:
+        super().__init__(f"viewer refused: {frame}")
+        self.frame = frame
+
+
 @dataclass
 class FightStats:
     """Live counters of a fight (read by progress lines) and its result."""
@@ -110,6 +120,10 @@ class FightStats:
     players_connected: int = 0
     servers_connected: int = 0
     connect_errors: int = 0
+    # the viewer's refusals by code (the per-address socket cap answers rate_limited): it
+    # backs off and connects again; the fight goes on without it meanwhile
+    viewer_refused: dict[str, int] = field(default_factory=dict)
+    viewer_refusal: str = ""  # the last refusal's message
     states: int = 0
     hp: int | None = None
     max_hp: int | None = None
@@ -240,27 +254,16 @@ class Fight:
                             text = await asyncio.wait_for(ws.recv(), 0.25)
                         except TimeoutError:
                             continue
-                        now = time.time()
-                        msg = json.loads(text)
-                        kind = msg.get("type")
-                        if kind == "state":
-                            v = int(msg["version"])
-                            if v > s.version or s.hp is None:
-                                s.version, s.hp, s.max_hp, s.status = (
-                                    v,
-                                    msg["hp"],
-                                    msg["max_hp"],
-                                    msg["status"],
-                                )
-                            s.states += 1
-                            s.tracker.state(v, now)
-                            ready.set()
-                        elif kind in ("phase", "defeated", "expired"):
-                            s.events.append(msg)
-                            if kind in ("defeated", "expired"):
-                                s.status = kind
-                        elif kind == "error":
-                            raise RuntimeError(f"viewer refused: {msg}")
+                        self._viewer_message(json.loads(text), time.time(), ready)
+            except _ViewerRefused as refused:
+                # refused (the per-address socket cap, a frame limit): not the end of the
+                # fight. Say so, let the fight start without a viewer, wait, try again.
+                code = str(refused.frame.get("code") or "error")
+                s.viewer_refused[code] = s.viewer_refused.get(code, 0) + 1
+                s.viewer_refusal = str(refused.frame.get("detail") or code)
+                ready.set()
+                retry_s = float(refused.frame.get("retry_after_ms") or 0) / 1000
+                await asyncio.sleep(max(retry_s, VIEWER_REFUSED_BACKOFF_S))
             except (TimeoutError, OSError, ConnectionClosed) as exc:
                 if self._stop.is_set():
                     return
@@ -268,6 +271,24 @@ class Fight:
                 attempt += 1
                 if attempt > 20:
                     raise RuntimeError(f"viewer could not connect to {url}: {exc}") from exc
+
+    def _viewer_message(self, msg: dict[str, Any], now: float, ready: asyncio.Event) -> None:
+        """One frame the viewer received into the stats; an ``error`` raises _ViewerRefused."""
+        s = self.stats
+        kind = msg.get("type")
+        if kind == "state":
+            v = int(msg["version"])
+            if v > s.version or s.hp is None:
+                s.version, s.hp, s.max_hp, s.status = (v, msg["hp"], msg["max_hp"], msg["status"])
+            s.states += 1
+            s.tracker.state(v, now)
+            ready.set()
+        elif kind in ("phase", "defeated", "expired"):
+            s.events.append(msg)
+            if kind in ("defeated", "expired"):
+                s.status = kind
+        elif kind == "error":
+            raise _ViewerRefused(msg)
 
     # --- hosted players -----------------------------------------------------------------
 

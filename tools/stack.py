@@ -447,9 +447,17 @@ class Stack:
             self.procs.pop().stop()
 
 
-def redis_env(url: str) -> dict[str, str]:
-    """Environment for children: authority on ``url``'s db, broker db+1, channel layer db+2."""
+def redis_env(url: str, *, broker_url: str | None = None) -> dict[str, str]:
+    """Environment for children: authority on ``url``'s db, broker db+1, channel layer db+2;
+    with ``broker_url``, the broker there and the channel layer on its db+1 (as the settings
+    derive them)."""
     db = url_db(url)
+    if broker_url:
+        return {
+            "REDIS_URL": url,
+            "BROKER_URL": broker_url,
+            "CHANNELS_URL": url_with_db(broker_url, url_db(broker_url) + 1),
+        }
     return {
         "REDIS_URL": url_with_db(url, db),
         "BROKER_URL": url_with_db(url, db + 1),
@@ -457,11 +465,11 @@ def redis_env(url: str) -> dict[str, str]:
     }
 
 
-def settings_use_redis(url: str) -> None:
+def settings_use_redis(url: str, *, broker_url: str | None = None) -> None:
     """Point this process's settings and Redis clients at ``url`` (same layout as :func:`redis_env`)."""
     from core.redis import reset_clients
 
-    env = redis_env(url)
+    env = redis_env(url, broker_url=broker_url)
     settings.REDIS_URL = env["REDIS_URL"]
     settings.BROKER_URL = env["BROKER_URL"]
     settings.CHANNELS_URL = env["CHANNELS_URL"]

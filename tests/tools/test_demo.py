@@ -249,6 +249,115 @@ def test_kill_9_of_the_demo_takes_every_child_with_it(clone):
     assert not port_open("127.0.0.1", port), f"port {port} still open"
 
 
+def test_a_refused_viewer_backs_off_and_the_demo_goes_on(clone):
+    """Other clients hold every socket the per-address cap allows when the simulated viewer
+    connects: it is refused (rate_limited), the demo says so, backs off and tries again, and
+    ends normally once the sockets are free (it used to end with "viewer refused")."""
+    from websockets.sync.client import connect
+
+    from tools.stack import port_open
+
+    port = processes.free_port()
+    env = {**_env(_closed_port()), "MAX_SOCKETS_PER_ADDRESS": "2"}
+    proc = _manage_demo(
+        clone, ["--duration", "15", "--port", str(port), "--players", "2", "--shards", "2"], env
+    )
+    held = []
+    lines: list[str] = []
+    try:
+        wait_until(lambda: port_open("127.0.0.1", port), timeout_s=90, what="the demo's server")
+        # before the simulator starts (it waits for /readyz): the cap is reached by others
+        held = [connect(f"ws://127.0.0.1:{port}/ws/bosses/demo/", open_timeout=10) for _ in range(2)]
+        _wait_for(proc, "viewer refused (rate_limited", 60, lines)
+        for ws in held:
+            ws.close()
+        rest, _ = proc.communicate(timeout=DEMO_TIMEOUT_S)
+    finally:
+        for ws in held:
+            ws.close()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    output = "".join(lines) + rest
+    assert proc.returncode == 0, output
+    assert "it backs off and tries again, the fight goes on" in output
+    assert re.search(r"viewer: refused rate_limited x\d+", output), output
+    assert "verify_boss: OK" in output and "simulator failed" not in output
+    _assert_nothing_running(clone, output, port)
+
+
+def test_demo_on_a_cluster_uses_broker_url_and_says_in_one_line_when_there_is_none(clone):
+    """REDIS_URL names a node of a Redis Cluster (REDIS_CLUSTER=1) and BROKER_URL a standalone
+    Redis: the demo's parts use that broker (it used to derive REDIS_URL db + 1, which a
+    cluster refuses, and die after 30 s). With REDIS_CLUSTER=auto and no BROKER_URL it says in
+    one line what is wrong, at once."""
+    from tests.support.topologies import Node, redis_server, start_cluster
+
+    cluster = start_cluster()
+    broker = Node(redis_server())
+    try:
+        port = processes.free_port()
+        env = {**_env(_closed_port()), "REDIS_URL": cluster.url, "REDIS_CLUSTER": "1"}
+        env["BROKER_URL"] = f"redis://127.0.0.1:{broker.port}/0"
+        proc = _manage_demo(
+            clone, ["--duration", "6", "--port", str(port), "--players", "2", "--shards", "2"], env
+        )
+        output, _ = proc.communicate(timeout=DEMO_TIMEOUT_S)
+        assert proc.returncode == 0, output
+        assert f"broker: BROKER_URL redis://127.0.0.1:{broker.port}/0" in output
+        assert "verify_boss: OK" in output
+        assert broker.client().dbsize() > 0  # Celery's queues and beat lived there
+        _assert_nothing_running(clone, output, port)
+
+        env = {**_env(_closed_port()), "REDIS_URL": cluster.url, "REDIS_CLUSTER": "auto"}
+        proc = _manage_demo(clone, ["--duration", "6", "--port", str(port)], env)
+        output, _ = proc.communicate(timeout=60)
+        assert proc.returncode != 0
+        errors = [line for line in output.splitlines() if "set BROKER_URL to a standalone Redis" in line]
+        assert len(errors) == 1 and "Redis Cluster" in errors[0], output
+        assert "Traceback" not in output
+        _assert_nothing_running(clone, output, port)
+    finally:
+        broker.stop()
+        cluster.stop()
+
+
+def test_demo_keeps_serving_after_the_boss_dies_until_the_duration_or_ctrl_c(clone):
+    """``--duration`` longer than the fight: once the boss is dead the simulated players stop,
+    and the player page, admin and report stay up until the duration ends or Ctrl-C."""
+    import urllib.request
+
+    port = processes.free_port()
+    proc = _manage_demo(
+        clone,
+        ["--duration", "300", "--port", str(port), "--players", "4", "--shards", "2", "--boss-hp", "3000"],
+        _env(_closed_port()),
+    )
+    lines: list[str] = []
+    try:
+        _wait_for(proc, "stay up until --duration 300 s ends", 120, lines)
+        base = f"http://127.0.0.1:{port}"
+        for path in (
+            "/play/demo/?shard=demo-h1",
+            "/admin/login/",
+            "/ops/bosses/demo/fights/1/report/",
+            "/readyz",
+        ):
+            with urllib.request.urlopen(base + path, timeout=10) as reply:  # a login redirect is followed
+                assert reply.status == 200, path
+        assert proc.poll() is None  # still serving
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    output = "".join(lines) + rest
+    assert proc.returncode == 0, output
+    assert "the boss is defeated" in output, output
+    assert "stopping: Ctrl-C received" in output, output
+    assert "verify_boss: OK" in output
+    _assert_nothing_running(clone, output, port)
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
