@@ -287,6 +287,9 @@ class PlayerResult(Schema):
     rank: int
     damage: int
     source: Literal["live", "final"]
+    # every grant of the player in the fight (a rank tier and ``participant``, say), oldest
+    # first; ``reward`` is the first of them (kept for clients written before ``rewards``)
+    rewards: list[Grant]
     reward: Grant | None
 
 

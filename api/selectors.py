@@ -210,19 +210,31 @@ def fight_player(*, boss: BossEncounter, fight: int, player: str) -> dict[str, A
         if found is None:
             raise NotFound(f"{player!r} has no damage in {boss.slug} fight {fight}")
         rank, damage = found
-        return {"player": player, "rank": rank, "damage": damage, "source": "live", "reward": None}
+        return {
+            "player": player,
+            "rank": rank,
+            "damage": damage,
+            "source": "live",
+            "rewards": [],
+            "reward": None,
+        }
     row = Contribution.objects.filter(
         boss=boss, fight=fight, kind=ContributionKind.PLAYER, name=player
     ).first()
     if row is None:
         raise NotFound(f"{player!r} has no damage in {boss.slug} fight {fight}")
-    grant = RewardGrant.objects.filter(boss=boss, fight=fight, player=player).first()
+    grants = list(
+        RewardGrant.objects.select_related("boss")
+        .filter(boss=boss, fight=fight, player=player)
+        .order_by("pk")
+    )
     return {
         "player": player,
         "rank": row.rank,
         "damage": row.damage,
         "source": "final",
-        "reward": grant,
+        "rewards": grants,
+        "reward": grants[0] if grants else None,
     }
 
 

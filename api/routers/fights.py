@@ -61,10 +61,10 @@ def fight_leaderboard(request: HttpRequest, path: Path[FightPath], paging: Query
     summary="A player's contribution and rank",
 )
 def fight_player(request: HttpRequest, path: Path[PlayerPath]) -> dict[str, Any]:
-    """One player's damage and rank in the fight, and the reward once it is granted."""
+    """One player's damage and rank in the fight, and every grant once the rewards are out."""
     out = selectors.fight_player(boss=boss_get(slug=path.slug), fight=path.fight, player=path.player)
-    if out["reward"] is not None:
-        out["reward"] = grant_out(out["reward"])
+    out["rewards"] = [grant_out(g) for g in out["rewards"]]
+    out["reward"] = out["rewards"][0] if out["rewards"] else None
     return out
 
 
