@@ -84,11 +84,13 @@ class HelloFrame(TypedDict):
 
 
 class PongFrame(TypedDict):
-    """Reply to ``ping``: ``id`` echoed (viewer, gateway), ``version`` the newest state sent."""
+    """Reply to ``ping``: ``id`` echoed (viewer, gateway), ``version`` the newest state sent,
+    ``server_ms`` the authority's clock (Redis ``TIME``) when the operator feed answered."""
 
     type: Literal["pong"]
     id: NotRequired[int | str | None]
     version: NotRequired[int]
+    server_ms: NotRequired[int]
 
 
 class ErrorFrame(TypedDict):
@@ -376,12 +378,19 @@ def ops_hello_frame(*, refresh_ms: int, boss: str | None = None) -> HelloFrame:
 
 
 def pong_frame(
-    *, version: int | None = None, id: int | str | None = None, echo_id: bool = False
+    *,
+    version: int | None = None,
+    id: int | str | None = None,
+    echo_id: bool = False,
+    server_ms: int | None = None,
 ) -> PongFrame:
-    """``pong``: ``version`` when the endpoint streams states; ``id`` when it echoes ids."""
+    """``pong``: ``version`` when the endpoint streams states; ``id`` when it echoes ids;
+    ``server_ms`` when the client measures its clock's offset (the operator dashboard)."""
     frame: PongFrame = {"type": "pong"}
     if version is not None:
         frame["version"] = version
+    if server_ms is not None:
+        frame["server_ms"] = server_ms
     if echo_id:
         frame["id"] = id
     return frame

@@ -25,6 +25,26 @@ export function startDashboard({ wsPath, snapshot, protocol = readProtocol() }) 
   let lastOps = snapshot;
   let clockOffset = snapshot.server_ms - Date.now();
   const pushLags = [];
+  // The push lag needs the page's clock against the authority's. The ops message's
+  // server_ms cannot give it: that message is as late as the states (both leave the same
+  // server), so the lag would cancel out and read 0. A ping's round trip does: the pong's
+  // server_ms was read between sending and receiving, so offset = server_ms - midpoint, off
+  // by at most half the round trip; the quickest of the last 10 round trips is kept.
+  const clockSamples = []; // [rtt, offset]
+  let pushOffset = null;
+  let pingAt = null;
+  function clockPing() {
+    pingAt = Date.now();
+    if (!socket.send({ type: "ping" })) pingAt = null;
+  }
+  function onPong(msg) {
+    if (pingAt === null || typeof msg.server_ms !== "number") return;
+    const now = Date.now();
+    clockSamples.push([now - pingAt, msg.server_ms - (pingAt + now) / 2]);
+    if (clockSamples.length > 10) clockSamples.shift();
+    pushOffset = clockSamples.reduce((best, s) => (s[0] < best[0] ? s : best))[1];
+    pingAt = null;
+  }
 
   function showStatus(status, phase, version) {
     const badge = $("status");
@@ -42,8 +62,8 @@ export function startDashboard({ wsPath, snapshot, protocol = readProtocol() }) 
     if (!model.truth(msg, performance.now())) return;
     chart.add(msg.ts, msg.hp, msg.version);
     showStatus(msg.status, msg.phase, msg.version);
-    if (msg.ts) {
-      pushLags.push(Date.now() + clockOffset - msg.ts);
+    if (msg.ts && pushOffset !== null) {
+      pushLags.push(Date.now() + pushOffset - msg.ts);
       if (pushLags.length > 50) pushLags.shift();
       const sorted = [...pushLags].sort((a, b) => a - b);
       const p50 = sorted[Math.floor(sorted.length / 2)];
@@ -145,6 +165,7 @@ export function startDashboard({ wsPath, snapshot, protocol = readProtocol() }) 
   function onMessage(msg) {
     if (msg.type === "state") onState(msg);
     else if (msg.type === "ops") renderOps(msg);
+    else if (msg.type === "pong") onPong(msg);
     // a phase change wears the amber badge of a pause (the badge classes are status names)
     else if (msg.type === "phase") { pushed.set(`${msg.version}-phase`, { v: msg.version, ts: msg.ts, k: "phase", d: `phase → ${msg.phase}`, cls: S.PAUSED }); renderFeed(lastOps.events); }
     // the end events (`defeated`, `expired`) are named after the status they announce
@@ -183,8 +204,9 @@ export function startDashboard({ wsPath, snapshot, protocol = readProtocol() }) 
   const socket = new LiveSocket(wsPath, {
     protocol,
     onMessage,
-    onOpen: () => { resyncNext = true; },
+    onOpen: () => { resyncNext = true; clockPing(); },
     onStatus: (st, attempt) => setConn($("conn"), st, attempt),
   });
-  window.__ops = { model, chart, socket, protocol };
+  setInterval(clockPing, 5000);
+  window.__ops = { model, chart, socket, protocol, pushLags };
 }

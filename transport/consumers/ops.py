@@ -44,7 +44,7 @@ from core.errors import (
     UnknownBoss,
     UnknownType,
 )
-from core.redis import REDIS_DOWN
+from core.redis import REDIS_DOWN, get_async_redis
 from core.wire import FrameWindow, encode, error_frame, parse_frame
 from transport.consumers.base import GuardedSocketMixin, SocketGaugeMixin
 from transport.hub import Subscriber, get_hub
@@ -215,7 +215,20 @@ class OpsBossConsumer(GuardedSocketMixin, SocketGaugeMixin, AsyncWebsocketConsum
             except REDIS_DOWN as exc:
                 await self.send(text_data=error_frame(AuthorityUnavailable(f"Redis is unreachable: {exc}")))
         else:
-            await self.send(text_data=encode(messages.pong_frame(version=self.subscriber.version)))
+            # the authority's clock, so that the page can measure how late states reach it
+            server_ms = await _server_ms()
+            await self.send(
+                text_data=encode(messages.pong_frame(version=self.subscriber.version, server_ms=server_ms))
+            )
+
+
+async def _server_ms() -> int | None:
+    """Redis ``TIME`` in ms (the clock that stamps every tick's ``ts``), None when unreachable."""
+    try:
+        seconds, micros = await get_async_redis().time()
+    except Exception:
+        return None
+    return int(seconds) * 1000 + int(micros) // 1000
 
 
 async def _ops_frame(consumer, text_data: str | None, bytes_data: bytes | None, *, accepts: tuple[str, ...]):
