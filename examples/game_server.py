@@ -1,7 +1,9 @@
 """A toy game server acting as a shard: players hit the World Boss, the SDK does the rest.
 
 Needs only the SDK (``pip install ./sdk``; ``make install`` puts it in ``.venv``). Run it
-against a platform (``make demo`` prints a shard token, or ``manage.py shard_token <key>``):
+against a platform with a shard token: ``manage.py shard_token <key>`` creates the shard (or
+rotates its token) and prints the token (``make demo`` makes its own shards' tokens and does
+not print them):
 
     python examples/game_server.py --url ws://127.0.0.1:8000 --shard eu-1 --token <TOKEN> \
         --boss <slug> --players 200 --seconds 30
@@ -65,9 +67,18 @@ async def play(args: argparse.Namespace) -> dict[str, object]:
             await asyncio.sleep(GAME_TICK_S)
     finally:
         flushed = await client.stop(timeout_s=10)
+        # Damage dealt after the boss was over is dropped by the SDK (the platform refuses it):
+        # never applied, so neither acked nor waiting. Anything else not acked was still held.
+        rest = max(0, dealt - client.stats.acked)
+        if not rest:
+            why = "nothing left over"
+        elif flushed:
+            why = f"{rest} dealt after the boss was over, dropped (never applied)"
+        else:
+            why = f"{rest} not acknowledged (still held when the client stopped)"
         print(
-            f"dealt {dealt} (refused {refused}); everything acknowledged: {flushed}; "
-            f"acked {client.stats.acked}",
+            f"dealt {dealt} (refused {refused}); acked {client.stats.acked}; {why}; "
+            f"everything sent was acknowledged: {flushed}",
             flush=True,
         )
     return {
