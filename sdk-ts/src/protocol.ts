@@ -135,11 +135,12 @@ export interface HelloFrame {
   refresh_ms?: number;
 }
 
-/** Reply to ``ping``: ``id`` echoed (viewer, gateway), ``version`` the newest state sent. */
+/** Reply to ``ping``: ``id`` echoed (viewer, gateway), ``version`` the newest state sent, ``server_ms`` the authority's clock (Redis ``TIME``) when the operator feed answered. */
 export interface PongFrame {
   type: "pong";
   id?: number | string | null;
   version?: number;
+  server_ms?: number;
 }
 
 /** A refusal; ``code`` is an ``ErrorCode``, the rest are the documented extras (``ref``, ``boss``, ``seq`` and ``id`` echo the refused frame's fields when they were scalars). */
