@@ -77,6 +77,9 @@ multi-key script; keys read together share a hash tag):
     liveops:archive:problems        HASH    boss id -> why the archive of that boss stopped (an
                                             event-log entry it cannot read); the ops overview
                                             shows it, the next clean archive of the boss clears it
+    liveops:webhooks:parked         LIST    fight events (JSON) raised while the database was
+                                            unreachable, oldest first: the webhook sweep
+                                            creates their deliveries once it is back
     liveops:{crashscan}:last_ms     STRING  when the crash scan last completed (Redis TIME, ms)
     liveops:{crashscan}:since_ms    STRING  since when the crash scan has watched without a gap
                                             (read with last_ms in one MGET: same slot)
@@ -117,6 +120,7 @@ TICK_TIMES = f"{GLOBAL_PREFIX}ticks"
 TICK_TIMES_KEEP = 2_000
 SHARD_EPOCHS = f"{GLOBAL_PREFIX}shards:epoch"
 SHARD_AUTH = f"{GLOBAL_PREFIX}shards:auth"
+WEBHOOK_EVENTS_PARKED = f"{GLOBAL_PREFIX}webhooks:parked"
 # The crash scan reads both of its keys with one MGET, which Redis Cluster only allows on
 # keys of one slot: the shared hash tag puts them there.
 CRASH_SCAN_TAG = "{crashscan}"

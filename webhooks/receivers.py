@@ -10,7 +10,8 @@ from django.db import transaction
 from django.dispatch import receiver
 
 from bosses.signals import fight_event
-from webhooks.services import deliveries_create_for_event
+from shards.services import DATABASE_DOWN
+from webhooks.services import deliveries_create_or_park
 
 
 @receiver(fight_event, dispatch_uid="webhooks.fight_event")
@@ -18,16 +19,19 @@ def fight_event_received(
     *, boss_id: int, slug: str, fight: int, event: str, key: str, payload: dict[str, Any], **_: Any
 ) -> None:
     """Create the deliveries of this event once the sender's transaction commits (a saga step
-    that rolls back sends nothing); a rolled-back repeat and a committed one share ``key``."""
-    transaction.on_commit(
-        partial(
-            deliveries_create_for_event,
-            boss_id=boss_id,
-            slug=slug,
-            fight=fight,
-            event=event,
-            key=key,
-            payload=dict(payload),
-        ),
-        robust=True,
+    that rolls back sends nothing); a rolled-back repeat and a committed one share ``key``.
+    While the database is unreachable the event is parked in Redis and the sweep creates
+    them later (webhooks.services.deliveries_create_or_park)."""
+    create = partial(
+        deliveries_create_or_park,
+        boss_id=boss_id,
+        slug=slug,
+        fight=fight,
+        event=event,
+        key=key,
+        payload=dict(payload),
     )
+    try:
+        transaction.on_commit(create, robust=True)
+    except DATABASE_DOWN:  # no connection, so no transaction to wait for: park it now
+        create()

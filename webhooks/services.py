@@ -26,6 +26,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from core.keys import WEBHOOK_EVENTS_PARKED
+from core.redis import REDIS_DOWN, get_redis
+from shards.services import DATABASE_DOWN
 from webhooks.conf import DELIVER_TASK, webhook_setting
 from webhooks.models import TEST_EVENT, DeliveryStatus, WebhookDelivery, WebhookEndpoint, secret_generate
 from webhooks.selectors import deliveries_stuck, endpoints_for_event
@@ -103,6 +106,47 @@ def deliveries_create_for_event(
         for endpoint in endpoints
     ]
     return _deliveries_insert(rows)
+
+
+# Fight events parked in Redis while the database is unreachable, at most (the oldest go).
+PARKED_EVENTS_MAX = 10_000
+
+
+def deliveries_create_or_park(
+    *, boss_id: int, slug: str, fight: int, event: str, key: str, payload: dict[str, Any]
+) -> None:
+    """:func:`deliveries_create_for_event`, or, while the database is unreachable, the event
+    parked in Redis for :func:`parked_events_replay` (a tick raises ``boss.phase`` on Redis
+    alone; its webhook must not be lost to a database outage)."""
+    event_args = {"boss_id": boss_id, "slug": slug, "fight": fight, "event": event, "key": key}
+    try:
+        deliveries_create_for_event(**event_args, payload=payload)
+    except DATABASE_DOWN as exc:
+        try:
+            r = get_redis()
+            r.rpush(WEBHOOK_EVENTS_PARKED, json.dumps({**event_args, "payload": payload}))
+            r.ltrim(WEBHOOK_EVENTS_PARKED, -PARKED_EVENTS_MAX, -1)
+        except REDIS_DOWN:
+            logger.error("fight event %s lost: the database and Redis are unreachable (%r)", key, exc)
+            return
+        logger.warning("fight event %s parked: the database is unreachable (%r)", key, exc)
+
+
+def parked_events_replay(*, limit: int = 1_000) -> int:
+    """Create the deliveries of the fight events parked while the database was unreachable,
+    oldest first; returns how many. An event leaves the list only once its rows exist (a
+    replay run twice creates nothing twice: the event key is unique per endpoint); a
+    database error stops the replay, with the rest still parked."""
+    r = get_redis()
+    replayed = 0
+    while replayed < limit:
+        raw = r.lindex(WEBHOOK_EVENTS_PARKED, 0)
+        if raw is None:
+            break
+        deliveries_create_for_event(**json.loads(raw))
+        r.lrem(WEBHOOK_EVENTS_PARKED, 1, raw)
+        replayed += 1
+    return replayed
 
 
 def _delivery_new(

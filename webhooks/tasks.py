@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from webhooks.conf import DELIVER_TASK, SWEEP_TASK
-from webhooks.services import deliveries_sweep, delivery_attempt
+from webhooks.services import deliveries_sweep, delivery_attempt, parked_events_replay
 
 
 @shared_task(name=DELIVER_TASK, ignore_result=True)
@@ -16,5 +16,6 @@ def deliver(*, delivery_id: int) -> str:
 
 @shared_task(name=SWEEP_TASK, ignore_result=True)
 def sweep() -> int:
-    """Re-enqueue deliveries stuck pending past their next attempt (beat)."""
-    return deliveries_sweep()
+    """Create the deliveries of fight events parked during a database outage, then
+    re-enqueue deliveries stuck pending past their next attempt (beat)."""
+    return parked_events_replay() + deliveries_sweep()
