@@ -64,7 +64,8 @@ def _saga(boss_id: int, shard: str, epoch: int) -> SagaRun:
 
 
 def exactly_once(ctx: Context) -> str:
-    """Lost acks, duplicated damage frames and a cut connection: every point lands once."""
+    """Lost acks, duplicated damage frames, a cut connection and acks slower than a re-send:
+    every point lands once."""
     boss = ctx.boss()
     ctx.connect()
     ctx.proxy.set(drop_server={"ack": 4}, duplicate_client={"damage": 4})
@@ -73,8 +74,12 @@ def exactly_once(ctx: Context) -> str:
     ctx.proxy.cut()
     _fight(ctx, boss.slug, 20)
     ctx.proxy.set(drop_server={"ack": 2})
-    _fight(ctx, boss.slug, 10)
+    _fight(ctx, boss.slug, 5)
+    _flushed(ctx)
+    ctx.proxy.set(delay_server_s={"ack": 0.35})  # slower than a re-send: the same seq twice
+    _fight(ctx, boss.slug, 5)
     stats = _flushed(ctx)
+    ctx.proxy.set(delay_server_s={"ack": 0.0})
     assert ctx.proxy.seen.duplicated == 4 and ctx.proxy.seen.server_types["ack"] > 0
     assert stats["duplicates"] >= 1, stats  # a duplicated frame is acked duplicate: true
     return ctx.books(boss, stats["generated"][boss.slug], f"{stats['resent']} re-sends", each=60 * 7)
@@ -149,6 +154,7 @@ def _fence_setup(ctx: Context, policy: str) -> tuple:
     _flushed(ctx)
     boss_pause(boss=boss)
     _fight(ctx, boss.slug, 10, amount=5)
+    ctx.driver.call("heartbeat")  # report what it holds at the next tick
     _held_reported(ctx, boss.pk, epoch, len(PLAYERS) * 10 * 5)
     return boss, epoch
 
