@@ -103,6 +103,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    # the API's docs page (/api/v1/docs) then serves Swagger UI from these static files, not
+    # from a CDN with an inline script (the Content-Security-Policy allows neither)
+    "ninja",
     "audit",
     "shards",
     "bosses",
@@ -116,6 +119,8 @@ if not PRODUCTION and importlib.util.find_spec("tools") is not None:
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # a Content-Security-Policy on every response, the nonce of the pages' inline scripts
+    "liveops.middleware.ContentSecurityPolicyMiddleware",
     # NUL and other text no database stores: 400 malformed before any view (core/text.py)
     "liveops.middleware.TextGuardMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

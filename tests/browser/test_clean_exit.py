@@ -67,8 +67,8 @@ def test_a_clean_exit_shows_as_left_everywhere(asgi_server, browser, make_boss, 
 
     # the overview: ok / late / crashed / left, and the row is not marked crashed
     page.goto(f"{asgi_server}/ops/")
-    page.wait_for_function("document.getElementById('conn').textContent === 'live'", timeout=10_000)
-    page.wait_for_function("window.__overview.messages >= 1", timeout=10_000)
+    page.wait_for_function("() => document.getElementById('conn').textContent === 'live'", timeout=10_000)
+    page.wait_for_function("() => window.__overview.messages >= 1", timeout=10_000)
     cells = page.eval_on_selector(
         f'tr[data-slug="{boss.slug}"]',
         "tr => ({shards: tr.querySelector('[data-f=shards]').textContent.replace(/\\s/g, ''),"

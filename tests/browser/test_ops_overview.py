@@ -56,9 +56,9 @@ def test_overview_of_500_bosses_is_live_on_one_socket(asgi_server, browser, make
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(f"{asgi_server}/ops/")
     assert page.locator("#bosses tbody tr[data-slug]").count() == BOSSES  # rendered by the server
-    page.wait_for_function("document.getElementById('conn').textContent === 'live'", timeout=10_000)
+    page.wait_for_function("() => document.getElementById('conn').textContent === 'live'", timeout=10_000)
     # the first summary comes at once, then the feed's; DPS needs a sample before the damage
-    page.wait_for_function("window.__overview.messages >= 3", timeout=10_000)
+    page.wait_for_function("() => window.__overview.messages >= 3", timeout=10_000)
     assert row_text(page, hit.slug, "status") == "live"
     assert row_text(page, hit.slug, "shards").replace(" ", "") == "1/0/0/0"
 
@@ -66,13 +66,13 @@ def test_overview_of_500_bosses_is_live_on_one_socket(asgi_server, browser, make
     delta_ingest(boss_id=hit.pk, shard_key="eu-1", epoch=eu.epoch, seq=1, amount=40_000)
     out = boss_tick(boss_id=hit.pk, force=True)
     page.wait_for_function(
-        f"document.querySelector('tr[data-slug=\"{hit.slug}\"] [data-f=hp]').dataset.hp === '{out.hp}'",
+        f"() => document.querySelector('tr[data-slug=\"{hit.slug}\"] [data-f=hp]').dataset.hp === '{out.hp}'",
         timeout=10_000,
     )
     width = page.eval_on_selector(f'tr[data-slug="{hit.slug}"] [data-f=hp] .fill', "el => el.style.width")
     assert width.startswith("60.0")  # 60,250 of 100,250 HP
     page.wait_for_function(
-        f"!['—', '0'].includes(document.querySelector('tr[data-slug=\"{hit.slug}\"] [data-f=dps]').textContent)",
+        f"() => !['—', '0'].includes(document.querySelector('tr[data-slug=\"{hit.slug}\"] [data-f=dps]').textContent)",
         timeout=10_000,
     )
     assert row_text(page, bosses[0].slug, "version") == "1"

@@ -43,7 +43,7 @@ def test_dashboard_hp_falls_live_and_crashed_shard_turns_red(asgi_server, browse
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(f"{asgi_server}/ops/bosses/{boss.slug}/")
-    page.wait_for_function("document.getElementById('conn').textContent === 'live'", timeout=10_000)
+    page.wait_for_function("() => document.getElementById('conn').textContent === 'live'", timeout=10_000)
     assert bar(page)["truth"] == 200_000
 
     # record what the bar draws on every animation frame
@@ -54,16 +54,20 @@ def test_dashboard_hp_falls_live_and_crashed_shard_turns_red(asgi_server, browse
     for seq, amount in enumerate((12_000, 30_000, 8_000), start=1):
         delta_ingest(boss_id=boss.pk, shard_key="eu-1", epoch=eu.epoch, seq=seq, amount=amount)
         out = boss_tick(boss_id=boss.pk, force=True)
-        page.wait_for_function(f"+document.getElementById('hpbar').dataset.truth === {out.hp}", timeout=5_000)
+        page.wait_for_function(
+            f"() => +document.getElementById('hpbar').dataset.truth === {out.hp}", timeout=5_000
+        )
         seen.append(bar(page)["truth"])
-        page.wait_for_function(f"+document.getElementById('hpbar').dataset.hp === {out.hp}", timeout=5_000)
+        page.wait_for_function(
+            f"() => +document.getElementById('hpbar').dataset.hp === {out.hp}", timeout=5_000
+        )
     assert seen == [188_000, 158_000, 150_000]
     drawn = page.evaluate("window.__drawn")
     # interpolated, not jumped: frames strictly between two truths, and never below the truth
     assert any(158_000 < v < 188_000 for v in drawn) and min(drawn) == 150_000
     assert drawn == sorted(drawn, reverse=True)
     # the bar eases to the truth, and the chart got one point per tick
-    page.wait_for_function("+document.getElementById('hpbar').dataset.hp === 150000", timeout=5_000)
+    page.wait_for_function("() => +document.getElementById('hpbar').dataset.hp === 150000", timeout=5_000)
     assert page.evaluate("window.__ops.chart.points.length") >= 4
     assert page.text_content("#version") == str(boss_state(boss_id=boss.pk).version)
 
@@ -71,8 +75,10 @@ def test_dashboard_hp_falls_live_and_crashed_shard_turns_red(asgi_server, browse
     page.evaluate("window.__ops.socket.drop()")
     delta_ingest(boss_id=boss.pk, shard_key="eu-1", epoch=eu.epoch, seq=4, amount=1_000)
     out = boss_tick(boss_id=boss.pk, force=True)
-    page.wait_for_function("document.getElementById('conn').textContent === 'live'", timeout=10_000)
-    page.wait_for_function(f"+document.getElementById('hpbar').dataset.truth === {out.hp}", timeout=5_000)
+    page.wait_for_function("() => document.getElementById('conn').textContent === 'live'", timeout=10_000)
+    page.wait_for_function(
+        f"() => +document.getElementById('hpbar').dataset.truth === {out.hp}", timeout=5_000
+    )
 
     # a crash saga fences us-1: its row turns red on the next refresh, the saga is listed
     session_fence(boss=boss, shard_key="us-1", epoch=us.epoch)
@@ -87,7 +93,7 @@ def test_dashboard_hp_falls_live_and_crashed_shard_turns_red(asgi_server, browse
     page.wait_for_selector("#sagas td:has-text('crash')", timeout=5_000)
     assert "eu-1" in page.text_content('#shards tr[data-shard="eu-1"]')
     assert "51,000" in page.text_content('#shards tr[data-shard="eu-1"]')  # its contribution
-    page.wait_for_function("document.getElementById('k-dps').textContent !== '—'", timeout=5_000)
+    page.wait_for_function("() => document.getElementById('k-dps').textContent !== '—'", timeout=5_000)
     SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOT_DIR / "dashboard.png"), full_page=True)
 
@@ -97,7 +103,7 @@ def test_dashboard_hp_falls_live_and_crashed_shard_turns_red(asgi_server, browse
     page.click("#confirm-go")
     page.wait_for_selector(".messages .success", timeout=5_000)
     assert boss_state(boss_id=boss.pk).status == "paused"
-    page.wait_for_function("document.getElementById('status').textContent === 'paused'", timeout=5_000)
+    page.wait_for_function("() => document.getElementById('status').textContent === 'paused'", timeout=5_000)
     page.screenshot(path=str(SCREENSHOT_DIR / "dashboard-paused.png"), full_page=True)
     # the index lists the boss with its live status; the no-JS confirmation page works
     page.goto(f"{asgi_server}/ops/")
@@ -147,14 +153,14 @@ def test_player_bar_drops_before_the_ack_then_settles_on_the_truth(asgi_server, 
 
     page.route_web_socket(re.compile(r"/ws/bosses/"), state_route)
     page.goto(f"{asgi_server}/play/{boss.slug}/?shard=eu-1")
-    page.wait_for_function("!document.getElementById('attack').disabled", timeout=10_000)
-    page.wait_for_function("+document.getElementById('hpbar').dataset.hp === 100000", timeout=5_000)
+    page.wait_for_function("() => !document.getElementById('attack').disabled", timeout=10_000)
+    page.wait_for_function("() => +document.getElementById('hpbar').dataset.hp === 100000", timeout=5_000)
     assert page.text_content("#boss-name") == "Frost Wyrm"
 
     hold["on"] = True
     page.click("#attack")
     # at once: the bar shows the predicted damage (the least a hit deals: 80) gone, no ack yet
-    page.wait_for_function("+document.getElementById('hpbar').dataset.hp === 99920", timeout=1_000)
+    page.wait_for_function("() => +document.getElementById('hpbar').dataset.hp === 99920", timeout=1_000)
     pending = page.evaluate("[...window.__play.model.pending.values()].map(p => p.ackAt)")
     assert pending == [None]
     assert bar(page)["truth"] == 100_000
@@ -178,8 +184,8 @@ def test_player_bar_drops_before_the_ack_then_settles_on_the_truth(asgi_server, 
     out = boss_tick(boss_id=boss.pk, force=True)
     assert out.hp == 100_000 - ack["damage"]
     page.wait_for_function(
-        f"(() => {{ const d = document.getElementById('hpbar').dataset;"
-        f" return +d.truth === {out.hp} && +d.hp === {out.hp} && +d.pending === 0; }})()",
+        f"() => {{ const d = document.getElementById('hpbar').dataset;"
+        f" return +d.truth === {out.hp} && +d.hp === {out.hp} && +d.pending === 0; }}",
         timeout=5_000,
     )
     assert page.text_content("#my-damage") == str(ack["damage"])
@@ -189,7 +195,7 @@ def test_player_bar_drops_before_the_ack_then_settles_on_the_truth(asgi_server, 
     hold["park_reconnect"] = True
     page.evaluate("window.__play.state.drop()")
     page.wait_for_function(
-        "document.getElementById('conn').textContent.startsWith('reconnecting')", timeout=2_000
+        "() => document.getElementById('conn').textContent.startsWith('reconnecting')", timeout=2_000
     )
     from shards.models import Shard
     from shards.services import shard_session_open
@@ -204,8 +210,8 @@ def test_player_bar_drops_before_the_ack_then_settles_on_the_truth(asgi_server, 
     assert bar(page)["version"] < missed.version
     state_conns[-1].connect_to_server()  # the reconnection reaches the server: snapshot first
     page.wait_for_function(
-        f"(() => {{ const d = document.getElementById('hpbar').dataset;"
-        f" return +d.truth === {missed.hp} && +d.version === {missed.version} && +d.hp === {missed.hp}; }})()",
+        f"() => {{ const d = document.getElementById('hpbar').dataset;"
+        f" return +d.truth === {missed.hp} && +d.version === {missed.version} && +d.hp === {missed.hp}; }}",
         timeout=5_000,
     )
     assert not errors, errors

@@ -53,8 +53,8 @@ def test_the_bar_never_rises_during_and_after_a_burst(asgi_server, browser, make
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(f"{asgi_server}/play/{boss.slug}/?shard=eu-1")
-    page.wait_for_function("!document.getElementById('attack').disabled", timeout=10_000)
-    page.wait_for_function("+document.getElementById('hpbar').dataset.hp === 1000000", timeout=5_000)
+    page.wait_for_function("() => !document.getElementById('attack').disabled", timeout=10_000)
+    page.wait_for_function("() => +document.getElementById('hpbar').dataset.hp === 1000000", timeout=5_000)
 
     stop = threading.Event()
 
@@ -81,8 +81,8 @@ def test_the_bar_never_rises_during_and_after_a_burst(asgi_server, browser, make
         )
         final = boss_state(boss_id=boss.pk).hp
         page.wait_for_function(
-            f"(() => {{ const d = document.getElementById('hpbar').dataset;"
-            f" return +d.truth === {final} && +d.hp === {final} && +d.pending === 0; }})()",
+            f"() => {{ const d = document.getElementById('hpbar').dataset;"
+            f" return +d.truth === {final} && +d.hp === {final} && +d.pending === 0; }}",
             timeout=5_000,
         )
         page.wait_for_timeout(500)  # and after: frames once everything settled

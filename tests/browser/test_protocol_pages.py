@@ -75,12 +75,12 @@ def test_every_page_carries_the_protocol_and_the_modules_use_it(asgi_server, bro
 
     # the two pages with live modules hand that same object to them
     page.goto(f"{asgi_server}/play/{fight.slug}/?shard=eu-1")
-    page.wait_for_function("!document.getElementById('attack').disabled", timeout=10_000)
+    page.wait_for_function("() => !document.getElementById('attack').disabled", timeout=10_000)
     assert page.evaluate("window.__play.protocol") == expected
     assert page.evaluate("window.__play.state.protocol === window.__play.protocol")
     assert page.evaluate("window.__play.model.liveStatus") == expected["status"]["LIVE"]
     page.goto(f"{asgi_server}/ops/bosses/{fight.slug}/")
-    page.wait_for_function("document.getElementById('conn').textContent === 'live'", timeout=10_000)
+    page.wait_for_function("() => document.getElementById('conn').textContent === 'live'", timeout=10_000)
     assert page.evaluate("window.__ops.protocol") == expected
     assert page.evaluate("Object.isFrozen(window.__ops.protocol.close)")
     # the action buttons carry the statuses the view allows them in

@@ -63,7 +63,7 @@ def test_report_of_a_won_fight_with_a_crash_renders(asgi_server, browser, make_b
     page.click("#report-link")
     page.wait_for_selector("#hp-chart")
     assert page.url == f"{asgi_server}/ops/bosses/{boss.slug}/fights/1/report/"
-    page.wait_for_function("window.__report !== undefined", timeout=5_000)
+    page.wait_for_function("() => window.__report !== undefined", timeout=5_000)
 
     # summary header
     assert page.text_content("#final-status") == "defeated"
@@ -99,7 +99,7 @@ def test_report_of_a_won_fight_with_a_crash_renders(asgi_server, browser, make_b
     left = (PAD_L + 1) / CHART_W * box["width"]  # one viewBox unit inside the plot
     page.locator("#hp-chart").hover(position={"x": left, "y": box["height"] / 2})
     page.wait_for_function(
-        "document.getElementById('hp-readout').textContent.endsWith('HP 10,000 (100.00%) · version 1')",
+        "() => document.getElementById('hp-readout').textContent.endsWith('HP 10,000 (100.00%) · version 1')",
         timeout=5_000,
     )
     assert page.get_attribute("#hp-cursor", "visibility") == "visible"

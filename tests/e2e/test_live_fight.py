@@ -168,9 +168,9 @@ def test_live_fight_players_sdk_servers_dashboard_agree(celery_stack, make_boss,
             if page is not None:
                 # the real dashboard page ends on the same version, showing the defeat
                 page.wait_for_function(
-                    f"(() => {{ const d = document.getElementById('hpbar').dataset;"
+                    f"() => {{ const d = document.getElementById('hpbar').dataset;"
                     f" return +d.version === {final.version} && +d.hp === 0"
-                    f" && document.getElementById('status').textContent === 'defeated'; }})()",
+                    f" && document.getElementById('status').textContent === 'defeated'; }}",
                     timeout=10_000,
                 )
                 page.wait_for_selector("#sagas td:has-text('victory')", timeout=10_000)
@@ -179,8 +179,8 @@ def test_live_fight_players_sdk_servers_dashboard_agree(celery_stack, make_boss,
                 assert not page.errors, page.errors
                 # ... and so does the browser player, who dealt damage through the gateway
                 player_page.wait_for_function(
-                    f"(() => {{ const d = document.getElementById('hpbar').dataset;"
-                    f" return +d.version === {final.version} && +d.hp === 0 && +d.pending === 0; }})()",
+                    f"() => {{ const d = document.getElementById('hpbar').dataset;"
+                    f" return +d.version === {final.version} && +d.hp === 0 && +d.pending === 0; }}",
                     timeout=10_000,
                 )
                 assert "Victory" in player_page.text_content("#banner")
@@ -270,12 +270,14 @@ def browser_pages(base: str, slug: str, cookie: str, monkeypatch):
             page.errors = []
             page.on("pageerror", lambda e: page.errors.append(str(e)))
             page.goto(f"{base}/ops/bosses/{slug}/")
-            page.wait_for_function("document.getElementById('conn').textContent === 'live'", timeout=10_000)
+            page.wait_for_function(
+                "() => document.getElementById('conn').textContent === 'live'", timeout=10_000
+            )
             player = browser.new_context(viewport={"width": 1000, "height": 800}).new_page()
             player.errors = []
             player.on("pageerror", lambda e: player.errors.append(str(e)))
             player.goto(f"{base}/play/{slug}/?shard={HOSTED[0]}")
-            player.wait_for_function("!document.getElementById('attack').disabled", timeout=10_000)
+            player.wait_for_function("() => !document.getElementById('attack').disabled", timeout=10_000)
             yield page, player
         finally:
             browser.close()
