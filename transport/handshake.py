@@ -28,8 +28,10 @@ from collections import OrderedDict
 from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from core import config
+from transport.ws_protocol import AnsweringWebSocketsSansIOProtocol
 
 _TIMEOUT_RESPONSE = (
     b"HTTP/1.1 408 Request Timeout\r\n"
@@ -59,6 +61,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        if self.ws_protocol_class is WebSocketsSansIOProtocol:  # it answers what it refuses
+            self.ws_protocol_class = AnsweringWebSocketsSansIOProtocol
         self._waiting()
 
     def on_message_begin(self) -> None:
