@@ -48,7 +48,7 @@ def test_push_lag_reads_the_delay_of_the_states(asgi_server, browser, make_boss,
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(f"{asgi_server}/ops/bosses/{boss.slug}/")
-    page.wait_for_function("document.getElementById('conn').textContent === 'live'", timeout=10_000)
+    page.wait_for_function("() => document.getElementById('conn').textContent === 'live'", timeout=10_000)
 
     stop = threading.Event()
 
@@ -62,7 +62,7 @@ def test_push_lag_reads_the_delay_of_the_states(asgi_server, browser, make_boss,
     ticker = threading.Thread(target=ticks, daemon=True)
     ticker.start()
     try:
-        page.wait_for_function("document.getElementById('k-push').textContent !== '—'", timeout=20_000)
+        page.wait_for_function("() => document.getElementById('k-push').textContent !== '—'", timeout=20_000)
         page.wait_for_timeout(2_000)  # more states: the median of several
         text = page.text_content("#k-push")
     finally:
