@@ -2,6 +2,7 @@
 
     python -m conformance                       # every SDK in SDKS, every scenario
     python -m conformance --sdk python --scenario fenced,bye
+    python -m conformance --skip csharp         # every SDK but one (its toolchain is missing)
     python -m conformance --driver go="go run ./sdk-go/cmd/driver"   # an SDK of your own
 
 Starts a Redis of its own (tools/stack.py), a SQLite database in ``.conformance/``, uvicorn,
@@ -55,6 +56,11 @@ SDKS = {
             ["npm", "ci", "--prefix", "sdk-ts", "--no-audit", "--no-fund"],
             ["npm", "test", "--prefix", "sdk-ts"],  # tsc, then its own unit tests
         ],
+    ),
+    "csharp": Sdk(
+        "csharp",
+        ["mono", "sdk-cs/bin/WorldBoss.Driver.exe"],
+        setup=[["make", "-C", "sdk-cs", "test"]],  # mcs: the library, driver and tests; then the tests
     ),
 }
 
@@ -227,6 +233,7 @@ def prepare(sdk: Sdk) -> str | None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m conformance", description=__doc__.split("\n")[0])
     parser.add_argument("--sdk", default=",".join(SDKS), help=f"comma-separated, of {', '.join(SDKS)}")
+    parser.add_argument("--skip", default="", help="comma-separated SDKs to leave out (one whose toolchain is missing)")
     parser.add_argument("--scenario", default="", help="comma-separated scenario names (default: all)")
     parser.add_argument("--run-dir", type=Path, default=RUN_DIR, help=f"logs and data (default {RUN_DIR})")
     parser.add_argument(
@@ -237,7 +244,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
-    sdks = [SDKS[name] for name in opts.sdk.split(",") if name]
+    skipped = {name for name in opts.skip.split(",") if name}
+    sdks = [SDKS[name] for name in opts.sdk.split(",") if name and name not in skipped]
     for spec in opts.driver:
         name, _, command = spec.partition("=")
         sdks.append(Sdk(name, shlex.split(command)))

@@ -239,6 +239,8 @@ namespace WorldBoss.Conformance
             r["duplicates"] = s.Duplicates;
             r["fences"] = s.Fences;
             r["connects"] = s.Connects;
+            r["unanswered_closes"] = s.UnansweredCloses;
+            r["dead_links"] = s.DeadLinks;
             r["errors"] = errors;
             r["generated"] = Generated;
             r["unacked"] = unacked;

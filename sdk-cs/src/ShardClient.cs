@@ -38,6 +38,10 @@ namespace WorldBoss
         public long MaxPending = Protocol.MaxDeltaAmount;
         public int MaxPlayers = LocalBuffer.DefaultMaxPlayers;
         public int OpenTimeoutMs = 5000;
+        /// <summary>Liveness: a `ping` frame this often (0: none; liveness is then TCP's)...</summary>
+        public int PingIntervalMs = ShardClient.PingIntervalMs;
+        /// <summary>...and a link that sends nothing within this after a ping is dead and is left.</summary>
+        public int PingTimeoutMs = ShardClient.PingTimeoutMs;
         /// <summary>Events waiting for Dispatch() past this are dropped (counted in DroppedEvents).</summary>
         public int MaxQueuedEvents = 10000;
     }
@@ -51,11 +55,13 @@ namespace WorldBoss
         public long Duplicates; // acks flagged duplicate
         public long Fences;
         public long Connects;
+        public long UnansweredCloses; // closes this client started that the platform never answered
+        public long DeadLinks; // links left because nothing came back within the ping timeout
         public readonly Dictionary<string, long> Errors = new Dictionary<string, long>();
 
         public ClientStats Copy()
         {
-            var copy = new ClientStats { Sent = Sent, Resent = Resent, Acked = Acked, Duplicates = Duplicates, Fences = Fences, Connects = Connects };
+            var copy = new ClientStats { Sent = Sent, Resent = Resent, Acked = Acked, Duplicates = Duplicates, Fences = Fences, Connects = Connects, UnansweredCloses = UnansweredCloses, DeadLinks = DeadLinks };
             foreach (var kv in Errors) copy.Errors[kv.Key] = kv.Value;
             return copy;
         }
@@ -75,6 +81,13 @@ namespace WorldBoss
     public sealed class ShardClient : IDisposable
     {
         public static readonly int[] ReconnectBackoffMs = { 50, 100, 250, 500, 1000, 2000 };
+        // Liveness of the shard socket (as the Python SDK): a ping every second; a link that
+        // sends nothing for a second after it is dead and is left at once, well inside the
+        // platform's heartbeat timeout (5 s by default), instead of TCP's retransmission
+        // back-off. A close the platform does not answer within a second is given up.
+        public const int PingIntervalMs = 1000;
+        public const int PingTimeoutMs = 1000;
+        public const int CloseTimeoutMs = 1000;
 
         private sealed class BossEntry
         {
@@ -98,6 +111,8 @@ namespace WorldBoss
         public readonly long MaxPending;
         public readonly int MaxPlayers;
         public readonly int OpenTimeoutMs;
+        public readonly int PingEveryMs;
+        public readonly int PingWaitMs;
 
         private readonly string _token;
         private readonly int _maxQueuedEvents;
@@ -124,6 +139,10 @@ namespace WorldBoss
         private JsonObject _lastError;
         private JsonObject _left;
         private long _droppedEvents;
+        private long _lastReceived; // clock ms of the last frame from the platform
+        private long _pingSentAt; // clock ms of the unanswered ping (0: none)
+        private long _lastPing;
+        private long _pingId;
 
         /// <summary>Welcomed under this epoch (raised by Dispatch).</summary>
         public event Action<long> Connected;
@@ -152,6 +171,8 @@ namespace WorldBoss
             MaxPending = options.MaxPending;
             MaxPlayers = options.MaxPlayers;
             OpenTimeoutMs = options.OpenTimeoutMs;
+            PingEveryMs = options.PingIntervalMs;
+            PingWaitMs = options.PingTimeoutMs;
             _maxQueuedEvents = options.MaxQueuedEvents;
         }
 
@@ -314,13 +335,14 @@ namespace WorldBoss
             {
                 try
                 {
-                    ws.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, "", CancellationToken.None).Wait(1000);
+                    lock (_sendGate) ws.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, "", CancellationToken.None).Wait(CloseTimeoutMs);
                 }
                 catch (Exception)
                 {
                     // closed already
                 }
             }
+            if (_connThread != null && !_connThread.Join(CloseTimeoutMs)) _life.Cancel(); // the answer to our close
             _life.Cancel();
             if (_connThread != null) _connThread.Join(3000);
             if (_tickThread != null) _tickThread.Join(3000);
@@ -424,16 +446,23 @@ namespace WorldBoss
                     if (first == null) throw new IOException("closed before a welcome");
                     long epoch;
                     lock (_gate) epoch = OnWelcome(Json.ParseObject(first));
+                    lock (_gate)
+                    {
+                        _lastReceived = Now();
+                        _lastPing = Now();
+                        _pingSentAt = 0;
+                    }
                     _ws = ws;
                     _connected = true;
                     Raise(Connected, () => { var h = Connected; if (h != null) h(epoch); });
                 }
-                while (!_stopping || ws.State == WebSocketState.Open)
+                while (true)
                 {
                     string text = Receive(ws, _life.Token);
-                    if (text == null) break;
+                    if (text == null) return true; // closed (by the platform, or answering our close)
                     if (!OnFrame(Json.ParseObject(text), ws)) break;
                 }
+                Leave(ws);
                 return true;
             }
             finally
@@ -443,6 +472,31 @@ namespace WorldBoss
                 _connected = false;
                 ws.Abort();
                 ws.Dispose();
+            }
+        }
+
+        /// <summary>Close a fenced epoch's socket, reading (and dropping) what the platform still
+        /// sends until its close answer comes (at most CloseTimeoutMs).</summary>
+        private void Leave(ClientWebSocket ws)
+        {
+            bool answered = false;
+            try
+            {
+                using (var closing = CancellationTokenSource.CreateLinkedTokenSource(_life.Token))
+                {
+                    closing.CancelAfter(CloseTimeoutMs);
+                    lock (_sendGate) ws.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, "", closing.Token).Wait();
+                    while (Receive(ws, closing.Token) != null) { }
+                    answered = true;
+                }
+            }
+            catch (Exception)
+            {
+                // not answered in time: the connection is dropped
+            }
+            if (!answered)
+            {
+                lock (_gate) _stats.UnansweredCloses += 1;
             }
         }
 
@@ -462,7 +516,11 @@ namespace WorldBoss
                         return null;
                     }
                     message.Write(chunk, 0, result.Count);
-                    if (result.EndOfMessage) return Encoding.UTF8.GetString(message.ToArray());
+                    if (result.EndOfMessage)
+                    {
+                        Interlocked.Exchange(ref _lastReceived, Now());
+                        return Encoding.UTF8.GetString(message.ToArray());
+                    }
                 }
             }
         }
@@ -589,6 +647,7 @@ namespace WorldBoss
                 Raise(Left, () => { var h = Left; if (h != null) h(msg); });
             }
             else if (kind == "error") OnError(msg);
+            else if (kind == "pong") _pingSentAt = 0;
         }
 
         private void OnError(JsonObject msg)
@@ -648,6 +707,11 @@ namespace WorldBoss
                 {
                     try
                     {
+                        if (LinkDead(started))
+                        {
+                            ws.Abort(); // the connection loop reconnects and resumes the epoch
+                            continue;
+                        }
                         foreach (string text in FramesDue(started)) SendText(ws, text);
                     }
                     catch (Exception)
@@ -660,11 +724,38 @@ namespace WorldBoss
             }
         }
 
+        /// <summary>Nothing came from the platform within the ping timeout after a ping.</summary>
+        private bool LinkDead(long at)
+        {
+            if (PingEveryMs <= 0) return false;
+            lock (_gate)
+            {
+                long received = Interlocked.Read(ref _lastReceived);
+                if (_pingSentAt != 0 && received >= _pingSentAt) _pingSentAt = 0; // alive
+                if (_pingSentAt != 0 && at - _pingSentAt > PingWaitMs)
+                {
+                    _pingSentAt = 0;
+                    _stats.DeadLinks += 1;
+                    return true;
+                }
+                return false;
+            }
+        }
+
         private List<string> FramesDue(long at)
         {
             var frames = new List<string>();
             lock (_gate)
             {
+                if (PingEveryMs > 0 && _pingSentAt == 0 && at - _lastPing >= PingEveryMs)
+                {
+                    var ping = new JsonObject();
+                    ping["type"] = "ping";
+                    ping["id"] = ++_pingId;
+                    frames.Add(Json.Write(ping));
+                    _pingSentAt = at;
+                    _lastPing = at;
+                }
                 foreach (var kv in _bosses)
                 {
                     BossEntry b = kv.Value;

@@ -28,6 +28,12 @@ namespace WorldBoss.Tests
 
         public void Accept()
         {
+            var deadline = DateTime.UtcNow.AddSeconds(10);
+            while (!_listener.Pending())
+            {
+                if (DateTime.UtcNow > deadline) throw new AssertionFailed("no connection in 10 s");
+                Thread.Sleep(5);
+            }
             _peer = _listener.AcceptTcpClient();
             _peer.ReceiveTimeout = 10000;
             _stream = _peer.GetStream();
@@ -157,6 +163,28 @@ namespace WorldBoss.Tests
                 Assert.Equal("connected 7 here", seen[0], "Connected on this thread");
                 Assert.Equal("ack ragnaros 1 15", seen[1], "Acknowledged");
                 Assert.Equal(15L, client.Stats.Acked, "acked");
+                client.Stop(false);
+            }
+        }
+
+        public static void TestASilentLinkIsLeftAndTheEpochResumed()
+        {
+            using (var server = new LoopbackServer())
+            {
+                var client = new ShardClient(server.Url, new ShardClientOptions { Shard = "eu-1", Token = "tok", PingIntervalMs = 100, PingTimeoutMs = 200 });
+                client.Start();
+                server.Accept();
+                server.Receive();
+                server.Send("{\"type\":\"welcome\",\"v\":1,\"role\":\"server\",\"shard\":\"eu-1\",\"epoch\":7}");
+                var others = new List<JsonObject>();
+                JsonObject ping = Next(server, "ping", others);
+                Assert.True(ping.Get("id") != null, "an application ping with an id");
+                // the platform answers nothing from now on: a dead link
+                server.Accept();
+                JsonObject auth = server.Receive();
+                Assert.Equal("auth", auth.GetString("type"), "a new connection");
+                Assert.Equal(7L, auth.GetLong("resume"), "resuming its epoch");
+                Assert.Equal(1L, client.Stats.DeadLinks, "one dead link noticed");
                 client.Stop(false);
             }
         }
