@@ -233,7 +233,9 @@ def prepare(sdk: Sdk) -> str | None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m conformance", description=__doc__.split("\n")[0])
     parser.add_argument("--sdk", default=",".join(SDKS), help=f"comma-separated, of {', '.join(SDKS)}")
-    parser.add_argument("--skip", default="", help="comma-separated SDKs to leave out (one whose toolchain is missing)")
+    parser.add_argument(
+        "--skip", default="", help="comma-separated SDKs to leave out (one whose toolchain is missing)"
+    )
     parser.add_argument("--scenario", default="", help="comma-separated scenario names (default: all)")
     parser.add_argument("--run-dir", type=Path, default=RUN_DIR, help=f"logs and data (default {RUN_DIR})")
     parser.add_argument(
