@@ -80,6 +80,8 @@ def test_the_example_game_server_runs_on_the_installed_package(game_dir: Path, l
     assert out.returncode == 0, f"{out.stdout}\n{out.stderr}"
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     assert summary["flushed"] is True and summary["left"] is True and summary["refused"] == 0
+    # the state socket's snapshot (no sync tick runs here: the truth is still full HP)
+    assert summary["truth"] == live_boss.max_hp
     acked = summary["acked"]
     assert acked == summary["dealt"] > 0
     assert boss_ledger(boss_id=live_boss.pk).number("accepted") == acked
