@@ -139,8 +139,14 @@ def test_the_http_bodies_pass_their_schemas():
         state=state,
         name="Ragnaros",
         shards=[{"key": "eu-1", "name": "EU 1", "region": "eu", "status": "online"}],
+        next_spawn_at=None,
     )
     check(messages.StateApiBody, body)
+    spawning = messages.state_api_body(
+        state=state, name="Ragnaros", shards=[], next_spawn_at=datetime(2027, 6, 5, 18, tzinfo=UTC)
+    )
+    check(messages.StateApiBody, spawning)
+    assert spawning["next_spawn_at"] == "2027-06-05T18:00:00+00:00"
     live = messages.api_live_state(state=state)
     check(messages.ApiLiveState, live)
     assert live["ts_ms"] == state["ts"]  # the API's public name of the same field
