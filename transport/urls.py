@@ -1,6 +1,8 @@
 """HTTP routes of the bosses app (pages and the JSON state API)."""
 
+from django.templatetags.static import static
 from django.urls import path
+from django.views.generic import RedirectView
 
 from transport import health_views, ops_views, views
 from transport.report_views import fight_report_csv, fight_report_json, fight_report_page
@@ -21,4 +23,7 @@ urlpatterns = [
     ),
     path("ops/bosses/<slug:slug>/fights/<str:fight>/report.csv", fight_report_csv, name="fight-report-csv"),
     path("play/<slug:slug>/", ops_views.play, name="play"),
+    # no boss named: the home page lists them (each with its player page)
+    path("play/", RedirectView.as_view(pattern_name="home"), name="play-index"),
+    path("favicon.ico", RedirectView.as_view(url=static("favicon.svg")), name="favicon"),
 ]
