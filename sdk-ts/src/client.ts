@@ -28,6 +28,11 @@ import { openSocket, type Socket } from "./socket.js";
 export { BufferFull };
 
 export const RECONNECT_BACKOFF_MS = [50, 100, 250, 500, 1000, 2000];
+// Liveness of the shard socket (the Python SDK's): a ping every second, a link that has not
+// answered within a second is dead and left at once, well inside the platform's heartbeat
+// timeout (5 s by default); a close the platform does not answer within a second is given up.
+export const PING_INTERVAL_MS = 1000;
+export const CLOSE_TIMEOUT_MS = 1000;
 
 export interface ShardClientOptions {
   shard: string;
@@ -38,6 +43,8 @@ export interface ShardClientOptions {
   maxPending?: number;
   maxPlayers?: number;
   openTimeoutMs?: number;
+  /** Keepalive pings (Node); null: none, liveness is then TCP's. */
+  pingIntervalMs?: number | null;
 }
 
 /** Counters for logs and tests (the Python SDK's `ClientStats`). */
@@ -48,6 +55,7 @@ export interface ClientStats {
   duplicates: number;
   fences: number;
   connects: number;
+  unanswered_closes: number; // closes this client started that the platform never answered
   errors: Record<string, number>;
 }
 
@@ -96,9 +104,10 @@ export class ShardClient {
   readonly maxPending: number;
   readonly maxPlayers: number;
   readonly openTimeoutMs: number;
+  readonly pingIntervalMs: number | null;
   epoch: number | null = null;
   connected = false;
-  readonly stats: ClientStats = { sent: 0, resent: 0, acked: 0, duplicates: 0, fences: 0, connects: 0, errors: {} };
+  readonly stats: ClientStats = { sent: 0, resent: 0, acked: 0, duplicates: 0, fences: 0, connects: 0, unanswered_closes: 0, errors: {} };
   lastError: Frame | null = null;
   /** The `bye_ack` of a clean stop. */
   left: ByeAckFrame | null = null;
@@ -113,7 +122,6 @@ export class ShardClient {
   private fatal: string | null = null;
   private keeps = false;
   private bye: { promise: Promise<ByeAckFrame>; resolve: (f: ByeAckFrame) => void } | null = null;
-  private leave: (() => void) | null = null;
   private watchers = new Map<string, Socket | null>();
 
   constructor(url: string, options: ShardClientOptions) {
@@ -126,6 +134,7 @@ export class ShardClient {
     this.maxPending = options.maxPending ?? MAX_DELTA_AMOUNT;
     this.maxPlayers = options.maxPlayers ?? DEFAULT_MAX_PLAYERS;
     this.openTimeoutMs = options.openTimeoutMs ?? 5000;
+    this.pingIntervalMs = options.pingIntervalMs === undefined ? PING_INTERVAL_MS : options.pingIntervalMs;
   }
 
   // --- the game's side: O(1), no I/O ----------------------------------------------------
@@ -200,8 +209,7 @@ export class ShardClient {
     if (done && this.ws !== null) await this.sayGoodbye(this.ws);
     if (this.timer !== null) clearInterval(this.timer);
     for (const socket of this.watchers.values()) socket?.close(1000);
-    this.ws?.close(1000);
-    this.leave?.();
+    this.ws?.close(1000); // the close handshake, given up after CLOSE_TIMEOUT_MS
     await this.loop;
     return done;
   }
@@ -305,7 +313,8 @@ export class ShardClient {
           if (PERMANENT_CLOSE_CODES.includes(code)) this.fatal = `closed with ${code}`;
           closed.resolve();
         },
-      });
+        onUnansweredClose: () => (this.stats.unanswered_closes += 1),
+      }, { pingIntervalMs: this.pingIntervalMs, closeTimeoutMs: CLOSE_TIMEOUT_MS });
       socket.send(JSON.stringify(this.authFrame()));
       const timeout = sleep(this.openTimeoutMs).then(() => null);
       const welcome = await Promise.race([first.promise, timeout]);
@@ -314,13 +323,11 @@ export class ShardClient {
       welcomed = true;
       this.ws = socket;
       this.connected = true;
-      this.leave = () => closed.resolve();
       await closed.promise;
       return true;
     } finally {
       this.ws = null;
       this.connected = false;
-      this.leave = null;
       socket?.abort();
     }
   }
@@ -362,8 +369,9 @@ export class ShardClient {
     if (this.rotate && ![...this.bosses.values()].some((b) => b.buffer.inflight !== null)) {
       if (this.releasing === null) this.releaseSessions(socket);
       if (this.releasing !== null && this.releasing.size === 0) {
-        socket.close(1000); // fenced: reconnect for a new epoch now that nothing is in flight
-        this.leave?.();
+        // fenced: reconnect for a new epoch now that nothing is in flight, once the close
+        // handshake is done (or given up after CLOSE_TIMEOUT_MS)
+        socket.close(1000);
       }
     }
   }

@@ -14,23 +14,60 @@ export interface Socket {
 export interface SocketHandlers {
   onMessage(text: string): void;
   onClose(code: number, reason: string): void;
+  /** A close this side started that the platform did not answer within `closeTimeoutMs`. */
+  onUnansweredClose?(): void;
 }
 
-type Opener = (url: string, handlers: SocketHandlers) => Promise<Socket>;
+/** Liveness (Node's `ws` only: a browser's WebSocket has no ping and keeps its own timers). */
+export interface SocketOptions {
+  /** A ping every this many ms; a link that has not answered the previous one is dropped. */
+  pingIntervalMs?: number | null;
+  /** A close handshake not answered within this is given up (the connection dropped). */
+  closeTimeoutMs?: number;
+}
+
+type Opener = (url: string, handlers: SocketHandlers, options: SocketOptions) => Promise<Socket>;
 
 let opener: Opener | null = null;
 
 async function nodeOpener(): Promise<Opener> {
   const { default: WebSocket } = await import("ws");
-  return (url, handlers) =>
+  return (url, handlers, options) =>
     new Promise((resolve, reject) => {
       const ws = new WebSocket(url, { perMessageDeflate: false, maxPayload: 2 ** 22 });
       let opened = false;
+      let awaitingPong = false;
+      let pinger: ReturnType<typeof setInterval> | null = null;
+      let closer: ReturnType<typeof setTimeout> | null = null;
+      const stopTimers = () => {
+        if (pinger !== null) clearInterval(pinger);
+        if (closer !== null) clearTimeout(closer);
+      };
+      ws.on("pong", () => (awaitingPong = false));
       ws.on("open", () => {
         opened = true;
+        const every = options.pingIntervalMs;
+        if (every) {
+          pinger = setInterval(() => {
+            if (awaitingPong) {
+              ws.terminate(); // no pong for a whole interval: the link is dead, leave it now
+              return;
+            }
+            awaitingPong = true;
+            ws.ping();
+          }, every);
+        }
         resolve({
           send: (text) => ws.send(text),
-          close: (code, reason) => ws.close(code, reason),
+          close: (code, reason) => {
+            ws.close(code, reason);
+            closer ??= setTimeout(() => {
+              if (ws.readyState !== WebSocket.CLOSED) {
+                handlers.onUnansweredClose?.();
+                ws.terminate();
+              }
+            }, options.closeTimeoutMs ?? 1000);
+          },
           abort: () => ws.terminate(),
           get open() {
             return ws.readyState === WebSocket.OPEN;
@@ -42,6 +79,7 @@ async function nodeOpener(): Promise<Opener> {
         if (!opened) reject(err);
       });
       ws.on("close", (code, reason) => {
+        stopTimers();
         if (opened) handlers.onClose(code, reason.toString());
       });
     });
@@ -74,10 +112,10 @@ function browserOpener(Ctor: typeof globalThis.WebSocket): Opener {
 }
 
 /** Open `url`; the browser's WebSocket when there is one, else the `ws` package. */
-export async function openSocket(url: string, handlers: SocketHandlers): Promise<Socket> {
+export async function openSocket(url: string, handlers: SocketHandlers, options: SocketOptions = {}): Promise<Socket> {
   if (opener === null) {
     const global = (globalThis as { WebSocket?: typeof globalThis.WebSocket }).WebSocket;
     opener = global !== undefined ? browserOpener(global) : await nodeOpener();
   }
-  return opener(url, handlers);
+  return opener(url, handlers, options);
 }
