@@ -95,6 +95,8 @@ namespace WorldBoss
             public long SentAt; // clock ms the in-flight seq was last sent (0: never / at once)
             public bool Ended;
             public long LastHeartbeat;
+            public JsonObject State; // the newest `state` frame (needs Watch)
+            public long Version = -1;
 
             public BossEntry(long maxPending, int maxPlayers, bool keeps)
             {
@@ -125,7 +127,8 @@ namespace WorldBoss
         private readonly CancellationTokenSource _life = new CancellationTokenSource();
         private readonly Stopwatch _clock = Stopwatch.StartNew();
         private readonly Random _random = new Random();
-        private ClientWebSocket _ws;
+        private volatile ClientWebSocket _ws;
+        private readonly Dictionary<string, Thread> _watchers = new Dictionary<string, Thread>();
         private Thread _connThread;
         private Thread _tickThread;
         private long? _epoch;
@@ -156,6 +159,8 @@ namespace WorldBoss
         public event Action<JsonObject> ErrorReceived;
         /// <summary>The bye_ack of a clean stop.</summary>
         public event Action<JsonObject> Left;
+        /// <summary>A newer `state` of a watched boss: boss, the frame (hp, max_hp, version, status, phase, ...).</summary>
+        public event Action<string, JsonObject> StateChanged;
 
         public ShardClient(string url, ShardClientOptions options)
         {
@@ -208,6 +213,27 @@ namespace WorldBoss
             {
                 BossEntry b;
                 return _bosses.TryGetValue(boss, out b) ? b.Buffer.Unacked : 0;
+            }
+        }
+
+        /// <summary>The newest `state` frame seen for a boss (needs Watch), or null.</summary>
+        public JsonObject State(string boss)
+        {
+            lock (_gate)
+            {
+                BossEntry b;
+                return _bosses.TryGetValue(boss, out b) ? b.State : null;
+            }
+        }
+
+        /// <summary>Truth minus this shard's unacknowledged damage (null before the first state).</summary>
+        public long? PredictedHp(string boss)
+        {
+            lock (_gate)
+            {
+                BossEntry b;
+                if (!_bosses.TryGetValue(boss, out b) || b.State == null) return null;
+                return Math.Max(0, b.State.GetLong("hp") - b.Buffer.Unacked);
             }
         }
 
@@ -345,6 +371,9 @@ namespace WorldBoss
             if (_connThread != null && !_connThread.Join(CloseTimeoutMs)) _life.Cancel(); // the answer to our close
             _life.Cancel();
             if (_connThread != null) _connThread.Join(3000);
+            List<Thread> watchers;
+            lock (_gate) watchers = new List<Thread>(_watchers.Values);
+            foreach (Thread watcher in watchers) watcher.Join(3000);
             if (_tickThread != null) _tickThread.Join(3000);
             return done;
         }
@@ -393,6 +422,74 @@ namespace WorldBoss
             {
                 foreach (var b in _bosses.Values) b.LastHeartbeat = 0;
             }
+        }
+
+        // --- state subscription -------------------------------------------------------------
+
+        /// <summary>Follow a boss's live state over /ws/bosses/&lt;slug&gt;/ (reconnects on its own):
+        /// State, PredictedHp and StateChanged; a boss seen defeated or expired takes no more hits.</summary>
+        public void Watch(string boss)
+        {
+            lock (_gate)
+            {
+                Boss(boss);
+                if (_watchers.ContainsKey(boss) || _stopping) return;
+                var thread = new Thread(() => WatchLoop(boss)) { IsBackground = true, Name = "worldboss-watch-" + boss };
+                _watchers[boss] = thread;
+                thread.Start();
+            }
+        }
+
+        private void WatchLoop(string slug)
+        {
+            int attempt = 0;
+            while (!_stopping)
+            {
+                var ws = new ClientWebSocket();
+                try
+                {
+                    using (var open = CancellationTokenSource.CreateLinkedTokenSource(_life.Token))
+                    {
+                        open.CancelAfter(OpenTimeoutMs);
+                        ws.ConnectAsync(new Uri(Url + "/ws/bosses/" + Uri.EscapeDataString(slug) + "/"), open.Token).Wait();
+                    }
+                    attempt = 0;
+                    lock (_gate) Boss(slug).Version = -1; // the snapshot after a (re)connect is the truth
+                    string text;
+                    while ((text = Receive(ws, _life.Token)) != null) OnState(slug, Json.ParseObject(text));
+                }
+                catch (Exception)
+                {
+                    // reconnect below
+                }
+                finally
+                {
+                    ws.Abort();
+                    ws.Dispose();
+                }
+                if (_stopping) break;
+                _wake.WaitOne(Backoff(attempt++));
+            }
+        }
+
+        private void OnState(string slug, JsonObject msg)
+        {
+            if (msg.GetString("type") != "state") return;
+            long version = msg.GetLong("version");
+            lock (_gate)
+            {
+                BossEntry b = Boss(slug);
+                if (version == 1 && b.Version > 1)
+                {
+                    b.Version = -1; // the boss was reset: a new fight
+                    b.Ended = false;
+                }
+                if (version <= b.Version) return;
+                b.Version = version;
+                b.State = msg;
+                if (Protocol.IsEnded(msg.GetString("status"))) b.Ended = true;
+            }
+            Raise(StateChanged, () => { var h = StateChanged; if (h != null) h(slug, msg); });
         }
 
         // --- connection -------------------------------------------------------------------

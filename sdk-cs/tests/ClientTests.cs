@@ -189,6 +189,32 @@ namespace WorldBoss.Tests
             }
         }
 
+        public static void TestWatchPredictsHpAndStopsHitsOnceTheBossIsOver()
+        {
+            using (var server = new LoopbackServer())
+            {
+                var client = new ShardClient(server.Url, new ShardClientOptions { Shard = "eu-1", Token = "tok" });
+                var states = new List<long>();
+                client.StateChanged += (boss, state) => states.Add(state.GetLong("hp"));
+                client.Hit("ragnaros", 100, "alice"); // not started: held, unacknowledged
+                Assert.True(client.PredictedHp("ragnaros") == null, "no state yet");
+                client.Watch("ragnaros");
+                server.Accept();
+                Assert.Equal("/ws/bosses/ragnaros/", server.Path, "the boss's state socket");
+                server.Send("{\"type\":\"state\",\"boss\":\"ragnaros\",\"hp\":1000,\"max_hp\":1000,\"version\":3,\"status\":\"live\",\"phase\":\"p1\",\"phase_index\":0,\"ts\":1,\"gen\":1}");
+                Until(() => client.PredictedHp("ragnaros") == 900, "the predicted HP");
+                server.Send("{\"type\":\"state\",\"boss\":\"ragnaros\",\"hp\":1,\"max_hp\":1000,\"version\":2,\"status\":\"live\",\"phase\":\"p1\",\"phase_index\":0,\"ts\":1,\"gen\":1}");
+                server.Send("{\"type\":\"state\",\"boss\":\"ragnaros\",\"hp\":0,\"max_hp\":1000,\"version\":4,\"status\":\"defeated\",\"phase\":\"p1\",\"phase_index\":0,\"ts\":2,\"gen\":1}");
+                Until(() => client.State("ragnaros").GetLong("version") == 4, "the newer state");
+                client.Hit("ragnaros", 50);
+                Assert.Equal(100L, client.Unacked("ragnaros"), "a boss that is over takes no more hits");
+                Assert.Equal(0, states.Count, "nothing raised before Dispatch");
+                client.Dispatch();
+                Assert.Equal("1000,0", string.Join(",", states), "the newer states only, in order");
+                client.Stop(false);
+            }
+        }
+
         public static void TestRefusedTokenIsFinal()
         {
             using (var server = new LoopbackServer())
