@@ -393,6 +393,7 @@ class HostedShard:
                 inflight_amount=inflight.amount if inflight else 0,
                 breakdown=held_by,
                 inflight_breakdown=flight if inflight else None,
+                sent=sess.buffer.next_seq - 1,
                 platform_ids=True,
             )
             sess.buffer.durable(beat.durable_seq)

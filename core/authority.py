@@ -453,7 +453,7 @@ def transition_call(*, boss_id: int, to: str, allowed_from: tuple[str, ...]) -> 
     return Call("transition", [k.state, k.log, k.unarchived], [to, boss_id, *allowed_from], _parse_transition)
 
 
-def heartbeat_call(
+def heartbeat_call(  # noqa: PLR0913 - one keyword per heartbeat field, all keyword-only
     *,
     boss_id: int,
     shard_key: str,
@@ -463,6 +463,7 @@ def heartbeat_call(
     inflight_amount: int = 0,
     breakdown: Mapping[str, int] | None = None,
     inflight_breakdown: Mapping[str, int] | None = None,
+    sent: int | None = None,
 ) -> Call[HeartbeatOutcome]:
     """Record a session's sign of life and its unacknowledged damage.
 
@@ -470,7 +471,8 @@ def heartbeat_call(
     part of ``pending`` (or, without ``inflight_breakdown``, of everything held);
     ``inflight_breakdown`` the in-flight delta's, counted only while that delta is not
     accepted. Together they replace the breakdown stored before (none clears it), cut to fit
-    the capped held amount (heartbeat.lua).
+    the capped held amount (heartbeat.lua). ``sent`` (the client's highest sent seq) lets the
+    script tell a stale heartbeat, which then only counts as a sign of life.
     """
     k = keys.boss_keys(boss_id)
     args: list[ScriptArg] = [
@@ -481,6 +483,7 @@ def heartbeat_call(
         inflight_amount,
         keys.session_id(shard_key, epoch),
         MAX_HELD_AMOUNT,
+        -1 if sent is None else sent,
         len(breakdown or {}),
     ]
     for player, dmg in [*(breakdown or {}).items(), *(inflight_breakdown or {}).items()]:

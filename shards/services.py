@@ -331,6 +331,7 @@ def _heartbeat_call(  # noqa: PLR0913 - one argument per heartbeat field, valida
     breakdown=None,
     platform_ids=False,
     inflight_breakdown=None,
+    sent=None,
 ):
     if not isinstance(shard_key, str) or not _SHARD_KEY.fullmatch(shard_key):
         raise UnknownShard(f"unknown shard {shard_key!r}")
@@ -340,6 +341,8 @@ def _heartbeat_call(  # noqa: PLR0913 - one argument per heartbeat field, valida
     inflight_amount = whole_number(
         inflight_amount, field="inflight.amount", minimum=0, maximum=MAX_HELD_AMOUNT
     )
+    if sent is not None:
+        sent = whole_number(sent, field="sent", minimum=0, maximum=MAX_SEQ)
     if inflight_breakdown is None:  # one merged breakdown of everything held
         players = held_breakdown_map(breakdown, held=pending + inflight_amount, platform_ids=platform_ids)
         flight: dict[str, int] = {}
@@ -357,6 +360,7 @@ def _heartbeat_call(  # noqa: PLR0913 - one argument per heartbeat field, valida
         inflight_amount=inflight_amount,
         breakdown=players,
         inflight_breakdown=flight,
+        sent=sent,
     )
 
 
@@ -379,6 +383,7 @@ async def aheartbeat_record(  # noqa: PLR0913 - the heartbeat frame's fields, al
     breakdown: Mapping[str, int] | None = None,
     platform_ids: bool = False,
     inflight_breakdown: Mapping[str, int] | None = None,
+    sent: int | None = None,
 ) -> HeartbeatResult:
     """Record a session's sign of life and the damage it still holds unacknowledged.
 
@@ -386,7 +391,9 @@ async def aheartbeat_record(  # noqa: PLR0913 - the heartbeat frame's fields, al
     ``inflight_breakdown`` (the in-flight delta's players, counted only while that delta is
     not accepted) is given, else of pending + in flight (trimmed by order when the in-flight
     delta turns out accepted). A fair crash saga credits it to those players
-    (docs/faults.md); ``platform_ids`` as for :func:`adelta_ingest`. In ``replica``
+    (docs/faults.md); ``platform_ids`` as for :func:`adelta_ingest`. ``sent``: the
+    client's highest sent seq when it made the heartbeat; one that arrives after a delta it did
+    not know of was accepted is stale and only counts as a sign of life. In ``replica``
     durability the reply waits for a replica too: its ``last_seq`` tells the client which
     in-flight delta was accepted, an acknowledgement like an ingest's.
     """
@@ -400,6 +407,7 @@ async def aheartbeat_record(  # noqa: PLR0913 - the heartbeat frame's fields, al
         breakdown,
         platform_ids,
         inflight_breakdown,
+        sent,
     )
     try:
         out = await durability.aheartbeat_acknowledged(

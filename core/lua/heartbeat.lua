@@ -4,7 +4,9 @@
 -- ARGV: 1 shard, 2 epoch, 3 pending (local buffer not yet in any delta),
 --       4 in-flight seq (0: none), 5 in-flight amount, 6 session field (core/keys.py
 --       session_id), 7 the most a session may hold (core/limits.py MAX_HELD_AMOUNT),
---       8 n: how many (player, damage) pairs follow for the pending part, 9.. those n pairs,
+--       8 sent: the session's highest seq the client had sent when it made this heartbeat
+--       (-1: not reported), 9 n: how many (player, damage) pairs follow for the pending
+--       part, 10.. those n pairs,
 --       then pairs of the in-flight delta's part (validated: positive whole numbers, at most
 --       MAX_BREAKDOWN_ENTRIES each, the pending part's sum <= pending and the in-flight
 --       part's <= its amount; a client that sends one merged breakdown has it all as the
@@ -19,6 +21,10 @@
 -- the breakdown; later accepted deltas shrink 'held' and the breakdown by their own
 -- breakdown again (ingest.lua), so a crash saga recovers exactly the damage the platform
 -- knows of and never accepted, and credits each player exactly their part of it.
+-- A stale heartbeat changes nothing but the sign of life: one that arrives after a delta it
+-- did not know of was accepted (past its in-flight seq, or past 'sent' with none in flight),
+-- as one delayed on a socket the client had already left. Its pending went out in that
+-- delta, and what is stored (kept consistent by ingest.lua) is newer than its report.
 -- The breakdown replaces the previous one (a heartbeat without one clears it) and is cut to
 -- fit held (entries in order, the one crossing held trimmed, the rest dropped): that only
 -- happens at the cap, or for a merged breakdown whose in-flight delta was accepted before
@@ -45,9 +51,21 @@ end
 -- settlement then never applies more than a shard could have sent, and sums stay exact.
 local cap = tonumber(ARGV[7])
 if held > cap then held = cap end
+local sent = tonumber(ARGV[8])
+if sent >= 0 and last > (iseq > 0 and iseq or sent) then
+  local t = redis.call('TIME')
+  redis.call('HSET', KEYS[5], sess, I(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)))
+  local stored, sum = redis.call('HGET', KEYS[9], sess), 0
+  if stored then
+    local list = cjson.decode(stored)
+    for i = 2, #list, 2 do sum = sum + list[i] end
+  end
+  return {'ok', last, tonumber(redis.call('HGET', KEYS[6], sess) or '0'),
+    tonumber(redis.call('HGET', KEYS[8], sess) or '0'), sum}
+end
 local given = {}
-local split = 9 + 2 * tonumber(ARGV[8])
-for i = 9, split - 1, 2 do
+local split = 10 + 2 * tonumber(ARGV[9])
+for i = 10, split - 1, 2 do
   given[#given + 1] = ARGV[i]
   given[#given + 1] = ARGV[i + 1]
 end

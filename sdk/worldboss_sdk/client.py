@@ -538,6 +538,9 @@ class ShardClient:
             "type": "heartbeat",
             "boss": slug,
             "pending": buf.waiting,
+            # the highest seq sent so far: a heartbeat the platform gets after a later delta
+            # (delayed on a socket this client left) is then known to be stale
+            "sent": buf.next_seq - 1,
             "inflight": (
                 {"seq": inflight.seq, "amount": inflight.amount, "breakdown": flight} if inflight else None
             ),

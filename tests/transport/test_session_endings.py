@@ -314,3 +314,23 @@ async def test_an_in_flight_breakdown_over_its_amount_is_refused(boss):
     )
     assert (refused["code"], refused["field"]) == ("invalid_amount", "inflight.breakdown")
     await comm.disconnect()
+
+
+async def test_a_heartbeat_that_arrives_after_a_later_delta_is_stale(boss):
+    """A heartbeat made before seq 1 went out (``sent`` 0, its 50 still pending) arrives after
+    seq 1 carried those 50, as one delayed on a socket the client had left: it only counts as a
+    sign of life, so the 50 are not held a second time and ``bye`` settles nothing."""
+    b = await sync_to_async(boss)("fair")
+    _, token = await sync_to_async(new_shard)("end-15")
+    comm, _ = await server("end-15", token)
+    await send(comm, type="damage", boss=b.slug, seq=1, amount=50, breakdown={"ann": 50})
+    beat = await send(comm, type="heartbeat", boss=b.slug, pending=50, sent=0, breakdown={"ann": 50})
+    assert (beat["last_seq"], beat["held"]) == (1, 0)
+    current = await send(comm, type="heartbeat", boss=b.slug, pending=20, sent=1)  # not stale
+    assert current["held"] == 20
+    await comm.send_to(text_data=json.dumps({"type": "bye"}))
+    assert (await recv(comm))["settled"] == {b.slug: 20}
+    await sync_to_async(the_books_agree)(b)
+    report = await sync_to_async(boss_verify)(boss=b)
+    assert (report.accepted, report.recovered) == (70, 20)
+    await comm.disconnect()

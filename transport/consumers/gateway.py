@@ -500,7 +500,7 @@ class ShardGatewayConsumer(GuardedSocketMixin, SocketGaugeMixin, DirectDispatchM
         )
 
     async def on_heartbeat(self, frame: dict) -> None:
-        """``heartbeat {boss, pending, inflight?: {seq, amount, breakdown?}, breakdown?}`` -> ``heartbeat_ack``."""
+        """``heartbeat {boss, pending, inflight?: {seq, amount, breakdown?}, breakdown?, sent?}`` -> ``heartbeat_ack``."""
         epoch = self._server()
         boss = await self._boss(frame)
         inflight = frame.get("inflight") or {}
@@ -516,6 +516,7 @@ class ShardGatewayConsumer(GuardedSocketMixin, SocketGaugeMixin, DirectDispatchM
                 inflight_amount=inflight.get("amount", 0),
                 breakdown=frame.get("breakdown"),
                 inflight_breakdown=inflight.get("breakdown"),
+                sent=frame.get("sent"),
             )
         except UnknownBoss:
             await _unless_being_restored(boss.slug)

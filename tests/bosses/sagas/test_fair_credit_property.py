@@ -3,7 +3,7 @@
 The SDK's buffer (worldboss_sdk.buffer.LocalBuffer) against the real ingest, heartbeat and
 fence scripts on a real Redis, over a network the test controls: frames in transit are
 delivered in any order or lost, acknowledgements are lost, and the session is fenced at any
-point. Whatever the interleaving, once everything left is delivered and ticked, every
+point (a heartbeat delivered after a later delta is stale). Whatever the interleaving, once everything left is delivered and ticked, every
 player's credit (the ``players`` hash rewards are paid from) equals what that player's hits
 generated, and the boss's applied damage equals all hits.
 """
@@ -40,6 +40,7 @@ class Beat:
     inflight: Delta | None
     part: dict[str, int]
     flight: dict[str, int]
+    sent: int
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,8 @@ class GameServer:
 
     def beat(self) -> None:
         part, flight = self.buf.held_parts()
-        self.transit.append(Beat(self.epoch, self.buf.waiting, self.buf.inflight, part, flight))
+        beat = Beat(self.epoch, self.buf.waiting, self.buf.inflight, part, flight, self.buf.next_seq - 1)
+        self.transit.append(beat)
 
     def deliver(self, frame: Beat | Damage, *, ack_lost: bool = False) -> None:
         if frame.epoch != self.epoch:
@@ -99,6 +101,7 @@ class GameServer:
                 inflight_amount=f.amount if f else 0,
                 breakdown=frame.part,
                 inflight_breakdown=frame.flight if f else None,
+                sent=frame.sent,
             )
             inflight = self.buf.inflight
             if not ack_lost and inflight is not None and inflight.seq <= ack.last_seq:
