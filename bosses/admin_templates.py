@@ -77,7 +77,7 @@ def copy_templates(modeladmin, request, queryset):
 
 @admin.register(BossTemplate)
 class BossTemplateAdmin(admin.ModelAdmin):
-    list_display = ("name", "slug", "max_hp", "phases", "crash_policy", "reward_table", "updated_at")
+    list_display = ("name", "slug", "hp", "phases", "crash_policy", "reward_table", "updated_at")
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
     actions = [new_fight, copy_templates]
@@ -95,6 +95,10 @@ class BossTemplateAdmin(admin.ModelAdmin):
         ("Rewards", {"fields": ("reward_table",)}),
         ("Record", {"fields": ("created_at", "updated_at")}),
     )
+
+    @admin.display(description="Max HP", ordering="max_hp")
+    def hp(self, obj):
+        return f"{obj.max_hp:,}"
 
     def has_add_boss_permission(self, request):
         return request.user.has_perm("bosses.add_bossencounter")

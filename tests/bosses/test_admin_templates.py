@@ -22,6 +22,7 @@ def template():
 
 def test_new_fight_from_a_template_and_copies(admin_client, template):
     url = reverse("admin:bosses_bosstemplate_changelist")
+    assert "25,000,000" in admin_client.get(url).content.decode()
     for _ in range(2):
         reply = admin_client.post(
             url, {"action": "new_fight", "_selected_action": [template.pk]}, follow=True

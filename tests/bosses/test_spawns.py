@@ -196,3 +196,35 @@ def test_a_bad_schedule_is_refused_naming_the_field(nightly, fields, field):
     with pytest.raises(InvalidInput) as refused:
         spawn_schedule_save(schedule=schedule, fields=fields)
     assert refused.value.extra.get("field") == field
+
+
+def test_the_next_spawn_waits_for_the_previous_fight_s_victory(nightly, make_session):
+    from bosses.sagas.victory import boss_victory_run
+    from bosses.services import boss_tick
+    from tests.support.authority import delta_ingest
+
+    boss, _ = nightly
+    first = utc(2027, 1, 10, 1, 30)
+    spawns_apply(now=first + timedelta(seconds=1))
+    session = make_session("eu-1")
+    delta_ingest(
+        boss_id=boss.pk,
+        shard_key=session.shard_key,
+        epoch=session.epoch,
+        seq=1,
+        amount=boss.max_hp,
+        breakdown={"alice": boss.max_hp},
+    )
+    assert boss_tick(boss_id=boss.pk, force=True).defeated
+    second = first + timedelta(days=1)
+    spawns_apply(now=second + timedelta(seconds=1))  # the death is not settled yet
+    occurrence = SpawnOccurrence.objects.get(at=second)
+    assert occurrence.status == OccurrenceStatus.CLAIMED and "victory saga" in occurrence.detail
+    boss.refresh_from_db()
+    assert boss.fight == 1
+    boss_victory_run(boss_id=boss.pk, fight=1)
+    spawns_apply(now=second + timedelta(seconds=2))  # the next pass finishes it
+    occurrence.refresh_from_db()
+    boss.refresh_from_db()
+    assert (occurrence.status, occurrence.fight, boss.fight, boss.status) == ("spawned", 2, 2, "live")
+    assert boss.rewards.filter(fight=1).count() == 1  # fight 1's rewards were granted before the reset
