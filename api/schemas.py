@@ -415,3 +415,42 @@ class OccurrencePage(Schema):
     offset: int
     limit: int
     items: list[OccurrenceOut]
+
+
+# --- shards ----------------------------------------------------------------------------
+
+
+class ShardOut(Schema):
+    key: str
+    name: str
+    region: str
+    kind: Literal["hosted", "game_server"]
+    status: str
+    current_epoch: int
+    token_rotated_at: datetime | None
+    created_at: datetime
+
+
+class ShardPage(Schema):
+    count: int
+    offset: int
+    limit: int
+    items: list[ShardOut]
+
+
+class ShardCreate(Schema):
+    model_config = ConfigDict(extra="forbid")
+    key: str = Field(description="lowercase letters, digits, '-' or '_' (max 64)")
+    name: str = Field("", max_length=120)
+    region: str = Field("", max_length=32)
+    kind: Literal["hosted", "game_server"] = "game_server"
+
+
+class ShardWithToken(Schema):
+    shard: ShardOut
+    token: str = Field(description="the shard's token: shown this once, stored only as a hash")
+
+
+class ShardRetired(Schema):
+    shard: ShardOut
+    sessions_fenced: int

@@ -35,6 +35,9 @@ WRITE_ACTIONS: dict[tuple[str, str], str] = {
     ("POST", "bosses/<slug>/resume"): "boss.resume",
     ("POST", "bosses/<slug>/end"): "boss.end",
     ("POST", "rewards/<grant_id>/claim"): "reward.claim",
+    ("POST", "shards"): "shard.create",
+    ("POST", "shards/<key>/token"): "shard.token_rotate",
+    ("POST", "shards/<key>/retire"): "shard.retire",
 }
 
 
@@ -48,13 +51,13 @@ def request_recorded_set(request: HttpRequest) -> None:
     setattr(request, RECORDED_ATTR, True)
 
 
-def _created_slug(request: HttpRequest) -> str | None:
-    """The slug a create call's body names, if it can be read at all."""
+def _created_slug(request: HttpRequest, name: str = "slug") -> str | None:
+    """The slug (or other ``name``) a create call's body names, if it can be read at all."""
     try:
         body = json.loads(request.body)
     except Exception:  # oversized, unparsable: the target stays the collection
         return None
-    slug = body.get("slug") if isinstance(body, dict) else None
+    slug = body.get(name) if isinstance(body, dict) else None
     return slug if isinstance(slug, str) else None
 
 
@@ -65,12 +68,15 @@ def _action_and_target(request: HttpRequest, *, read_body: bool) -> tuple[str, s
     action = WRITE_ACTIONS.get((request.method or "", match.route.removeprefix(API_ROUTE_PREFIX)))
     if action is None:
         return None
-    if "grant_id" in match.kwargs:
-        return action, f"reward/{match.kwargs['grant_id']}"
-    if "slug" in match.kwargs:
-        return action, f"boss/{match.kwargs['slug']}"
-    slug = _created_slug(request) if read_body else None
-    return action, f"boss/{slug}" if slug else "bosses"
+    for kwarg, kind in (("grant_id", "reward"), ("slug", "boss"), ("key", "shard")):
+        if kwarg in match.kwargs:
+            return action, f"{kind}/{match.kwargs[kwarg]}"
+    # a create call: its target is what its body names, else the collection
+    field, kind, collection = (
+        ("key", "shard", "shards") if action == "shard.create" else ("slug", "boss", "bosses")
+    )
+    name = _created_slug(request, field) if read_body else None
+    return action, f"{kind}/{name}" if name else collection
 
 
 def write_refusal_record(request: HttpRequest, *, code: str, detail: str, field: str | None = None) -> None:

@@ -20,6 +20,9 @@ ACTIONS = {
     ("POST", "/bosses/nope/resume"): ("boss.resume", "boss/nope"),
     ("POST", "/bosses/nope/end"): ("boss.end", "boss/nope"),
     ("POST", "/rewards/999999/claim"): ("reward.claim", "reward/999999"),
+    ("POST", "/shards"): ("shard.create", "shard/Bad Key"),
+    ("POST", "/shards/nope/token"): ("shard.token_rotate", "shard/nope"),
+    ("POST", "/shards/nope/retire"): ("shard.retire", "shard/nope"),
 }
 
 
@@ -45,7 +48,7 @@ def test_writes_refused_for_the_scope_are_recorded(api, make_key):
     for method, path in reads:
         assert api.call(method, path, key=key).status in (200, 404)
     expected = [(actor, *ACTIONS[(m, p)], "forbidden") for m, p, b in writes if (m, p) in ACTIONS]
-    assert len(expected) == 8
+    assert len(expected) == 11
     assert _trail() == expected  # the reads and the rewards feed (a read) are not
 
 

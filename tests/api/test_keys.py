@@ -31,6 +31,11 @@ ENDPOINTS = [
     ("POST", "/bosses/nope/end", None, "operate"),
     ("GET", "/rewards", None, "rewards"),
     ("POST", "/rewards/999999/claim", {"claim_id": "c-1"}, "rewards"),
+    ("GET", "/shards", None, "read"),
+    ("GET", "/shards/nope", None, "read"),
+    ("POST", "/shards", {"key": "Bad Key"}, "operate"),
+    ("POST", "/shards/nope/token", None, "operate"),
+    ("POST", "/shards/nope/retire", None, "operate"),
 ]
 
 

@@ -38,6 +38,11 @@ ENDPOINTS = {
     ("post", "/api/v1/bosses/{slug}/schedules"),
     ("patch", "/api/v1/schedules/{schedule_id}"),
     ("get", "/api/v1/schedules/{schedule_id}/occurrences"),
+    ("get", "/api/v1/shards"),
+    ("post", "/api/v1/shards"),
+    ("get", "/api/v1/shards/{key}"),
+    ("post", "/api/v1/shards/{key}/token"),
+    ("post", "/api/v1/shards/{key}/retire"),
 }
 
 
