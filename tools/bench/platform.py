@@ -11,7 +11,7 @@ seeded authority, created in bulk) are damaged once per second each by a loader 
 (pipelined ingest, one game-server session); a probe boss gets one delta a second and its
 state message is awaited on pub/sub. Reported per variant:
 
-- tick interval p99 (start to start, from ``liveops:ticks``, which the tick pass writes);
+- tick interval p99 (start to start, from ``keys.TICK_TIMES``, which the tick pass writes);
 - freshness p50/p99: the probe's ingest ack to the state message that shows it;
 - every acknowledged delta visible: bosses whose authoritative HP equals max HP minus what
   was acknowledged to them (after the load stops and the ticks drain), and bosses whose
