@@ -47,7 +47,7 @@ $(UV):
 # and export it for pip users: requirements.txt (the server, hashed) and pylock.toml (PEP 751).
 lock: $(UV)
 	$(UV_ENV) $(UV) lock $(ARGS)
-	$(UV_ENV) $(UV) export --locked --format requirements-txt --no-dev --no-emit-workspace -o requirements.txt --quiet
+	$(UV_ENV) $(UV) export --locked --format requirements-txt --no-default-groups --no-dev --no-emit-workspace -o requirements.txt --quiet
 	$(UV_ENV) $(UV) export --locked --format pylock.toml --all-groups -o pylock.toml --quiet
 
 install: $(STAMP)
