@@ -29,7 +29,7 @@ endif
 TEST_SELECT ?= -m "not slow"
 ARGS ?=
 
-.PHONY: install lock lint test test-all test-postgres faults demo bench browser conformance mono clean
+.PHONY: install lock lint test test-all test-postgres faults demo bench browser conformance mono clean print-fault-tests
 
 # uv, at the version pyproject.toml requires, installs the locked set (uv.lock) into .venv.
 # --locked: refuses to install when pyproject.toml and uv.lock disagree (run `make lock`).
@@ -99,6 +99,9 @@ test-postgres:
 # of its own. Prints each scenario's availability figures. Needs root: elsewhere it says so
 # and exits 0. `make test-all` (CI) runs the same tests with the suite.
 FAULT_TESTS ?= tests/faults/netns tests/faults/test_database_outage.py
+print-fault-tests:
+	@echo $(FAULT_TESTS)
+
 faults: $(STAMP)
 	@if [ "$$(id -u)" != 0 ]; then echo "make faults: needs root (ip netns, TUN devices, initdb as postgres); skipped"; exit 0; fi
 	$(MAKE) test TEST_SELECT= TEST_WORKERS=1 PYTEST_ARGS="$(FAULT_TESTS) -rP $(PYTEST_ARGS)"
