@@ -17,7 +17,7 @@ from ninja import NinjaAPI
 
 from api.errors import error_response, errors_install
 from api.parser import TextCheckedParser
-from api.routers import bosses, fights, rewards, shards, spawns, templates
+from api.routers import bosses, fights, rewards, shards, spawns, templates, webhooks
 from core.errors import MethodNotAllowed, NotFound
 
 API_VERSION = "1"
@@ -82,3 +82,4 @@ api.add_router("", rewards.router)
 api.add_router("", templates.router)
 api.add_router("", spawns.router)
 api.add_router("", shards.router)
+api.add_router("", webhooks.router)

@@ -454,3 +454,46 @@ class ShardWithToken(Schema):
 class ShardRetired(Schema):
     shard: ShardOut
     sessions_fenced: int
+
+
+# --- webhook endpoints -------------------------------------------------------------------
+
+
+class WebhookOut(Schema):
+    id: int
+    name: str
+    url: str
+    events: list[str]
+    boss: str | None = Field(description="only this boss's events (its slug); null: every boss")
+    active: bool
+    timeout_ms: int
+    secret_rotated_at: datetime | None
+    created_at: datetime
+
+
+class WebhookPage(Schema):
+    count: int
+    offset: int
+    limit: int
+    items: list[WebhookOut]
+
+
+class WebhookPatch(Schema):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(None, max_length=120)
+    url: str | None = Field(None, max_length=500)
+    events: list[str] | None = None
+    boss: str | None = Field(None, description="a boss slug; null: every boss")
+    active: bool | None = None
+    timeout_ms: int | None = None
+
+
+class WebhookCreate(WebhookPatch):
+    name: str = Field(max_length=120)  # type: ignore[assignment]
+    url: str = Field(max_length=500)  # type: ignore[assignment]
+    events: list[str]  # type: ignore[assignment]
+
+
+class WebhookWithSecret(Schema):
+    endpoint: WebhookOut
+    secret: str = Field(description="the signing secret: shown this once (docs/webhooks.md)")

@@ -38,6 +38,17 @@ WRITE_ACTIONS: dict[tuple[str, str], str] = {
     ("POST", "shards"): "shard.create",
     ("POST", "shards/<key>/token"): "shard.token_rotate",
     ("POST", "shards/<key>/retire"): "shard.retire",
+    ("POST", "webhooks"): "webhook.create",
+    ("PATCH", "webhooks/<webhook_id>"): "webhook.update",
+    ("POST", "webhooks/<webhook_id>/secret"): "webhook.secret_rotate",
+    ("DELETE", "webhooks/<webhook_id>"): "webhook.delete",
+}
+
+
+# a create call's target: (the body field that names it, its kind, the collection)
+CREATE_TARGETS = {
+    "shard.create": ("key", "shard", "shards"),
+    "webhook.create": ("name", "webhook", "webhooks"),
 }
 
 
@@ -68,13 +79,16 @@ def _action_and_target(request: HttpRequest, *, read_body: bool) -> tuple[str, s
     action = WRITE_ACTIONS.get((request.method or "", match.route.removeprefix(API_ROUTE_PREFIX)))
     if action is None:
         return None
-    for kwarg, kind in (("grant_id", "reward"), ("slug", "boss"), ("key", "shard")):
+    for kwarg, kind in (
+        ("grant_id", "reward"),
+        ("slug", "boss"),
+        ("key", "shard"),
+        ("webhook_id", "webhook"),
+    ):
         if kwarg in match.kwargs:
             return action, f"{kind}/{match.kwargs[kwarg]}"
     # a create call: its target is what its body names, else the collection
-    field, kind, collection = (
-        ("key", "shard", "shards") if action == "shard.create" else ("slug", "boss", "bosses")
-    )
+    field, kind, collection = CREATE_TARGETS.get(action, ("slug", "boss", "bosses"))
     name = _created_slug(request, field) if read_body else None
     return action, f"{kind}/{name}" if name else collection
 

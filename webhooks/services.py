@@ -23,9 +23,11 @@ from typing import Any
 
 from celery import current_app
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from core.errors import InvalidInput
 from core.keys import WEBHOOK_EVENTS_PARKED
 from core.redis import REDIS_DOWN, get_redis
 from shards.services import DATABASE_DOWN
@@ -242,6 +244,31 @@ def delivery_retry(*, delivery: WebhookDelivery) -> bool:
     if updated:
         delivery_enqueue(delivery_id=delivery.pk)
     return bool(updated)
+
+
+# Fields of an endpoint a caller may set (the API); the secret is the platform's own.
+ENDPOINT_FIELDS = ("name", "url", "events", "boss", "active", "timeout_ms")
+
+
+def endpoint_save(*, endpoint: WebhookEndpoint | None, fields: dict[str, Any]) -> WebhookEndpoint:
+    """Create (``endpoint`` None) or change an endpoint: the model's validation, then save;
+    :class:`core.errors.InvalidInput` naming the first wrong field. The secret of a new one is
+    generated here (read it once from the result)."""
+    unknown = sorted(set(fields) - set(ENDPOINT_FIELDS))
+    if unknown:
+        raise InvalidInput(f"unknown field(s): {', '.join(unknown)}", field=unknown[0])
+    endpoint = endpoint or WebhookEndpoint()
+    for name, value in fields.items():
+        setattr(endpoint, name, value)
+    try:
+        endpoint.full_clean()
+    except ValidationError as exc:
+        errors = getattr(exc, "error_dict", None) or {"__all__": exc.error_list}
+        field, problems = next(iter(errors.items()))
+        text = " ".join(m for e in problems for m in e.messages)
+        raise InvalidInput(f"{field}: {text}" if field != "__all__" else text, field=field) from None
+    endpoint.save()
+    return endpoint
 
 
 def endpoint_secret_rotate(*, endpoint: WebhookEndpoint) -> str:

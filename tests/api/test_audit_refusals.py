@@ -23,6 +23,10 @@ ACTIONS = {
     ("POST", "/shards"): ("shard.create", "shard/Bad Key"),
     ("POST", "/shards/nope/token"): ("shard.token_rotate", "shard/nope"),
     ("POST", "/shards/nope/retire"): ("shard.retire", "shard/nope"),
+    ("POST", "/webhooks"): ("webhook.create", "webhook/n"),
+    ("PATCH", "/webhooks/999999"): ("webhook.update", "webhook/999999"),
+    ("POST", "/webhooks/999999/secret"): ("webhook.secret_rotate", "webhook/999999"),
+    ("DELETE", "/webhooks/999999"): ("webhook.delete", "webhook/999999"),
 }
 
 
@@ -48,7 +52,7 @@ def test_writes_refused_for_the_scope_are_recorded(api, make_key):
     for method, path in reads:
         assert api.call(method, path, key=key).status in (200, 404)
     expected = [(actor, *ACTIONS[(m, p)], "forbidden") for m, p, b in writes if (m, p) in ACTIONS]
-    assert len(expected) == 11
+    assert len(expected) == 15
     assert _trail() == expected  # the reads and the rewards feed (a read) are not
 
 

@@ -36,6 +36,12 @@ ENDPOINTS = [
     ("POST", "/shards", {"key": "Bad Key"}, "operate"),
     ("POST", "/shards/nope/token", None, "operate"),
     ("POST", "/shards/nope/retire", None, "operate"),
+    ("GET", "/webhooks", None, "operate"),
+    ("GET", "/webhooks/999999", None, "operate"),
+    ("POST", "/webhooks", {"name": "n", "url": "ftp://x", "events": []}, "operate"),
+    ("PATCH", "/webhooks/999999", {"active": False}, "operate"),
+    ("POST", "/webhooks/999999/secret", None, "operate"),
+    ("DELETE", "/webhooks/999999", None, "operate"),
 ]
 
 

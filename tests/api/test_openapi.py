@@ -43,6 +43,12 @@ ENDPOINTS = {
     ("get", "/api/v1/shards/{key}"),
     ("post", "/api/v1/shards/{key}/token"),
     ("post", "/api/v1/shards/{key}/retire"),
+    ("get", "/api/v1/webhooks"),
+    ("post", "/api/v1/webhooks"),
+    ("get", "/api/v1/webhooks/{webhook_id}"),
+    ("patch", "/api/v1/webhooks/{webhook_id}"),
+    ("delete", "/api/v1/webhooks/{webhook_id}"),
+    ("post", "/api/v1/webhooks/{webhook_id}/secret"),
 }
 
 
