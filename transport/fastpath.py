@@ -34,6 +34,7 @@ the fast path is the one in use under the production flags.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -124,7 +125,10 @@ def _writer_for(send: Any) -> Writer | None:
         send = send.__self__.real_send
         seen += 1
     proto = getattr(send, "__self__", None)
-    if proto is None or type(proto).__module__ != _SANSIO_MODULE:
+    # isinstance, not the class's module: the server runs a subclass of uvicorn's protocol
+    # (transport/ws_protocol.py answers the handshakes websockets refuses)
+    sansio = sys.modules.get(_SANSIO_MODULE)  # not imported: no socket of that protocol exists
+    if proto is None or sansio is None or not isinstance(proto, sansio.WebSocketsSansIOProtocol):
         return None
     conn = getattr(proto, "conn", None)
     transport = getattr(proto, "transport", None)
