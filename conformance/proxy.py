@@ -13,7 +13,8 @@ Faults it can inject:
 * refuse the next N connections the way the platform's socket cap does (``rate_limited``,
   close 4429);
 * a partition: nothing passes either way while it lasts, the sockets stay open;
-* cut every connection now (the TCP connection dies, no close frame).
+* cut every connection now (the TCP connection dies, no close frame);
+* hold every connection (nothing is read either way, not even a ping: a silent link).
 
 It also records what passed: every client ``damage`` seq and every server frame's type.
 """
@@ -88,6 +89,7 @@ class FaultProxy:
         return self
 
     def stop(self) -> None:
+        self.cut()  # a held connection would keep the server's close waiting on it
         if self._server is not None:
             asyncio.run_coroutine_threadsafe(self._shutdown(self._server), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -98,7 +100,7 @@ class FaultProxy:
         await server.wait_closed()
 
     def reset(self) -> None:
-        """No faults, nothing seen (between scenarios)."""
+        """No faults, nothing seen (the runner also cuts what is left between scenarios)."""
         with self.lock:
             self.faults = Faults()
             self.seen = Seen()
@@ -126,6 +128,23 @@ class FaultProxy:
             done.set()
 
         self._loop.call_soon_threadsafe(abort)
+        done.wait(5)
+        return count[0]
+
+    def hold(self) -> int:
+        """Stop reading every relayed connection, both ways (a link that went silent: no
+        frame, no pong, no close; TCP stays up). New connections are relayed as usual."""
+        done = threading.Event()
+        count = [0]
+
+        def pause() -> None:
+            for client_side, server_side in list(self._pairs):
+                client_side.transport.pause_reading()
+                server_side.transport.pause_reading()
+                count[0] += 1
+            done.set()
+
+        self._loop.call_soon_threadsafe(pause)
         done.wait(5)
         return count[0]
 

@@ -198,6 +198,7 @@ class Result:
 def run_one(platform: Platform, proxy: Any, sdk: Sdk, name: str, hosted: str) -> Result:
     from conformance.scenarios import SCENARIOS
 
+    proxy.cut()  # nothing left over from the last scenario (a held link stays open otherwise)
     proxy.reset()
     started = time.monotonic()
     ctx = Context(platform, proxy, sdk, name, hosted)

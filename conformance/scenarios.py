@@ -104,6 +104,22 @@ def resume(ctx: Context) -> str:
     return ctx.books(boss, stats["generated"][boss.slug], f"{stats['connects']} connects, epoch {epoch}")
 
 
+def dead_link(ctx: Context) -> str:
+    """The link goes silent mid-fight (no frame, no pong, TCP up): the SDK's keepalive must
+    notice and reconnect, resuming its epoch, before the heartbeat timeout (5 s) fences it."""
+    boss = ctx.boss(heartbeat_timeout_ms=5_000)
+    epoch = ctx.connect(heartbeat_ms=200)
+    _fight(ctx, boss.slug, 10)
+    _flushed(ctx)
+    held = ctx.proxy.hold()
+    _fight(ctx, boss.slug, 10)
+    wait_until(lambda: ctx.proxy.seen.connections >= 2, what="a new connection after the link went silent")
+    stats = _flushed(ctx)
+    assert held == 1 and stats["epoch"] == epoch and stats["fences"] == 0, (held, stats)
+    assert not SagaRun.objects.filter(boss_id=boss.pk, kind=SagaKind.CRASH).exists(), "fenced as crashed"
+    return ctx.books(boss, stats["generated"][boss.slug], f"reconnected, epoch {epoch} resumed")
+
+
 def paused(ctx: Context) -> str:
     """A paused boss refuses deltas: the SDK keeps them and sends them once it is resumed."""
     boss = ctx.boss()
@@ -342,6 +358,7 @@ def webhooks(ctx: Context) -> str:
 SCENARIOS: dict[str, Callable[[Context], str]] = {
     "exactly_once": exactly_once,
     "resume": resume,
+    "dead_link": dead_link,
     "paused": paused,
     "authority_unavailable": authority_unavailable,
     "rate_limited": rate_limited,

@@ -3,7 +3,9 @@
 * ``settled``: on ``fenced`` it keeps what the crash saga settled (it ignores ``settled``), so
   under a *fair* boss that damage would land twice;
 * ``keeps``: it forgets acknowledged deltas at once (it ignores ``durable_seq``), so what an
-  authority rollback took back is lost.
+  authority rollback took back is lost;
+* ``pings``: no keepalive pings, so a link that went silent is noticed only when the
+  platform has fenced the session.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
+from typing import Any
 
+from worldboss_sdk import ShardClient
 from worldboss_sdk.buffer import LocalBuffer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "conformance" / "drivers"))
@@ -29,7 +33,15 @@ elif sys.argv[1:] == ["keeps"]:
         return done
 
     LocalBuffer.acked = acked_forgetting  # type: ignore[method-assign]
+elif sys.argv[1:] == ["pings"]:
+    init = ShardClient.__init__
+
+    def init_without_pings(self: ShardClient, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self.ping_interval_s = None
+
+    ShardClient.__init__ = init_without_pings  # type: ignore[method-assign]
 else:
-    raise SystemExit(f"usage: broken_driver.py settled|keeps, not {sys.argv[1:]}")
+    raise SystemExit(f"usage: broken_driver.py settled|keeps|pings, not {sys.argv[1:]}")
 
 asyncio.run(python_driver.main())

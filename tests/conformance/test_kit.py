@@ -46,7 +46,7 @@ def test_the_kit_passes_the_python_sdk_and_fails_broken_ones(tmp_path: Path) -> 
     run = subprocess.run(
         [sys.executable, "-m", "conformance", "--run-dir", str(tmp_path), "--sdk", "python"]
         + ["--driver", f"settled={broken} settled", "--driver", f"keeps={broken} keeps"]
-        + ["--scenario", "fenced,rollback"],
+        + ["--driver", f"pings={broken} pings", "--scenario", "fenced,rollback,dead_link"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -59,9 +59,15 @@ def test_the_kit_passes_the_python_sdk_and_fails_broken_ones(tmp_path: Path) -> 
     assert lines == {
         ("PASS", "python", "fenced"),
         ("PASS", "python", "rollback"),
+        ("PASS", "python", "dead_link"),
         ("FAIL", "settled", "fenced"),  # the settled damage would land twice
         ("PASS", "settled", "rollback"),
+        ("PASS", "settled", "dead_link"),
         ("PASS", "keeps", "fenced"),
         ("FAIL", "keeps", "rollback"),  # what the rollback took back would be lost
+        ("PASS", "keeps", "dead_link"),
+        ("PASS", "pings", "fenced"),
+        ("PASS", "pings", "rollback"),
+        ("FAIL", "pings", "dead_link"),  # fenced as crashed: it never noticed the silent link
     }, out
-    assert "conformance: 4/6 passed" in out
+    assert "conformance: 9/12 passed" in out
