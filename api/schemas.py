@@ -67,7 +67,9 @@ class BossPage(Schema):
     items: list[BossOut]
 
 
-class _BossFields(Schema):
+class _FightSettings(Schema):
+    """The settings a boss and a template share (optional: unset means unchanged or default)."""
+
     model_config = ConfigDict(extra="forbid")
 
     phases: str | None = Field(None, max_length=400, examples=["75:Enraged, 50:Frenzy, 25:Last stand"])
@@ -79,6 +81,9 @@ class _BossFields(Schema):
     max_damage: int | None = None
     attacks_per_second: int | None = None
     allow_guests: bool | None = None
+
+
+class _BossFields(_FightSettings):
     starts_at: datetime | None = None
     ends_at: datetime | None = None
 
@@ -130,19 +135,8 @@ class TemplatePage(Schema):
     items: list[TemplateOut]
 
 
-class _TemplateFields(Schema):
-    model_config = ConfigDict(extra="forbid")
-
+class _TemplateFields(_FightSettings):
     description: str | None = Field(None, max_length=2_000)
-    phases: str | None = Field(None, max_length=400, examples=["75:Enraged, 50:Frenzy, 25:Last stand"])
-    tick_interval_ms: int | None = None
-    crash_policy: Literal["fair", "harsh"] | None = None
-    heartbeat_interval_ms: int | None = None
-    heartbeat_timeout_ms: int | None = None
-    min_damage: int | None = None
-    max_damage: int | None = None
-    attacks_per_second: int | None = None
-    allow_guests: bool | None = None
 
 
 class TemplateCreate(_TemplateFields):
