@@ -17,7 +17,7 @@ from ninja import NinjaAPI
 
 from api.errors import error_response, errors_install
 from api.parser import TextCheckedParser
-from api.routers import bosses, fights, rewards, shards, spawns, templates, webhooks
+from api.routers import bosses, fights, reward_tables, rewards, shards, spawns, templates, webhooks
 from core.errors import MethodNotAllowed, NotFound
 
 API_VERSION = "1"
@@ -83,3 +83,4 @@ api.add_router("", templates.router)
 api.add_router("", spawns.router)
 api.add_router("", shards.router)
 api.add_router("", webhooks.router)
+api.add_router("", reward_tables.router)

@@ -491,3 +491,49 @@ class WebhookCreate(WebhookPatch):
 class WebhookWithSecret(Schema):
     endpoint: WebhookOut
     secret: str = Field(description="the signing secret: shown this once (docs/webhooks.md)")
+
+
+# --- reward tables -----------------------------------------------------------------------
+
+
+class RewardTierIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(max_length=16, description="the tier code the game sees")
+    kind: Literal["rank", "percentile", "damage"]
+    payload: dict[str, Any] = Field(default_factory=dict)
+    rank_from: int | None = None
+    rank_to: int | None = Field(None, description="null: no upper bound")
+    percent: float | None = Field(None, description="top X %, X in (0, 100]")
+    damage_min: int | None = None
+
+
+class RewardTierPlaced(RewardTierIn):
+    position: int
+
+
+class RewardTableIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(max_length=120)
+    description: str = ""
+    min_damage: int = Field(1, ge=1)
+    last_hit_payload: dict[str, Any] | None = None
+    tiers: list[RewardTierIn] = Field(
+        description="tried in this order; the first that matches is the player's"
+    )
+
+
+class RewardTableFull(Schema):
+    name: str
+    description: str
+    min_damage: int
+    last_hit_payload: dict[str, Any] | None
+    tiers: list[RewardTierPlaced]
+    created_at: datetime
+    updated_at: datetime
+
+
+class RewardTablePage(Schema):
+    count: int
+    offset: int
+    limit: int
+    items: list[RewardTableFull]

@@ -42,6 +42,9 @@ WRITE_ACTIONS: dict[tuple[str, str], str] = {
     ("PATCH", "webhooks/<webhook_id>"): "webhook.update",
     ("POST", "webhooks/<webhook_id>/secret"): "webhook.secret_rotate",
     ("DELETE", "webhooks/<webhook_id>"): "webhook.delete",
+    ("POST", "reward-tables"): "reward_table.create",
+    ("PUT", "reward-tables/<name>"): "reward_table.replace",
+    ("DELETE", "reward-tables/<name>"): "reward_table.delete",
 }
 
 
@@ -49,6 +52,7 @@ WRITE_ACTIONS: dict[tuple[str, str], str] = {
 CREATE_TARGETS = {
     "shard.create": ("key", "shard", "shards"),
     "webhook.create": ("name", "webhook", "webhooks"),
+    "reward_table.create": ("name", "reward_table", "reward_tables"),
 }
 
 
@@ -84,6 +88,7 @@ def _action_and_target(request: HttpRequest, *, read_body: bool) -> tuple[str, s
         ("slug", "boss"),
         ("key", "shard"),
         ("webhook_id", "webhook"),
+        ("name", "reward_table"),
     ):
         if kwarg in match.kwargs:
             return action, f"{kind}/{match.kwargs[kwarg]}"

@@ -27,6 +27,9 @@ ACTIONS = {
     ("PATCH", "/webhooks/999999"): ("webhook.update", "webhook/999999"),
     ("POST", "/webhooks/999999/secret"): ("webhook.secret_rotate", "webhook/999999"),
     ("DELETE", "/webhooks/999999"): ("webhook.delete", "webhook/999999"),
+    ("POST", "/reward-tables"): ("reward_table.create", "reward_table/nope"),
+    ("PUT", "/reward-tables/nope"): ("reward_table.replace", "reward_table/nope"),
+    ("DELETE", "/reward-tables/nope"): ("reward_table.delete", "reward_table/nope"),
 }
 
 
@@ -52,7 +55,7 @@ def test_writes_refused_for_the_scope_are_recorded(api, make_key):
     for method, path in reads:
         assert api.call(method, path, key=key).status in (200, 404)
     expected = [(actor, *ACTIONS[(m, p)], "forbidden") for m, p, b in writes if (m, p) in ACTIONS]
-    assert len(expected) == 15
+    assert len(expected) == 18
     assert _trail() == expected  # the reads and the rewards feed (a read) are not
 
 

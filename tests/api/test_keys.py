@@ -42,6 +42,11 @@ ENDPOINTS = [
     ("PATCH", "/webhooks/999999", {"active": False}, "operate"),
     ("POST", "/webhooks/999999/secret", None, "operate"),
     ("DELETE", "/webhooks/999999", None, "operate"),
+    ("GET", "/reward-tables", None, "read"),
+    ("GET", "/reward-tables/nope", None, "read"),
+    ("POST", "/reward-tables", {"name": "nope", "tiers": [{"name": "x", "kind": "rank"}]}, "operate"),
+    ("PUT", "/reward-tables/nope", {"name": "nope", "tiers": []}, "operate"),
+    ("DELETE", "/reward-tables/nope", None, "operate"),
 ]
 
 

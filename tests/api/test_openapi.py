@@ -49,6 +49,11 @@ ENDPOINTS = {
     ("patch", "/api/v1/webhooks/{webhook_id}"),
     ("delete", "/api/v1/webhooks/{webhook_id}"),
     ("post", "/api/v1/webhooks/{webhook_id}/secret"),
+    ("get", "/api/v1/reward-tables"),
+    ("post", "/api/v1/reward-tables"),
+    ("get", "/api/v1/reward-tables/{name}"),
+    ("put", "/api/v1/reward-tables/{name}"),
+    ("delete", "/api/v1/reward-tables/{name}"),
 }
 
 
