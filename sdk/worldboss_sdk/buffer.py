@@ -310,9 +310,11 @@ class LocalBuffer:
     def drop_all(self) -> int:
         """Give up everything held (the boss is over); returns how much."""
         amount = self.unacked
+        in_deltas = sum(d.amount for d in self.queued) + (self.inflight.amount if self.inflight else 0)
         self.inflight = None
         self.queued, self.kept = [], []
         self._drop(self.pending)
+        self.dropped += in_deltas  # the in-flight delta and the queued re-sends are given up too
         self.reported = {}
         return amount
 

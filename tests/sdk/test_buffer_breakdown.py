@@ -152,6 +152,15 @@ def test_a_fence_with_the_in_flight_delta_accepted_unreports_it():
     assert buf.players == {} and buf.unattributed == 0 and buf.dropped == 25
 
 
+def test_giving_up_on_a_boss_that_is_over_counts_the_in_flight_delta_as_dropped():
+    buf = LocalBuffer()
+    buf.add(60, "a")
+    buf.take()
+    buf.add(10, "b")
+    assert buf.drop_all() == 70
+    assert buf.dropped == 70 and buf.unacked == 0 and buf.pending == 0
+
+
 def test_held_parts_keep_the_in_flight_delta_apart():
     buf = LocalBuffer()
     buf.add(50, "bob")
