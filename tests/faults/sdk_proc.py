@@ -16,8 +16,9 @@ turn, print ``PROGRESS {"t", "last_ack_t", "acked", "connects", "fences", "longe
 sampled every 10 ms; ``t``, ``last_ack_t``: ``time.monotonic()``, the clock of every process
 on the machine);
 SIGUSR2 drops the socket (as a network failure would: the SDK reconnects and resumes);
-SIGUSR1 flushes and prints ``DONE`` with the same figures plus ``generated`` and
-``per_player``.
+SIGUSR1 flushes and prints ``DONE`` with the same figures plus ``generated``, ``per_player``
+(hits made while the boss was not over: after its end a hit is a no-op), ``dropped`` (what
+the buffer gave up: fence settlements, held damage of a boss that is over) and ``ended``.
 
 Every line it prints is ``WORD {json}``. Tick 50 ms, heartbeat 100 ms.
 """
@@ -113,14 +114,25 @@ async def players(client, shard: str, boss: str, go: asyncio.Event) -> None:
     i = 0
     while not go.is_set():
         player = f"{shard}-p{i % 5}"
-        client.hit(boss, 7, player=player)
-        per_player[player] = per_player.get(player, 0) + 7
+        state = client._bosses.get(boss)
+        if state is None or not state.ended:  # after the end a hit is a no-op
+            client.hit(boss, 7, player=player)
+            per_player[player] = per_player.get(player, 0) + 7
         i += 1
         await asyncio.sleep(0.005)
     for task in tasks:
         task.cancel()
     flushed = await client.stop(timeout_s=30)
-    say("DONE", generated=sum(per_player.values()), per_player=per_player, flushed=flushed, **figures())
+    b = client._bosses[boss]
+    say(
+        "DONE",
+        generated=sum(per_player.values()),
+        per_player=per_player,
+        flushed=flushed,
+        dropped=b.buffer.dropped,
+        ended=b.ended,
+        **figures(),
+    )
 
 
 if __name__ == "__main__":
