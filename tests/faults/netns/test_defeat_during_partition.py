@@ -67,7 +67,12 @@ def test_a_defeat_during_a_partition_never_credits_the_cut_off_servers_held_dama
         session = shard_session_open(shard=shard_authenticate(shard_key=killer.key, token=killer_token))
         blow = MAX_HP  # more than what is left: the rest is overkill
         delta_ingest(
-            boss_id=boss.pk, shard_key=killer.key, epoch=session.epoch, seq=1, amount=blow, breakdown={"slayer": blow}
+            boss_id=boss.pk,
+            shard_key=killer.key,
+            epoch=session.epoch,
+            seq=1,
+            amount=blow,
+            breakdown={"slayer": blow},
         )
         wait_until(lambda: r.hget(k.state, "status") == "defeated", timeout_s=30, what="the defeat")
         defeated_after_s = time.monotonic() - cut_at
@@ -77,7 +82,9 @@ def test_a_defeat_during_a_partition_never_credits_the_cut_off_servers_held_dama
         wait_until(lambda: time.monotonic() - cut_at >= 4.0, timeout_s=10, what="a 4 s partition")
         host.heal()
         healed_at = time.monotonic()
-        wait_until(lambda: latest(sdk)["connects"] > connects, timeout_s=60, what="a reconnect after the heal")
+        wait_until(
+            lambda: latest(sdk)["connects"] > connects, timeout_s=60, what="a reconnect after the heal"
+        )
         reconnected_after_heal_s = time.monotonic() - healed_at
         # Its first delta there is refused ``not_live defeated``, which clears the held report.
         wait_until(lambda: not r.hexists(k.held, sess), timeout_s=60, what="the held report cleared")
