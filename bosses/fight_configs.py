@@ -14,7 +14,7 @@ from typing import Any
 
 from bosses.models import SETTINGS_FIELDS, BossEncounter, BossTemplate, FightConfig, RewardTable
 from core.errors import InvalidInput
-from core.phases import parse_phases, phase_thresholds
+from core.phases import FULL_DAMAGE_BP, parse_phases, phase_damage_taken, phase_thresholds
 
 # The keys of a configuration a diff compares (the rest, like the thresholds, follow from them).
 DIFF_KEYS = (*SETTINGS_FIELDS, "template", "starts_at", "ends_at")
@@ -94,6 +94,15 @@ class FightSetup:
     @property
     def thresholds(self) -> list[tuple[int, str]]:
         return [(int(hp), str(name)) for hp, name in self.config.get("thresholds", [])]
+
+    @property
+    def damage_taken(self) -> list[int]:
+        """Every phase's damage-taken multiplier (basis points), the opening phase first, from
+        the frozen phases text (full damage everywhere if it no longer parses)."""
+        try:
+            return phase_damage_taken(str(self.config.get("phases") or ""))
+        except InvalidInput:
+            return [FULL_DAMAGE_BP] * (len(self.thresholds) + 1)
 
 
 def fight_config_get(*, boss: BossEncounter, fight: int) -> FightSetup:

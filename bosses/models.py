@@ -110,7 +110,8 @@ class FightSettings(models.Model):
         max_length=400,
         blank=True,
         default="75:Enraged, 50:Frenzy, 25:Last stand",
-        help_text='HP-percent thresholds with names, strictly decreasing inside (0, 100), e.g. "75:Enraged, 50:Frenzy".',
+        help_text="HP-percent thresholds with names, strictly decreasing inside (0, 100), each optionally with "
+        'the damage it takes, e.g. "75:Enraged takes 75%, 50:Frenzy" (docs/liveops.md, "Mechanics").',
     )
     min_damage = models.PositiveIntegerField(
         default=50, validators=[MinValueValidator(1), MaxValueValidator(MAX_DAMAGE_PER_ATTACK)]
@@ -269,6 +270,10 @@ class BossEvent(models.Model):
     hp = models.BigIntegerField()
     applied = models.BigIntegerField(default=0)
     overkill = models.BigIntegerField(default=0)
+    # What the phase's damage-taken multiplier removed from this tick's drained total, and the
+    # multiplier (basis points) it applied (docs/liveops.md, "Mechanics").
+    mitigated = models.BigIntegerField(default=0)
+    damage_taken_bp = models.PositiveIntegerField(default=10_000)
     deltas = models.JSONField(default=dict, blank=True)
     # What a restore from the archive needs (docs/durability.md): each drained session's last
     # accepted seq, and the per-player damage this tick moved to the players' totals.

@@ -138,6 +138,8 @@ def event_log_row(*, boss: BossEncounter, entry_id: str, fields: Mapping[str, st
         numbers = {}
         for field in ("hp", "applied", "overkill", "ts"):
             numbers[field] = int(fields[field])
+        for field, default in (("mitigated", "0"), ("bp", "10000")):  # absent before multipliers
+            numbers[field] = int(fields.get(field, default))
         objects = {}
         for field in ("d", "s", "p"):
             objects[field] = _json_object(fields.get(field, ""))
@@ -156,6 +158,8 @@ def event_log_row(*, boss: BossEncounter, entry_id: str, fields: Mapping[str, st
         hp=numbers["hp"],
         applied=numbers["applied"],
         overkill=numbers["overkill"],
+        mitigated=numbers["mitigated"],
+        damage_taken_bp=numbers["bp"],
         deltas=objects["d"],
         seqs=objects["s"],
         players=objects["p"],

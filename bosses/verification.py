@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-from bosses.fight_configs import fight_config_get
+from bosses.fight_configs import FightSetup, fight_config_get
 from bosses.models import BossEncounter, BossEvent, BossStatus, SagaKind, SagaRun, SagaStatus
 from bosses.selectors import EventLogUndecodable, Ledger, boss_archived_events, boss_ledger, event_log_row
 from core import authority, keys
+from core.phases import FULL_DAMAGE_BP, damage_taken_split, phase_of
 from worldboss_sdk.protocol import ENDED_STATUSES
 
 
@@ -20,6 +21,7 @@ class VerifyReport:
     accepted: int = 0
     applied: int = 0
     overkill: int = 0
+    mitigated: int = 0
     buffered: int = 0
     discarded: int = 0
     recovered: int = 0
@@ -43,7 +45,9 @@ class VerifyReport:
 
 
 def boss_verify(*, boss: BossEncounter) -> VerifyReport:
-    """Check the ledger equation, hp = max_hp - applied, the log replay and versions."""
+    """Check the ledger equation (accepted = applied + mitigated + overkill + buffered),
+    hp = max_hp - applied, the log replay (each tick's multiplier and split included) and
+    versions."""
     report = VerifyReport(
         boss=boss.slug, max_hp=fight_config_get(boss=boss, fight=boss.fight).max_hp, status=boss.status
     )
@@ -80,6 +84,7 @@ def _read_ledger(report: VerifyReport, ledger: Ledger) -> None:
     """Copy the authority's figures (its hash and its buffers) into ``report``."""
     n = ledger.number
     report.accepted, report.applied, report.overkill = n("accepted"), n("applied"), n("overkill")
+    report.mitigated = int(ledger.state.get("mitigated") or 0)  # absent before multipliers
     report.discarded, report.recovered = n("discarded"), n("recovered")
     report.hp, report.max_hp, report.version = n("hp"), n("max_hp"), n("version")
     report.status = ledger.state.get("status", "")
@@ -89,10 +94,10 @@ def _read_ledger(report: VerifyReport, ledger: Ledger) -> None:
 def _ledger_problems(report: VerifyReport, *, boss: BossEncounter, buffers: dict[str, int]) -> list[str]:
     """The ledger equation, hp = max_hp - applied, the HP range and the configured max HP."""
     p = []
-    if report.accepted != report.applied + report.overkill + report.buffered:
+    if report.accepted != report.applied + report.mitigated + report.overkill + report.buffered:
         p.append(
-            f"ledger: accepted {report.accepted} != applied {report.applied} + overkill "
-            f"{report.overkill} + buffered {report.buffered}"
+            f"ledger: accepted {report.accepted} != applied {report.applied} + mitigated "
+            f"{report.mitigated} + overkill {report.overkill} + buffered {report.buffered}"
         )
     if report.hp != report.max_hp - report.applied:
         p.append(f"hp {report.hp} != max_hp {report.max_hp} - applied {report.applied}")
@@ -147,9 +152,9 @@ def _replay_problems(
     (the archive of the boss stops before it) and is left out of the replay.
     """
     p = []
-    entries: dict[int, tuple[int, int, int, dict]] = {}
+    entries: dict[int, BossEvent] = {}
     for ev in archived:
-        entries[ev.version] = (ev.hp, ev.applied, ev.overkill, ev.deltas)
+        entries[ev.version] = ev
     for entry_id, f in live_log:
         try:
             event = event_log_row(boss=boss, entry_id=entry_id, fields=f)
@@ -157,31 +162,55 @@ def _replay_problems(
             p.append(str(exc))
             continue
         v = event.version
-        row = (event.hp, event.applied, event.overkill, event.deltas)
-        if v in entries and entries[v][:3] != row[:3]:
+        if v in entries and _books(entries[v]) != _books(event):
             p.append(f"event {v}: archived and live entries differ")
-        entries[v] = row
+        entries[v] = event
     report.events = len(entries)
     versions = sorted(entries)
     if versions != list(range(1, report.version + 1)):
         missing = sorted(set(range(1, report.version + 1)) - set(versions))[:5]
         p.append(f"event log versions are not 1..{report.version} (missing e.g. {missing})")
+    setup = fight_config_get(boss=boss, fight=boss.fight)
     hp = report.max_hp
     for v in versions:
-        ev_hp, applied, overkill, deltas = entries[v]
-        if sum(int(x) for x in deltas.values()) != applied + overkill:
-            p.append(
-                f"event {v}: per-shard deltas sum to {sum(deltas.values())}, "
-                f"not applied + overkill {applied + overkill}"
-            )
-        hp -= applied
-        if hp != ev_hp:
-            p.append(f"event {v}: replayed hp {hp} != logged hp {ev_hp}")
+        problem = _replay_step(entries[v], hp=hp, setup=setup)
+        if problem:
+            p.append(problem)
+        hp -= entries[v].applied
+        if hp != entries[v].hp:
+            p.append(f"event {v}: replayed hp {hp} != logged hp {entries[v].hp}")
             break
     report.replay_hp = hp
     if report.replay_hp != report.hp:
         p.append(f"replay of the event log gives hp {report.replay_hp}, authority has {report.hp}")
     return p
+
+
+def _books(ev: BossEvent) -> tuple[int, int, int, int, int]:
+    return ev.hp, ev.applied, ev.overkill, ev.mitigated, ev.damage_taken_bp
+
+
+def _replay_step(ev: BossEvent, *, hp: int, setup: FightSetup) -> str | None:
+    """What is wrong with one event replayed from ``hp``: its per-shard deltas must be the
+    drained total, split as the multiplier of the phase ``hp`` is in splits it (tick.lua)."""
+    total = sum(int(x) for x in ev.deltas.values())
+    if total != ev.applied + ev.mitigated + ev.overkill:
+        return (
+            f"event {ev.version}: per-shard deltas sum to {total}, not applied + mitigated + "
+            f"overkill {ev.applied + ev.mitigated + ev.overkill}"
+        )
+    if ev.kind != "tick":
+        return None
+    phase, _name = phase_of(setup.thresholds, hp)
+    bp = setup.damage_taken[phase] if phase < len(setup.damage_taken) else FULL_DAMAGE_BP
+    counted, mitigated = damage_taken_split(total, bp)
+    if (ev.damage_taken_bp, ev.mitigated, ev.applied) != (bp, mitigated, min(counted, hp)):
+        return (
+            f"event {ev.version}: at hp {hp} the phase takes {bp} bp of {total}: mitigated "
+            f"{mitigated}, applied {min(counted, hp)}; logged {ev.damage_taken_bp} bp, mitigated "
+            f"{ev.mitigated}, applied {ev.applied}"
+        )
+    return None
 
 
 def _settlements_vs_sagas(boss: BossEncounter, settled: dict[str, str]) -> list[str]:

@@ -26,7 +26,7 @@ from redis.cluster import RedisCluster
 
 from core import keys, messages
 from core.clients import UNREACHABLE, AsyncClient, SyncClient, execute_pipelined
-from core.limits import MAX_HELD_AMOUNT
+from core.limits import FULL_DAMAGE_BP, MAX_HELD_AMOUNT
 
 LUA_DIR = Path(__file__).resolve().parent / "lua"
 SCRIPT_NAMES = ("seed", "ingest", "tick", "transition", "heartbeat", "fence", "restore", "rate")
@@ -234,6 +234,8 @@ class TickOutcome:
     max_hp: int = 0
     slug: str = ""
     gen: int = 0
+    mitigated: int = 0  # what the phase's damage-taken multiplier removed (docs/liveops.md)
+    damage_taken_bp: int = FULL_DAMAGE_BP  # the multiplier of the phase the tick left
 
     def state(self) -> BossState:
         """The state an ``applied`` tick left (the tick reads and returns every field of the
@@ -248,6 +250,7 @@ class TickOutcome:
             self.ts_ms,
             self.slug,
             self.gen,
+            self.damage_taken_bp,
         )
 
 
@@ -327,6 +330,8 @@ def _parse_tick(r: Reply) -> TickOutcome:
             int(r[11]),
             _text(r[12] or ""),
             int(r[13]),
+            int(r[14]),
+            int(r[15]),
         )
     if code == "no_boss":
         return TickOutcome(code)
@@ -373,6 +378,7 @@ def seed_call(  # noqa: PLR0913 - one keyword per ARGV of seed.lua, all keyword-
     boss_id: int,
     max_hp: int,
     phases: Sequence[tuple[int, str]],
+    damage_taken: Sequence[int] = (),
     opening: str,
     fight: int,
     slug: str,
@@ -383,12 +389,19 @@ def seed_call(  # noqa: PLR0913 - one keyword per ARGV of seed.lua, all keyword-
     """Create the authority of a boss going live (refused if it already exists).
 
     ``incarnation`` is the fight's identity, kept in SQL too: an authority that exists with
-    another one was seeded by another database or fight (docs/authority.md).
+    another one was seeded by another database or fight (docs/authority.md). ``damage_taken``
+    is every phase's damage-taken multiplier in basis points, the opening phase first
+    (:func:`core.phases.phase_damage_taken`; empty: every phase takes full damage).
     """
     k = keys.boss_keys(boss_id)
     args: list[ScriptArg] = [
         max_hp,
-        json.dumps([[hp, name] for hp, name in phases]),
+        json.dumps(
+            [
+                [hp, name, damage_taken[i + 1] if damage_taken else FULL_DAMAGE_BP]
+                for i, (hp, name) in enumerate(phases)
+            ]
+        ),
         opening,
         fight,
         slug,
@@ -579,7 +592,18 @@ def restore_call(*, boss_id: int, incarnation: str, gen: int, snapshot: str) -> 
 
 # --- plain reads -------------------------------------------------------------
 
-STATE_FIELDS = ("hp", "max_hp", "version", "status", "phase", "phase_name", "last_tick_ms", "slug", "gen")
+STATE_FIELDS = (
+    "hp",
+    "max_hp",
+    "version",
+    "status",
+    "phase",
+    "phase_name",
+    "last_tick_ms",
+    "slug",
+    "gen",
+    "damage_taken_bp",
+)
 
 
 StateMessage = messages.StateFrame  # the protocol's ``state`` frame (core/messages.py)
@@ -598,6 +622,8 @@ class BossState:
     ts_ms: int
     slug: str
     gen: int = 0  # restores of this fight's authority from the SQL archive (docs/durability.md)
+    # the damage-taken multiplier of the current phase (basis points; docs/liveops.md)
+    damage_taken_bp: int = FULL_DAMAGE_BP
 
     def as_message(self) -> StateMessage:
         """The ``state`` message of the protocol (docs/protocol.md)."""
@@ -611,6 +637,7 @@ class BossState:
             phase_index=self.phase,
             ts=self.ts_ms,
             gen=self.gen,
+            damage_taken_bp=self.damage_taken_bp,
         )
 
 
@@ -618,7 +645,7 @@ def parse_state(values: Sequence[str | bytes | None]) -> BossState | None:
     """Build a :class:`BossState` from ``HMGET state STATE_FIELDS`` (None if absent)."""
     if values[0] is None:
         return None
-    hp, max_hp, version, status, phase, phase_name, ts, slug, gen = values
+    hp, max_hp, version, status, phase, phase_name, ts, slug, gen, bp = values
     return BossState(
         _number(hp),
         _number(max_hp),
@@ -629,6 +656,7 @@ def parse_state(values: Sequence[str | bytes | None]) -> BossState | None:
         _number(ts),
         _text(slug or ""),
         int(gen or 0),
+        FULL_DAMAGE_BP if bp is None else int(bp),  # an authority seeded before multipliers
     )
 
 

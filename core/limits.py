@@ -25,3 +25,7 @@ MAX_DAMAGE_PER_ATTACK = 10**9
 # one session's held damage: one delta's worth. A fair crash settlement is applied like a
 # delta, so it may not exceed one; and 2^40 per session keeps every sum exact below 2^53.
 MAX_HELD_AMOUNT = MAX_DELTA_AMOUNT
+
+# A damage-taken multiplier in basis points (10,000 = 100 %: every point of damage counts;
+# docs/liveops.md, "Mechanics"). The opening phase, and a phase with no "takes N%", take it.
+FULL_DAMAGE_BP = 10_000

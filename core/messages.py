@@ -34,6 +34,7 @@ class StateFrame(TypedDict):
     phase_index: int
     ts: int | None
     gen: int
+    damage_taken_bp: int  # the current phase's damage-taken multiplier (10,000 = full damage)
 
 
 class PhaseFrame(TypedDict):
@@ -275,8 +276,10 @@ def state_frame(  # noqa: PLR0913 - one keyword per field of the frame, all keyw
     phase_index: int,
     ts: int | None,
     gen: int,
+    damage_taken_bp: int = 10_000,
 ) -> StateFrame:
-    """The ``state`` frame."""
+    """The ``state`` frame (``damage_taken_bp``: the current phase's damage-taken
+    multiplier in basis points, 10,000 = full damage; docs/liveops.md, "Mechanics")."""
     return {
         "type": "state",
         "boss": boss,
@@ -288,6 +291,7 @@ def state_frame(  # noqa: PLR0913 - one keyword per field of the frame, all keyw
         "phase_index": phase_index,
         "ts": ts,
         "gen": gen,
+        "damage_taken_bp": damage_taken_bp,
     }
 
 

@@ -43,7 +43,7 @@ from bosses.services import (
 )
 from core import authority, keys
 from core.clients import SyncClient, execute_pipelined
-from core.phases import OPENING_PHASE_NAME, phase_of
+from core.phases import OPENING_PHASE_NAME, authority_phases, phase_of
 from core.redis import REDIS_DOWN, get_redis
 from shards.models import Shard, ShardStatus
 
@@ -205,13 +205,14 @@ class _ArchiveTotals:
         self.players: dict[str, int] = {}
         # per session: the recovered damage the archive shows applied
         self.recovered_applied: dict[str, int] = {}
-        self.applied = self.overkill = 0
+        self.applied = self.overkill = self.mitigated = 0
         for ev in events:
             self._add(ev)
 
     def _add(self, ev: BossEvent) -> None:
         self.applied += ev.applied
         self.overkill += ev.overkill
+        self.mitigated += ev.mitigated
         for session, s in ev.seqs.items():
             self.seq[session] = max(self.seq.get(session, 0), int(s))
         for field, amount in ev.deltas.items():
@@ -275,10 +276,12 @@ def _restored_state(
         "phase": phase,
         "phase_name": phase_name,
         "opening": OPENING_PHASE_NAME,
-        "phases": json.dumps([[h, n] for h, n in thresholds]),
-        "accepted": totals.applied + totals.overkill + sum(settlements.buf.values()),
+        "phases": json.dumps(authority_phases(thresholds, setup.damage_taken)),
+        "damage_taken_bp": setup.damage_taken[phase],
+        "accepted": totals.applied + totals.mitigated + totals.overkill + sum(settlements.buf.values()),
         "applied": totals.applied,
         "overkill": totals.overkill,
+        "mitigated": totals.mitigated,
         "recovered": settlements.recovered,
         "discarded": settlements.discarded,
         "last_tick_ms": now_ms,

@@ -3,8 +3,13 @@
 --       8 the bucket's unarchived set (the boss joins it with its log entry)
 -- ARGV: 1 '1' to ignore the boss's minimum tick interval (state field min_tick_ms), 2 boss id
 -- Returns {'applied', version, hp, applied, overkill, old_phase, phase, defeated(0/1),
---          ts_ms, phase_name, status, max_hp, slug, gen} or {'idle'|'early', version, status}
---          or {'no_boss'}.
+--          ts_ms, phase_name, status, max_hp, slug, gen, mitigated, damage_taken_bp}
+--          or {'idle'|'early', version, status} or {'no_boss'}.
+-- Damage-taken multiplier (docs/liveops.md, "Mechanics"): the phase the boss is in when the
+-- tick starts (phases entry [at_hp, name, bp]; the opening phase and an entry without a third
+-- element take 10000 bp) counts floor(total * bp / 10000) of the drained total, computed as
+-- q * bp + floor(r * bp / 10000) with total = q * 10000 + r so that no intermediate leaves
+-- the doubles' exact integers; the remainder is 'mitigated' (state field and log entry).
 -- The log entry carries what a restore from the SQL archive needs (docs/durability.md):
 -- 'd' per-session damage, 's' each drained session's last accepted seq (every seq up to it
 -- is in this or an earlier entry: ingest adds to the buffer and the seq in one step), 'p'
@@ -59,11 +64,19 @@ if #pentries > 0 then
   end
 end
 local hp = tonumber(s[2])
-local applied = math.min(total, hp)
-local overkill = total - applied
+local old_phase = tonumber(s[4])
+local function bp_of(index)
+  local p = thresholds[index]
+  if p and p[3] then return tonumber(p[3]) end
+  return 10000
+end
+local bp = bp_of(old_phase)
+local counted = math.floor(total / 10000) * bp + math.floor((total % 10000) * bp / 10000)
+local mitigated = total - counted
+local applied = math.min(counted, hp)
+local overkill = counted - applied
 local new_hp = hp - applied
 local version = tonumber(s[3]) + 1
-local old_phase = tonumber(s[4])
 local phase = 0
 local phase_name = s[7]
 for i, p in ipairs(thresholds) do
@@ -80,15 +93,18 @@ if new_hp == 0 then
 else
   redis.call('SREM', KEYS[4], ARGV[2])
 end
+local new_bp = bp_of(phase)
 redis.call('HSET', KEYS[1], 'hp', I(new_hp), 'version', I(version), 'phase', phase,
-  'phase_name', phase_name, 'status', new_status, 'last_tick_ms', I(now), 'changed_ms', I(now))
+  'phase_name', phase_name, 'damage_taken_bp', I(new_bp), 'status', new_status,
+  'last_tick_ms', I(now), 'changed_ms', I(now))
 redis.call('HINCRBY', KEYS[1], 'applied', I(applied))
 if overkill > 0 then redis.call('HINCRBY', KEYS[1], 'overkill', I(overkill)) end
+if mitigated > 0 then redis.call('HINCRBY', KEYS[1], 'mitigated', I(mitigated)) end
 if defeated == 1 then redis.call('HSET', KEYS[1], 'defeated_ms', I(now)) end
 redis.call('XADD', KEYS[3], I(version) .. '-1', 'v', I(version), 'kind', 'tick',
   'status', new_status, 'hp', I(new_hp), 'applied', I(applied), 'overkill', I(overkill),
-  'd', json_int_object(entries), 'ts', I(now),
+  'mitigated', I(mitigated), 'bp', I(bp), 'd', json_int_object(entries), 'ts', I(now),
   's', json_int_object(seqs), 'p', json_int_object(pentries))
 redis.call('SADD', KEYS[8], ARGV[2])
 return {'applied', version, new_hp, applied, overkill, old_phase, phase, defeated, now,
-  phase_name, new_status, s[9], s[10], s[11] or '0'}
+  phase_name, new_status, s[9], s[10], s[11] or '0', mitigated, new_bp}

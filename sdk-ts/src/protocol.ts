@@ -95,6 +95,7 @@ export interface StateFrame {
   phase_index: number;
   ts: number | null;
   gen: number;
+  damage_taken_bp: number;
 }
 
 /** The boss entered another phase (after the ``state`` of the same version). */

@@ -66,7 +66,7 @@ def test_idle_live_bosses_cost_no_tick_and_damaged_ones_are_applied_once(make_bo
 
 
 def test_the_pass_publishes_the_state_it_applied(make_boss, make_session, r):
-    [boss] = live_bosses(make_boss, 1, max_hp=1_000, phases="50:Half")
+    [boss] = live_bosses(make_boss, 1, max_hp=1_000, phases="50:Half takes 60%")
     pubsub = r.pubsub()
     pubsub.subscribe(keys.state_channel(boss.pk))
     pubsub.get_message(timeout=1)  # the subscribe confirmation
@@ -85,6 +85,7 @@ def test_the_pass_publishes_the_state_it_applied(make_boss, make_session, r):
         "phase_index": 1,
         "ts": state["ts"],
         "gen": 0,
+        "damage_taken_bp": 6_000,  # the phase the tick entered takes 60 % from the next tick on
     }
     assert phase["type"] == "phase" and phase["phase"] == "Half" and phase["version"] == 2
     assert state == {**authority.read_state(r, boss.pk).as_message(), "ts": state["ts"]}

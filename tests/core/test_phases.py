@@ -9,7 +9,16 @@ import pytest
 
 from core import authority
 from core.errors import InvalidInput
-from core.phases import OPENING_PHASE_NAME, parse_phases, phase_of, phase_thresholds
+from core.phases import (
+    FULL_DAMAGE_BP,
+    OPENING_PHASE_NAME,
+    damage_taken_split,
+    parse_phase_mechanics,
+    parse_phases,
+    phase_damage_taken,
+    phase_of,
+    phase_thresholds,
+)
 from tests.support.processes import ROOT
 
 PHASES = "75:Enraged, 50:Frenzy, 25:Last stand"
@@ -109,3 +118,41 @@ def test_the_opening_phase_has_one_name_and_phase_of_one_body() -> None:
         if pattern in path.read_text()
     ]
     assert found == []
+
+
+def test_phases_carry_a_damage_taken_multiplier_in_basis_points() -> None:
+    text = "75:Enraged takes 75%, 50:Frenzy, 25:Last stand takes 12.5 %"
+    assert parse_phase_mechanics(text) == [
+        (75.0, "Enraged", 7_500),
+        (50.0, "Frenzy", FULL_DAMAGE_BP),
+        (25.0, "Last stand", 1_250),
+    ]
+    assert parse_phases(text) == [(75.0, "Enraged"), (50.0, "Frenzy"), (25.0, "Last stand")]
+    assert phase_damage_taken(text) == [FULL_DAMAGE_BP, 7_500, FULL_DAMAGE_BP, 1_250]
+    assert phase_damage_taken("") == [FULL_DAMAGE_BP]
+    assert parse_phase_mechanics("60:Immune takes 0%") == [(60.0, "Immune", 0)]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("75:Enraged takes 101%", "damage taken must be within 0-100 %"),
+        ("75:Enraged takes 75", 'write the damage taken as "takes 75%"'),
+        ("75:Enraged takes 7.505%", 'write the damage taken as "takes 75%"'),
+        ("75:Enraged takes -5%", 'write the damage taken as "takes 75%"'),
+        ("75: takes 50%", 'must look like "75:Enraged" or "75:Enraged takes 75%"'),
+    ],
+)
+def test_a_bad_multiplier_is_refused_naming_the_field(text: str, message: str) -> None:
+    with pytest.raises(InvalidInput, match=re.escape(message)) as info:
+        parse_phase_mechanics(text)
+    assert info.value.extra["field"] == "phases"
+
+
+def test_the_split_rounds_the_counted_share_down_exactly() -> None:
+    assert damage_taken_split(12_345, 7_500) == (9_258, 3_087)  # floor(9258.75)
+    big = 9_007_199_254_740_993  # past the doubles' exact integers: still exact
+    counted, mitigated = damage_taken_split(big, 9_999)
+    assert counted == big * 9_999 // 10_000 and counted + mitigated == big
+    assert damage_taken_split(5, 0) == (0, 5)
+    assert damage_taken_split(5, FULL_DAMAGE_BP) == (5, 0)
