@@ -98,7 +98,7 @@ test-postgres:
 # a user-space link emulator (tools/faults), and the database outage on a PostgreSQL cluster
 # of its own. Prints each scenario's availability figures. Needs root: elsewhere it says so
 # and exits 0. `make test-all` (CI) runs the same tests with the suite.
-FAULT_TESTS ?= tests/faults/netns tests/faults/test_database_outage.py
+FAULT_TESTS ?= tests/faults/netns tests/faults/test_database_outage.py tests/faults/test_two_beats.py
 print-fault-tests:
 	@echo $(FAULT_TESTS)
 
