@@ -905,6 +905,9 @@ namespace WorldBoss
             beat["type"] = "heartbeat";
             beat["boss"] = slug;
             beat["pending"] = buf.Waiting;
+            // the highest seq sent so far: a heartbeat the platform gets after a later delta
+            // (delayed on a socket this client left) is then known to be stale
+            beat["sent"] = buf.NextSeq - 1;
             if (inflight != null)
             {
                 var f = new JsonObject();

@@ -491,6 +491,9 @@ export class ShardClient {
       type: "heartbeat",
       boss: slug,
       pending: buf.waiting,
+      // the highest seq sent so far: a heartbeat the platform gets after a later delta
+      // (delayed on a socket this client left) is then known to be stale
+      sent: buf.nextSeq - 1,
       inflight: inflight ? { seq: inflight.seq, amount: inflight.amount, breakdown: Object.fromEntries(flight) } : null,
     };
     if (heldBy.size > 0) beat.breakdown = Object.fromEntries(heldBy);

@@ -22,6 +22,8 @@ export interface HeartbeatFrame {
   type: "heartbeat";
   boss: string;
   pending: number;
+  /** The highest seq the client had sent: the platform ignores a heartbeat that arrives after a later delta. */
+  sent?: number;
   /** `breakdown`: the in-flight delta's own players (counted while it is not accepted). */
   inflight: { seq: number; amount: number; breakdown?: Record<string, number> } | null;
   breakdown?: Record<string, number>;
