@@ -7,12 +7,15 @@ Every SDK under test connects to the proxy, which opens the same path on the rea
 Faults it can inject:
 
 * drop the next N server frames of a type (``ack``: lost acknowledgements), or delay them;
+  drop the next N client frames of a type;
 * send the next N client frames of a type twice (``damage``: a duplicate on the wire);
 * answer the next N client frames of a type itself with an error frame the platform builds
   (``core.wire.error_frame``: ``authority_unavailable``), not forwarding them;
 * refuse the next N connections the way the platform's socket cap does (``rate_limited``,
   close 4429);
 * a partition: nothing passes either way while it lasts, the sockets stay open;
+* hold back the next N client frames of a type (``heartbeat``) and send them later, on the
+  same connection, when the scenario says (a frame delayed past the ones sent after it);
 * cut every connection now (the TCP connection dies, no close frame);
 * hold every connection (nothing is read either way, not even a ping: a silent link).
 
@@ -47,6 +50,8 @@ class Faults:
     unavailable_client: Counter[str] = field(default_factory=Counter)  # answered authority_unavailable
     refuse_connections: int = 0  # answered rate_limited + close 4429
     partitioned: bool = False
+    hold_client: Counter[str] = field(default_factory=Counter)  # frame type -> how many more to hold back
+    drop_client: Counter[str] = field(default_factory=Counter)  # frame type -> how many more to drop
 
 
 @dataclass
@@ -61,6 +66,12 @@ class Seen:
     answered_unavailable: int = 0
     duplicated: int = 0
     dropped: int = 0
+    held: list[dict[str, Any]] = field(default_factory=list)  # the client frames held back
+    released: int = 0
+    released_answered: int = 0  # releases the platform has answered (every frame released before)
+
+
+RELEASE_MARK = "conformance-release"  # a ping the proxy sends after released frames; its pong is kept
 
 
 class FaultProxy:
@@ -75,6 +86,7 @@ class FaultProxy:
         self._loop = asyncio.new_event_loop()
         self._server: Server | None = None
         self._pairs: set[tuple[ServerConnection, ClientConnection]] = set()
+        self._held: list[tuple[ClientConnection, str | bytes]] = []  # (upstream, frame)
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fault-proxy", daemon=True)
 
@@ -104,6 +116,7 @@ class FaultProxy:
         with self.lock:
             self.faults = Faults()
             self.seen = Seen()
+            self._held.clear()
 
     def set(self, **changes: Any) -> None:
         """Change faults: ``proxy.set(partitioned=True)``; Counter fields are added to."""
@@ -147,6 +160,25 @@ class FaultProxy:
         self._loop.call_soon_threadsafe(pause)
         done.wait(5)
         return count[0]
+
+    def release(self) -> int:
+        """Send the held-back client frames now, each on the connection it came from, then a
+        ping of the proxy's own: ``seen.released_answered`` counts its pongs (the platform
+        answers a connection's frames in order, so the released ones were handled); how many."""
+        with self.lock:
+            held, self._held = self._held, []
+
+        async def send() -> int:
+            for up, text in held:
+                await up.send(text)
+            for up in {up for up, _ in held}:
+                await up.send(json.dumps({"type": "ping", "id": RELEASE_MARK}))
+            return len(held)
+
+        sent = asyncio.run_coroutine_threadsafe(send(), self._loop).result(10)
+        with self.lock:
+            self.seen.released += sent
+        return sent
 
     # --- the relay ------------------------------------------------------------------------
 
@@ -206,6 +238,15 @@ class FaultProxy:
                     if self.faults.partitioned:
                         self.seen.dropped += 1
                         continue
+                    if self.faults.drop_client[kind] > 0:
+                        self.faults.drop_client[kind] -= 1
+                        self.seen.dropped += 1
+                        continue
+                    if self.faults.hold_client[kind] > 0:
+                        self.faults.hold_client[kind] -= 1
+                        self.seen.held.append(msg)
+                        self._held.append((up, text))
+                        continue
                     if kind == "damage":
                         self.seen.damage_seqs.append(
                             (session["epoch"], str(msg.get("boss")), int(msg.get("seq", 0)))
@@ -240,6 +281,9 @@ class FaultProxy:
                 with self.lock:
                     if self.faults.partitioned:
                         self.seen.dropped += 1
+                        continue
+                    if kind == "pong" and msg.get("id") == RELEASE_MARK:
+                        self.seen.released_answered += 1
                         continue
                     if self.faults.drop_server[kind] > 0:
                         self.faults.drop_server[kind] -= 1

@@ -245,6 +245,42 @@ def crash_harsh(ctx: Context) -> str:
     return _crash(ctx, "harsh")
 
 
+def stale_heartbeat(ctx: Context) -> str:
+    """A heartbeat held back by the proxy until the deltas sent after it are accepted, then
+    delivered; the driver dies. Its ``sent`` (the client's highest seq sent) tells the
+    platform it is stale, so the stored report (nothing held) stands and the fair crash saga
+    settles nothing: an SDK whose heartbeat lacks it has that damage applied twice."""
+    boss = ctx.boss(crash_policy="fair", heartbeat_timeout_ms=1_000)
+    epoch = ctx.connect(heartbeat_ms=100)
+    boss_pause(boss=boss)
+    _fight(ctx, boss.slug, 10)  # seq 1, refused while the boss is paused, stays in flight
+    wait_until(lambda: ctx.proxy.seen.error_codes["not_live"] >= 1, what="seq 1 refused as not_live")
+    _fight(ctx, boss.slug, 10, amount=5)  # pending behind it: it goes out under seq 2
+    ctx.proxy.set(hold_client={"heartbeat": 1})
+    ctx.driver.call("heartbeat")
+    held = wait_until(lambda: ctx.proxy.seen.held, what="a heartbeat held back")[0]
+    assert held.get("pending", 0) >= len(PLAYERS) * 10 * 5, f"the held heartbeat: {held}"
+    boss_resume(boss=boss)
+    stats = _flushed(ctx)
+    _held_reported(ctx, boss.pk, epoch, 0)
+    ctx.proxy.set(drop_client={"heartbeat": 10**6})  # from now on only the stale one arrives
+    assert ctx.proxy.release() == 1
+    wait_until(lambda: ctx.proxy.seen.released_answered == 1, what="the stale heartbeat answered")
+    stored = int(get_redis().hget(keys.BossKeys(boss.pk).held, f"{ctx.shard}:{epoch}") or 0)
+    ctx.driver.call("crash")
+    assert ctx.driver.wait_exit() is not None, "the driver did not exit on crash"
+    saga = _saga(boss.pk, ctx.shard, epoch)
+    assert stored == 0 and saga.amount == 0, (
+        f"a stale heartbeat ({held}) replaced the report: {stored} held, the saga settled {saga.amount}"
+    )
+    return ctx.books(
+        boss,
+        stats["generated"][boss.slug],
+        f"stale heartbeat ignored (sent {held.get('sent')})",
+        each=10 * 7 + 10 * 5,
+    )
+
+
 def _authority_keys(boss_id: int) -> tuple[redis.Redis, list[str]]:
     """A bytes client on the authority (DUMP/RESTORE need bytes) and the boss's own keys."""
     return redis.Redis.from_url(settings.REDIS_URL), keys.BossKeys(boss_id).all()
@@ -369,6 +405,7 @@ SCENARIOS: dict[str, Callable[[Context], str]] = {
     "bye": bye,
     "crash_fair": crash_fair,
     "crash_harsh": crash_harsh,
+    "stale_heartbeat": stale_heartbeat,
     "tickets": tickets,
     "webhooks": webhooks,
 }

@@ -5,12 +5,15 @@
 * ``keeps``: it forgets acknowledged deltas at once (it ignores ``durable_seq``), so what an
   authority rollback took back is lost;
 * ``pings``: no keepalive pings, so a link that went silent is noticed only when the
-  platform has fenced the session.
+  platform has fenced the session;
+* ``unsent``: its heartbeats leave out ``sent``, so one that arrives after a later delta
+  replaces the report and a *fair* saga settles that damage again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -41,7 +44,17 @@ elif sys.argv[1:] == ["pings"]:
         self.ping_interval_s = None
 
     ShardClient.__init__ = init_without_pings  # type: ignore[method-assign]
+elif sys.argv[1:] == ["unsent"]:
+    beat = ShardClient._heartbeat_frame
+
+    def beat_unsent(self: ShardClient, *args: Any) -> str | None:
+        frame = beat(self, *args)
+        return (
+            None if frame is None else json.dumps({k: v for k, v in json.loads(frame).items() if k != "sent"})
+        )
+
+    ShardClient._heartbeat_frame = beat_unsent  # type: ignore[method-assign]
 else:
-    raise SystemExit(f"usage: broken_driver.py settled|keeps|pings, not {sys.argv[1:]}")
+    raise SystemExit(f"usage: broken_driver.py settled|keeps|pings|unsent, not {sys.argv[1:]}")
 
 asyncio.run(python_driver.main())
