@@ -14,7 +14,7 @@ from typing import Any
 
 from bosses.models import SETTINGS_FIELDS, BossEncounter, BossTemplate, FightConfig, RewardTable
 from core.errors import InvalidInput
-from core.phases import FULL_DAMAGE_BP, parse_phases, phase_damage_taken, phase_thresholds
+from core.phases import FULL_DAMAGE_BP, parse_phases, phase_damage_taken, phase_regen, phase_thresholds
 
 # The keys of a configuration a diff compares (the rest, like the thresholds, follow from them).
 DIFF_KEYS = (*SETTINGS_FIELDS, "template", "starts_at", "ends_at")
@@ -103,6 +103,15 @@ class FightSetup:
             return phase_damage_taken(str(self.config.get("phases") or ""))
         except InvalidInput:
             return [FULL_DAMAGE_BP] * (len(self.thresholds) + 1)
+
+    @property
+    def regen(self) -> list[int]:
+        """Every phase's regeneration (HP per second), the opening phase first, from the frozen
+        phases text (none if it no longer parses)."""
+        try:
+            return phase_regen(str(self.config.get("phases") or ""))
+        except InvalidInput:
+            return [0] * (len(self.thresholds) + 1)
 
 
 def fight_config_get(*, boss: BossEncounter, fight: int) -> FightSetup:

@@ -111,7 +111,8 @@ class FightSettings(models.Model):
         blank=True,
         default="75:Enraged, 50:Frenzy, 25:Last stand",
         help_text="HP-percent thresholds with names, strictly decreasing inside (0, 100), each optionally with "
-        'the damage it takes, e.g. "75:Enraged takes 75%, 50:Frenzy" (docs/liveops.md, "Mechanics").',
+        'the damage it takes and its regeneration, e.g. "75:Enraged takes 75% regen 50/s, 50:Frenzy" '
+        '(docs/liveops.md, "Mechanics").',
     )
     min_damage = models.PositiveIntegerField(
         default=50, validators=[MinValueValidator(1), MaxValueValidator(MAX_DAMAGE_PER_ATTACK)]
@@ -274,6 +275,12 @@ class BossEvent(models.Model):
     # multiplier (basis points) it applied (docs/liveops.md, "Mechanics").
     mitigated = models.BigIntegerField(default=0)
     damage_taken_bp = models.PositiveIntegerField(default=10_000)
+    # Regeneration before this tick's damage: the HP healed, the phase's rate (HP per second),
+    # the ms it was credited for and the thousandths of HP carried into it (docs/liveops.md).
+    healed = models.BigIntegerField(default=0)
+    regen_per_s = models.PositiveIntegerField(default=0)
+    regen_elapsed_ms = models.BigIntegerField(default=0)
+    regen_carry = models.PositiveIntegerField(default=0)
     deltas = models.JSONField(default=dict, blank=True)
     # What a restore from the archive needs (docs/durability.md): each drained session's last
     # accepted seq, and the per-player damage this tick moved to the players' totals.

@@ -138,7 +138,14 @@ def event_log_row(*, boss: BossEncounter, entry_id: str, fields: Mapping[str, st
         numbers = {}
         for field in ("hp", "applied", "overkill", "ts"):
             numbers[field] = int(fields[field])
-        for field, default in (("mitigated", "0"), ("bp", "10000")):  # absent before multipliers
+        for field, default in (
+            ("mitigated", "0"),
+            ("bp", "10000"),
+            ("healed", "0"),
+            ("el", "0"),
+            ("rc0", "0"),
+            ("rg", "0"),
+        ):  # absent before mechanics
             numbers[field] = int(fields.get(field, default))
         objects = {}
         for field in ("d", "s", "p"):
@@ -160,6 +167,10 @@ def event_log_row(*, boss: BossEncounter, entry_id: str, fields: Mapping[str, st
         overkill=numbers["overkill"],
         mitigated=numbers["mitigated"],
         damage_taken_bp=numbers["bp"],
+        healed=numbers["healed"],
+        regen_per_s=numbers["rg"],
+        regen_elapsed_ms=numbers["el"],
+        regen_carry=numbers["rc0"],
         deltas=objects["d"],
         seqs=objects["s"],
         players=objects["p"],

@@ -46,7 +46,7 @@ from core.errors import (
     NotFound,
     UnknownBoss,
 )
-from core.phases import OPENING_PHASE_NAME, parse_phases, phase_damage_taken, phase_thresholds
+from core.phases import OPENING_PHASE_NAME, parse_phases, phase_damage_taken, phase_regen, phase_thresholds
 from core.recurrence import recurrence_parse
 from core.redis import REDIS_DOWN, get_redis
 from shards.models import Shard, ShardStatus
@@ -233,6 +233,7 @@ def boss_go_live(*, boss: BossEncounter) -> authority.BossState:
                 max_hp=boss.max_hp,
                 phases=thresholds,
                 damage_taken=phase_damage_taken(boss.phases),
+                regen=phase_regen(boss.phases),
                 opening=OPENING_PHASE_NAME,
                 fight=boss.fight,
                 slug=boss.slug,

@@ -9,7 +9,7 @@ from bosses.fight_configs import FightSetup, fight_config_get
 from bosses.models import BossEncounter, BossEvent, BossStatus, SagaKind, SagaRun, SagaStatus
 from bosses.selectors import EventLogUndecodable, Ledger, boss_archived_events, boss_ledger, event_log_row
 from core import authority, keys
-from core.phases import FULL_DAMAGE_BP, damage_taken_split, phase_of
+from core.phases import FULL_DAMAGE_BP, damage_taken_split, phase_of, regen_heal
 from worldboss_sdk.protocol import ENDED_STATUSES
 
 
@@ -22,6 +22,7 @@ class VerifyReport:
     applied: int = 0
     overkill: int = 0
     mitigated: int = 0
+    healed: int = 0
     buffered: int = 0
     discarded: int = 0
     recovered: int = 0
@@ -46,8 +47,8 @@ class VerifyReport:
 
 def boss_verify(*, boss: BossEncounter) -> VerifyReport:
     """Check the ledger equation (accepted = applied + mitigated + overkill + buffered),
-    hp = max_hp - applied, the log replay (each tick's multiplier and split included) and
-    versions."""
+    hp = max_hp - applied + healed, the log replay (each tick's regeneration, multiplier and
+    split included) and versions."""
     report = VerifyReport(
         boss=boss.slug, max_hp=fight_config_get(boss=boss, fight=boss.fight).max_hp, status=boss.status
     )
@@ -84,7 +85,8 @@ def _read_ledger(report: VerifyReport, ledger: Ledger) -> None:
     """Copy the authority's figures (its hash and its buffers) into ``report``."""
     n = ledger.number
     report.accepted, report.applied, report.overkill = n("accepted"), n("applied"), n("overkill")
-    report.mitigated = int(ledger.state.get("mitigated") or 0)  # absent before multipliers
+    report.mitigated = int(ledger.state.get("mitigated") or 0)  # absent before mechanics
+    report.healed = int(ledger.state.get("healed") or 0)
     report.discarded, report.recovered = n("discarded"), n("recovered")
     report.hp, report.max_hp, report.version = n("hp"), n("max_hp"), n("version")
     report.status = ledger.state.get("status", "")
@@ -99,8 +101,10 @@ def _ledger_problems(report: VerifyReport, *, boss: BossEncounter, buffers: dict
             f"ledger: accepted {report.accepted} != applied {report.applied} + mitigated "
             f"{report.mitigated} + overkill {report.overkill} + buffered {report.buffered}"
         )
-    if report.hp != report.max_hp - report.applied:
-        p.append(f"hp {report.hp} != max_hp {report.max_hp} - applied {report.applied}")
+    if report.hp != report.max_hp - report.applied + report.healed:
+        p.append(
+            f"hp {report.hp} != max_hp {report.max_hp} - applied {report.applied} + healed {report.healed}"
+        )
     if not 0 <= report.hp <= report.max_hp:
         p.append(f"hp {report.hp} outside [0, {report.max_hp}]")
     configured = fight_config_get(boss=boss, fight=boss.fight).max_hp  # the frozen one
@@ -171,12 +175,23 @@ def _replay_problems(
         missing = sorted(set(range(1, report.version + 1)) - set(versions))[:5]
         p.append(f"event log versions are not 1..{report.version} (missing e.g. {missing})")
     setup = fight_config_get(boss=boss, fight=boss.fight)
-    hp = report.max_hp
+    hp, carry = report.max_hp, None  # carry: what the previous tick left (None after another entry)
     for v in versions:
-        problem = _replay_step(entries[v], hp=hp, setup=setup)
+        ev = entries[v]
+        problem = _replay_step(ev, hp=hp, setup=setup, carry=carry, max_hp=report.max_hp)
         if problem:
             p.append(problem)
-        hp -= entries[v].applied
+        carry = (
+            regen_heal(
+                per_s=ev.regen_per_s,
+                elapsed_ms=ev.regen_elapsed_ms,
+                carry=ev.regen_carry,
+                room=report.max_hp - hp,
+            )[1]
+            if ev.kind == "tick"
+            else None
+        )
+        hp += ev.healed - ev.applied
         if hp != entries[v].hp:
             p.append(f"event {v}: replayed hp {hp} != logged hp {entries[v].hp}")
             break
@@ -186,13 +201,25 @@ def _replay_problems(
     return p
 
 
-def _books(ev: BossEvent) -> tuple[int, int, int, int, int]:
-    return ev.hp, ev.applied, ev.overkill, ev.mitigated, ev.damage_taken_bp
+def _books(ev: BossEvent) -> tuple[int, ...]:
+    return (
+        ev.hp,
+        ev.applied,
+        ev.overkill,
+        ev.mitigated,
+        ev.damage_taken_bp,
+        ev.healed,
+        ev.regen_per_s,
+        ev.regen_elapsed_ms,
+        ev.regen_carry,
+    )
 
 
-def _replay_step(ev: BossEvent, *, hp: int, setup: FightSetup) -> str | None:
-    """What is wrong with one event replayed from ``hp``: its per-shard deltas must be the
-    drained total, split as the multiplier of the phase ``hp`` is in splits it (tick.lua)."""
+def _replay_step(ev: BossEvent, *, hp: int, setup: FightSetup, carry: int | None, max_hp: int) -> str | None:
+    """What is wrong with one event replayed from ``hp``: its healing must be the regeneration
+    of the phase ``hp`` is in over the logged elapsed time (from the carry the previous tick
+    left), and its per-shard deltas the drained total, split as that phase's multiplier splits
+    it against the healed HP (tick.lua)."""
     total = sum(int(x) for x in ev.deltas.values())
     if total != ev.applied + ev.mitigated + ev.overkill:
         return (
@@ -200,14 +227,22 @@ def _replay_step(ev: BossEvent, *, hp: int, setup: FightSetup) -> str | None:
             f"overkill {ev.applied + ev.mitigated + ev.overkill}"
         )
     if ev.kind != "tick":
-        return None
+        return None if ev.healed == 0 else f"event {ev.version}: a {ev.kind} entry heals {ev.healed}"
     phase, _name = phase_of(setup.thresholds, hp)
+    rate = setup.regen[phase] if phase < len(setup.regen) else 0
+    healed, _ = regen_heal(per_s=rate, elapsed_ms=ev.regen_elapsed_ms, carry=ev.regen_carry, room=max_hp - hp)
+    if (ev.regen_per_s, ev.healed) != (rate, healed) or (carry is not None and ev.regen_carry != carry):
+        return (
+            f"event {ev.version}: at hp {hp} the phase regenerates {rate}/s: over "
+            f"{ev.regen_elapsed_ms} ms it heals {healed}; logged {ev.regen_per_s}/s, healed {ev.healed}, "
+            f"carry {ev.regen_carry} (the previous tick left {carry})"
+        )
     bp = setup.damage_taken[phase] if phase < len(setup.damage_taken) else FULL_DAMAGE_BP
     counted, mitigated = damage_taken_split(total, bp)
-    if (ev.damage_taken_bp, ev.mitigated, ev.applied) != (bp, mitigated, min(counted, hp)):
+    if (ev.damage_taken_bp, ev.mitigated, ev.applied) != (bp, mitigated, min(counted, hp + healed)):
         return (
-            f"event {ev.version}: at hp {hp} the phase takes {bp} bp of {total}: mitigated "
-            f"{mitigated}, applied {min(counted, hp)}; logged {ev.damage_taken_bp} bp, mitigated "
+            f"event {ev.version}: at hp {hp + healed} the phase takes {bp} bp of {total}: mitigated "
+            f"{mitigated}, applied {min(counted, hp + healed)}; logged {ev.damage_taken_bp} bp, mitigated "
             f"{ev.mitigated}, applied {ev.applied}"
         )
     return None

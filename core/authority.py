@@ -236,6 +236,8 @@ class TickOutcome:
     gen: int = 0
     mitigated: int = 0  # what the phase's damage-taken multiplier removed (docs/liveops.md)
     damage_taken_bp: int = FULL_DAMAGE_BP  # the multiplier of the phase the tick left
+    healed: int = 0  # what regeneration added before the damage (docs/liveops.md)
+    regen_per_s: int = 0  # the regeneration of the phase the tick left
 
     def state(self) -> BossState:
         """The state an ``applied`` tick left (the tick reads and returns every field of the
@@ -251,6 +253,7 @@ class TickOutcome:
             self.slug,
             self.gen,
             self.damage_taken_bp,
+            self.regen_per_s,
         )
 
 
@@ -332,6 +335,8 @@ def _parse_tick(r: Reply) -> TickOutcome:
             int(r[13]),
             int(r[14]),
             int(r[15]),
+            int(r[16]),
+            int(r[17]),
         )
     if code == "no_boss":
         return TickOutcome(code)
@@ -379,6 +384,7 @@ def seed_call(  # noqa: PLR0913 - one keyword per ARGV of seed.lua, all keyword-
     max_hp: int,
     phases: Sequence[tuple[int, str]],
     damage_taken: Sequence[int] = (),
+    regen: Sequence[int] = (),
     opening: str,
     fight: int,
     slug: str,
@@ -391,14 +397,20 @@ def seed_call(  # noqa: PLR0913 - one keyword per ARGV of seed.lua, all keyword-
     ``incarnation`` is the fight's identity, kept in SQL too: an authority that exists with
     another one was seeded by another database or fight (docs/authority.md). ``damage_taken``
     is every phase's damage-taken multiplier in basis points, the opening phase first
-    (:func:`core.phases.phase_damage_taken`; empty: every phase takes full damage).
+    (:func:`core.phases.phase_damage_taken`; empty: every phase takes full damage), ``regen``
+    every phase's regeneration in HP per second (:func:`core.phases.phase_regen`; empty: none).
     """
     k = keys.boss_keys(boss_id)
     args: list[ScriptArg] = [
         max_hp,
         json.dumps(
             [
-                [hp, name, damage_taken[i + 1] if damage_taken else FULL_DAMAGE_BP]
+                [
+                    hp,
+                    name,
+                    damage_taken[i + 1] if damage_taken else FULL_DAMAGE_BP,
+                    regen[i + 1] if regen else 0,
+                ]
                 for i, (hp, name) in enumerate(phases)
             ]
         ),
@@ -603,6 +615,7 @@ STATE_FIELDS = (
     "slug",
     "gen",
     "damage_taken_bp",
+    "regen_per_s",
 )
 
 
@@ -624,6 +637,7 @@ class BossState:
     gen: int = 0  # restores of this fight's authority from the SQL archive (docs/durability.md)
     # the damage-taken multiplier of the current phase (basis points; docs/liveops.md)
     damage_taken_bp: int = FULL_DAMAGE_BP
+    regen_per_s: int = 0  # the current phase's regeneration, HP per second
 
     def as_message(self) -> StateMessage:
         """The ``state`` message of the protocol (docs/protocol.md)."""
@@ -638,6 +652,7 @@ class BossState:
             ts=self.ts_ms,
             gen=self.gen,
             damage_taken_bp=self.damage_taken_bp,
+            regen_per_s=self.regen_per_s,
         )
 
 
@@ -645,7 +660,7 @@ def parse_state(values: Sequence[str | bytes | None]) -> BossState | None:
     """Build a :class:`BossState` from ``HMGET state STATE_FIELDS`` (None if absent)."""
     if values[0] is None:
         return None
-    hp, max_hp, version, status, phase, phase_name, ts, slug, gen, bp = values
+    hp, max_hp, version, status, phase, phase_name, ts, slug, gen, bp, regen = values
     return BossState(
         _number(hp),
         _number(max_hp),
@@ -657,6 +672,7 @@ def parse_state(values: Sequence[str | bytes | None]) -> BossState | None:
         _text(slug or ""),
         int(gen or 0),
         FULL_DAMAGE_BP if bp is None else int(bp),  # an authority seeded before multipliers
+        int(regen or 0),
     )
 
 

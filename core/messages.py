@@ -35,6 +35,7 @@ class StateFrame(TypedDict):
     ts: int | None
     gen: int
     damage_taken_bp: int  # the current phase's damage-taken multiplier (10,000 = full damage)
+    regen_per_s: int  # the current phase's regeneration, HP per second
 
 
 class PhaseFrame(TypedDict):
@@ -277,9 +278,11 @@ def state_frame(  # noqa: PLR0913 - one keyword per field of the frame, all keyw
     ts: int | None,
     gen: int,
     damage_taken_bp: int = 10_000,
+    regen_per_s: int = 0,
 ) -> StateFrame:
     """The ``state`` frame (``damage_taken_bp``: the current phase's damage-taken
-    multiplier in basis points, 10,000 = full damage; docs/liveops.md, "Mechanics")."""
+    multiplier in basis points, 10,000 = full damage; ``regen_per_s``: its regeneration in HP
+    per second; docs/liveops.md, "Mechanics")."""
     return {
         "type": "state",
         "boss": boss,
@@ -292,6 +295,7 @@ def state_frame(  # noqa: PLR0913 - one keyword per field of the frame, all keyw
         "ts": ts,
         "gen": gen,
         "damage_taken_bp": damage_taken_bp,
+        "regen_per_s": regen_per_s,
     }
 
 

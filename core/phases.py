@@ -19,49 +19,89 @@ from core.limits import FULL_DAMAGE_BP
 # authority (its ``opening`` field), so tick.lua names it too.
 OPENING_PHASE_NAME = "Opening"
 PHASE_NAME_RE = re.compile(r"^[^:,]{1,40}$")
-# ``"Enraged takes 75%"``: the phase's damage-taken multiplier, at most two decimals.
-TAKES_RE = re.compile(r"^(?P<name>.*?)\s+takes\s+(?P<pct>\d{1,3}(?:\.\d{1,2})?)\s*%$", re.IGNORECASE)
+# The highest regeneration a phase may have (HP per second): rate x elapsed ms stays an exact
+# integer in Lua's doubles for over 100 days between two ticks.
+MAX_REGEN_PER_S = 1_000_000
+# A mechanic at the end of a phase's text: ``takes 75%`` (the damage-taken multiplier, at most
+# two decimals) or ``regen 50/s`` (HP per second).
+MECHANIC_RE = re.compile(
+    r"^(?P<name>.*?)\s+(?:(?P<kind>takes)\s+(?P<pct>\d{1,3}(?:\.\d{1,2})?)\s*%"
+    r"|(?P<kind2>regen)\s+(?P<rate>\d{1,7})\s*/\s*s)$",
+    re.IGNORECASE,
+)
 
 
-def _split_mechanics(raw: str, name: str) -> tuple[str, int]:
-    """``(name, damage_taken_bp)`` of one phase's text after the colon."""
-    m = TAKES_RE.match(" " + name)  # the space: a phase with no name before "takes"
-    if m is None:
-        if re.search(r"\btakes\b", name, re.IGNORECASE):
-            raise InvalidInput(
-                f'phase "{raw.strip()}": write the damage taken as "takes 75%" (0-100, at most two '
-                "decimals) after the name",
-                field="phases",
-            )
-        return name, FULL_DAMAGE_BP
-    bp = round(float(m["pct"]) * 100)
+def _takes(raw: str, pct: str) -> int:
+    bp = round(float(pct) * 100)
     if bp > FULL_DAMAGE_BP:
         raise InvalidInput(
             f'phase "{raw.strip()}": damage taken must be within 0-100 % (a phase takes at most '
             "every point of damage)",
             field="phases",
         )
-    return m["name"].strip(), bp
+    return bp
 
 
-def parse_phase_mechanics(text: str) -> list[tuple[float, str, int]]:
-    """Parse ``"75:Enraged takes 75%, 50:Frenzy"`` into
-    ``[(75.0, "Enraged", 7500), (50.0, "Frenzy", 10000)]``: percentage, name and the
-    damage-taken multiplier in basis points (:data:`FULL_DAMAGE_BP` when not given).
+def _regen(raw: str, rate: str) -> int:
+    per_s = int(rate)
+    if per_s > MAX_REGEN_PER_S:
+        raise InvalidInput(
+            f'phase "{raw.strip()}": regeneration must be at most {MAX_REGEN_PER_S:,} HP per second',
+            field="phases",
+        )
+    return per_s
+
+
+def _split_mechanics(raw: str, name: str) -> tuple[str, int, int]:
+    """``(name, damage_taken_bp, regen_per_s)`` of one phase's text after the colon: the name,
+    then ``takes N%`` and ``regen N/s`` in either order (each at most once)."""
+    bp, regen = FULL_DAMAGE_BP, 0
+    seen: set[str] = set()
+    while True:
+        m = MECHANIC_RE.match(" " + name)  # the space: a phase with no name before a mechanic
+        kind = (m["kind"] or m["kind2"] or "").lower() if m else ""
+        if m is None or kind in seen:
+            break
+        seen.add(kind)
+        if kind == "takes":
+            bp = _takes(raw, m["pct"])
+        else:
+            regen = _regen(raw, m["rate"])
+        name = m["name"].strip()
+    if re.search(r"\btakes\b", name, re.IGNORECASE):
+        raise InvalidInput(
+            f'phase "{raw.strip()}": write the damage taken as "takes 75%" (0-100, at most two '
+            "decimals) after the name",
+            field="phases",
+        )
+    if re.search(r"\bregen\b", name, re.IGNORECASE):
+        raise InvalidInput(
+            f'phase "{raw.strip()}": write regeneration as "regen 50/s" (whole HP per second) after the name',
+            field="phases",
+        )
+    return name, bp, regen
+
+
+def parse_phase_mechanics(text: str) -> list[tuple[float, str, int, int]]:
+    """Parse ``"75:Enraged takes 75% regen 50/s, 50:Frenzy"`` into
+    ``[(75.0, "Enraged", 7500, 50), (50.0, "Frenzy", 10000, 0)]``: percentage, name, the
+    damage-taken multiplier in basis points (:data:`FULL_DAMAGE_BP` when not given) and the
+    regeneration in HP per second (0 when not given).
 
     Percentages must be strictly decreasing inside (0, 100); names 1-40 characters; the
-    multiplier 0-100 % with at most two decimals (a whole number of basis points).
+    multiplier 0-100 % with at most two decimals (a whole number of basis points); the
+    regeneration a whole number up to :data:`MAX_REGEN_PER_S`.
     """
-    phases: list[tuple[float, str, int]] = []
+    phases: list[tuple[float, str, int, int]] = []
     text = (text or "").strip()
     if not text:
         return phases
     for raw in text.split(","):
         pct_text, sep, rest = raw.strip().partition(":")
-        name, bp = _split_mechanics(raw, rest.strip())
+        name, bp, regen = _split_mechanics(raw, rest.strip())
         if not sep or not PHASE_NAME_RE.match(name):
             raise InvalidInput(
-                f'phase "{raw.strip()}" must look like "75:Enraged" or "75:Enraged takes 75%" '
+                f'phase "{raw.strip()}" must look like "75:Enraged" or "75:Enraged takes 75% regen 50/s" '
                 "(name 1-40 characters)",
                 field="phases",
             )
@@ -71,7 +111,7 @@ def parse_phase_mechanics(text: str) -> list[tuple[float, str, int]]:
                 f"phase percentages must be strictly decreasing: {pct:g} after {phases[-1][0]:g}",
                 field="phases",
             )
-        phases.append((pct, name, bp))
+        phases.append((pct, name, bp, regen))
     return phases
 
 
@@ -90,17 +130,36 @@ def _percentage(raw: str, pct_text: str) -> float:
 def parse_phases(text: str) -> list[tuple[float, str]]:
     """Parse ``"75:Enraged, 50:Frenzy"`` into ``[(75.0, "Enraged"), (50.0, "Frenzy")]``
     (the mechanics of :func:`parse_phase_mechanics` left out)."""
-    return [(pct, name) for pct, name, _bp in parse_phase_mechanics(text)]
+    return [(pct, name) for pct, name, _bp, _regen in parse_phase_mechanics(text)]
 
 
 def phase_damage_taken(text: str) -> list[int]:
     """The damage-taken multiplier (basis points) of every phase, the opening phase first."""
-    return [FULL_DAMAGE_BP, *(bp for _pct, _name, bp in parse_phase_mechanics(text))]
+    return [FULL_DAMAGE_BP, *(bp for _pct, _name, bp, _regen in parse_phase_mechanics(text))]
 
 
-def authority_phases(thresholds: list[tuple[int, str]], damage_taken: list[int]) -> list[list[object]]:
-    """The authority's ``phases`` field: ``[[at_hp, name, damage_taken_bp], ...]`` (tick.lua)."""
-    return [[hp, name, damage_taken[i + 1]] for i, (hp, name) in enumerate(thresholds)]
+def phase_regen(text: str) -> list[int]:
+    """The regeneration (HP per second) of every phase, the opening phase (none) first."""
+    return [0, *(regen for _pct, _name, _bp, regen in parse_phase_mechanics(text))]
+
+
+def authority_phases(
+    thresholds: list[tuple[int, str]], damage_taken: list[int], regen: list[int]
+) -> list[list[object]]:
+    """The authority's ``phases`` field: ``[[at_hp, name, damage_taken_bp, regen_per_s], ...]``
+    (tick.lua)."""
+    return [[hp, name, damage_taken[i + 1], regen[i + 1]] for i, (hp, name) in enumerate(thresholds)]
+
+
+def regen_heal(*, per_s: int, elapsed_ms: int, carry: int, room: int) -> tuple[int, int]:
+    """``(healed, carry)`` of one tick as tick.lua computes it: ``per_s x elapsed_ms + carry``
+    thousandths of HP, the whole HP healed up to ``room`` (max_hp - hp), the thousandths left
+    carried to the next tick (none once capped, or without regeneration)."""
+    milli = per_s * max(0, elapsed_ms) + carry
+    whole = milli // 1000
+    if per_s == 0 or whole > room:
+        return min(whole, room), 0
+    return whole, milli - whole * 1000
 
 
 def damage_taken_split(total: int, bp: int) -> tuple[int, int]:

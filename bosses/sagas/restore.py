@@ -205,7 +205,7 @@ class _ArchiveTotals:
         self.players: dict[str, int] = {}
         # per session: the recovered damage the archive shows applied
         self.recovered_applied: dict[str, int] = {}
-        self.applied = self.overkill = self.mitigated = 0
+        self.applied = self.overkill = self.mitigated = self.healed = 0
         for ev in events:
             self._add(ev)
 
@@ -213,6 +213,7 @@ class _ArchiveTotals:
         self.applied += ev.applied
         self.overkill += ev.overkill
         self.mitigated += ev.mitigated
+        self.healed += ev.healed
         for session, s in ev.seqs.items():
             self.seq[session] = max(self.seq.get(session, 0), int(s))
         for field, amount in ev.deltas.items():
@@ -276,8 +277,12 @@ def _restored_state(
         "phase": phase,
         "phase_name": phase_name,
         "opening": OPENING_PHASE_NAME,
-        "phases": json.dumps(authority_phases(thresholds, setup.damage_taken)),
+        "phases": json.dumps(authority_phases(thresholds, setup.damage_taken, setup.regen)),
         "damage_taken_bp": setup.damage_taken[phase],
+        "regen_per_s": setup.regen[phase],
+        "healed": totals.healed,
+        "regen_ms": now_ms,
+        "regen_carry": 0,
         "accepted": totals.applied + totals.mitigated + totals.overkill + sum(settlements.buf.values()),
         "applied": totals.applied,
         "overkill": totals.overkill,

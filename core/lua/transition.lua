@@ -14,6 +14,8 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local version = tonumber(s[2]) + 1
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'version', I(version), 'changed_ms', I(now))
+-- Regeneration runs while live only: a resume restarts its clock (tick.lua).
+if ARGV[1] == 'live' then redis.call('HSET', KEYS[1], 'regen_ms', I(now)) end
 redis.call('XADD', KEYS[2], I(version) .. '-1', 'v', I(version), 'kind', 'status',
   'status', ARGV[1], 'hp', s[3], 'applied', 0, 'overkill', 0, 'd', '{}', 'ts', I(now))
 redis.call('SADD', KEYS[3], ARGV[2])

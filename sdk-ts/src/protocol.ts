@@ -96,6 +96,7 @@ export interface StateFrame {
   ts: number | null;
   gen: number;
   damage_taken_bp: number;
+  regen_per_s: number;
 }
 
 /** The boss entered another phase (after the ``state`` of the same version). */

@@ -86,6 +86,7 @@ def test_the_pass_publishes_the_state_it_applied(make_boss, make_session, r):
         "ts": state["ts"],
         "gen": 0,
         "damage_taken_bp": 6_000,  # the phase the tick entered takes 60 % from the next tick on
+        "regen_per_s": 0,
     }
     assert phase["type"] == "phase" and phase["phase"] == "Half" and phase["version"] == 2
     assert state == {**authority.read_state(r, boss.pk).as_message(), "ts": state["ts"]}

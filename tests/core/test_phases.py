@@ -17,7 +17,9 @@ from core.phases import (
     parse_phases,
     phase_damage_taken,
     phase_of,
+    phase_regen,
     phase_thresholds,
+    regen_heal,
 )
 from tests.support.processes import ROOT
 
@@ -123,14 +125,33 @@ def test_the_opening_phase_has_one_name_and_phase_of_one_body() -> None:
 def test_phases_carry_a_damage_taken_multiplier_in_basis_points() -> None:
     text = "75:Enraged takes 75%, 50:Frenzy, 25:Last stand takes 12.5 %"
     assert parse_phase_mechanics(text) == [
-        (75.0, "Enraged", 7_500),
-        (50.0, "Frenzy", FULL_DAMAGE_BP),
-        (25.0, "Last stand", 1_250),
+        (75.0, "Enraged", 7_500, 0),
+        (50.0, "Frenzy", FULL_DAMAGE_BP, 0),
+        (25.0, "Last stand", 1_250, 0),
     ]
     assert parse_phases(text) == [(75.0, "Enraged"), (50.0, "Frenzy"), (25.0, "Last stand")]
     assert phase_damage_taken(text) == [FULL_DAMAGE_BP, 7_500, FULL_DAMAGE_BP, 1_250]
     assert phase_damage_taken("") == [FULL_DAMAGE_BP]
-    assert parse_phase_mechanics("60:Immune takes 0%") == [(60.0, "Immune", 0)]
+    assert parse_phase_mechanics("60:Immune takes 0%") == [(60.0, "Immune", 0, 0)]
+
+
+def test_phases_carry_a_regeneration_in_hp_per_second() -> None:
+    text = "75:Enraged takes 75% regen 50/s, 50:Frenzy regen 3 / s takes 10%, 25:Last stand"
+    assert parse_phase_mechanics(text) == [
+        (75.0, "Enraged", 7_500, 50),
+        (50.0, "Frenzy", 1_000, 3),
+        (25.0, "Last stand", FULL_DAMAGE_BP, 0),
+    ]
+    assert phase_regen(text) == [0, 50, 3, 0]
+    assert parse_phases(text) == [(75.0, "Enraged"), (50.0, "Frenzy"), (25.0, "Last stand")]
+
+
+def test_regeneration_heals_whole_hp_and_carries_the_thousandths() -> None:
+    assert regen_heal(per_s=3, elapsed_ms=100, carry=900, room=10) == (1, 200)  # 0.3 + 0.9 HP
+    assert regen_heal(per_s=3, elapsed_ms=100, carry=0, room=10) == (0, 300)
+    assert regen_heal(per_s=50, elapsed_ms=1_000, carry=0, room=20) == (20, 0)  # capped: no carry
+    assert regen_heal(per_s=0, elapsed_ms=10**9, carry=0, room=5) == (0, 0)
+    assert regen_heal(per_s=7, elapsed_ms=-5, carry=10, room=5) == (0, 10)  # a clock step back
 
 
 @pytest.mark.parametrize(
@@ -140,7 +161,11 @@ def test_phases_carry_a_damage_taken_multiplier_in_basis_points() -> None:
         ("75:Enraged takes 75", 'write the damage taken as "takes 75%"'),
         ("75:Enraged takes 7.505%", 'write the damage taken as "takes 75%"'),
         ("75:Enraged takes -5%", 'write the damage taken as "takes 75%"'),
-        ("75: takes 50%", 'must look like "75:Enraged" or "75:Enraged takes 75%"'),
+        ("75: takes 50%", 'must look like "75:Enraged" or "75:Enraged takes 75% regen 50/s"'),
+        ("75:Healer regen 5", 'write regeneration as "regen 50/s"'),
+        ("75:Healer regen 1.5/s", 'write regeneration as "regen 50/s"'),
+        ("75:Healer regen 2000000/s", "regeneration must be at most 1,000,000 HP per second"),
+        ("75:Healer regen 5/s regen 6/s", 'write regeneration as "regen 50/s"'),
     ],
 )
 def test_a_bad_multiplier_is_refused_naming_the_field(text: str, message: str) -> None:

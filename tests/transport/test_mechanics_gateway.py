@@ -15,6 +15,7 @@ from bosses.services import boss_go_live, boss_tick, event_log_archive
 from bosses.verification import boss_verify
 from shards.services import shard_create
 from tests.support import processes
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True), pytest.mark.timeout(90)]
 
@@ -86,6 +87,63 @@ async def test_a_phase_that_takes_half_damage_over_the_gateway(gateway_url):
             31_251,
             1_250,
         )
+        event_log_archive(boss=fresh)
+        assert boss_verify(boss=fresh).ok
+
+    await sync_to_async(books)()
+
+
+async def test_a_regenerating_phase_heals_between_hits_over_the_gateway(gateway_url):
+    """The boss heals while nobody hits it: it stays marked for the tick, each tick's frame
+    shows the healed HP, and the killing blow is applied against it."""
+    from asgiref.sync import sync_to_async
+
+    def setup():
+        boss = BossEncounter.objects.create(
+            name="Hydra", slug="hydra", max_hp=100_000, phases="90:Mending regen 20000/s"
+        )
+        boss_go_live(boss=boss)
+        _, token = shard_create(key="gw-regen", name="GW")
+        return boss, token
+
+    boss, token = await sync_to_async(setup)()
+    tick = sync_to_async(lambda: boss_tick(boss_id=boss.pk, force=True))
+    async with (
+        connect(f"{gateway_url}/ws/bosses/hydra/") as watcher,
+        connect(
+            f"{gateway_url}/ws/shards/gw-regen/", additional_headers={"Authorization": f"Bearer {token}"}
+        ) as game,
+    ):
+        assert json.loads(await game.recv())["type"] == "welcome"
+        assert (await _state(watcher, 1))["regen_per_s"] == 0  # the opening phase does not heal
+        await game.send(json.dumps({"type": "damage", "boss": "hydra", "seq": 1, "amount": 50_000}))
+        assert json.loads(await game.recv())["seq"] == 1
+        out = await tick()
+        assert (out.hp, out.healed, out.regen_per_s) == (50_000, 0, 20_000)  # enters Mending
+        frame = await _state(watcher, out.version)
+        assert (frame["hp"], frame["regen_per_s"]) == (50_000, 20_000)
+
+        # No damage now: the boss is still ticked, and heals (20 HP per ms).
+        def healing_tick():
+            o = boss_tick(boss_id=boss.pk, force=True)
+            return o if o.code == "applied" else None
+
+        out = await sync_to_async(lambda: wait_until(healing_tick, what="a tick that heals"))()
+        assert out.healed > 0 and out.hp == 50_000 + out.healed and out.applied == 0
+        healed_frame = await _state(watcher, out.version)
+        assert healed_frame["hp"] == out.hp
+        await game.send(json.dumps({"type": "damage", "boss": "hydra", "seq": 2, "amount": 200_000}))
+        assert json.loads(await game.recv())["seq"] == 2
+        final = await tick()
+        assert final.defeated and final.hp == 0
+        assert final.applied == out.hp + final.healed and final.overkill == 200_000 - final.applied
+
+    def books():
+        fresh = BossEncounter.objects.get(pk=boss.pk)
+        report = boss_verify(boss=fresh)
+        assert report.ok, report.problems
+        assert report.hp == 0 == report.max_hp - report.applied + report.healed
+        assert report.healed >= out.healed and report.accepted == 250_000
         event_log_archive(boss=fresh)
         assert boss_verify(boss=fresh).ok
 

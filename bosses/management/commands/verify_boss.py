@@ -30,7 +30,7 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"{boss.slug} ({report.status}): hp {report.hp:,}/{report.max_hp:,} v{report.version}\n"
                 f"  accepted {report.accepted:,} = applied {report.applied:,} + mitigated {report.mitigated:,} + overkill "
-                f"{report.overkill:,} + buffered {report.buffered:,}\n"
+                f"{report.overkill:,} + buffered {report.buffered:,}; healed {report.healed:,}\n"
                 f"  recovered {report.recovered:,}, discarded {report.discarded:,}, "
                 f"replay hp {report.replay_hp:,} over {report.events} events"
             )
