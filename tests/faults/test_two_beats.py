@@ -3,12 +3,13 @@
 The platform (uvicorn, a worker) runs with two beats (tests/support/processes.py
 ``start_beat`` twice, 200 ms crash scan), so the sync tick, the crash scan and the saga
 sweeps all run twice per period, often concurrently. Two game servers on the real SDK
-(tests/faults/sdk_proc.py) feed a *fair* boss: one with five players, one stopped (SIGSTOP)
-past the 2 s heartbeat timeout, fenced and settled, then resumed under a new epoch. Then a
-third shard lands the killing blow and the victory saga pays the rewards. Ticks and sagas
-happen exactly once: versions 1..n and the log replays to HP (``verify_boss``), every point
-generated is applied, per player too, one crash saga for the stopped session whose amount is
-what its SDK dropped, one victory saga, one reward per player. Figures are
+(tests/faults/sdk_proc.py) feed a *fair* boss: one with five players; one (``hold`` mode) that
+lands 300, then, while the boss is paused, holds 450 its heartbeats report, and is killed
+(``kill -9``): two crash scans find it silent past the 2 s heartbeat timeout. The boss
+resumes, then a third shard lands the killing blow and the victory saga pays the rewards.
+Ticks and sagas happen exactly once: versions 1..n and the log replays to HP
+(``verify_boss``), every point generated is applied, per player too, one crash saga that
+recovered the 450 once, one victory saga, one reward per player. Figures are
 printed (``TWO BEATS {...}``).
 """
 
@@ -20,7 +21,7 @@ import signal
 import pytest
 
 from bosses.models import Contribution, RewardGrant, SagaRun, SagaStatus
-from bosses.services import boss_go_live
+from bosses.services import boss_go_live, boss_pause, boss_resume
 from bosses.verification import boss_verify
 from core import keys
 from core.redis import get_redis
@@ -33,6 +34,7 @@ from tests.support.waiting import wait_until
 pytestmark = [pytest.mark.process, pytest.mark.fault, pytest.mark.timeout(180)]
 
 MAX_HP = 10_000_000
+HELD = 450  # what the killed game server held (tests/faults/sdk_proc.py, ``hold`` mode)
 
 
 @pytest.fixture
@@ -66,26 +68,34 @@ def test_two_beats_tick_and_run_sagas_exactly_once(two_beat_platform, sdk_procs,
     a, a_token = shard_create(key="beats-a", name="A")
     b, b_token = shard_create(key="beats-b", name="B")
     with_players = sdk_procs(url, a.key, a_token, boss.slug, "players")
-    stopped = sdk_procs(url, b.key, b_token, boss.slug, "run")
-    first = stopped.wait_line("CONNECTED")
-    wait_until(lambda: int(r.hget(k.contrib, b.key) or 0) > 2_000, timeout_s=60, what="B's damage landing")
-
-    stopped.pause()
+    holder = sdk_procs(url, b.key, b_token, boss.slug, "hold")
+    flushed = holder.wait_line("FLUSHED")  # 300 acknowledged
+    boss_pause(boss=boss)  # deltas are refused now; heartbeats still report what is held
+    holder.signal(signal.SIGUSR1)
+    holding = holder.wait_line("HOLDING")
+    assert holding["unacked"] == HELD, holding
+    sess = keys.session_id(b.key, flushed["epoch"])
+    wait_until(lambda: int(r.hget(k.held, sess) or 0) == HELD, timeout_s=30, what="its held report")
+    holder.kill9()  # gone while holding: two crash scans see it silent past the timeout
     crash = wait_until(lambda: completed(boss, "crash", shard_key=b.key), timeout_s=60, what="B's crash saga")
-    stopped.resume()
-    wait_until(
-        lambda: r.hexists(k.seq, keys.session_id(b.key, first["epoch"] + 1)), timeout_s=60, what="B back"
-    )
-    for proc in (with_players, stopped):
-        proc.signal(signal.SIGUSR1)
-    done_a, done_b = with_players.wait_line("DONE", timeout_s=60), stopped.wait_line("DONE", timeout_s=60)
-    assert done_a["flushed"] and done_b["flushed"] and done_b["fences"] == 1, (done_a, done_b)
+    boss_resume(boss=boss)
+    wait_until(lambda: int(r.hget(k.contrib, a.key) or 0) > 2_000, timeout_s=60, what="A's damage landing")
+    resumed_at = int(r.hget(k.state, "version"))
+    wait_until(lambda: int(r.hget(k.state, "version")) >= resumed_at + 30, timeout_s=60, what="30 ticks more")
+    with_players.signal(signal.SIGUSR1)
+    done_a = with_players.wait_line("DONE", timeout_s=60)
+    assert done_a["flushed"], done_a
     wait_until(lambda: r.hlen(k.buf) == 0 and r.hlen(k.pbuf) == 0, timeout_s=30, what="the tick drains")
     report = boss_verify(boss=boss)
     assert report.ok, report.problems
-    assert report.applied == done_a["generated"] + done_b["generated"] and report.discarded == 0, report
-    assert [s.amount for s in crash] == [done_b["dropped"]] and report.recovered == done_b["dropped"], crash
-    assert {p: int(v) for p, v in r.hgetall(k.players).items()} == done_a["per_player"]
+    generated = done_a["generated"] + 300 + HELD
+    assert report.applied == generated and report.discarded == 0, report
+    assert [s.amount for s in crash] == [HELD] and report.recovered == HELD, crash  # settled once
+    assert {p: int(v) for p, v in r.hgetall(k.players).items()} == {
+        **done_a["per_player"],
+        "alice": 300,
+        "bob": HELD,
+    }
 
     slayer, slayer_token = shard_create(key="beats-slayer", name="Slayer")
     session = shard_session_open(shard=shard_authenticate(shard_key=slayer.key, token=slayer_token))
@@ -102,9 +112,9 @@ def test_two_beats_tick_and_run_sagas_exactly_once(two_beat_platform, sdk_procs,
     report = boss_verify(boss=boss)
     assert report.ok and report.status == "defeated" and report.applied == MAX_HP, report
     assert len(SagaRun.objects.filter(boss=boss, kind="victory")) == 1
-    assert len(SagaRun.objects.filter(boss=boss, kind="crash", shard_key=b.key, epoch=first["epoch"])) == 1
+    assert len(SagaRun.objects.filter(boss=boss, kind="crash", shard_key=b.key, epoch=flushed["epoch"])) == 1
     credit = {p: int(v) for p, v in r.hgetall(k.players).items()}
-    assert credit == {**done_a["per_player"], "slayer": blow}
+    assert credit == {**done_a["per_player"], "alice": 300, "bob": HELD, "slayer": blow}
     paid = dict(Contribution.objects.filter(boss=boss, kind="player").values_list("name", "damage"))
     assert paid == credit
     grants = list(RewardGrant.objects.filter(boss=boss).values_list("player", "tier"))
@@ -112,12 +122,12 @@ def test_two_beats_tick_and_run_sagas_exactly_once(two_beat_platform, sdk_procs,
     figures = {
         "beats": 2,
         "versions": report.version,
-        "generated": done_a["generated"] + done_b["generated"],
+        "generated": generated,
         "crash_sagas_of_the_stopped_session": 1,
         "settled": crash[0].amount,
         "recovered": report.recovered,
         "victory_sagas": 1,
         "rewards": len(grants),
-        "longest_without_acks_s": done_a["longest_gap_s"],
+        "longest_without_acks_s_boss_paused_included": done_a["longest_gap_s"],
     }
     print("\nTWO BEATS", json.dumps(figures))
