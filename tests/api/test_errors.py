@@ -57,6 +57,8 @@ def test_bad_json_wrong_types_and_oversized_bodies_on_every_write(api, key):
         ({"name": "N", "slug": "s", "max_hp": 2**60}, "max_hp"),
         ({"name": "N", "slug": "s", "max_hp": "many"}, "max_hp"),
         ({"name": "N", "slug": "s", "max_hp": 10, "phases": "50:A, 70:B"}, "phases"),
+        ({"name": "N", "slug": "s", "max_hp": 10, "phases": "50:A takes 150%"}, "phases"),
+        ({"name": "N", "slug": "s", "max_hp": 10, "phases": "50:A regen fast"}, "phases"),
         ({"name": "N", "slug": "s", "max_hp": 10, "min_damage": 9, "max_damage": 3}, "min_damage"),
         ({"name": "N", "slug": "s", "max_hp": 10, "tick_interval_ms": 5}, "tick_interval_ms"),
         ({"name": "N", "slug": "s", "max_hp": 10, "crash_policy": "lenient"}, "crash_policy"),
@@ -80,12 +82,16 @@ def test_patch_refusals_write_nothing(api, key):
         ({"max_hp": -5}, "max_hp"),
         ({"min_damage": 500, "max_damage": 100}, "min_damage"),
         ({"name": "Fine", "phases": "nonsense"}, "phases"),  # a good field with a bad one: neither
+        ({"phases": "75:Enraged takes 75 %, 50:Frenzy regen 2000000/s"}, "phases"),
         ({"heartbeat_interval_ms": 5000, "heartbeat_timeout_ms": 4000}, "heartbeat_timeout_ms"),
     ):
         reply = api.call("PATCH", "/bosses/draft-1", key=key, body=body)
         assert (reply.status, reply.code, reply.body["error"].get("field")) == (422, "invalid", field), reply
     assert _snapshot()[0] == before
     assert api.call("PATCH", "/bosses/ghost", key=key, body={"name": "x"}).code == "unknown_boss"
+    mechanics = "75:Enraged takes 75% regen 50/s, 50:Frenzy"
+    reply = api.call("PATCH", "/bosses/draft-1", key=key, body={"phases": mechanics})
+    assert reply.status == 200 and reply.body["phases"] == mechanics, reply
 
 
 def test_a_running_and_an_ended_fight_take_what_the_admin_takes(api, key):

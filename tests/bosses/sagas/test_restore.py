@@ -294,3 +294,33 @@ def test_any_schedule_of_archives_rollbacks_and_losses_ends_exact(
     authority_check_all()
     settle(boss, clients)
     the_fight_is_exact(boss, clients)
+
+
+def test_a_restored_fight_keeps_its_mechanics_and_their_books(make_boss, make_session, r):
+    """The phases' multiplier and regeneration, and the mitigated and healed counters, come
+    back from the archive and the frozen configuration (docs/liveops.md, "Mechanics")."""
+    boss = make_boss(max_hp=100_000, phases="90:Shelled takes 50% regen 1000/s")
+    boss_go_live(boss=boss)
+    session = make_session("mech-1")
+    for seq, amount in enumerate((20_000, 10_001), start=1):  # the second in Shelled: half counts
+        delta_ingest(boss_id=boss.pk, shard_key="mech-1", epoch=session.epoch, seq=seq, amount=amount)
+        boss_tick(boss_id=boss.pk, force=True)
+    before = boss_verify(boss=boss)
+    assert before.ok and before.mitigated == 5_001 and before.healed >= 0
+    event_log_archive(boss=boss)
+    r.flushdb()  # total loss
+    [saga] = authority_check_all()
+    assert saga.status == SagaStatus.COMPLETED
+    state = authority.read_state(r, boss.pk)
+    assert state is not None and (state.damage_taken_bp, state.regen_per_s) == (5_000, 1_000)
+    fields = r.hgetall(keys.BossKeys(boss.pk).state)
+    assert (int(fields["mitigated"]), int(fields["healed"])) == (before.mitigated, before.healed)
+    boss.refresh_from_db()
+    assert boss_verify(boss=boss).ok
+    session = make_session("mech-2")
+    delta_ingest(boss_id=boss.pk, shard_key="mech-2", epoch=session.epoch, seq=1, amount=9)
+    out = boss_tick(boss_id=boss.pk, force=True)
+    assert (out.applied, out.mitigated) == (4, 5)  # still Shelled: floor(9 / 2)
+    report = boss_verify(boss=boss)
+    assert report.ok, report.problems
+    assert report.mitigated == before.mitigated + 5 and report.hp == state.hp + out.healed - 4
