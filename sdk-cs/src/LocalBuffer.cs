@@ -371,10 +371,13 @@ namespace WorldBoss
         public long DropAll()
         {
             long amount = Unacked;
+            long inDeltas = Inflight != null ? Inflight.Amount : 0;
+            foreach (var d in Queued) inDeltas += d.Amount;
             Inflight = null;
             Queued = new List<Delta>();
             Kept = new List<Delta>();
             Drop(Pending, null);
+            Dropped += inDeltas; // the in-flight delta and the queued re-sends are given up too
             Reported = new Counts();
             return amount;
         }

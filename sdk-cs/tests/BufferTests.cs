@@ -138,6 +138,7 @@ namespace WorldBoss.Tests
             b.Add(4);
             Assert.Equal(7L, b.DropAll(), "everything held");
             Assert.Equal(0L, b.Unacked, "nothing left");
+            Assert.Equal(7L, b.Dropped, "the in-flight delta counted as dropped too");
         }
     }
 }

@@ -279,10 +279,12 @@ export class LocalBuffer {
   /** Give up everything held (the boss is over); how much. */
   dropAll(): number {
     const amount = this.unacked;
+    const inDeltas = sum(this.queued.map((d) => d.amount)) + (this.inflight?.amount ?? 0);
     this.inflight = null;
     this.queued = [];
     this.kept = [];
     this.drop(this.pending);
+    this.dropped += inDeltas; // the in-flight delta and the queued re-sends are given up too
     this.reported = new Map();
     return amount;
   }

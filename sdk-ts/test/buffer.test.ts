@@ -70,3 +70,12 @@ test("a heartbeat's parts: who holds what waits, and the in-flight delta's playe
   b.fenced(0, 60, new Map([["alice", 60]])); // the platform says whom it credited
   assert.deepEqual(Object.fromEntries(b.players), { alice: 40, bob: 40 });
 });
+
+test("giving up on a boss that is over counts the in-flight delta as dropped", () => {
+  const b = new LocalBuffer();
+  b.add(60, "a");
+  b.take();
+  b.add(10, "b");
+  assert.equal(b.dropAll(), 70);
+  assert.deepEqual([b.dropped, b.unacked, b.pending], [70, 0, 0]);
+});
