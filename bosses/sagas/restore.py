@@ -402,6 +402,14 @@ def _reopen(boss: BossEncounter) -> Callable[[SagaRun], dict[str, Any]]:
             if to == BossStatus.DEFEATED:
                 r.sadd(keys.BossKeys(boss.pk).dirty, boss.pk)
         state = authority.read_state(r, boss.pk)
+        if (
+            state is not None
+            and state.regen_per_s > 0
+            and state.hp < state.max_hp
+            and to != BossStatus.DEFEATED
+        ):
+            # A regenerating phase heals with nobody hitting it: the tick must visit it (tick.lua).
+            r.sadd(keys.BossKeys(boss.pk).dirty, boss.pk)
         if state is not None:
             messages_publish(boss_id=boss.pk, messages=[state.as_message()])
         return {"status": to, "version": state.version if state else 0}

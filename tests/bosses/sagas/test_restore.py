@@ -315,6 +315,8 @@ def test_a_restored_fight_keeps_its_mechanics_and_their_books(make_boss, make_se
     assert state is not None and (state.damage_taken_bp, state.regen_per_s) == (5_000, 1_000)
     fields = r.hgetall(keys.BossKeys(boss.pk).state)
     assert (int(fields["mitigated"]), int(fields["healed"])) == (before.mitigated, before.healed)
+    # Below max HP in a regenerating phase: marked for the tick, so it heals unhit.
+    assert str(boss.pk) in r.smembers(keys.BossKeys(boss.pk).dirty)
     boss.refresh_from_db()
     assert boss_verify(boss=boss).ok
     session = make_session("mech-2")
