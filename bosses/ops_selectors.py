@@ -376,7 +376,7 @@ def ops_snapshot(
         state=ops_state_message(boss=boss, state=state),
         ledger={
             name: _number(state, name)
-            for name in ("accepted", "applied", "overkill", "recovered", "discarded")
+            for name in ("accepted", "applied", "mitigated", "overkill", "healed", "recovered", "discarded")
         },
         buffered=sum(int(v) for v in raw["buf"].values()),
         dps=ops_dps(entries=entries, now_ms=now_ms),

@@ -124,6 +124,7 @@ def test_snapshot_has_state_ledger_events_series_sagas_and_tick_lag(live_boss, m
     state = snap["state"]
     assert (state["hp"], state["status"]) == (1_000_000 - 3_500, "paused")
     assert snap["ledger"]["accepted"] == snap["ledger"]["applied"] == 3_500 and snap["buffered"] == 0
+    assert snap["ledger"]["mitigated"] == snap["ledger"]["healed"] == 0
     assert [e["kind"] for e in snap["events"][:3]] == ["status", "tick", "tick"]
     assert snap["events"][1]["deltas"] == {f"eu-1:{s.epoch}": 2_500}
     assert [p[1] for p in snap["series"]] == [1_000_000, 999_000, 996_500, 996_500]
