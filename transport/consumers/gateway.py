@@ -358,7 +358,10 @@ class ShardGatewayConsumer(GuardedSocketMixin, SocketGaugeMixin, DirectDispatchM
     async def _ticket_deadline(self) -> None:
         """A ticket vouches for its player until its ``exp``, on an open socket too."""
         assert self.ticket_expires_s is not None
+        # the loop timer runs on the monotonic clock and may wake a hair before exp by the wall
+        # clock: sleep again until the wall clock has reached it
         await asyncio.sleep(max(0.0, self.ticket_expires_s - time.time()))
+        await asyncio.sleep(max(0.0, self.ticket_expires_s - time.time()))  # at most a hair more
         await self._ticket_expired_close()
 
     def _ticket_expired(self) -> bool:
