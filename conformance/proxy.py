@@ -130,34 +130,27 @@ class FaultProxy:
 
     def cut(self) -> int:
         """Abort every relayed connection (no close frame, as a lost network); how many."""
-        done = threading.Event()
-        count = [0]
-
-        def abort() -> None:
-            for client_side, server_side in list(self._pairs):
-                client_side.transport.abort()
-                server_side.transport.abort()
-                count[0] += 1
-            done.set()
-
-        self._loop.call_soon_threadsafe(abort)
-        done.wait(5)
-        return count[0]
+        return self._on_every_pair(lambda transport: transport.abort())
 
     def hold(self) -> int:
         """Stop reading every relayed connection, both ways (a link that went silent: no
         frame, no pong, no close; TCP stays up). New connections are relayed as usual."""
+        return self._on_every_pair(lambda transport: transport.pause_reading())
+
+    def _on_every_pair(self, act) -> int:
+        """Apply ``act`` to both transports of every relayed connection, on the proxy's loop;
+        how many connections."""
         done = threading.Event()
         count = [0]
 
-        def pause() -> None:
+        def run() -> None:
             for client_side, server_side in list(self._pairs):
-                client_side.transport.pause_reading()
-                server_side.transport.pause_reading()
+                act(client_side.transport)
+                act(server_side.transport)
                 count[0] += 1
             done.set()
 
-        self._loop.call_soon_threadsafe(pause)
+        self._loop.call_soon_threadsafe(run)
         done.wait(5)
         return count[0]
 

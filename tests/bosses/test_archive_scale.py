@@ -8,18 +8,15 @@ copy), the crash scan and saga resumption. The SQL they issue is counted with Dj
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from bosses import tasks
-from bosses.models import BossEncounter, BossEvent, BossStatus
+from bosses.models import BossEncounter, BossEvent
 from bosses.services import ARCHIVE_PASS_BOSSES, SQL_BATCH_BOSSES, boss_tick
-from core import authority, keys
-from core.phases import OPENING_PHASE_NAME
 from tests.support.authority import delta_ingest
+from tools.bench.harness import live_bosses_create
 
 pytestmark = pytest.mark.django_db
 
@@ -28,41 +25,14 @@ SEED_BATCH = 500
 
 def live_bosses(count: int, *, first: int) -> list[BossEncounter]:
     """``count`` live bosses, each seeded in Redis with its incarnation and in the live set."""
-    from core.redis import get_redis
-
-    rows = [
-        BossEncounter(
-            name=f"Scale {first + i}",
-            slug=f"scale-{first + i}",
-            max_hp=1_000_000,
-            phases="",
-            incarnation=uuid.uuid4().hex,
-        )
-        for i in range(count)
-    ]
-    made = BossEncounter.objects.bulk_create(rows)
-    made = list(BossEncounter.objects.filter(slug__in=[b.slug for b in rows]).order_by("pk"))
-    r = get_redis()
-    for start in range(0, len(made), SEED_BATCH):
-        batch = made[start : start + SEED_BATCH]
-        calls = [
-            authority.seed_call(
-                boss_id=b.pk,
-                max_hp=b.max_hp,
-                phases=[],
-                opening=OPENING_PHASE_NAME,
-                fight=b.fight,
-                slug=b.slug,
-                min_tick_ms=0,
-                floors={},
-                incarnation=b.incarnation,
-            )
-            for b in batch
-        ]
-        assert all(out.code == "ok" for out in authority.run_many(r, calls))
-        r.sadd(keys.LIVE_BOSSES, *[b.pk for b in batch])
-    BossEncounter.objects.filter(pk__in=[b.pk for b in made]).update(status=BossStatus.LIVE)
-    return made
+    return live_bosses_create(
+        count=count,
+        slug_prefix=f"scale-{first}-",
+        name_prefix=f"Scale {first}-",
+        max_hp=1_000_000,
+        min_tick_ms=0,
+        batch=SEED_BATCH,
+    )
 
 
 def damage(bosses: list[BossEncounter], session) -> None:

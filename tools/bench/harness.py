@@ -276,6 +276,56 @@ async def boss_seed(boss_id: int, *, max_hp: int = BENCH_MAX_HP, shard_keys: Seq
         await r.hset(SHARD_EPOCHS, mapping=dict.fromkeys(shard_keys, 1))
 
 
+def live_bosses_create(
+    *, count: int, slug_prefix: str, name_prefix: str, max_hp: int, min_tick_ms: int, batch: int = 500
+) -> list:
+    """``count`` live bosses without phases, as ``boss_go_live`` leaves them: rows made in one
+    bulk insert, each seeded in Redis with its incarnation (``batch`` scripts a round trip) and
+    in the live set. Slugs ``<slug_prefix><i>``. Raises when a seed is refused."""
+    import uuid
+
+    from bosses.models import BossEncounter, BossStatus
+    from core import authority, keys
+    from core.phases import OPENING_PHASE_NAME
+    from core.redis import get_redis
+
+    rows = [
+        BossEncounter(
+            name=f"{name_prefix}{i}",
+            slug=f"{slug_prefix}{i}",
+            max_hp=max_hp,
+            phases="",
+            incarnation=uuid.uuid4().hex,
+        )
+        for i in range(count)
+    ]
+    BossEncounter.objects.bulk_create(rows)
+    made = list(BossEncounter.objects.filter(slug__in=[b.slug for b in rows]).order_by("pk"))
+    r = get_redis()
+    for start in range(0, len(made), batch):
+        part = made[start : start + batch]
+        calls = [
+            authority.seed_call(
+                boss_id=b.pk,
+                max_hp=b.max_hp,
+                phases=[],
+                opening=OPENING_PHASE_NAME,
+                fight=b.fight,
+                slug=b.slug,
+                min_tick_ms=min_tick_ms,
+                floors={},
+                incarnation=b.incarnation,
+            )
+            for b in part
+        ]
+        refused = [out for out in authority.run_many(r, calls) if out.code != "ok"]
+        if refused:
+            raise RuntimeError(f"seeding live bosses refused: {refused[0]}")
+        r.sadd(keys.LIVE_BOSSES, *[b.pk for b in part])
+    BossEncounter.objects.filter(pk__in=[b.pk for b in made]).update(status=BossStatus.LIVE)
+    return made
+
+
 def boss_seed_call(boss_id: int, *, max_hp: int = BENCH_MAX_HP):
     """The seed call of a bench boss: no phases, no tick spacing, slug ``bench-<id>``."""
     from core import authority

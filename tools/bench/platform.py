@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tools.bench.harness import percentile
+from tools.bench.harness import live_bosses_create, percentile
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARD = "bench-platform"
@@ -72,40 +72,10 @@ def _pct(values: list[float], p: float) -> float | None:
 
 def _create_bosses(n: int) -> list[int]:
     """``n`` live bosses (the last one the probe's), as ``boss_go_live`` leaves them."""
-    from bosses.models import BossEncounter, BossStatus
-    from core import authority, keys
-    from core.phases import OPENING_PHASE_NAME
-    from core.redis import get_redis
-
     tag = uuid.uuid4().hex[:6]
-    rows = [
-        BossEncounter(
-            name=f"P {i}", slug=f"p-{tag}-{i}", max_hp=MAX_HP, phases="", incarnation=uuid.uuid4().hex
-        )
-        for i in range(n)
-    ]
-    BossEncounter.objects.bulk_create(rows)
-    made = list(BossEncounter.objects.filter(slug__startswith=f"p-{tag}-").order_by("pk"))
-    r = get_redis()
-    for start in range(0, len(made), BATCH):
-        batch = made[start : start + BATCH]
-        calls = [
-            authority.seed_call(
-                boss_id=b.pk,
-                max_hp=b.max_hp,
-                phases=[],
-                opening=OPENING_PHASE_NAME,
-                fight=b.fight,
-                slug=b.slug,
-                min_tick_ms=80,
-                floors={},
-                incarnation=b.incarnation,
-            )
-            for b in batch
-        ]
-        authority.run_many(r, calls)
-        r.sadd(keys.LIVE_BOSSES, *[b.pk for b in batch])
-    BossEncounter.objects.filter(pk__in=[b.pk for b in made]).update(status=BossStatus.LIVE)
+    made = live_bosses_create(
+        count=n, slug_prefix=f"p-{tag}-", name_prefix="P ", max_hp=MAX_HP, min_tick_ms=80, batch=BATCH
+    )
     return [b.pk for b in made]
 
 

@@ -57,6 +57,11 @@ class FarSdk(SdkProcess):
             processes.subprocess_env(**env),
         )
 
+    def latest(self) -> dict:
+        """Its newest PROGRESS line (before the first one: nothing acknowledged yet)."""
+        rows = self.lines("PROGRESS")
+        return rows[-1] if rows else {"acked": 0, "connects": 0, "epoch": None, "t": 0.0, "last_ack_t": 0.0}
+
 
 @pytest.fixture
 def rig_platform(transactional_db, far_host):

@@ -38,11 +38,6 @@ MAX_HP = 1_000_000
 HEARTBEAT_TIMEOUT_MS = 2_000
 
 
-def latest(proc: FarSdk) -> dict:
-    rows = proc.lines("PROGRESS")
-    return rows[-1] if rows else {"acked": 0, "epoch": None, "t": 0.0, "last_ack_t": 0.0}
-
-
 def test_a_defeat_during_a_partition_never_credits_the_cut_off_servers_held_damage(rig_platform, make_boss):
     host, url = rig_platform
     boss = make_boss(
@@ -59,8 +54,8 @@ def test_a_defeat_during_a_partition_never_credits_the_cut_off_servers_held_dama
     r = get_redis()
     sdk = FarSdk(host, url, far.key, far_token, boss.slug, "players")
     try:
-        wait_until(lambda: latest(sdk)["acked"] > 2_000, timeout_s=60, what="acks over the far link")
-        first_epoch = latest(sdk)["epoch"]
+        wait_until(lambda: sdk.latest()["acked"] > 2_000, timeout_s=60, what="acks over the far link")
+        first_epoch = sdk.latest()["epoch"]
 
         host.cut()
         cut_at = time.monotonic()
@@ -78,12 +73,12 @@ def test_a_defeat_during_a_partition_never_credits_the_cut_off_servers_held_dama
         defeated_after_s = time.monotonic() - cut_at
         sess = keys.session_id(far.key, first_epoch)
         held_at_defeat = int(r.hget(k.held, sess) or 0)  # the platform's view: often 0 (see below)
-        connects = latest(sdk)["connects"]
+        connects = sdk.latest()["connects"]
         wait_until(lambda: time.monotonic() - cut_at >= 4.0, timeout_s=10, what="a 4 s partition")
         host.heal()
         healed_at = time.monotonic()
         wait_until(
-            lambda: latest(sdk)["connects"] > connects, timeout_s=60, what="a reconnect after the heal"
+            lambda: sdk.latest()["connects"] > connects, timeout_s=60, what="a reconnect after the heal"
         )
         reconnected_after_heal_s = time.monotonic() - healed_at
         # Its first delta there is refused ``not_live defeated``, which clears the held report.

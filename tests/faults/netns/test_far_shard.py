@@ -34,11 +34,6 @@ MAX_HP = 50_000_000
 HEARTBEAT_TIMEOUT_MS = 15_000
 
 
-def latest(proc: FarSdk) -> dict:
-    rows = proc.lines("PROGRESS")
-    return rows[-1] if rows else {"acked": 0, "connects": 0, "t": 0.0, "last_ack_t": 0.0}
-
-
 def test_far_shard_through_a_3s_partition_applies_every_point(rig_platform, make_boss):
     host, url = rig_platform
     boss = make_boss(
@@ -52,8 +47,8 @@ def test_far_shard_through_a_3s_partition_applies_every_point(rig_platform, make
     shard, token = shard_create(key="far-1", name="Far 1", region="far")
     sdk = FarSdk(host, url, shard.key, token, boss.slug, "players")
     try:
-        wait_until(lambda: latest(sdk)["acked"] > 2_000, timeout_s=60, what="acks over the far link")
-        before = latest(sdk)
+        wait_until(lambda: sdk.latest()["acked"] > 2_000, timeout_s=60, what="acks over the far link")
+        before = sdk.latest()
 
         host.cut()
         cut_at = time.monotonic()
@@ -62,10 +57,10 @@ def test_far_shard_through_a_3s_partition_applies_every_point(rig_platform, make
         )
         host.heal()
         healed_at = time.monotonic()
-        wait_until(lambda: latest(sdk)["last_ack_t"] > healed_at, timeout_s=60, what="an ack after the heal")
-        first_ack_after_heal = latest(sdk)["last_ack_t"]
-        acked_after = latest(sdk)["acked"]
-        wait_until(lambda: latest(sdk)["acked"] > acked_after + 2_000, timeout_s=60, what="acks going on")
+        wait_until(lambda: sdk.latest()["last_ack_t"] > healed_at, timeout_s=60, what="an ack after the heal")
+        first_ack_after_heal = sdk.latest()["last_ack_t"]
+        acked_after = sdk.latest()["acked"]
+        wait_until(lambda: sdk.latest()["acked"] > acked_after + 2_000, timeout_s=60, what="acks going on")
 
         sdk.signal(signal.SIGUSR1)
         done = sdk.wait_line("DONE", timeout_s=90)

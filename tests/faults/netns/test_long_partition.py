@@ -34,11 +34,6 @@ HEARTBEAT_TIMEOUT_MS = 2_000
 MAX_HP = 50_000_000
 
 
-def latest(proc: FarSdk) -> dict:
-    rows = proc.lines("PROGRESS")
-    return rows[-1] if rows else {"acked": 0, "epoch": None, "t": 0.0, "last_ack_t": 0.0}
-
-
 def settled(boss, epoch: int) -> SagaRun | None:
     return SagaRun.objects.filter(
         boss=boss, kind="crash", shard_key="long-1", epoch=epoch, status=SagaStatus.COMPLETED
@@ -58,8 +53,8 @@ def test_a_long_partition_is_fenced_fair_and_acks_resume_after_the_heal(rig_plat
     shard, token = shard_create(key="long-1", name="Long 1", region="far")
     sdk = FarSdk(host, url, shard.key, token, boss.slug, "players")
     try:
-        wait_until(lambda: latest(sdk)["acked"] > 2_000, timeout_s=60, what="acks over the far link")
-        first_epoch = latest(sdk)["epoch"]
+        wait_until(lambda: sdk.latest()["acked"] > 2_000, timeout_s=60, what="acks over the far link")
+        first_epoch = sdk.latest()["epoch"]
 
         host.cut()
         cut_at = time.monotonic()
@@ -68,14 +63,14 @@ def test_a_long_partition_is_fenced_fair_and_acks_resume_after_the_heal(rig_plat
         wait_until(lambda: time.monotonic() - cut_at >= 5.0, timeout_s=10, what="a 5 s partition")
         host.heal()
         healed_at = time.monotonic()
-        wait_until(lambda: latest(sdk)["last_ack_t"] > healed_at, timeout_s=60, what="an ack after the heal")
-        first_ack = latest(sdk)["last_ack_t"]
-        wait_until(lambda: latest(sdk)["epoch"] not in (None, first_epoch), timeout_s=60, what="a new epoch")
+        wait_until(lambda: sdk.latest()["last_ack_t"] > healed_at, timeout_s=60, what="an ack after the heal")
+        first_ack = sdk.latest()["last_ack_t"]
+        wait_until(lambda: sdk.latest()["epoch"] not in (None, first_epoch), timeout_s=60, what="a new epoch")
         new_epoch_t = next(
             row["t"] for row in sdk.lines("PROGRESS") if row["t"] > healed_at and row["epoch"] != first_epoch
         )
-        acked_after = latest(sdk)["acked"]
-        wait_until(lambda: latest(sdk)["acked"] > acked_after + 2_000, timeout_s=60, what="acks going on")
+        acked_after = sdk.latest()["acked"]
+        wait_until(lambda: sdk.latest()["acked"] > acked_after + 2_000, timeout_s=60, what="acks going on")
 
         sdk.signal(signal.SIGUSR1)
         done = sdk.wait_line("DONE", timeout_s=90)
