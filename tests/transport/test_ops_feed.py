@@ -86,7 +86,14 @@ async def overview_socket(cookie: bytes | None) -> WebsocketCommunicator:
 
 async def test_overview_pushes_every_boss_in_one_message(make_boss, make_session, hub_cleanup, monkeypatch):
     monkeypatch.setattr(ops_consumer, "OVERVIEW_REFRESH_INTERVAL_MS", 50)
-    bosses = [await database_sync_to_async(make_boss)(max_hp=1_000 * (i + 1)) for i in range(12)]
+    # heartbeat intervals of a minute: the two heartbeats below stay "ok" however long a loaded
+    # machine takes to reach the first overview
+    bosses = [
+        await database_sync_to_async(make_boss)(
+            max_hp=1_000 * (i + 1), heartbeat_interval_ms=60_000, heartbeat_timeout_ms=120_000
+        )
+        for i in range(12)
+    ]
     for b in bosses[:10]:
         await database_sync_to_async(boss_go_live)(boss=b)
     eu = await database_sync_to_async(make_session)("eu-1")
